@@ -1,0 +1,109 @@
+"""API keys: generation, hashing and lookup; who may write or manage what."""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+import string
+from dataclasses import dataclass
+
+from flask import request
+from sqlalchemy import exists, func, select
+
+from fieldstation.errors import Forbidden, Unauthorized
+from fieldstation.extensions import db
+from fieldstation.models import ApiKey, Channel, Device, KeyKind, User
+
+_ALPHABET = string.ascii_uppercase + string.digits
+#: ThingSpeak-style 16-character keys: 82 bits, short enough to type into firmware.
+KEY_LENGTH = 16
+
+
+def generate_key(length: int = KEY_LENGTH) -> str:
+    """A new random key (upper-case letters and digits)."""
+    return "".join(secrets.choice(_ALPHABET) for _ in range(length))
+
+
+def hash_key(raw: str) -> str:
+    """SHA-256 of a key; keys are random, so no salt or slow hash is needed."""
+    return hashlib.sha256(raw.strip().encode("utf-8", "surrogateescape")).hexdigest()
+
+
+@dataclass(frozen=True, slots=True)
+class WriteGrant:
+    """What a write key allows: one channel, optionally as one device."""
+
+    channel_id: int
+    device: str | None
+    key_id: int
+
+
+def authorize_write(raw_key: str | None, device: str | None = None) -> WriteGrant:
+    """Check a write key (and the device allow-list) in one query.
+
+    :raise Unauthorized: no key, unknown, revoked or not a write key.
+    :raise Forbidden: the device is not the key's device or not on the channel's allow-list.
+    """
+    if not raw_key:
+        raise Unauthorized("a write API key is required")
+    # A key bound to a device writes as that device, so the allow-list check uses it.
+    effective = func.coalesce(ApiKey.device_id, device)
+    restricted = exists().where(Device.channel_id == ApiKey.channel_id)
+    allowed = exists().where(Device.channel_id == ApiKey.channel_id, Device.device_id == effective)
+    row = db.session.execute(
+        select(ApiKey.id, ApiKey.kind, ApiKey.channel_id, ApiKey.device_id, restricted, allowed).where(
+            ApiKey.key_hash == hash_key(raw_key), ApiKey.revoked_at.is_(None)
+        )
+    ).first()
+    if row is None or row.kind != KeyKind.WRITE or row.channel_id is None:
+        raise Unauthorized("invalid write API key")
+    key_id, _, channel_id, bound_device, is_restricted, is_allowed = row
+    if bound_device is not None and device is not None and device != bound_device:
+        raise Forbidden(f"this key belongs to device {bound_device}")
+    if is_restricted and not is_allowed:
+        raise Forbidden("device is not on this channel's allow-list")
+    return WriteGrant(channel_id, bound_device or device, key_id)
+
+
+def find_key(raw_key: str | None) -> ApiKey | None:
+    """The live (not revoked) key with this value, or None."""
+    if not raw_key:
+        return None
+    return db.session.scalar(
+        select(ApiKey).where(ApiKey.key_hash == hash_key(raw_key), ApiKey.revoked_at.is_(None))
+    )
+
+
+def can_read(channel: Channel, raw_key: str | None) -> bool:
+    """Public channels are open; private ones need a key of that channel or the owner's user key."""
+    if channel.public:
+        return True
+    key = find_key(raw_key)
+    if key is None:
+        return False
+    if key.kind == KeyKind.USER:
+        return key.user_id == channel.owner_id
+    return key.channel_id == channel.id
+
+
+def request_user_key() -> str | None:
+    """The user key from ``Authorization: Bearer`` or ``X-Fieldstation-Key``."""
+    header = request.headers.get("Authorization", "")
+    scheme, _, value = header.partition(" ")
+    if scheme.lower() == "bearer" and value.strip():
+        return value.strip()
+    return request.headers.get("X-Fieldstation-Key") or None
+
+
+def current_api_user() -> User:
+    """The user whose user key authenticates this request.
+
+    :raise Unauthorized: missing, unknown or revoked user key.
+    """
+    key = find_key(request_user_key())
+    if key is None or key.kind != KeyKind.USER:
+        raise Unauthorized("a valid user key is required (Authorization: Bearer <key>)")
+    user = db.session.get(User, key.user_id)
+    if user is None:  # pragma: no cover - cascade deletes keys with their user
+        raise Unauthorized("a valid user key is required")
+    return user

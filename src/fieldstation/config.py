@@ -1,0 +1,63 @@
+"""Configuration classes; values only, nothing read from the environment here.
+
+Precedence (applied in :func:`fieldstation.create_app`): class defaults, then
+``instance/config.py``, then ``FIELDSTATION_*`` environment variables, then a
+mapping passed by the caller (tests).
+"""
+
+from __future__ import annotations
+
+DEV_SECRET_KEY = "dev-only-not-secret"
+
+
+class Config:
+    """Defaults shared by every environment."""
+
+    SECRET_KEY = DEV_SECRET_KEY
+    #: One URL names the database; ``None`` means SQLite in the instance folder.
+    DATABASE_URL: str | None = None
+    SQLALCHEMY_ENGINE_OPTIONS: dict[str, object] = {"pool_pre_ping": True}
+    #: Largest request body accepted (bytes), before decompression.
+    MAX_CONTENT_LENGTH = 16 * 1024 * 1024
+    #: Largest body accepted after gzip decompression (bytes).
+    MAX_DECOMPRESSED_LENGTH = 64 * 1024 * 1024
+    #: Most entries one JSON write may carry.
+    MAX_BATCH_ENTRIES = 10_000
+    #: Most fields a channel may have (line protocol creates them on first write).
+    MAX_FIELDS_PER_CHANNEL = 200
+    #: ThingSpeak's `results` cap and default.
+    MAX_RESULTS = 8000
+    DEFAULT_RESULTS = 100
+    #: SQLite waits this long (ms) for another writer before giving up.
+    SQLITE_BUSY_TIMEOUT_MS = 10_000
+    JSON_SORT_KEYS = False
+    TESTING = False
+    DEBUG = False
+
+
+class DevelopmentConfig(Config):
+    """Local development: debug on, dev secret allowed."""
+
+    DEBUG = True
+
+
+class TestingConfig(Config):
+    """Test runs: no CSRF, errors propagate to the test client."""
+
+    TESTING = True
+    WTF_CSRF_ENABLED = False
+
+
+class ProductionConfig(Config):
+    """Production: a real SECRET_KEY is required (checked in create_app)."""
+
+    SESSION_COOKIE_SECURE = True
+    SESSION_COOKIE_HTTPONLY = True
+    SESSION_COOKIE_SAMESITE = "Lax"
+
+
+CONFIGS: dict[str, type[Config]] = {
+    "development": DevelopmentConfig,
+    "testing": TestingConfig,
+    "production": ProductionConfig,
+}

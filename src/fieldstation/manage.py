@@ -1,0 +1,326 @@
+"""Accounts, channels, fields, keys and device allow-lists: the rules the CLI, API and dashboard share."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
+from werkzeug.security import check_password_hash, generate_password_hash
+
+from fieldstation.auth import generate_key, hash_key
+from fieldstation.errors import BadRequest, Conflict, NotFound
+from fieldstation.extensions import db
+from fieldstation.models import ApiKey, Channel, Device, Field, KeyKind, User
+from fieldstation.models.base import utcnow
+from fieldstation.points import normalize_device
+
+MIN_PASSWORD = 8
+
+
+# -- users -----------------------------------------------------------------------------------
+
+
+def create_user(username: str, password: str, *, is_admin: bool = False) -> User:
+    """Create an account; usernames are unique."""
+    username = username.strip()
+    if not username or len(username) > 80:
+        raise BadRequest("username must be 1-80 characters")
+    _check_password(password)
+    if db.session.scalar(select(User.id).where(User.username == username)) is not None:
+        raise Conflict(f"user {username!r} exists")
+    user = User(username=username, password_hash=generate_password_hash(password), is_admin=is_admin)
+    db.session.add(user)
+    db.session.commit()
+    return user
+
+
+def set_password(user: User, password: str) -> None:
+    """Replace a user's password."""
+    _check_password(password)
+    user.password_hash = generate_password_hash(password)
+    db.session.commit()
+
+
+def authenticate(username: str, password: str) -> User | None:
+    """The user with these credentials, or None."""
+    user = db.session.scalar(select(User).where(User.username == username))
+    if user is None or not check_password_hash(user.password_hash, password):
+        return None
+    return user
+
+
+def get_user(username: str) -> User:
+    """Look a user up by name.
+
+    :raise NotFound: no such user.
+    """
+    user = db.session.scalar(select(User).where(User.username == username))
+    if user is None:
+        raise NotFound(f"no user {username!r}")
+    return user
+
+
+def _check_password(password: str) -> None:
+    if len(password) < MIN_PASSWORD:
+        raise BadRequest(f"password must be at least {MIN_PASSWORD} characters")
+
+
+# -- channels --------------------------------------------------------------------------------
+
+
+def create_channel(
+    owner: User,
+    name: str,
+    *,
+    fields: Sequence[str] = (),
+    description: str = "",
+    public: bool = False,
+    **settings: object,
+) -> Channel:
+    """Create a channel with named fields (one field, ``field1``, when none are named)."""
+    _check_name(name)
+    channel = Channel(owner_id=owner.id, name=name, description=description, public=public)
+    _apply(channel, settings)
+    names = list(fields) or ["field1"]
+    if len(set(names)) != len(names):
+        raise BadRequest("field names must be unique within a channel")
+    for name_ in names:
+        _check_name(name_)
+    channel.fields = [Field(number=i, name=n) for i, n in enumerate(names, start=1)]
+    db.session.add(channel)
+    _commit_unique(f"you already have a channel named {name!r}")
+    return channel
+
+
+def update_channel(channel: Channel, **changes: object) -> Channel:
+    """Change a channel's settings; a name clash with another of the owner's channels is 409."""
+    if "name" in changes:
+        _check_name(str(changes["name"]))
+    _apply(channel, changes)
+    channel.updated_at = utcnow()
+    _commit_unique(f"you already have a channel named {changes.get('name')!r}")
+    return channel
+
+
+_SETTINGS = {
+    "name",
+    "description",
+    "public",
+    "latitude",
+    "longitude",
+    "elevation",
+    "min_interval_s",
+    "retention_days",
+    "mqtt_topic_prefix",
+}
+
+
+_REQUIRED = {"name", "description", "public", "min_interval_s"}
+
+
+def _apply(channel: Channel, changes: dict[str, object]) -> None:
+    for key, value in changes.items():
+        if key not in _SETTINGS:
+            raise BadRequest(f"unknown channel setting {key!r}")
+        if value is None and key in _REQUIRED:
+            raise BadRequest(f"{key} cannot be null")
+        setattr(channel, key, value)
+
+
+def delete_channel(channel: Channel) -> None:
+    """Delete a channel with its fields, keys, entries and readings."""
+    db.session.delete(channel)
+    db.session.commit()
+
+
+def channels_of(user: User) -> list[Channel]:
+    """A user's channels, by id."""
+    return list(db.session.scalars(select(Channel).where(Channel.owner_id == user.id).order_by(Channel.id)))
+
+
+def channel_for(user: User, channel_id: int) -> Channel:
+    """A channel the user owns (admins: any channel).
+
+    :raise NotFound: missing or someone else's (the two are not told apart).
+    """
+    channel = db.session.get(Channel, channel_id)
+    if channel is None or (channel.owner_id != user.id and not user.is_admin):
+        raise NotFound("channel not found")
+    return channel
+
+
+def find_channel(ref: str, owner: User | None = None) -> Channel:
+    """A channel by id or by name (names are unique per owner).
+
+    :raise NotFound: no such channel, or the name is ambiguous without an owner.
+    """
+    query = select(Channel)
+    query = query.where(Channel.id == int(ref)) if ref.isdigit() else query.where(Channel.name == ref)
+    if owner is not None:
+        query = query.where(Channel.owner_id == owner.id)
+    found = list(db.session.scalars(query.limit(2)))
+    if len(found) != 1:
+        raise NotFound(f"no channel {ref!r}" if not found else f"channel name {ref!r} is ambiguous")
+    return found[0]
+
+
+# -- fields ----------------------------------------------------------------------------------
+
+
+def add_field(channel: Channel, name: str, *, unit: str | None = None, number: int | None = None) -> Field:
+    """Add a field; its number is the next free one unless given."""
+    _check_name(name)
+    if number is None:
+        number = (
+            db.session.scalar(select(func.max(Field.number)).where(Field.channel_id == channel.id)) or 0
+        ) + 1
+    if number < 1:
+        raise BadRequest("field numbers start at 1")
+    field = Field(channel_id=channel.id, number=number, name=name, unit=unit)
+    db.session.add(field)
+    _commit_unique(f"channel already has a field {number} or a field named {name!r}")
+    return field
+
+
+def get_field(channel: Channel, number: int) -> Field:
+    """A channel's field by number.
+
+    :raise NotFound: no such field.
+    """
+    field = db.session.scalar(select(Field).where(Field.channel_id == channel.id, Field.number == number))
+    if field is None:
+        raise NotFound(f"channel has no field {number}")
+    return field
+
+
+def update_field(field: Field, **changes: object) -> Field:
+    """Rename a field or change its unit."""
+    for key, value in changes.items():
+        if key not in {"name", "unit"}:
+            raise BadRequest(f"unknown field setting {key!r}")
+        if key == "name":
+            _check_name(str(value))
+        setattr(field, key, value)
+    _commit_unique(f"channel already has a field named {changes.get('name')!r}")
+    return field
+
+
+def delete_field(field: Field) -> None:
+    """Delete a field and its readings."""
+    db.session.delete(field)
+    db.session.commit()
+
+
+# -- keys ------------------------------------------------------------------------------------
+
+
+def create_key(
+    user: User,
+    kind: KeyKind,
+    *,
+    channel: Channel | None = None,
+    device: str | None = None,
+    label: str | None = None,
+) -> tuple[ApiKey, str]:
+    """Create a key and return it with its one-time plain value.
+
+    A user has one user key: creating a new one revokes the old.
+    """
+    if kind == KeyKind.USER:
+        if channel is not None or device is not None:
+            raise BadRequest("user keys belong to a user, not a channel or device")
+        for old in db.session.scalars(
+            select(ApiKey).where(
+                ApiKey.user_id == user.id, ApiKey.kind == KeyKind.USER, ApiKey.revoked_at.is_(None)
+            )
+        ):
+            old.revoked_at = utcnow()
+    elif channel is None:
+        raise BadRequest(f"{kind.value} keys belong to a channel")
+    if device is not None:
+        if kind != KeyKind.WRITE:
+            raise BadRequest("only write keys can be bound to a device")
+        device = normalize_device(device)
+    raw = generate_key()
+    key = ApiKey(
+        kind=kind.value,
+        key_hash=hash_key(raw),
+        prefix=raw[:4],
+        user_id=user.id,
+        channel_id=channel.id if channel else None,
+        device_id=device,
+        label=label,
+    )
+    db.session.add(key)
+    db.session.commit()
+    return key, raw
+
+
+def keys_of(channel: Channel) -> list[ApiKey]:
+    """A channel's keys, live and revoked, oldest first."""
+    return list(db.session.scalars(select(ApiKey).where(ApiKey.channel_id == channel.id).order_by(ApiKey.id)))
+
+
+def revoke_key(key: ApiKey) -> None:
+    """Revoke a key; it is refused from the next request on."""
+    if key.revoked_at is None:
+        key.revoked_at = utcnow()
+        db.session.commit()
+
+
+def key_by_id(key_id: int, *, channel: Channel | None = None, user: User | None = None) -> ApiKey:
+    """A key by id, scoped to a channel or a user.
+
+    :raise NotFound: no such key in that scope.
+    """
+    key = db.session.get(ApiKey, key_id)
+    if (
+        key is None
+        or (channel is not None and key.channel_id != channel.id)
+        or (user is not None and key.user_id != user.id)
+    ):
+        raise NotFound("key not found")
+    return key
+
+
+# -- devices ---------------------------------------------------------------------------------
+
+
+def add_device(channel: Channel, device_id: str, *, label: str | None = None) -> Device:
+    """Allow a device (MAC address or other id) to write; a non-empty list restricts writes."""
+    device = Device(channel_id=channel.id, device_id=normalize_device(device_id), label=label)
+    db.session.add(device)
+    _commit_unique(f"device {device.device_id} is already allowed")
+    return device
+
+
+def remove_device(channel: Channel, device_id: str) -> None:
+    """Remove a device from the allow-list.
+
+    :raise NotFound: the device is not on the list.
+    """
+    device = db.session.scalar(
+        select(Device).where(Device.channel_id == channel.id, Device.device_id == normalize_device(device_id))
+    )
+    if device is None:
+        raise NotFound("device not on the allow-list")
+    db.session.delete(device)
+    db.session.commit()
+
+
+# -- helpers ---------------------------------------------------------------------------------
+
+
+def _check_name(name: str) -> None:
+    if not name.strip() or len(name) > 255:
+        raise BadRequest("names must be 1-255 characters")
+
+
+def _commit_unique(message: str) -> None:
+    """Commit; a unique-constraint violation becomes a 409 and changes nothing."""
+    try:
+        db.session.commit()
+    except IntegrityError:
+        db.session.rollback()
+        raise Conflict(message) from None

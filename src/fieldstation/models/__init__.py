@@ -1,0 +1,8 @@
+"""Every model, imported so Alembic autogenerate sees all tables."""
+
+from fieldstation.models.accounts import ApiKey, KeyKind, User
+from fieldstation.models.base import Base
+from fieldstation.models.channels import Channel, Device, Field
+from fieldstation.models.readings import Entry, Reading
+
+__all__ = ["ApiKey", "Base", "Channel", "Device", "Entry", "Field", "KeyKind", "Reading", "User"]

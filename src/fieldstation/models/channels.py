@@ -1,0 +1,95 @@
+"""Channels, their named fields and device allow-lists."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    Float,
+    ForeignKey,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from fieldstation.models.base import Base, UTCDateTime, utcnow
+
+
+class Channel(Base):
+    """A stream of entries with up to N named fields (ThingSpeak's channel)."""
+
+    __tablename__ = "channels"
+    __table_args__ = (UniqueConstraint("owner_id", "name"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    owner_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    name: Mapped[str] = mapped_column(String(255))
+    description: Mapped[str] = mapped_column(Text, default="")
+    public: Mapped[bool] = mapped_column(Boolean, default=False)
+    latitude: Mapped[float | None] = mapped_column(Float)
+    longitude: Mapped[float | None] = mapped_column(Float)
+    elevation: Mapped[float | None] = mapped_column(Float)
+    #: ThingSpeak's entry_id counter; bumped under the channel row lock by store.write.
+    last_entry_id: Mapped[int] = mapped_column(Integer, default=0)
+    #: Server time (µs since epoch) of the last accepted write, for the rate limit.
+    last_write_us: Mapped[int | None] = mapped_column(BigInteger)
+    #: Minimum seconds between writes (ThingSpeak's rate limit); 0 = off.
+    min_interval_s: Mapped[int] = mapped_column(Integer, default=0)
+    #: Readings older than this many days may be purged; NULL = keep forever.
+    retention_days: Mapped[int | None] = mapped_column(Integer)
+    #: MQTT topic prefix this channel trusts without a key (broker enforces ACLs).
+    mqtt_topic_prefix: Mapped[str | None] = mapped_column(String(255))
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+    #: Last change of the channel's settings (not of its data: see last_write_us).
+    updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    owner = relationship("User", back_populates="channels")
+    fields = relationship(
+        "Field",
+        back_populates="channel",
+        cascade="all, delete-orphan",
+        order_by="Field.number",
+        passive_deletes=True,
+    )
+    devices = relationship(
+        "Device", back_populates="channel", cascade="all, delete-orphan", passive_deletes=True
+    )
+
+
+class Field(Base):
+    """A named series of a channel (ThingSpeak's field1..8; not capped at 8 here)."""
+
+    __tablename__ = "fields"
+    __table_args__ = (
+        UniqueConstraint("channel_id", "number"),
+        UniqueConstraint("channel_id", "name"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    channel_id: Mapped[int] = mapped_column(ForeignKey("channels.id", ondelete="CASCADE"))
+    number: Mapped[int] = mapped_column(Integer)
+    name: Mapped[str] = mapped_column(String(255))
+    unit: Mapped[str | None] = mapped_column(String(32))
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    channel = relationship("Channel", back_populates="fields")
+
+
+class Device(Base):
+    """A device id (usually a MAC address) allowed to write to a channel."""
+
+    __tablename__ = "devices"
+    __table_args__ = (UniqueConstraint("channel_id", "device_id"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    channel_id: Mapped[int] = mapped_column(ForeignKey("channels.id", ondelete="CASCADE"))
+    #: Stored lower-case; compared case-insensitively.
+    device_id: Mapped[str] = mapped_column(String(64))
+    label: Mapped[str | None] = mapped_column(String(200))
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    channel = relationship("Channel", back_populates="devices")

@@ -1,0 +1,65 @@
+"""Entries (one timestamp of a channel, with its metadata) and narrow readings.
+
+Timestamps are integers: microseconds since the Unix epoch, UTC. Integers
+compare, index and bucket (``ts / width``) the same way on SQLite and
+PostgreSQL, and take 8 bytes.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    BigInteger,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    PrimaryKeyConstraint,
+    String,
+)
+from sqlalchemy.orm import Mapped, mapped_column
+
+from fieldstation.models.base import Base
+
+
+class Entry(Base):
+    """One timestamp of a channel: ThingSpeak's entry id, status and location."""
+
+    __tablename__ = "entries"
+    __table_args__ = (
+        # Primary key serves "latest entry of a channel" (ORDER BY ts DESC LIMIT 1)
+        # and feeds over a time range.
+        PrimaryKeyConstraint("channel_id", "ts"),
+        # Serves lookups by ThingSpeak entry id.
+        Index("ix_entries_channel_entry", "channel_id", "entry_id", unique=True),
+        {"sqlite_with_rowid": False},
+    )
+
+    channel_id: Mapped[int] = mapped_column(ForeignKey("channels.id", ondelete="CASCADE"))
+    ts: Mapped[int] = mapped_column(BigInteger)
+    entry_id: Mapped[int] = mapped_column(Integer)
+    status: Mapped[str | None] = mapped_column(String(255))
+    latitude: Mapped[float | None] = mapped_column(Float)
+    longitude: Mapped[float | None] = mapped_column(Float)
+    elevation: Mapped[float | None] = mapped_column(Float)
+
+
+class Reading(Base):
+    """One value of one field at one timestamp.
+
+    Clustered on (field_id, ts) — ``WITHOUT ROWID`` on SQLite, a covering
+    primary key ``INCLUDE (value)`` on PostgreSQL — so that one field over a
+    time range is one contiguous index scan (see shared PERFORMANCE.md).
+    Non-numeric values (ThingSpeak allows them) live in ``text`` with
+    ``value`` NULL; charts and aggregates skip them.
+    """
+
+    __tablename__ = "readings"
+    __table_args__ = (
+        PrimaryKeyConstraint("field_id", "ts", postgresql_include=["value"]),
+        {"sqlite_with_rowid": False},
+    )
+
+    field_id: Mapped[int] = mapped_column(ForeignKey("fields.id", ondelete="CASCADE"))
+    ts: Mapped[int] = mapped_column(BigInteger)
+    value: Mapped[float | None] = mapped_column(Float)
+    text: Mapped[str | None] = mapped_column(String(255))

@@ -1,0 +1,198 @@
+"""What every adapter produces: a batch of entries. Pure: no Flask, no database.
+
+An entry is one timestamp of one channel with values for some of its fields
+(by field number) and optional metadata. Timestamps are integer microseconds
+since the Unix epoch (UTC); ``None`` means "stamp with the server time".
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+import re
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from decimal import Decimal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from fieldstation.errors import BadRequest
+
+US = 1_000_000
+#: Accepted timestamps: 1900-01-01 .. 2262-04-11 (the int64 nanosecond range).
+MIN_TS_US = -2_208_988_800 * US
+MAX_TS_US = 9_223_372_036_854_775_807 // 1000
+MAX_TEXT = 255
+
+Value = float | str
+
+
+@dataclass(frozen=True, slots=True)
+class Entry:
+    """One timestamp's values, keyed by field number, plus metadata."""
+
+    values: Mapping[int, Value]
+    ts: int | None = None
+    status: str | None = None
+    latitude: float | None = None
+    longitude: float | None = None
+    elevation: float | None = None
+
+
+@dataclass(slots=True)
+class Batch:
+    """Everything one request/message writes to one channel, in one transaction."""
+
+    channel_id: int
+    entries: list[Entry] = field(default_factory=list)
+    #: Device that sent it (MAC address or other id), checked against the allow-list.
+    device: str | None = None
+
+    @property
+    def point_count(self) -> int:
+        """Number of (field, timestamp, value) readings in the batch."""
+        return sum(len(e.values) for e in self.entries)
+
+
+def now_us() -> int:
+    """Server time as integer microseconds since the epoch."""
+    return time.time_ns() // 1000
+
+
+def datetime_to_us(value: dt.datetime) -> int:
+    """Aware datetime -> µs since the epoch, exact (no float rounding)."""
+    delta = value - dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+    return (delta.days * 86_400 + delta.seconds) * US + delta.microseconds
+
+
+def us_to_datetime(ts: int) -> dt.datetime:
+    """µs since the epoch -> aware UTC datetime."""
+    return dt.datetime(1970, 1, 1, tzinfo=dt.UTC) + dt.timedelta(microseconds=ts)
+
+
+def check_ts(ts: int) -> int:
+    """Reject timestamps outside the storable range."""
+    if not MIN_TS_US <= ts <= MAX_TS_US:
+        raise BadRequest("timestamp out of range (1900-01-01 .. 2262-04-11)", code="bad_time")
+    return ts
+
+
+def get_zone(name: str | None) -> dt.tzinfo:
+    """Resolve an IANA zone name (ThingSpeak's ``timezone``); UTC when empty."""
+    if not name:
+        return dt.UTC
+    try:
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError) as exc:
+        raise BadRequest(f"unknown time zone {name!r}", code="bad_timezone") from exc
+
+
+_EPOCH_RE = re.compile(r"-?\d+(\.\d+)?")
+_UNIT_NS = {"s": 10**9, "ms": 10**6, "us": 1000, "u": 1000, "ns": 1}
+
+
+def epoch_to_us(number: float | int | str, unit: str | None = None) -> int:
+    """Epoch number -> µs. Without a unit the magnitude decides (s, ms, µs or ns).
+
+    Nanoseconds are truncated to microseconds.
+    """
+    text = str(number).strip()
+    if not _EPOCH_RE.fullmatch(text):
+        raise BadRequest(f"not an epoch timestamp: {text[:40]!r}", code="bad_time")
+    if unit is None:
+        magnitude = abs(float(text))
+        unit = "s" if magnitude < 1e11 else "ms" if magnitude < 1e14 else "us" if magnitude < 1e17 else "ns"
+    if unit not in _UNIT_NS:
+        raise BadRequest(f"unknown time unit {unit!r}", code="bad_time")
+    if unit == "ns" and "." in text:
+        raise BadRequest("nanosecond timestamps must be integers", code="bad_time")
+    # Decimal keeps fractional seconds exact; nanoseconds truncate to microseconds.
+    return check_ts(int(Decimal(text) * _UNIT_NS[unit]) // 1000)
+
+
+def parse_time(value: str | int | float, zone: dt.tzinfo = dt.UTC) -> int:
+    """ISO 8601 (any offset; naive times are in ``zone``) or epoch number -> µs.
+
+    Also takes ThingSpeak's ``2017-01-12 13:22:54`` (space instead of ``T``).
+    """
+    if isinstance(value, bool):
+        raise BadRequest("timestamp must be a string or number", code="bad_time")
+    if isinstance(value, int | float):
+        if isinstance(value, float) and not math.isfinite(value):
+            raise BadRequest("timestamp must be finite", code="bad_time")
+        return epoch_to_us(repr(value) if isinstance(value, float) else value)
+    text = value.strip()
+    if _EPOCH_RE.fullmatch(text):
+        return epoch_to_us(text)
+    if text.endswith(("z", "Z")):
+        text = text[:-1] + "+00:00"
+    try:
+        parsed = dt.datetime.fromisoformat(text)
+    except ValueError as exc:
+        raise BadRequest(f"not an ISO 8601 time: {value[:40]!r}", code="bad_time") from exc
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=zone)
+    try:
+        return check_ts(datetime_to_us(parsed))
+    except OverflowError as exc:
+        raise BadRequest("timestamp out of range", code="bad_time") from exc
+
+
+def parse_value(raw: object) -> Value:
+    """A reading's value: a finite number, or (ThingSpeak allows it) a short text.
+
+    Strings that spell a number become numbers; ``nan``/``inf`` are refused.
+    """
+    if isinstance(raw, bool):
+        return 1.0 if raw else 0.0
+    if isinstance(raw, int | float):
+        number = float(raw)
+        if not math.isfinite(number):
+            raise BadRequest("values must be finite numbers", code="bad_value")
+        return number
+    if not isinstance(raw, str):
+        raise BadRequest("values must be numbers or strings", code="bad_value")
+    text = raw.strip()
+    try:
+        number = float(text)
+    except ValueError:
+        if len(text) > MAX_TEXT:
+            raise BadRequest(f"text values are at most {MAX_TEXT} characters", code="bad_value") from None
+        if "\x00" in text:
+            raise BadRequest("text values may not contain NUL", code="bad_value") from None
+        return text
+    if not math.isfinite(number):
+        raise BadRequest("values must be finite numbers", code="bad_value")
+    return number
+
+
+def parse_float(raw: object, name: str) -> float:
+    """A finite float parameter (latitude, longitude, elevation)."""
+    try:
+        number = float(raw)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        raise BadRequest(f"{name} must be a number", code="bad_value") from None
+    if not math.isfinite(number):
+        raise BadRequest(f"{name} must be finite", code="bad_value")
+    return number
+
+
+def clean_status(raw: object) -> str | None:
+    """Status text: at most 255 characters, no NUL."""
+    if raw is None:
+        return None
+    if not isinstance(raw, str):
+        raise BadRequest("status must be a string", code="bad_status")
+    if len(raw) > MAX_TEXT or "\x00" in raw:
+        raise BadRequest(f"status is at most {MAX_TEXT} characters, without NUL", code="bad_status")
+    return raw
+
+
+_DEVICE_RE = re.compile(r"[A-Za-z0-9:._-]{1,64}")
+
+
+def normalize_device(raw: str) -> str:
+    """A device id (MAC address or similar): letters, digits and ``:-._``, lower-cased."""
+    if not _DEVICE_RE.fullmatch(raw):
+        raise BadRequest("device ids are 1-64 letters, digits and ':-._'", code="bad_device")
+    return raw.lower()

@@ -1,0 +1,146 @@
+"""Fixtures: an app per database engine (SQLite and a real PostgreSQL), clean for every test."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+from flask import Flask
+from flask.testing import FlaskClient, FlaskCliRunner
+
+from fieldstation import create_app
+from fieldstation.extensions import db
+from fieldstation.models import Base
+from tests import pgserver
+
+IN_CI = os.environ.get("CI", "").lower() == "true"
+ENGINES = ["sqlite", "postgres"]
+
+
+@pytest.fixture(autouse=True)
+def _clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No FIELDSTATION_* setting from the caller's shell leaks into a test."""
+    for name in list(os.environ):
+        if name.startswith("FIELDSTATION_") and name != "FIELDSTATION_TEST_DATABASE_URL":
+            monkeypatch.delenv(name)
+
+
+def unavailable(reason: str) -> None:
+    """Skip locally; in CI a missing backing server is a failure, never a skip."""
+    if IN_CI:
+        pytest.fail(f"CI=true but {reason}")
+    pytest.skip(reason)
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[str]:
+    """URL of an empty PostgreSQL database: FIELDSTATION_TEST_DATABASE_URL, else a throwaway cluster."""
+    given = os.environ.get("FIELDSTATION_TEST_DATABASE_URL")
+    if given:
+        yield given
+        return
+    try:
+        cluster = pgserver.start_cluster()
+    except RuntimeError as exc:
+        unavailable(str(exc))
+        return
+    try:
+        yield cluster.url
+    finally:
+        cluster.stop()
+
+
+def make_app(url: str, instance: Path, **extra: Any) -> Flask:
+    """An app in testing mode on ``url``."""
+    os.environ["FIELDSTATION_INSTANCE_PATH"] = str(instance)
+    try:
+        return create_app({"TESTING": True, "DATABASE_URL": url, "SECRET_KEY": "test", **extra})
+    finally:
+        del os.environ["FIELDSTATION_INSTANCE_PATH"]
+
+
+def migrate_to_head(app: Flask) -> None:
+    """The schema comes from the migrations, never from create_all()."""
+    from flask_migrate import upgrade
+
+    with app.app_context():
+        upgrade()
+        db.engine.dispose()
+
+
+def reset_schema(url: str) -> None:
+    """Drop everything in the PostgreSQL database (a previous run may have left tables)."""
+    engine = sa.create_engine(url)
+    with engine.begin() as conn:
+        conn.execute(sa.text("DROP SCHEMA public CASCADE"))
+        conn.execute(sa.text("CREATE SCHEMA public"))
+    engine.dispose()
+
+
+@pytest.fixture(scope="session")
+def database_urls(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    """Lazily migrated database URL per engine, shared by the session."""
+    return {"_tmp": tmp_path_factory.mktemp("dbs")}
+
+
+def migrated_url(engine: str, request: pytest.FixtureRequest, urls: dict[str, Any]) -> str:
+    if engine in urls:
+        return str(urls[engine])
+    tmp: Path = urls["_tmp"]
+    if engine == "sqlite":
+        url = f"sqlite:///{tmp / 'test.db'}"
+    else:
+        url = request.getfixturevalue("postgres_server")
+        reset_schema(url)
+    migrate_to_head(make_app(url, tmp / "instance"))
+    urls[engine] = url
+    return url
+
+
+@pytest.fixture(params=ENGINES)
+def engine_name(request: pytest.FixtureRequest) -> str:
+    """Which database engine this test runs on."""
+    return str(request.param)
+
+
+@pytest.fixture
+def app(
+    engine_name: str, request: pytest.FixtureRequest, database_urls: dict[str, Any], tmp_path: Path
+) -> Iterator[Flask]:
+    """A migrated, empty database on each engine; emptied again after the test."""
+    url = migrated_url(engine_name, request, database_urls)
+    application = make_app(url, tmp_path / "instance")
+    with application.app_context():
+        yield application
+        db.session.remove()
+        truncate_all()
+        db.engine.dispose()
+
+
+def truncate_all() -> None:
+    """Empty every model table (the alembic_version table stays)."""
+    tables = [t.name for t in reversed(Base.metadata.sorted_tables)]
+    with db.engine.begin() as conn:
+        if conn.dialect.name == "postgresql":
+            conn.execute(sa.text(f"TRUNCATE {', '.join(tables)} RESTART IDENTITY CASCADE"))
+        else:
+            for name in tables:
+                conn.execute(sa.text(f"DELETE FROM {name}"))
+
+
+@pytest.fixture
+def client(app: Flask) -> FlaskClient:
+    return app.test_client()
+
+
+@pytest.fixture
+def runner(app: Flask) -> FlaskCliRunner:
+    return app.test_cli_runner()
+
+
+def pytest_report_header(config: pytest.Config) -> str:
+    return f"fieldstation tests: engines {', '.join(ENGINES)}; CI={IN_CI}"

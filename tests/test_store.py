@@ -1,0 +1,118 @@
+"""store.write: the one door for readings — idempotent, all-or-nothing, never losing a server stamp."""
+
+from __future__ import annotations
+
+import pytest
+import sqlalchemy as sa
+from flask import Flask
+
+from fieldstation import manage, store
+from fieldstation.errors import BadRequest, NotFound, RateLimited
+from fieldstation.extensions import db
+from fieldstation.points import Batch, Entry
+from tests.factories import make_channel, make_user
+
+
+def readings(channel_id: int) -> list[tuple[int, int, float | None, str | None]]:
+    rows = db.session.execute(
+        sa.text(
+            "SELECT f.number, r.ts, r.value, r.text FROM readings r JOIN fields f ON f.id = r.field_id "
+            "WHERE f.channel_id = :c ORDER BY r.ts, f.number"
+        ),
+        {"c": channel_id},
+    )
+    return [tuple(r) for r in rows]  # type: ignore[misc]
+
+
+def entries(channel_id: int) -> list[tuple[int, int, str | None]]:
+    rows = db.session.execute(
+        sa.text("SELECT entry_id, ts, status FROM entries WHERE channel_id = :c ORDER BY entry_id"),
+        {"c": channel_id},
+    )
+    return [tuple(r) for r in rows]  # type: ignore[misc]
+
+
+@pytest.fixture
+def channel(app: Flask):  # type: ignore[no-untyped-def]
+    return make_channel(make_user().user)
+
+
+def test_write_assigns_entry_ids_and_stores_values(channel) -> None:  # type: ignore[no-untyped-def]
+    result = store.write(
+        Batch(
+            channel.id,
+            [Entry({1: 21.5, 2: 55.0}, ts=1_000_000, status="ok"), Entry({1: 22.0}, ts=2_000_000)],
+        )
+    )
+    assert [e.entry_id for e in result.entries] == [1, 2]
+    assert result.points == 3 and result.created == 2
+    assert readings(channel.id) == [
+        (1, 1_000_000, 21.5, None),
+        (2, 1_000_000, 55.0, None),
+        (1, 2_000_000, 22.0, None),
+    ]
+    assert entries(channel.id) == [(1, 1_000_000, "ok"), (2, 2_000_000, None)]
+
+
+def test_rewrite_is_idempotent(channel) -> None:  # type: ignore[no-untyped-def]
+    batch = Batch(channel.id, [Entry({1: 1.0}, ts=5_000_000)])
+    first = store.write(batch)
+    again = store.write(Batch(channel.id, [Entry({1: 2.0}, ts=5_000_000), Entry({1: 3.0}, ts=6_000_000)]))
+    assert [e.entry_id for e in again.entries] == [first.entries[0].entry_id, 2]
+    assert [e.created for e in again.entries] == [False, True]
+    assert readings(channel.id) == [(1, 5_000_000, 2.0, None), (1, 6_000_000, 3.0, None)]
+    db.session.expire_all()
+    assert manage.channel_for(channel.channel.owner, channel.id).last_entry_id == 2  # no gap
+
+
+def test_backfill_older_than_newest_is_stored(channel) -> None:  # type: ignore[no-untyped-def]
+    store.write(Batch(channel.id, [Entry({1: 1.0}, ts=10_000_000)]))
+    store.write(Batch(channel.id, [Entry({1: 0.5}, ts=1_000_000)]))
+    assert [r[1] for r in readings(channel.id)] == [1_000_000, 10_000_000]
+
+
+def test_server_stamps_never_collide(channel) -> None:  # type: ignore[no-untyped-def]
+    now = 1_700_000_000_000_000
+    store.write(Batch(channel.id, [Entry({1: 1.0}, ts=now)]))
+    result = store.write(Batch(channel.id, [Entry({1: 2.0}), Entry({1: 3.0})]), now=now)
+    assert [e.ts for e in result.entries] == [now + 1, now + 2]
+    assert [r[2] for r in readings(channel.id)] == [1.0, 2.0, 3.0]
+
+
+def test_text_values_are_kept(channel) -> None:  # type: ignore[no-untyped-def]
+    store.write(Batch(channel.id, [Entry({1: "open", 2: 3.0}, ts=1)]))
+    assert readings(channel.id) == [(1, 1, None, "open"), (2, 1, 3.0, None)]
+
+
+def test_unknown_field_writes_nothing(channel) -> None:  # type: ignore[no-untyped-def]
+    with pytest.raises(BadRequest, match="no field 9"):
+        store.write(Batch(channel.id, [Entry({1: 1.0}, ts=1), Entry({9: 1.0}, ts=2)]))
+    assert readings(channel.id) == [] and entries(channel.id) == []
+    db.session.expire_all()
+    assert manage.channel_for(channel.channel.owner, channel.id).last_entry_id == 0
+
+
+def test_unknown_channel(app: Flask) -> None:
+    with pytest.raises(NotFound):
+        store.write(Batch(424242, [Entry({1: 1.0})]))
+
+
+def test_rate_limit(channel) -> None:  # type: ignore[no-untyped-def]
+    manage.update_channel(channel.channel, min_interval_s=15)
+    store.write(Batch(channel.id, [Entry({1: 1.0})]), now=100_000_000)
+    with pytest.raises(RateLimited):
+        store.write(Batch(channel.id, [Entry({1: 2.0})]), now=110_000_000)
+    store.write(Batch(channel.id, [Entry({1: 3.0})]), now=115_000_000)
+    assert [r[2] for r in readings(channel.id)] == [1.0, 3.0]
+
+
+def test_empty_batch_is_refused(channel) -> None:  # type: ignore[no-untyped-def]
+    with pytest.raises(BadRequest):
+        store.write(Batch(channel.id, []))
+
+
+def test_duplicate_timestamps_in_one_batch_merge(channel) -> None:  # type: ignore[no-untyped-def]
+    result = store.write(Batch(channel.id, [Entry({1: 1.0}, ts=7), Entry({2: 2.0}, ts=7)]))
+    assert [e.entry_id for e in result.entries] == [1, 1]
+    assert readings(channel.id) == [(1, 7, 1.0, None), (2, 7, 2.0, None)]
+    assert entries(channel.id) == [(1, 7, None)]
