@@ -10,6 +10,7 @@ import os
 import secrets
 import sys
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any, TypeVar
 
 import click
@@ -255,7 +256,42 @@ def key_revoke(key_id: int) -> None:
     click.echo(f"revoked key {key_id}")
 
 
-COMMANDS = [init_command, serve_command, user_group, channel_group, key_group]
+# -- maintenance -----------------------------------------------------------------------------
+
+
+@click.command("purge")
+@click.option(
+    "--older-than", "older_than", type=click.IntRange(min=0), help="Days; else each channel's retention."
+)
+@click.option("--channel", "channel_ref", help="Only this channel (id or name).")
+@with_appcontext
+@friendly
+def purge_command(older_than: int | None, channel_ref: str | None) -> None:
+    """Delete readings older than each channel's retention (or than --older-than days)."""
+    from fieldstation.retention import purge
+
+    channel_id = manage.find_channel(channel_ref).id if channel_ref else None
+    result = purge(older_than_days=older_than, channel_id=channel_id)
+    click.echo(
+        f"purged {result.readings} readings and {result.entries} entries from {result.channels} channels"
+    )
+
+
+@click.command("backup")
+@click.argument("target", type=click.Path(dir_okay=False, path_type=Path))
+@with_appcontext
+@friendly
+def backup_command(target: Path) -> None:
+    """Write a consistent backup of the database to TARGET while the server runs."""
+    from flask import current_app
+
+    from fieldstation.backup import backup
+
+    written = backup(current_app.config["SQLALCHEMY_DATABASE_URI"], target)
+    click.echo(f"backup written to {written}")
+
+
+COMMANDS = [init_command, serve_command, user_group, channel_group, key_group, purge_command, backup_command]
 
 
 def register_commands(app: Flask) -> None:
