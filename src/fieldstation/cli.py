@@ -21,7 +21,9 @@ from sqlalchemy import select
 from fieldstation import manage
 from fieldstation.errors import FieldstationError
 from fieldstation.extensions import db
+from fieldstation.mail.command import mail_command
 from fieldstation.models import KeyKind, User
+from fieldstation.mqtt.command import mqtt_command
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -292,6 +294,8 @@ def backup_command(target: Path) -> None:
 
 
 COMMANDS = [init_command, serve_command, user_group, channel_group, key_group, purge_command, backup_command]
+COMMANDS.append(mqtt_command)
+COMMANDS.append(mail_command)
 
 
 def register_commands(app: Flask) -> None:

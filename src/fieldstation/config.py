@@ -30,6 +30,17 @@ class Config:
     DEFAULT_RESULTS = 100
     #: SQLite waits this long (ms) for another writer before giving up.
     SQLITE_BUSY_TIMEOUT_MS = 10_000
+    #: MQTT worker: most messages per transaction, and longest wait to fill one (ms).
+    MQTT_BATCH_SIZE = 1000
+    MQTT_BATCH_INTERVAL_MS = 200
+    #: How long the broker keeps a stopped worker's session and unacknowledged messages (s).
+    MQTT_SESSION_EXPIRY_S = 3600
+    #: How long the MQTT worker reuses a key check or field-name lookup (s).
+    MQTT_AUTH_CACHE_S = 10
+    #: Tasmota devices: {"<device>": {"channel": 3, "fields": {"AM2301.Temperature": 1}}}.
+    MQTT_TASMOTA: dict[str, object] = {}
+    #: E-mail rules for ``fieldstation mail`` (docs/workers.md).
+    MAIL_RULES: list[dict[str, object]] = []
     JSON_SORT_KEYS = False
     TESTING = False
     DEBUG = False

@@ -183,6 +183,12 @@ def add_field(channel: Channel, name: str, *, unit: str | None = None, number: i
     return field
 
 
+def field_numbers(channel_id: int) -> dict[str, int]:
+    """A channel's field names mapped to their numbers (for adapters that take names)."""
+    rows = db.session.execute(select(Field.name, Field.number).where(Field.channel_id == channel_id))
+    return dict(rows.tuples().all())
+
+
 def get_field(channel: Channel, number: int) -> Field:
     """A channel's field by number.
 

@@ -75,6 +75,23 @@ def write(batch: Batch, *, now: int | None = None) -> WriteResult:
     return result
 
 
+def write_many(batches: Sequence[Batch], *, now: int | None = None) -> list[WriteResult]:
+    """Store several batches (one channel each) in ONE transaction, all-or-nothing.
+
+    For workers that group many small messages (MQTT) into one commit; each batch is
+    written exactly as :func:`write` would write it.
+    """
+    session = db.session
+    stamp = now_us() if now is None else now
+    try:
+        results = [_write(session, batch, stamp) for batch in batches]
+        session.commit()
+    except BaseException:
+        session.rollback()
+        raise
+    return results
+
+
 def _write(session: AnySession, batch: Batch, now: int) -> WriteResult:
     if not batch.entries:
         raise BadRequest("nothing to write", code="empty")

@@ -1,0 +1,1 @@
+"""E-mail ingest: rules that turn a message into an entry (``rules``) and the IMAP poller (``poller``)."""

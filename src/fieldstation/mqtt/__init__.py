@@ -1,0 +1,1 @@
+"""MQTT ingest: topic grammar (``topics``) and the subscriber process (``listener``)."""

@@ -1,0 +1,402 @@
+"""The MQTT subscriber: its own process (``fieldstation mqtt``), never a thread of the web server.
+
+paho's network loop runs in paho's thread and only queues messages (a bounded queue, so a
+slow database slows the broker down instead of filling memory). The main thread takes
+groups of messages (up to ``batch_size``, or whatever arrived within ``batch_interval``),
+parses and authorises them, writes them with :func:`fieldstation.store.write_many` in one
+transaction, and only then acknowledges the QoS 1 messages (paho ``manual_ack``). A worker
+killed between commit and acknowledgement gets those messages again; the store's upsert on
+(field, timestamp) makes that harmless for messages that carry their timestamp.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import socket
+import threading
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import unquote, urlsplit
+
+import paho.mqtt.client as mqtt
+from flask import Flask
+from paho.mqtt.enums import CallbackAPIVersion
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from sqlalchemy.exc import SQLAlchemyError
+
+from fieldstation import auth, manage, store
+from fieldstation.errors import BadRequest, FieldstationError, Forbidden
+from fieldstation.mqtt import topics
+from fieldstation.points import Batch, Entry, Value
+
+log = logging.getLogger(__name__)
+
+#: paho's 16-bit packet ids cap what a broker may have in flight to us.
+MAX_RECEIVE = 65_535
+
+
+@dataclass(frozen=True, slots=True)
+class Broker:
+    """Where and how to connect, from ``mqtt://user:pass@host:1883`` or ``mqtts://…``."""
+
+    host: str
+    port: int
+    tls: bool
+    username: str | None = None
+    password: str | None = None
+
+    @classmethod
+    def from_url(cls, url: str) -> Broker:
+        """Parse a broker URL; user and password may be percent-encoded.
+
+        :raise BadRequest: not an ``mqtt://`` or ``mqtts://`` URL with a host.
+        """
+        parts = urlsplit(url)
+        if parts.scheme not in ("mqtt", "mqtts") or not parts.hostname:
+            raise BadRequest("the broker URL must look like mqtt://[user:pass@]host[:port]")
+        tls = parts.scheme == "mqtts"
+        try:
+            port = parts.port or (8883 if tls else 1883)
+        except ValueError:
+            raise BadRequest("the broker URL has a bad port") from None
+        user = unquote(parts.username) if parts.username else None
+        password = unquote(parts.password) if parts.password else None
+        return cls(parts.hostname, port, tls, user, password)
+
+
+@dataclass(slots=True)
+class Settings:
+    """Everything the listener needs besides the app."""
+
+    broker: Broker
+    topics: Sequence[str] = topics.DEFAULT_TOPICS
+    shared_group: str | None = None
+    client_id: str = field(default_factory=lambda: f"fieldstation-{socket.gethostname()}")
+    qos: int = 1
+    batch_size: int = 1000
+    batch_interval: float = 0.2
+    session_expiry: int = 3600
+    auth_cache_s: float = 10.0
+    ca_file: str | None = None
+    cert_file: str | None = None
+    key_file: str | None = None
+    insecure: bool = False
+
+    def subscriptions(self) -> list[str]:
+        """The topic filters, wrapped in ``$share/<group>/`` when workers share the stream."""
+        if self.shared_group:
+            return [f"$share/{self.shared_group}/{topic}" for topic in self.topics]
+        return list(self.topics)
+
+
+class _TasmotaConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    channel: int = Field(gt=0)
+    fields: dict[str, int]
+    write_key: str | None = None
+    timezone: str | None = None
+
+
+def tasmota_maps(raw: Mapping[str, Any]) -> dict[str, topics.TasmotaMap]:
+    """Validate the MQTT_TASMOTA setting (device -> channel, path -> field).
+
+    :raise BadRequest: the setting does not have the documented shape.
+    """
+    maps = {}
+    for device, value in raw.items():
+        try:
+            parsed = _TasmotaConfig.model_validate(value)
+        except ValidationError as exc:
+            raise BadRequest(f"MQTT_TASMOTA[{device!r}]: {exc.errors()[0]['msg']}") from None
+        maps[device] = topics.TasmotaMap(parsed.channel, parsed.fields, parsed.write_key, parsed.timezone)
+    return maps
+
+
+@dataclass(slots=True)
+class Stats:
+    """Counters the worker logs; what an operator checks first."""
+
+    received: int = 0
+    stored: int = 0
+    points: int = 0
+    bad: int = 0
+    refused: int = 0
+    commits: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Incoming:
+    """A message as paho handed it over, before parsing."""
+
+    topic: str
+    payload: bytes
+    mid: int
+    qos: int
+
+
+class _TTLCache:
+    """A small time-bounded cache (authorisation results, field names); cleared when full."""
+
+    def __init__(self, ttl: float, limit: int = 10_000) -> None:
+        self.ttl, self.limit = ttl, limit
+        self._items: dict[Any, tuple[float, Any]] = {}
+
+    def get(self, key: Any, compute: Callable[[], Any]) -> Any:
+        now = time.monotonic()
+        hit = self._items.get(key)
+        if hit is not None and hit[0] > now:
+            return hit[1]
+        value = compute()
+        if len(self._items) >= self.limit:
+            self._items.clear()
+        self._items[key] = (now + self.ttl, value)
+        return value
+
+
+class Listener:
+    """One worker: connect, subscribe, and store messages in grouped transactions."""
+
+    def __init__(self, app: Flask, settings: Settings, tasmota: Mapping[str, topics.TasmotaMap]) -> None:
+        self.app = app
+        self.settings = settings
+        self.stats = Stats()
+        self.stop = threading.Event()
+        self.connected = threading.Event()
+        self._queue: queue.Queue[Incoming] = queue.Queue(maxsize=4 * settings.batch_size)
+        self._auth = _TTLCache(settings.auth_cache_s)
+        self._names = _TTLCache(settings.auth_cache_s)
+        self._config = topics.TopicConfig(
+            tasmota=tasmota,
+            field_names=lambda channel_id: self._names.get(
+                channel_id, lambda: manage.field_numbers(channel_id)
+            ),
+            max_entries=int(app.config["MAX_BATCH_ENTRIES"]),
+        )
+        self.client = self._make_client()
+
+    # -- paho side (its own thread) ----------------------------------------------------------
+
+    def _make_client(self) -> mqtt.Client:
+        settings = self.settings
+        client = mqtt.Client(
+            CallbackAPIVersion.VERSION2,
+            client_id=settings.client_id,
+            protocol=mqtt.MQTTv5,
+            manual_ack=True,
+        )
+        broker = settings.broker
+        if broker.username is not None:
+            client.username_pw_set(broker.username, broker.password)
+        if broker.tls:
+            client.tls_set(ca_certs=settings.ca_file, certfile=settings.cert_file, keyfile=settings.key_file)
+            client.tls_insecure_set(settings.insecure)
+        client.reconnect_delay_set(min_delay=1, max_delay=60)
+        client.on_connect = self._on_connect
+        client.on_disconnect = self._on_disconnect
+        client.on_message = self._on_message
+        return client
+
+    def _connect_properties(self) -> Properties:
+        props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
+        # Keep the session (and unacknowledged messages) across a crash for this long.
+        props.SessionExpiryInterval = self.settings.session_expiry
+        # Let the broker send enough unacknowledged messages to fill a group.
+        props.ReceiveMaximum = min(MAX_RECEIVE, 2 * self.settings.batch_size)
+        return props
+
+    def _on_connect(self, client: mqtt.Client, _userdata: Any, _flags: Any, reason: Any, _props: Any) -> None:
+        if reason.is_failure:
+            log.error("broker refused the connection: %s", reason)
+            return
+        qos = self.settings.qos
+        client.subscribe([(topic, qos) for topic in self.settings.subscriptions()])
+        log.info("connected to %s:%s", self.settings.broker.host, self.settings.broker.port)
+        self.connected.set()
+
+    def _on_disconnect(self, _client: mqtt.Client, _userdata: Any, _flags: Any, reason: Any, _p: Any) -> None:
+        self.connected.clear()
+        if not self.stop.is_set():
+            log.warning("disconnected from the broker (%s); reconnecting with backoff", reason)
+
+    def _on_message(self, _client: mqtt.Client, _userdata: Any, message: mqtt.MQTTMessage) -> None:
+        # An exception here would end paho's network thread: nothing may escape.
+        try:
+            try:
+                topic = message.topic
+            except UnicodeDecodeError:
+                topic = repr(message._topic)[:120]
+            self._queue.put(Incoming(topic, bytes(message.payload), message.mid, message.qos))
+        except Exception:
+            log.exception("could not queue a message")
+
+    # -- main thread -------------------------------------------------------------------------
+
+    def run(self) -> Stats:
+        """Connect (retrying with backoff) and store messages until :attr:`stop` is set."""
+        broker = self.settings.broker
+        self.client.connect_async(
+            broker.host, broker.port, keepalive=30, clean_start=False, properties=self._connect_properties()
+        )
+        self.client.loop_start()
+        last_report = time.monotonic()
+        try:
+            while not self.stop.is_set():
+                group = self._collect()
+                if group:
+                    self._handle(group)
+                if time.monotonic() - last_report > 60:
+                    last_report = time.monotonic()
+                    log.info("%s", self.stats)
+        finally:
+            self.client.disconnect()
+            self.client.loop_stop()
+        log.info("stopped: %s", self.stats)
+        return self.stats
+
+    def _collect(self) -> list[Incoming]:
+        """Up to batch_size messages: the first blocks briefly, the rest until the interval ends."""
+        try:
+            first = self._queue.get(timeout=0.2)
+        except queue.Empty:
+            return []
+        group = [first]
+        deadline = time.monotonic() + self.settings.batch_interval
+        while len(group) < self.settings.batch_size:
+            try:
+                group.append(self._queue.get_nowait())
+                continue
+            except queue.Empty:
+                pass
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                break
+            try:
+                group.append(self._queue.get(timeout=remaining))
+            except queue.Empty:
+                break
+        return group
+
+    def _handle(self, group: list[Incoming]) -> None:
+        """Store a group, then acknowledge it; database outages are retried, never acked."""
+        self.stats.received += len(group)
+        delay = 0.5
+        while True:
+            try:
+                with self.app.app_context():
+                    self._store(group)
+                break
+            except SQLAlchemyError as exc:
+                log.error("database error, retrying in %.1f s: %s", delay, str(exc).splitlines()[0])
+                if self.stop.wait(delay):
+                    return  # unacknowledged: the broker redelivers after restart
+                delay = min(delay * 2, 30)
+        for message in group:
+            if message.qos:
+                self.client.ack(message.mid, message.qos)
+
+    def _store(self, group: Sequence[Incoming]) -> None:
+        accepted = [m for m in (self._accept(message) for message in group) if m is not None]
+        if not accepted:
+            return
+        try:
+            results = store.write_many(merge(m.batch for m in accepted))
+            self.stats.commits += 1
+            self.stats.stored += len(accepted)
+            self.stats.points += sum(r.points for r in results)
+        except FieldstationError:
+            # One message the store refuses (unknown field, rate limit) must not sink the others.
+            for message in accepted:
+                self._store_one(message)
+
+    def _store_one(self, message: topics.Message) -> None:
+        try:
+            result = store.write(message.batch)
+        except FieldstationError as exc:
+            self._refuse(message.topic, exc)
+            return
+        self.stats.commits += 1
+        self.stats.stored += 1
+        self.stats.points += result.points
+
+    def _accept(self, incoming: Incoming) -> topics.Message | None:
+        """Parse and authorise one message; None (counted and logged) when it is refused."""
+        try:
+            message = topics.parse(incoming.topic, incoming.payload, self._config)
+        except BadRequest as exc:
+            self.stats.bad += 1
+            log.warning("bad message on %s: %s", incoming.topic, exc.message)
+            return None
+        try:
+            self._authorise(message)
+        except FieldstationError as exc:
+            self._refuse(message.topic, exc)
+            return None
+        return message
+
+    def _authorise(self, message: topics.Message) -> None:
+        batch = message.batch
+        if message.key is None:
+            check = _capture(auth.trusts_topic, batch.channel_id, message.topic)
+            grant = self._auth.get(("topic", batch.channel_id, message.topic), check)
+        else:
+            check = _capture(auth.authorize_write, message.key, batch.device)
+            grant = self._auth.get(("key", message.key, batch.device), check)
+        if isinstance(grant, FieldstationError):
+            raise grant
+        if grant.channel_id != batch.channel_id:
+            raise Forbidden("this write key belongs to another channel")
+
+    def _refuse(self, topic: str, exc: FieldstationError) -> None:
+        self.stats.refused += 1
+        log.warning("refused message on %s: %s", topic, exc.message)
+
+
+def _capture(func: Callable[..., Any], *args: Any) -> Callable[[], Any]:
+    """Call ``func`` later, returning (not raising) its FieldstationError, so refusals are cached too."""
+
+    def call() -> Any:
+        try:
+            return func(*args)
+        except FieldstationError as exc:
+            return exc
+
+    return call
+
+
+def merge(batches: Iterable[Batch]) -> list[Batch]:
+    """One batch per channel; entries at the same explicit timestamp are merged, later wins.
+
+    Equivalent to writing the messages one after another, and keeps one statement from
+    upserting the same (field, timestamp) twice.
+    """
+    by_channel: dict[int, tuple[dict[int, Entry], list[Entry]]] = {}
+    for batch in batches:
+        timed, stamped = by_channel.setdefault(batch.channel_id, ({}, []))
+        for entry in batch.entries:
+            if entry.ts is None:
+                stamped.append(entry)
+            elif entry.ts in timed:
+                timed[entry.ts] = _combine(timed[entry.ts], entry)
+            else:
+                timed[entry.ts] = entry
+    return [
+        Batch(channel_id, [*timed.values(), *stamped]) for channel_id, (timed, stamped) in by_channel.items()
+    ]
+
+
+def _combine(old: Entry, new: Entry) -> Entry:
+    values: dict[int, Value] = {**old.values, **new.values}
+    return Entry(
+        values,
+        ts=new.ts,
+        status=new.status if new.status is not None else old.status,
+        latitude=new.latitude if new.latitude is not None else old.latitude,
+        longitude=new.longitude if new.longitude is not None else old.longitude,
+        elevation=new.elevation if new.elevation is not None else old.elevation,
+    )
