@@ -168,6 +168,8 @@ class Listener:
         self.stats = Stats()
         self.stop = threading.Event()
         self.connected = threading.Event()
+        #: Set once the broker has confirmed the subscriptions (tests and health checks wait on it).
+        self.subscribed = threading.Event()
         self._queue: queue.Queue[Incoming] = queue.Queue(maxsize=4 * settings.batch_size)
         self._auth = _TTLCache(settings.auth_cache_s)
         self._names = _TTLCache(settings.auth_cache_s)
@@ -200,6 +202,7 @@ class Listener:
         client.on_connect = self._on_connect
         client.on_disconnect = self._on_disconnect
         client.on_message = self._on_message
+        client.on_subscribe = self._on_subscribe
         return client
 
     def _connect_properties(self) -> Properties:
@@ -219,8 +222,16 @@ class Listener:
         log.info("connected to %s:%s", self.settings.broker.host, self.settings.broker.port)
         self.connected.set()
 
+    def _on_subscribe(self, _client: mqtt.Client, _userdata: Any, _mid: int, codes: Any, _props: Any) -> None:
+        refused = [str(code) for code in codes if code.is_failure]
+        if refused:
+            log.error("broker refused subscriptions: %s", ", ".join(refused))
+            return
+        self.subscribed.set()
+
     def _on_disconnect(self, _client: mqtt.Client, _userdata: Any, _flags: Any, reason: Any, _p: Any) -> None:
         self.connected.clear()
+        self.subscribed.clear()
         if not self.stop.is_set():
             log.warning("disconnected from the broker (%s); reconnecting with backoff", reason)
 

@@ -47,8 +47,9 @@ _KEY_RE = re.compile(r"[A-Za-z0-9]{1,64}")
 _ID_RE = re.compile(r"[1-9][0-9]{0,9}")
 _FIELD_RE = re.compile(r"field([1-9][0-9]{0,4})")
 
-#: Subscriptions that cover every scheme above.
-DEFAULT_TOPICS = ("channels/+/publish", "channels/+/publish/#", "fieldstation/+/entries", "tele/+/SENSOR")
+#: Subscriptions that cover every scheme above. ``channels/+/publish/#`` also matches
+#: ``channels/<id>/publish`` itself; subscribing to both would deliver those twice.
+DEFAULT_TOPICS = ("channels/+/publish/#", "fieldstation/+/entries", "tele/+/SENSOR")
 
 FieldNames = Callable[[int], Mapping[str, int]]
 

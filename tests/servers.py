@@ -1,0 +1,203 @@
+"""Real Mosquitto and Dovecot (IMAP) servers for tests and benches, on free 127.0.0.1 ports.
+
+Each runs in the foreground as a child process with a throwaway configuration and data
+folder; ``stop()`` kills it and removes the folder. Starting raises RuntimeError when the
+server is not installed or does not come up.
+"""
+
+from __future__ import annotations
+
+import getpass
+import os
+import shutil
+import socket
+import subprocess
+import tempfile
+import time
+from dataclasses import dataclass
+
+from tests.pgserver import free_port
+
+
+def _binary(name: str) -> str | None:
+    return shutil.which(name) or next(
+        (p for p in (f"/usr/sbin/{name}", f"/usr/bin/{name}") if os.access(p, os.X_OK)), None
+    )
+
+
+def _wait_for_port(port: int, process: subprocess.Popen[bytes], what: str, log: str) -> None:
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            break
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+                return
+        except OSError:
+            time.sleep(0.05)
+    process.kill()
+    process.wait()
+    tail = open(log, errors="replace").read()[-800:] if os.path.exists(log) else ""
+    raise RuntimeError(f"{what} did not start on 127.0.0.1:{port}: {tail}")
+
+
+@dataclass
+class Server:
+    """A running server: its port, process and folder."""
+
+    port: int
+    process: subprocess.Popen[bytes]
+    base: str
+
+    def stop(self) -> None:
+        """Kill the server and remove its files."""
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(5)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        shutil.rmtree(self.base, ignore_errors=True)
+
+
+@dataclass
+class Mosquitto(Server):
+    """A broker; ``username``/``password`` are set in the password-file variant."""
+
+    username: str | None = None
+    password: str | None = None
+
+    @property
+    def url(self) -> str:
+        """The broker URL ``fieldstation mqtt`` takes."""
+        auth = f"{self.username}:{self.password}@" if self.username else ""
+        return f"mqtt://{auth}127.0.0.1:{self.port}"
+
+
+def start_mosquitto(*, username: str | None = None, password: str | None = None) -> Mosquitto:
+    """Mosquitto on a free port; anonymous, or with one user in a password file."""
+    binary = _binary("mosquitto")
+    if binary is None:
+        raise RuntimeError("mosquitto is not installed (Debian package mosquitto)")
+    base = tempfile.mkdtemp(prefix="fieldstation-mosquitto-")
+    port = free_port()
+    lines = [
+        f"listener {port} 127.0.0.1",
+        # Hold every message for a worker that is down or slow (the default drops beyond 1000).
+        "max_queued_messages 0",
+        "persistence false",
+        f"log_dest file {base}/log",
+        f"user {getpass.getuser()}",
+    ]
+    if username is not None:
+        passwd = _binary("mosquitto_passwd")
+        if passwd is None:
+            raise RuntimeError("mosquitto_passwd is not installed")
+        path = os.path.join(base, "passwd")
+        subprocess.run([passwd, "-b", "-c", path, username, password or ""], check=True, capture_output=True)
+        os.chmod(path, 0o600)
+        lines += ["allow_anonymous false", f"password_file {path}"]
+    else:
+        lines.append("allow_anonymous true")
+    conf = os.path.join(base, "mosquitto.conf")
+    with open(conf, "w") as handle:
+        handle.write("\n".join(lines) + "\n")
+    process = subprocess.Popen([binary, "-c", conf], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    _wait_for_port(port, process, "mosquitto", os.path.join(base, "log"))
+    return Mosquitto(port, process, base, username, password)
+
+
+@dataclass
+class Dovecot(Server):
+    """An IMAP server with one user and a maildir."""
+
+    username: str = "sensors"
+    password: str = "imap-secret"
+
+    def url(self, folder: str = "INBOX") -> str:
+        """The mailbox URL ``fieldstation mail`` takes (plain IMAP on loopback)."""
+        return f"imap://{self.username}:{self.password}@127.0.0.1:{self.port}/{folder}"
+
+
+_DOVECOT_CONF = """\
+base_dir = {base}/run
+state_dir = {base}/state
+log_path = {base}/log
+protocols = imap
+listen = 127.0.0.1
+ssl = no
+disable_plaintext_auth = no
+auth_mechanisms = plain login
+default_internal_user = {internal}
+default_internal_group = {group}
+default_login_user = {login}
+first_valid_uid = 1
+mail_location = maildir:{base}/mail/%u
+passdb {{
+  driver = passwd-file
+  args = scheme=PLAIN username_format=%u {base}/passwd
+}}
+userdb {{
+  driver = static
+  args = uid={internal} gid={group} home={base}/mail/%u
+}}
+service imap-login {{
+  inet_listener imap {{
+    address = 127.0.0.1
+    port = {port}
+  }}
+  inet_listener imaps {{
+    port = 0
+  }}
+}}
+service pop3-login {{
+  inet_listener pop3 {{
+    port = 0
+  }}
+}}
+service submission-login {{
+  inet_listener submission {{
+    port = 0
+  }}
+}}
+service lmtp {{
+  unix_listener lmtp {{
+    mode = 0600
+  }}
+}}
+"""
+
+
+def start_dovecot() -> Dovecot:
+    """Dovecot (``dovecot -F``) on a free port with a throwaway config and mail store.
+
+    As root, Dovecot's own unprivileged users run its processes and own the mail store.
+    """
+    binary = _binary("dovecot")
+    if binary is None:
+        raise RuntimeError("dovecot is not installed (Debian package dovecot-imapd)")
+    base = tempfile.mkdtemp(prefix="fieldstation-dovecot-")
+    os.chmod(base, 0o755)
+    server = Dovecot(free_port(), subprocess.Popen(["true"]), base)
+    if os.geteuid() == 0:
+        internal, group, login = "dovecot", "dovecot", "dovenull"
+    else:
+        internal = login = getpass.getuser()
+        group = str(os.getgid())
+    os.makedirs(os.path.join(base, "mail"))
+    if os.geteuid() == 0:
+        shutil.chown(os.path.join(base, "mail"), internal, group)
+    with open(os.path.join(base, "passwd"), "w") as handle:
+        handle.write(f"{server.username}:{{PLAIN}}{server.password}::::::\n")
+    conf = os.path.join(base, "dovecot.conf")
+    with open(conf, "w") as handle:
+        handle.write(
+            _DOVECOT_CONF.format(base=base, internal=internal, group=group, login=login, port=server.port)
+        )
+    server.process.wait()
+    server.process = subprocess.Popen(
+        [binary, "-F", "-c", conf], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    _wait_for_port(server.port, server.process, "dovecot", os.path.join(base, "log"))
+    return server
