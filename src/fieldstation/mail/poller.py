@@ -91,13 +91,16 @@ def connect(mailbox: Mailbox, ca_file: str | None = None, timeout: float = 30) -
         conn = imaplib.IMAP4_SSL(mailbox.host, mailbox.port, ssl_context=context, timeout=timeout)
     else:
         conn = imaplib.IMAP4(mailbox.host, mailbox.port, timeout=timeout)
+    try:
         if mailbox.security == "starttls":
             conn.starttls(context)
-    conn.login(mailbox.username, mailbox.password)
-    status, data = conn.select(_quote(mailbox.folder))
-    if status != "OK":
-        conn.logout()
-        raise imaplib.IMAP4.error(f"cannot open folder {mailbox.folder!r}: {data!r}")
+        conn.login(mailbox.username, mailbox.password)
+        status, data = conn.select(_quote(mailbox.folder))
+        if status != "OK":
+            raise imaplib.IMAP4.error(f"cannot open folder {mailbox.folder!r}: {data!r}")
+    except BaseException:
+        conn.shutdown()
+        raise
     return conn
 
 
