@@ -75,8 +75,10 @@ class Mosquitto(Server):
         return f"mqtt://{auth}127.0.0.1:{self.port}"
 
 
-def start_mosquitto(*, username: str | None = None, password: str | None = None) -> Mosquitto:
-    """Mosquitto on a free port; anonymous, or with one user in a password file."""
+def start_mosquitto(
+    *, username: str | None = None, password: str | None = None, extra: list[str] | None = None
+) -> Mosquitto:
+    """Mosquitto on a free port; anonymous, or with one user in a password file; ``extra`` config lines."""
     binary = _binary("mosquitto")
     if binary is None:
         raise RuntimeError("mosquitto is not installed (Debian package mosquitto)")
@@ -89,6 +91,7 @@ def start_mosquitto(*, username: str | None = None, password: str | None = None)
         "persistence false",
         f"log_dest file {base}/log",
         f"user {getpass.getuser()}",
+        *(extra or []),
     ]
     if username is not None:
         passwd = _binary("mosquitto_passwd")

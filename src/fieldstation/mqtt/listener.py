@@ -12,10 +12,10 @@ killed between commit and acknowledgement gets those messages again; the store's
 from __future__ import annotations
 
 import logging
-import queue
 import socket
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -170,7 +170,11 @@ class Listener:
         self.connected = threading.Event()
         #: Set once the broker has confirmed the subscriptions (tests and health checks wait on it).
         self.subscribed = threading.Event()
-        self._queue: queue.Queue[Incoming] = queue.Queue(maxsize=4 * settings.batch_size)
+        # A deque (appends and pops are atomic) is several times cheaper per message than
+        # queue.Queue; the paho thread waits when it holds _backlog messages.
+        self._inbox: deque[Incoming] = deque()
+        self._backlog = 4 * settings.batch_size
+        self._arrived = threading.Event()
         self._auth = _TTLCache(settings.auth_cache_s)
         self._names = _TTLCache(settings.auth_cache_s)
         self._config = topics.TopicConfig(
@@ -242,7 +246,11 @@ class Listener:
                 topic = message.topic
             except UnicodeDecodeError:
                 topic = repr(message._topic)[:120]
-            self._queue.put(Incoming(topic, bytes(message.payload), message.mid, message.qos))
+            while len(self._inbox) >= self._backlog and not self.stop.is_set():
+                time.sleep(0.005)  # the database is behind: stop reading from the broker
+            self._inbox.append(Incoming(topic, bytes(message.payload), message.mid, message.qos))
+            if not self._arrived.is_set():
+                self._arrived.set()
         except Exception:
             log.exception("could not queue a message")
 
@@ -271,27 +279,23 @@ class Listener:
         return self.stats
 
     def _collect(self) -> list[Incoming]:
-        """Up to batch_size messages: the first blocks briefly, the rest until the interval ends."""
-        try:
-            first = self._queue.get(timeout=0.2)
-        except queue.Empty:
-            return []
-        group = [first]
+        """Up to batch_size messages; once one is there, wait at most batch_interval for more."""
+        inbox, size = self._inbox, self.settings.batch_size
+        if not inbox:
+            self._arrived.clear()
+            if not inbox and not self._arrived.wait(0.2):
+                return []
         deadline = time.monotonic() + self.settings.batch_interval
-        while len(group) < self.settings.batch_size:
-            try:
-                group.append(self._queue.get_nowait())
-                continue
-            except queue.Empty:
-                pass
+        group: list[Incoming] = []
+        while True:
+            while inbox and len(group) < size:
+                group.append(inbox.popleft())
             remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                break
-            try:
-                group.append(self._queue.get(timeout=remaining))
-            except queue.Empty:
-                break
-        return group
+            if len(group) >= size or remaining <= 0:
+                return group
+            self._arrived.clear()
+            if not inbox and not self._arrived.wait(remaining):
+                return group
 
     def _handle(self, group: list[Incoming]) -> None:
         """Store a group, then acknowledge it; database outages are retried, never acked."""

@@ -26,9 +26,11 @@ from urllib.parse import parse_qsl
 
 from fieldstation.errors import BadRequest
 from fieldstation.points import (
+    US,
     Batch,
     Entry,
     Value,
+    check_ts,
     clean_status,
     get_zone,
     normalize_device,
@@ -43,6 +45,7 @@ MAX_PAYLOAD = 1024 * 1024
 MAX_FIELD = 10_000
 _MAX_ID = 2**31 - 1
 
+_MAX_PARAMS = 100
 _KEY_RE = re.compile(r"[A-Za-z0-9]{1,64}")
 _ID_RE = re.compile(r"[1-9][0-9]{0,9}")
 _FIELD_RE = re.compile(r"field([1-9][0-9]{0,4})")
@@ -140,7 +143,14 @@ def _thingspeak(topic: str, parts: list[str], payload: bytes) -> Message:
 
 def _form_entry(text: str) -> tuple[Entry, str | None]:
     """ThingSpeak's form payload: fieldN, status, created_at, lat, long, elevation, api_key."""
-    pairs = parse_qsl(text.strip(), keep_blank_values=True, max_num_fields=100)
+    text = text.strip()
+    if "%" in text or "+" in text:
+        pairs = parse_qsl(text, keep_blank_values=True, max_num_fields=_MAX_PARAMS)
+    else:
+        # Nothing to unquote: the same pairs as parse_qsl, at a third of the cost (hot path).
+        if text.count("&") >= _MAX_PARAMS:
+            raise BadRequest(f"at most {_MAX_PARAMS} parameters", code="bad_payload")
+        pairs = [(name, raw) for name, _, raw in (part.partition("=") for part in text.split("&") if part)]
     values: dict[int, Value] = {}
     meta: dict[str, Any] = {}
     key: str | None = None
@@ -157,7 +167,7 @@ def _form_entry(text: str) -> tuple[Entry, str | None]:
     ts = meta.get("created_at") or meta.get("timestamp")
     entry = Entry(
         values,
-        ts=parse_time(ts) if ts else None,
+        ts=_time(ts) if ts else None,
         status=clean_status(meta.get("status") or None),
         latitude=_optional_float(meta.get("lat"), "lat"),
         longitude=_optional_float(meta.get("long"), "long"),
@@ -320,6 +330,13 @@ def _json(payload: bytes) -> Any:
         return json.loads(_text(payload))
     except ValueError as exc:
         raise BadRequest(f"payload is not JSON: {str(exc)[:80]}", code="bad_payload") from None
+
+
+def _time(raw: str) -> int:
+    """parse_time, with a shortcut for whole epoch seconds (what firmware sends)."""
+    if raw.isascii() and raw.isdigit() and len(raw) <= 10:
+        return check_ts(int(raw) * US)
+    return parse_time(raw)
 
 
 def _value(raw: object) -> Value:
