@@ -32,9 +32,10 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+import sqlite3  # noqa: E402
+
 import paho.mqtt.client as mqtt  # noqa: E402
 import psycopg  # noqa: E402
-import sqlite3  # noqa: E402
 from flask import Flask  # noqa: E402
 from paho.mqtt.enums import CallbackAPIVersion  # noqa: E402
 from paho.mqtt.packettypes import PacketTypes  # noqa: E402
