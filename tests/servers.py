@@ -76,14 +76,18 @@ class Mosquitto(Server):
 
 
 def start_mosquitto(
-    *, username: str | None = None, password: str | None = None, extra: list[str] | None = None
+    *,
+    username: str | None = None,
+    password: str | None = None,
+    extra: list[str] | None = None,
+    port: int | None = None,
 ) -> Mosquitto:
     """Mosquitto on a free port; anonymous, or with one user in a password file; ``extra`` config lines."""
     binary = _binary("mosquitto")
     if binary is None:
         raise RuntimeError("mosquitto is not installed (Debian package mosquitto)")
     base = tempfile.mkdtemp(prefix="fieldstation-mosquitto-")
-    port = free_port()
+    port = port or free_port()
     lines = [
         f"listener {port} 127.0.0.1",
         # Hold every message for a worker that is down or slow (the default drops beyond 1000).

@@ -310,3 +310,44 @@ def _probe(client: mqtt.Client, channel: ChannelKeys, second: int) -> bool:
     )
     time.sleep(0.2)
     return entry_count(channel.id) > 0
+
+
+def test_worker_reconnects_after_the_broker_restarts(app: Flask, tmp_path: Path, worker: Start) -> None:
+    try:
+        server = start_mosquitto()
+    except RuntimeError as exc:
+        unavailable(str(exc))
+        return
+    channel = make_channel(make_user().user, "c", ("t",))
+    try:
+        listener = worker(server)
+        server.stop()
+        wait_until(lambda: not listener.connected.is_set())
+        server = start_mosquitto(port=server.port)  # same address, empty broker
+        assert listener.subscribed.wait(20), "the worker did not come back"
+        client = publisher(server)
+        publish_all(client, [(f"channels/{channel.id}/publish/{channel.write_key}", "field1=9")])
+        wait_until(lambda: entry_count(channel.id) == 1)
+        client.disconnect()
+    finally:
+        server.stop()
+
+
+@pytest.mark.parametrize(
+    ("args", "config", "message"),
+    [
+        (["mqtt", "http://broker"], {}, "mqtt://"),
+        (
+            ["mqtt", "mqtt://127.0.0.1"],
+            {"MQTT_TASMOTA": {"dev": {"channel": "x", "fields": {}}}},
+            "MQTT_TASMOTA",
+        ),
+    ],
+)
+def test_mqtt_command_refuses_bad_settings_in_one_line(
+    app: Flask, args: list[str], config: dict[str, Any], message: str
+) -> None:
+    app.config.update(config)
+    result = app.test_cli_runner().invoke(args=args)
+    assert result.exit_code == 1
+    assert message in result.output and "Traceback" not in result.output

@@ -196,3 +196,24 @@ def test_any_tasmota_payload_parses_or_is_rejected(device: str, payload: object)
         assert reason, "a rejection must say why"
         return
     _check_valid(message.batch)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    pairs=st.lists(
+        st.tuples(
+            FORM_KEYS,
+            st.text(alphabet=st.characters(exclude_characters="&=%+", exclude_categories=["Cs"]), max_size=8),
+        )
+    )
+)
+def test_form_fast_path_reads_like_parse_qsl(pairs: list[tuple[str, str]]) -> None:
+    """Payloads without % or + skip urllib's parse_qsl; an ignored quoted parameter forces it."""
+    payload = "&".join(f"{k}={v}" for k, v in pairs)
+    outcomes = []
+    for text in (payload, "headers=%20&" + payload):
+        try:
+            outcomes.append(repr(parse("channels/1/publish", text.encode()).batch.entries))
+        except BadRequest as exc:
+            outcomes.append(exc.message)
+    assert outcomes[0] == outcomes[1]
