@@ -41,6 +41,21 @@ def _wait_for_port(port: int, process: subprocess.Popen[bytes], what: str, log: 
     raise RuntimeError(f"{what} did not start on 127.0.0.1:{port}: {tail}")
 
 
+def make_certificate(folder: str) -> tuple[str, str]:
+    """A self-signed certificate for 127.0.0.1 (it is its own CA): (cert path, key path)."""
+    openssl = _binary("openssl")
+    if openssl is None:
+        raise RuntimeError("openssl is not installed")
+    cert, key = os.path.join(folder, "cert.pem"), os.path.join(folder, "key.pem")
+    subprocess.run(
+        [openssl, "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", key, "-out", cert,
+         "-days", "2", "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1",
+         "-addext", "basicConstraints=critical,CA:TRUE"],
+        check=True, capture_output=True,
+    )  # fmt: skip
+    return cert, key
+
+
 @dataclass
 class Server:
     """A running server: its port, process and folder."""
@@ -67,12 +82,14 @@ class Mosquitto(Server):
 
     username: str | None = None
     password: str | None = None
+    #: Set for a TLS listener: the certificate clients trust.
+    ca_file: str | None = None
 
     @property
     def url(self) -> str:
         """The broker URL ``fieldstation mqtt`` takes."""
         auth = f"{self.username}:{self.password}@" if self.username else ""
-        return f"mqtt://{auth}127.0.0.1:{self.port}"
+        return f"{'mqtts' if self.ca_file else 'mqtt'}://{auth}127.0.0.1:{self.port}"
 
 
 def start_mosquitto(
@@ -81,6 +98,7 @@ def start_mosquitto(
     password: str | None = None,
     extra: list[str] | None = None,
     port: int | None = None,
+    tls: bool = False,
 ) -> Mosquitto:
     """Mosquitto on a free port; anonymous, or with one user in a password file; ``extra`` config lines."""
     binary = _binary("mosquitto")
@@ -97,6 +115,10 @@ def start_mosquitto(
         f"user {getpass.getuser()}",
         *(extra or []),
     ]
+    ca_file = None
+    if tls:
+        ca_file, key = make_certificate(base)
+        lines += [f"certfile {ca_file}", f"keyfile {key}"]
     if username is not None:
         passwd = _binary("mosquitto_passwd")
         if passwd is None:
@@ -112,7 +134,7 @@ def start_mosquitto(
         handle.write("\n".join(lines) + "\n")
     process = subprocess.Popen([binary, "-c", conf], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     _wait_for_port(port, process, "mosquitto", os.path.join(base, "log"))
-    return Mosquitto(port, process, base, username, password)
+    return Mosquitto(port, process, base, username, password, ca_file)
 
 
 @dataclass
@@ -121,10 +143,14 @@ class Dovecot(Server):
 
     username: str = "sensors"
     password: str = "imap-secret"
+    #: IMAP over TLS port and the certificate to trust (plain IMAP then offers STARTTLS).
+    tls_port: int = 0
+    ca_file: str | None = None
 
-    def url(self, folder: str = "INBOX") -> str:
-        """The mailbox URL ``fieldstation mail`` takes (plain IMAP on loopback)."""
-        return f"imap://{self.username}:{self.password}@127.0.0.1:{self.port}/{folder}"
+    def url(self, folder: str = "INBOX", scheme: str = "imap") -> str:
+        """The mailbox URL ``fieldstation mail`` takes: ``imap``, ``imap+starttls`` or ``imaps``."""
+        port = self.tls_port if scheme == "imaps" else self.port
+        return f"{scheme}://{self.username}:{self.password}@127.0.0.1:{port}/{folder}"
 
 
 _DOVECOT_CONF = """\
@@ -133,7 +159,7 @@ state_dir = {base}/state
 log_path = {base}/log
 protocols = imap
 listen = 127.0.0.1
-ssl = no
+{ssl}
 disable_plaintext_auth = no
 auth_mechanisms = plain login
 auth_failure_delay = 0
@@ -156,7 +182,8 @@ service imap-login {{
     port = {port}
   }}
   inet_listener imaps {{
-    port = 0
+    address = 127.0.0.1
+    port = {tls_port}
   }}
 }}
 service pop3-login {{
@@ -177,7 +204,7 @@ service lmtp {{
 """
 
 
-def start_dovecot() -> Dovecot:
+def start_dovecot(*, tls: bool = False) -> Dovecot:
     """Dovecot (``dovecot -F``) on a free port with a throwaway config and mail store.
 
     As root, Dovecot's own unprivileged users run its processes and own the mail store.
@@ -199,10 +226,14 @@ def start_dovecot() -> Dovecot:
     with open(os.path.join(base, "passwd"), "w") as handle:
         handle.write(f"{server.username}:{{PLAIN}}{server.password}::::::\n")
     conf = os.path.join(base, "dovecot.conf")
+    ssl = "ssl = no"
+    if tls:
+        server.ca_file, key = make_certificate(base)
+        server.tls_port = free_port()
+        ssl = f"ssl = yes\nssl_cert = <{server.ca_file}\nssl_key = <{key}"
+    settings = {"internal": internal, "group": group, "login": login, "port": server.port}
     with open(conf, "w") as handle:
-        handle.write(
-            _DOVECOT_CONF.format(base=base, internal=internal, group=group, login=login, port=server.port)
-        )
+        handle.write(_DOVECOT_CONF.format(base=base, ssl=ssl, tls_port=server.tls_port, **settings))
     server.process.wait()
     server.process = subprocess.Popen(
         [binary, "-F", "-c", conf], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL

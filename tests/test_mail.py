@@ -324,3 +324,30 @@ def test_every_loop_runs_as_its_own_process(
     finally:
         process.send_signal(signal.SIGTERM)
         assert process.wait(10) == 0
+
+
+@pytest.fixture(scope="module")
+def tls_imap_server() -> Iterator[Dovecot]:
+    try:
+        server = start_dovecot(tls=True)
+    except RuntimeError as exc:
+        unavailable(str(exc))
+        return
+    yield server
+    server.stop()
+
+
+@pytest.mark.parametrize("scheme", ["imaps", "imap+starttls"])
+def test_tls_and_starttls(app: Flask, runner: FlaskCliRunner, tls_imap_server: Dovecot, scheme: str) -> None:
+    channel = make_channel(make_user().user, "motion", ("motion",))
+    app.config["MAIL_RULES"] = [rule(channel.id)]
+    name = f"TLS {uuid.uuid4().hex[:6]}"
+    with imap(tls_imap_server) as conn:
+        conn.create(f'"{name}"')
+    deliver(tls_imap_server, name, SEED_SUBJECTS[0])
+    url = tls_imap_server.url(name.replace(" ", "%20"), scheme=scheme)
+    untrusted = runner.invoke(args=["mail", url])
+    assert untrusted.exit_code == 1 and "certificate" in untrusted.output  # not the system's CAs
+    result = runner.invoke(args=["mail", url, "--ca-file", str(tls_imap_server.ca_file)])
+    assert "stored 1" in result.output, result.output
+    assert events(channel.id) == [("Hall", 1.0)]

@@ -351,3 +351,37 @@ def test_mqtt_command_refuses_bad_settings_in_one_line(
     result = app.test_cli_runner().invoke(args=args)
     assert result.exit_code == 1
     assert message in result.output and "Traceback" not in result.output
+
+
+def test_refused_login_is_retried_not_fatal(app: Flask, locked_broker: Mosquitto) -> None:
+    url = f"mqtt://worker:wrong@127.0.0.1:{locked_broker.port}"
+    listener = Listener(app, Settings(Broker.from_url(url), client_id=f"t-{uuid.uuid4().hex[:6]}"), {})
+    thread = threading.Thread(target=listener.run, daemon=True)
+    thread.start()
+    time.sleep(1.5)  # the first attempt and its retry are refused
+    assert thread.is_alive() and not listener.connected.is_set()
+    listener.stop.set()
+    thread.join(10)
+    assert not thread.is_alive()
+
+
+def test_mqtts_with_a_ca_file(app: Flask, worker: Start) -> None:
+    try:
+        server = start_mosquitto(tls=True)
+    except RuntimeError as exc:
+        unavailable(str(exc))
+        return
+    try:
+        channel = make_channel(make_user().user, "c", ("t",))
+        worker(server, ca_file=server.ca_file)
+        client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"pub-{uuid.uuid4().hex[:8]}")
+        client.tls_set(ca_certs=server.ca_file)
+        client.connect("127.0.0.1", server.port)
+        client.loop_start()
+        publish_all(client, [(f"channels/{channel.id}/publish/{channel.write_key}", "field1=4.5")])
+        wait_until(lambda: entry_count(channel.id) == 1)
+        assert values(channel) == {1: [4.5]}
+        client.disconnect()
+        client.loop_stop()
+    finally:
+        server.stop()

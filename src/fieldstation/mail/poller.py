@@ -8,6 +8,7 @@ entry the store refuses) stays unseen and is reported on every poll until someon
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import email
 import email.policy
@@ -99,7 +100,8 @@ def connect(mailbox: Mailbox, ca_file: str | None = None, timeout: float = 30) -
         if status != "OK":
             raise imaplib.IMAP4.error(f"cannot open folder {mailbox.folder!r}: {data!r}")
     except BaseException:
-        conn.shutdown()
+        with contextlib.suppress(OSError):  # a failed STARTTLS has closed it already
+            conn.shutdown()
         raise
     return conn
 

@@ -169,6 +169,8 @@ class Listener:
         self.connected = threading.Event()
         #: Set once the broker has confirmed the subscriptions (tests and health checks wait on it).
         self.subscribed = threading.Event()
+        #: Connection attempts since the broker last accepted us (for the backoff).
+        self._attempts = 0
         #: Messages read from the socket and not yet stored (filled by paho's callback).
         self._inbox: deque[Incoming] = deque()
         self._auth = _TTLCache(settings.auth_cache_s)
@@ -220,6 +222,7 @@ class Listener:
         qos = self.settings.qos
         client.subscribe([(topic, qos) for topic in self.settings.subscriptions()])
         log.info("connected to %s:%s", self.settings.broker.host, self.settings.broker.port)
+        self._attempts = 0
         self.connected.set()
 
     def _on_subscribe(self, _client: mqtt.Client, _userdata: Any, _mid: int, codes: Any, _props: Any) -> None:
@@ -292,16 +295,19 @@ class Listener:
 
     def _reconnect(self) -> None:
         """(Re)connect with exponential backoff, 1 s up to 60 s, until connected or stopped."""
-        delay = 1.0
         while not self.stop.is_set():
+            if self._attempts:
+                # Grows until a CONNACK accepts us (a refused login also backs off).
+                delay = min(2.0 ** (self._attempts - 1), 60.0)
+                log.warning("reconnecting to the broker in %.0f s", delay)
+                if self.stop.wait(delay):
+                    return
+            self._attempts += 1
             try:
                 if self.client.reconnect() == mqtt.MQTT_ERR_SUCCESS:
                     return
             except OSError as exc:
-                log.warning("cannot reach the broker (%s); retrying in %.0f s", exc, delay)
-            if self.stop.wait(delay):
-                return
-            delay = min(delay * 2, 60.0)
+                log.warning("cannot reach the broker: %s", exc)
 
     def _handle(self, group: list[Incoming]) -> None:
         """Store a group, then acknowledge it; database outages are retried, never acked."""
