@@ -184,7 +184,7 @@ class Listener:
         )
         self.client = self._make_client()
 
-    # -- paho side (its own thread) ----------------------------------------------------------
+    # -- paho client and its callbacks (they run inside client.loop(), in the worker's thread) --
 
     def _make_client(self) -> mqtt.Client:
         settings = self.settings
@@ -200,7 +200,6 @@ class Listener:
         if broker.tls:
             client.tls_set(ca_certs=settings.ca_file, certfile=settings.cert_file, keyfile=settings.key_file)
             client.tls_insecure_set(settings.insecure)
-        client.reconnect_delay_set(min_delay=1, max_delay=60)
         client.on_connect = self._on_connect
         client.on_disconnect = self._on_disconnect
         client.on_message = self._on_message
@@ -239,7 +238,7 @@ class Listener:
             log.warning("disconnected from the broker (%s); reconnecting with backoff", reason)
 
     def _on_message(self, _client: mqtt.Client, _userdata: Any, message: mqtt.MQTTMessage) -> None:
-        # An exception here would end paho's network thread: nothing may escape.
+        # An exception here would escape client.loop() and end the worker: nothing may escape.
         try:
             try:
                 topic = message.topic
@@ -249,7 +248,7 @@ class Listener:
         except Exception:
             log.exception("could not queue a message")
 
-    # -- main thread -------------------------------------------------------------------------
+    # -- the loop: read a group, store it, acknowledge it ---------------------------------------
 
     def run(self) -> Stats:
         """Connect (retrying with backoff) and store messages until :attr:`stop` is set."""
