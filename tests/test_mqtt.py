@@ -178,14 +178,15 @@ def test_refused_and_bad_messages_are_counted_and_never_stop_the_worker(
             (f"channels/{ours.id}/publish/{ours.write_key}", b"\xff"),  # not UTF-8
             (f"fieldstation/{ours.id}/entries", "[[[["),  # not JSON
             ("tele/nobody/SENSOR", "{}"),  # unmapped device
-            (f"channels/{ours.id}/publish/{ours.write_key}", "field1=5"),  # the only good one
+            (f"channels/{ours.id}/publish/{ours.write_key}", "field1=5"),  # good
+            (f"channels/{other.id}/publish/{other.write_key}", "field1=6"),  # good, another channel
         ],
     )
-    wait_until(lambda: listener.stats.received == 8, message=lambda: str(listener.stats))
-    wait_until(lambda: entry_count(ours.id) == 1)
+    wait_until(lambda: listener.stats.received == 9, message=lambda: str(listener.stats))
+    wait_until(lambda: entry_count(ours.id) == 1 and entry_count(other.id) == 1)
     assert values(ours) == {1: [5.0]}
-    assert entry_count(other.id) == 0
-    assert (listener.stats.bad, listener.stats.refused, listener.stats.stored) == (3, 4, 1)
+    assert values(other) == {1: [6.0]}
+    assert (listener.stats.bad, listener.stats.refused, listener.stats.stored) == (3, 4, 2)
     assert listener.subscribed.is_set()
     client.disconnect()
 

@@ -328,27 +328,33 @@ class Listener:
 
     def _store(self, group: Sequence[Incoming]) -> None:
         accepted = [m for m in (self._accept(message) for message in group) if m is not None]
-        if not accepted:
-            return
-        try:
-            results = store.write_many(merge(m.batch for m in accepted))
-            self.stats.commits += 1
-            self.stats.stored += len(accepted)
-            self.stats.points += sum(r.points for r in results)
-        except FieldstationError:
-            # One message the store refuses (unknown field, rate limit) must not sink the others.
-            for message in accepted:
-                self._store_one(message)
+        if accepted:
+            try:
+                self._write(accepted)
+            except FieldstationError:
+                # The store refused something (unknown field, rate limit, deleted channel): retry
+                # per channel, then per message in the refused channel, so the rest is stored.
+                by_channel: dict[int, list[topics.Message]] = {}
+                for message in accepted:
+                    by_channel.setdefault(message.batch.channel_id, []).append(message)
+                for messages in by_channel.values():
+                    try:
+                        self._write(messages)
+                    except FieldstationError:
+                        for message in messages:
+                            self._store_one(message)
+
+    def _write(self, messages: Sequence[topics.Message]) -> None:
+        results = store.write_many(merge(m.batch for m in messages))
+        self.stats.commits += 1
+        self.stats.stored += len(messages)
+        self.stats.points += sum(r.points for r in results)
 
     def _store_one(self, message: topics.Message) -> None:
         try:
-            result = store.write(message.batch)
+            self._write([message])
         except FieldstationError as exc:
             self._refuse(message.topic, exc)
-            return
-        self.stats.commits += 1
-        self.stats.stored += 1
-        self.stats.points += result.points
 
     def _accept(self, incoming: Incoming) -> topics.Message | None:
         """Parse and authorise one message; None (counted and logged) when it is refused."""
