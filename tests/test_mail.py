@@ -24,7 +24,7 @@ from sqlalchemy import select
 
 from fieldstation.errors import BadRequest
 from fieldstation.extensions import db
-from fieldstation.mail.poller import Mailbox, parse_every
+from fieldstation.mail.poller import Mailbox, _mail, parse_every
 from fieldstation.mail.rules import Mail, load_rules, to_batch
 from fieldstation.models import Entry, Field, Reading
 from fieldstation.points import datetime_to_us
@@ -157,6 +157,45 @@ def test_any_subject_matches_cleanly_or_is_refused_with_a_reason(subject: str) -
     if matched is not None:
         (entry,) = matched[1].entries
         assert entry.values == {1: 1.0} and entry.ts is not None
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    raw=st.one_of(
+        st.binary(max_size=300),
+        st.builds(
+            lambda headers, body: ("\r\n".join(headers) + "\r\n\r\n" + body).encode(
+                "utf-8", "surrogateescape"
+            ),
+            st.lists(
+                st.sampled_from(
+                    [
+                        "Subject: =?utf-8?b?bm90IGI2NA?=",
+                        "From: <<@>>",
+                        "Date: yesterday",
+                        "Content-Type: text/plain; charset=nonsense",
+                        "Message-ID:",
+                        "From: a\rb",
+                        "Content-Type: multipart/mixed; boundary=x",
+                        "Content-Transfer-Encoding: base64",
+                    ]
+                ),
+                max_size=6,
+            ),
+            st.text(max_size=60),
+        ),
+    )
+)
+def test_any_fetched_message_is_read_or_refused_with_a_reason(raw: bytes) -> None:  # fmt: skip
+    envelope = b'1 (UID 1 INTERNALDATE "24-Nov-2026 10:46:43 +0000" BODY[] {10}'
+    try:
+        mail = _mail(envelope, raw)
+    except BadRequest as exc:
+        reason = exc.message
+        assert reason
+        return
+    assert mail.arrived == datetime_to_us(dt.datetime(2026, 11, 24, 10, 46, 43, tzinfo=dt.UTC))
+    assert mail.message_id
 
 
 # -- a real IMAP server ------------------------------------------------------------------------

@@ -11,6 +11,7 @@ from types import FrameType
 import click
 from flask import Flask, current_app
 from flask.cli import with_appcontext
+from sqlalchemy.exc import SQLAlchemyError
 
 from fieldstation.errors import FieldstationError
 from fieldstation.mail.poller import Mailbox, PollResult, parse_every, poll
@@ -42,6 +43,8 @@ def mail_command(url: str, password: str | None, every: str | None, ca_file: str
             _report(poll(app, mailbox, rules, ca_file))
         except (imaplib.IMAP4.error, OSError) as exc:
             raise click.ClickException(f"IMAP: {exc}") from None
+        except SQLAlchemyError as exc:
+            raise click.ClickException(f"database: {str(exc).splitlines()[0]}") from None
         return
     _loop(app, mailbox, rules, ca_file, interval)
 
@@ -60,6 +63,9 @@ def _loop(app: Flask, mailbox: Mailbox, rules: list[Rule], ca_file: str | None, 
             _report(poll(app, mailbox, rules, ca_file))
         except (imaplib.IMAP4.error, OSError) as exc:
             log.error("IMAP poll failed: %s", exc)
+        except SQLAlchemyError as exc:
+            # Entries not committed stay unseen and are read again next round.
+            log.error("database error: %s", str(exc).splitlines()[0])
         stop.wait(interval)
 
 

@@ -12,6 +12,7 @@ import contextlib
 import datetime as dt
 import email
 import email.policy
+import hashlib
 import imaplib
 import logging
 import re
@@ -128,7 +129,11 @@ def poll(app: Flask, mailbox: Mailbox, rules: Sequence[Rule], ca_file: str | Non
 
 
 def _process(app: Flask, conn: imaplib.IMAP4, uid: str, rules: Sequence[Rule], result: PollResult) -> None:
-    mail = _fetch(conn, uid)
+    try:
+        mail = _fetch(conn, uid)
+    except BadRequest as exc:
+        result.failed.append(f"uid {uid}: {exc.message}")
+        return
     if mail is None:
         result.failed.append(f"uid {uid}: could not fetch")
         return
@@ -163,19 +168,43 @@ def _fetch(conn: imaplib.IMAP4, uid: str) -> Mail | None:
 
 
 def _mail(envelope: bytes, raw: bytes) -> Mail:
-    message = email.message_from_bytes(raw, policy=email.policy.default)
-    arrived = imaplib.Internaldate2tuple(envelope)
-    arrived_us = now_us()
-    if arrived is not None:
-        arrived_us = datetime_to_us(dt.datetime(*arrived[:6], tzinfo=dt.UTC))
+    """What the rules need from a fetched message; whatever the sender put in it.
+
+    :raise BadRequest: headers the email package cannot read at all.
+    """
+    try:
+        message = email.message_from_bytes(raw, policy=email.policy.default)
+        subject = " ".join(str(message.get("Subject", "")).split())
+        sender = str(message.get("From", ""))
+        message_id = str(message.get("Message-ID", "")).strip()
+        date = str(message.get("Date", ""))
+        body = _body(message)
+    except (ValueError, TypeError, LookupError, AttributeError) as exc:
+        raise BadRequest(f"unreadable message: {exc}") from None
     return Mail(
-        subject=" ".join(str(message.get("Subject", "")).split()),
-        body=_body(message),
-        sender=str(message.get("From", "")),
-        message_id=str(message.get("Message-ID", "")).strip() or raw.hex()[:64],
-        date=header_time(str(message.get("Date", "")) or None),
-        arrived=arrived_us,
+        subject=subject,
+        body=body,
+        sender=sender,
+        # Without a Message-ID the content itself tells a re-read from another message.
+        message_id=message_id or hashlib.sha256(raw).hexdigest(),
+        date=header_time(date or None),
+        arrived=_internal_date(envelope),
     )
+
+
+_INTERNALDATE_RE = re.compile(rb'INTERNALDATE "([^"]+)"')
+
+
+def _internal_date(envelope: bytes) -> int:
+    """IMAP INTERNALDATE (``24-Nov-2026 10:46:43 +0000``) in µs; now if missing or odd."""
+    match = _INTERNALDATE_RE.search(envelope)
+    if match is not None:
+        try:
+            parsed = dt.datetime.strptime(match.group(1).decode("ascii").strip(), "%d-%b-%Y %H:%M:%S %z")
+        except (ValueError, UnicodeDecodeError):
+            return now_us()
+        return datetime_to_us(parsed)
+    return now_us()
 
 
 def _body(message: EmailMessage) -> str:
