@@ -102,6 +102,31 @@ def test_sensor_fields_channel_map_value_group_and_sender() -> None:
         to_batch(rules, mail("attic meter: 1 kWh"))
 
 
+def test_body_rule_with_value_and_iso_time() -> None:
+    rules = load_rules(
+        [
+            {
+                "name": "meter",
+                "pattern": r"reading (?P<value>[\d.]+) at (?P<time>\S+)",
+                "match": "body",
+                "channel": 4,
+            }
+        ]
+    )
+    message = Mail(
+        "Daily report", "Hello,\nreading 12.25 at 2024-05-01T06:00:00+02:00\n", "m@x", "<m@x>", None, 0
+    )
+    matched = to_batch(rules, message)
+    assert matched is not None
+    (entry,) = matched[1].entries
+    assert entry.values == {1: 12.25} and entry.status is None
+    start = datetime_to_us(dt.datetime(2024, 5, 1, 4, tzinfo=dt.UTC))
+    assert start <= entry.ts < start + 1_000_000  # type: ignore[operator]
+    assert (
+        to_batch(rules, Mail("reading 1 at 2024-05-01", "", "m@x", "<n@x>", None, 0)) is None
+    )  # subject ignored
+
+
 def test_unmatched_and_bad_times() -> None:
     rules = load_rules([rule(5)])
     assert to_batch(rules, mail("Your weekly digest")) is None
