@@ -386,3 +386,54 @@ def test_mqtts_with_a_ca_file(app: Flask, worker: Start) -> None:
         client.loop_stop()
     finally:
         server.stop()
+
+
+def test_a_poison_message_is_isolated(
+    app: Flask, broker: Mosquitto, worker: Start, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An unexpected error (a bug) while storing costs only the message that causes it."""
+    from fieldstation import store
+
+    real = store.write_many
+
+    def write_many(batches: Any, **kwargs: Any) -> Any:
+        if any(13.0 in entry.values.values() for batch in batches for entry in batch.entries):
+            raise KeyError("unlucky")
+        return real(batches, **kwargs)
+
+    monkeypatch.setattr(store, "write_many", write_many)
+    channel = make_channel(make_user().user, "c", ("t",))
+    listener = worker(broker, batch_interval=0.5)
+    client = publisher(broker)
+    topic = f"channels/{channel.id}/publish/{channel.write_key}"
+    publish_all(client, [(topic, f"field1={v}&created_at={1_700_000_000 + v}") for v in (12, 13, 14)])
+    wait_until(lambda: listener.stats.received == 3 and entry_count(channel.id) == 2)
+    assert values(channel) == {1: [12.0, 14.0]}
+    assert listener.stats.bad == 1
+    client.disconnect()
+
+
+def test_database_outage_is_waited_out(
+    app: Flask, broker: Mosquitto, worker: Start, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """While the database is unreachable nothing is acknowledged or dropped; then it is stored."""
+    from sqlalchemy.exc import OperationalError
+
+    from fieldstation import store
+
+    real, failures = store.write_many, [2]
+
+    def write_many(batches: Any, **kwargs: Any) -> Any:
+        if failures[0]:
+            failures[0] -= 1
+            raise OperationalError("INSERT", {}, Exception("server closed the connection"))
+        return real(batches, **kwargs)
+
+    monkeypatch.setattr(store, "write_many", write_many)
+    channel = make_channel(make_user().user, "c", ("t",))
+    listener = worker(broker)
+    client = publisher(broker)
+    publish_all(client, [(f"channels/{channel.id}/publish/{channel.write_key}", "field1=1")])
+    wait_until(lambda: entry_count(channel.id) == 1)
+    assert failures == [0] and listener.stats.bad == 0 and listener.stats.stored == 1
+    client.disconnect()

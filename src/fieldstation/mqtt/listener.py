@@ -26,7 +26,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.exc import InterfaceError, OperationalError
 
 from fieldstation import auth, manage, store
 from fieldstation.errors import BadRequest, FieldstationError, Forbidden
@@ -35,6 +35,9 @@ from fieldstation.points import Batch, Entry, Value
 
 log = logging.getLogger(__name__)
 
+#: Database errors worth waiting out (connection lost, server down, lock timeout); other
+#: errors are deterministic and would fail again on every retry.
+TRANSIENT = (OperationalError, InterfaceError)
 #: paho's 16-bit packet ids cap what a broker may have in flight to us.
 MAX_RECEIVE = 65_535
 
@@ -312,19 +315,38 @@ class Listener:
         """Store a group, then acknowledge it; database outages are retried, never acked."""
         self.stats.received += len(group)
         delay = 0.5
+        one_by_one = False
         while True:
             try:
-                with self.app.app_context():
-                    self._store(group)
+                if one_by_one:
+                    self._store_each(group)
+                else:
+                    with self.app.app_context():
+                        self._store(group)
                 break
-            except SQLAlchemyError as exc:
-                log.error("database error, retrying in %.1f s: %s", delay, str(exc).splitlines()[0])
+            except TRANSIENT as exc:
+                log.error("database unavailable, retrying in %.1f s: %s", delay, str(exc).splitlines()[0])
                 if self.stop.wait(delay):
                     return  # unacknowledged: the broker redelivers after restart
                 delay = min(delay * 2, 30)
+            except Exception:  # noqa: BLE001 - a bug or a poison message must not stop the worker
+                log.exception("unexpected error storing a group; storing its messages one by one")
+                one_by_one = True
         for message in group:
             if message.qos:
                 self.client.ack(message.mid, message.qos)
+
+    def _store_each(self, group: Sequence[Incoming]) -> None:
+        """Isolate the message that fails unexpectedly: log it, count it, store the rest."""
+        for message in group:
+            try:
+                with self.app.app_context():
+                    self._store([message])
+            except TRANSIENT:
+                raise
+            except Exception:  # noqa: BLE001 - see _handle
+                self.stats.bad += 1
+                log.exception("could not store the message on %s", message.topic)
 
     def _store(self, group: Sequence[Incoming]) -> None:
         accepted = [m for m in (self._accept(message) for message in group) if m is not None]
