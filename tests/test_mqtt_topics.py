@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 
 import pytest
 from hypothesis import given, settings
@@ -11,7 +12,7 @@ from hypothesis import strategies as st
 from fieldstation.errors import BadRequest
 from fieldstation.mqtt.listener import merge
 from fieldstation.mqtt.topics import TasmotaMap, TopicConfig, parse
-from fieldstation.points import Batch, Entry, parse_time
+from fieldstation.points import MAX_TS_US, MIN_TS_US, Batch, Entry, parse_time
 
 TASMOTA = {
     "livingroom": TasmotaMap(7, {"AM2301.Temperature": 1, "AM2301.Humidity": 2}),
@@ -137,6 +138,8 @@ def _check_valid(batch: Batch) -> None:
     for entry in batch.entries:
         assert entry.values or entry.status is not None
         assert all(number >= 1 for number in entry.values)
+        assert all(isinstance(v, str) or math.isfinite(v) for v in entry.values.values())
+        assert entry.ts is None or MIN_TS_US <= entry.ts <= MAX_TS_US
 
 
 PARTS = ["channels", "publish", "fields", "field1", "field0", "1", "42", "fieldstation", "entries", "tele"]
