@@ -1,0 +1,470 @@
+"""The one path out: rows, latest values and time buckets, computed in SQL on SQLite and PostgreSQL.
+
+Every view (ThingSpeak feeds, the JSON API, CSV export, InfluxQL, the
+dashboard) asks this module and only formats what it returns. Timestamps are
+integer microseconds since the epoch (UTC); windows are half-open
+``[start, end)``. Every function takes a row or bucket bound, so no request
+can start a runaway query.
+
+Aggregates skip text values (``value IS NULL``). Buckets come from the raw
+readings or, when the bucket width allows, from the per-minute/hour/day
+rollups kept by :mod:`fieldstation.rollups` (see docs/query.md).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import select, text
+
+from fieldstation.errors import BadRequest
+from fieldstation.extensions import db
+from fieldstation.models import Channel, Field
+from fieldstation.points import MAX_TS_US, MIN_TS_US, US, get_zone
+
+SECOND = US
+MINUTE = 60 * SECOND
+HOUR = 60 * MINUTE
+DAY = 24 * HOUR
+#: Most buckets one call may produce (a chart needs ~1,000; exports page through rows instead).
+MAX_BUCKETS = 100_000
+#: Most rows one call may return.
+MAX_LIMIT = 100_000
+#: The "nice" bucket widths auto_every chooses from.
+NICE_WIDTHS = [
+    s * SECOND for s in (1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200, 10800, 21600, 43200)
+] + [DAY, 2 * DAY, 7 * DAY, 30 * DAY]
+#: Added before integer division so that floor == truncation on both engines (ts may be < 0).
+_SHIFT = -MIN_TS_US + DAY
+
+
+@dataclass(frozen=True, slots=True)
+class EntryRow:
+    """One entry of a channel with the values of (some of) its fields."""
+
+    entry_id: int
+    ts: int
+    status: str | None
+    latitude: float | None
+    longitude: float | None
+    elevation: float | None
+    values: dict[int, float | str]
+
+
+@dataclass(frozen=True, slots=True)
+class Point:
+    """One reading: a number, or a text (then ``value`` is None)."""
+
+    ts: int
+    value: float | None
+    text: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class Bucket:
+    """Aggregates of the numeric readings in ``[start, start + every)``."""
+
+    start: int
+    count: int
+    avg: float | None
+    min: float | None
+    max: float | None
+    sum: float | None
+    first: float | None
+    last: float | None
+
+
+# -- channels and access ----------------------------------------------------------------------
+
+
+def readable_channel(channel_id: int, raw_key: str | None) -> Channel | None:
+    """The channel if ``raw_key`` may read it (public, or a key of it, or the owner's user key).
+
+    Unknown and forbidden channels both give None, so callers answer them alike.
+    """
+    from fieldstation.auth import can_read
+
+    channel = db.session.get(Channel, channel_id)
+    if channel is None or not can_read(channel, raw_key):
+        return None
+    return channel
+
+
+def field_of(channel_id: int, number: int) -> Field | None:
+    """Field ``number`` of a channel, or None."""
+    return db.session.scalar(select(Field).where(Field.channel_id == channel_id, Field.number == number))
+
+
+# -- entries ----------------------------------------------------------------------------------
+
+
+def latest_entry(channel_id: int) -> EntryRow | None:
+    """The newest entry of a channel with all its values, or None when it has none."""
+    rows = entries(channel_id, None, None, limit=1)
+    return rows[0] if rows else None
+
+
+def entries(
+    channel_id: int,
+    start: int | None,
+    end: int | None,
+    *,
+    limit: int,
+    fields: Sequence[int] | None = None,
+) -> list[EntryRow]:
+    """The newest ``limit`` entries in ``[start, end)``, returned oldest -> newest.
+
+    ``fields`` restricts the values returned (entries without those values are still listed).
+    """
+    limit = _check_limit(limit)
+    lo = MIN_TS_US if start is None else start
+    hi = MAX_TS_US + 1 if end is None else end
+    rows = db.session.execute(
+        text(
+            "SELECT entry_id, ts, status, latitude, longitude, elevation FROM entries "
+            "WHERE channel_id = :c AND ts >= :lo AND ts < :hi ORDER BY ts DESC LIMIT :n"
+        ),
+        {"c": channel_id, "lo": lo, "hi": hi, "n": limit},
+    ).all()[::-1]
+    if not rows:
+        return []
+    values = _values_between(channel_id, rows[0].ts, rows[-1].ts, fields)
+    return [
+        EntryRow(r.entry_id, r.ts, r.status, r.latitude, r.longitude, r.elevation, values.get(r.ts, {}))
+        for r in rows
+    ]
+
+
+def entries_after(channel_id: int, start: int, end: int, *, after: int | None, limit: int) -> list[EntryRow]:
+    """Up to ``limit`` entries in ``[start, end)`` after ``after`` (exclusive), oldest first.
+
+    Keyset paging for exports: each page is one bounded index range scan.
+    """
+    limit = _check_limit(limit)
+    lo = start if after is None else max(start, after + 1)
+    rows = db.session.execute(
+        text(
+            "SELECT entry_id, ts, status, latitude, longitude, elevation FROM entries "
+            "WHERE channel_id = :c AND ts >= :lo AND ts < :hi ORDER BY ts LIMIT :n"
+        ),
+        {"c": channel_id, "lo": lo, "hi": end, "n": limit},
+    ).all()
+    if not rows:
+        return []
+    values = _values_between(channel_id, rows[0].ts, rows[-1].ts, None)
+    return [
+        EntryRow(r.entry_id, r.ts, r.status, r.latitude, r.longitude, r.elevation, values.get(r.ts, {}))
+        for r in rows
+    ]
+
+
+def _values_between(
+    channel_id: int, lo: int, hi: int, fields: Sequence[int] | None
+) -> dict[int, dict[int, float | str]]:
+    """Values of the channel's fields with ``lo <= ts <= hi``, by timestamp then field number.
+
+    Every reading belongs to an entry (store.write makes both), so this is
+    exactly the values of the entries in that span.
+    """
+    numbers = db.session.execute(
+        select(Field.id, Field.number).where(Field.channel_id == channel_id).order_by(Field.number)
+    ).all()
+    wanted = set(fields) if fields is not None else None
+    result: dict[int, dict[int, float | str]] = {}
+    for field_id, number in numbers:
+        if wanted is not None and number not in wanted:
+            continue
+        for ts, value, txt in db.session.execute(
+            text("SELECT ts, value, text FROM readings WHERE field_id = :f AND ts >= :lo AND ts <= :hi"),
+            {"f": field_id, "lo": lo, "hi": hi},
+        ):
+            result.setdefault(ts, {})[number] = value if value is not None else txt
+    return result
+
+
+def latest_values(channel_id: int) -> dict[int, Point]:
+    """The newest reading of every field of a channel, by field number (fields without data omitted)."""
+    rows = db.session.execute(
+        text(
+            "SELECT f.number, r.ts, r.value, r.text FROM fields f JOIN readings r "
+            "ON r.field_id = f.id AND r.ts = (SELECT max(ts) FROM readings WHERE field_id = f.id) "
+            "WHERE f.channel_id = :c ORDER BY f.number"
+        ),
+        {"c": channel_id},
+    ).all()
+    return {number: Point(ts, value, txt) for number, ts, value, txt in rows}
+
+
+# -- one field --------------------------------------------------------------------------------
+
+
+def series(
+    field_id: int,
+    start: int,
+    end: int,
+    *,
+    limit: int,
+    descending: bool = False,
+    after: int | None = None,
+) -> list[Point]:
+    """Readings of one field in ``[start, end)``, oldest first (or newest first).
+
+    ``after`` continues a page: only readings strictly beyond it in the
+    direction of travel (keyset paging; no OFFSET).
+    """
+    limit = _check_limit(limit)
+    lo, hi = start, end
+    if after is not None:
+        if descending:
+            hi = min(hi, after)
+        else:
+            lo = max(lo, after + 1)
+    order = "DESC" if descending else "ASC"
+    rows = db.session.execute(
+        text(
+            "SELECT ts, value, text FROM readings WHERE field_id = :f AND ts >= :lo AND ts < :hi "  # noqa: S608
+            f"ORDER BY ts {order} LIMIT :n"  # order is one of two constants
+        ),
+        {"f": field_id, "lo": lo, "hi": hi, "n": limit},
+    ).all()
+    return [Point(ts, value, txt) for ts, value, txt in rows]
+
+
+def iter_series(field_id: int, start: int, end: int, *, page: int = 5000) -> Iterator[Point]:
+    """Every reading of a field in ``[start, end)``, oldest first, fetched in keyset pages."""
+    after: int | None = None
+    while True:
+        rows = series(field_id, start, end, limit=page, after=after)
+        yield from rows
+        if len(rows) < page:
+            return
+        after = rows[-1].ts
+
+
+def iter_entries(channel_id: int, start: int, end: int, *, page: int = 2000) -> Iterator[EntryRow]:
+    """Every entry of a channel in ``[start, end)``, oldest first, fetched in keyset pages."""
+    after: int | None = None
+    while True:
+        rows = entries_after(channel_id, start, end, after=after, limit=page)
+        yield from rows
+        if len(rows) < page:
+            return
+        after = rows[-1].ts
+
+
+def last_point(field_id: int) -> Point | None:
+    """The newest reading of one field."""
+    rows = series(field_id, MIN_TS_US, MAX_TS_US + 1, limit=1, descending=True)
+    return rows[0] if rows else None
+
+
+# -- buckets ----------------------------------------------------------------------------------
+
+
+def auto_every(start: int, end: int, max_points: int) -> int:
+    """The smallest "nice" width (1 s … 30 d) that gives at most ``max_points`` buckets."""
+    if max_points < 1:
+        raise BadRequest("max_points must be at least 1", code="bad_every")
+    span = max(end - start, 1)
+    for width in NICE_WIDTHS:
+        if -(-span // width) <= max_points:
+            return width
+    return NICE_WIDTHS[-1]
+
+
+def buckets(field_id: int, start: int, end: int, every: int, *, tz: str | None = None) -> list[Bucket]:
+    """Non-empty buckets of ``every`` µs over ``[start, end)``, oldest first.
+
+    Widths under a day align to the epoch (UTC); whole-day widths align to
+    local midnight in ``tz`` (DST-aware: such a bucket may be 23 or 25 hours).
+    Partial buckets at the window's ends only hold the readings inside it.
+
+    :raise BadRequest: reversed window, bad width or more than MAX_BUCKETS buckets.
+    """
+    zone = get_zone(tz)
+    _check_window(start, end)
+    if every < 1:
+        raise BadRequest("bucket width must be positive", code="bad_every")
+    if (end - start) // every > MAX_BUCKETS:
+        raise BadRequest(f"at most {MAX_BUCKETS} buckets per query; widen 'every'", code="too_many_buckets")
+    if end <= start:
+        return []
+    plan = _Plan.make(start, end, every, zone)
+    from fieldstation import rollups
+
+    partials = rollups.aggregate(field_id, start, end, plan)
+    return [plan.bucket(key, part) for key, part in partials.items()]
+
+
+@dataclass(frozen=True, slots=True)
+class Partial:
+    """Mergeable aggregates of part of a bucket."""
+
+    count: int
+    sum: float
+    min: float
+    max: float
+    first: float
+    last: float
+
+    def merge(self, later: Partial) -> Partial:
+        """Combine with the aggregates of a later, disjoint time range."""
+        return Partial(
+            self.count + later.count,
+            self.sum + later.sum,
+            min(self.min, later.min),
+            max(self.max, later.max),
+            self.first,
+            later.last,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class _Plan:
+    """How timestamps map to bucket keys: ``(ts + offset(ts) + shift) // every``.
+
+    ``offsets`` are (from_ts, utc_offset_us) steps of the zone inside the
+    window; empty when the offset is 0 throughout (UTC, or sub-day widths).
+    """
+
+    every: int
+    shift: int
+    zone: dt.tzinfo | None
+    offsets: tuple[tuple[int, int], ...]
+
+    @classmethod
+    def make(cls, start: int, end: int, every: int, zone: dt.tzinfo) -> _Plan:
+        shift = -(-_SHIFT // every) * every
+        local = every % DAY == 0 and zone is not dt.UTC
+        steps = zone_offsets(zone, start, end) if local else ()
+        if all(off == 0 for _, off in steps):
+            steps = ()
+        return cls(every, shift, zone if local else None, tuple(steps))
+
+    def key_sql(self, column: str, params: dict[str, Any]) -> str:
+        """SQL for the bucket key of ``column`` (params are added to ``params``)."""
+        params["k_shift"] = self.shift
+        params["k_every"] = self.every
+        offset = self.offset_sql(column, params)
+        return f"(({column}) + {offset} + :k_shift) / :k_every"
+
+    def offset_sql(self, column: str, params: dict[str, Any]) -> str:
+        """A CASE over the zone's offset steps (bound parameters only), or 0."""
+        if not self.offsets:
+            return "0"
+        parts = []
+        for i, (since, _) in enumerate(self.offsets[1:], start=1):
+            params[f"k_t{i}"] = since
+            params[f"k_o{i - 1}"] = self.offsets[i - 1][1]
+            parts.append(f"WHEN {column} < :k_t{i} THEN :k_o{i - 1}")
+        last = len(self.offsets) - 1
+        params[f"k_o{last}"] = self.offsets[last][1]
+        return f"(CASE {' '.join(parts)} ELSE :k_o{last} END)" if parts else f":k_o{last}"
+
+    def aligned(self, width: int) -> bool:
+        """Whether rows pre-aggregated into ``width``-wide epoch-aligned slots fall in one bucket each."""
+        if self.every % width:
+            return False
+        return all(since % width == 0 and off % width == 0 for since, off in self.offsets[1:]) and all(
+            off % width == 0 for _, off in self.offsets[:1]
+        )
+
+    def start_of(self, key: int) -> int:
+        """UTC start of the bucket with this key."""
+        local_start = key * self.every - self.shift
+        if self.zone is None:
+            return local_start
+        day = dt.date(1970, 1, 1) + dt.timedelta(days=local_start // DAY)
+        midnight = dt.datetime(day.year, day.month, day.day, tzinfo=self.zone)
+        # A local midnight skipped by DST: fold keeps zoneinfo's later offset; good enough.
+        return _to_us(midnight)
+
+    def bucket(self, key: int, part: Partial) -> Bucket:
+        """The finished bucket for a key."""
+        return Bucket(
+            self.start_of(key),
+            part.count,
+            part.sum / part.count if part.count else None,
+            part.min,
+            part.max,
+            part.sum,
+            part.first,
+            part.last,
+        )
+
+
+def zone_offsets(zone: dt.tzinfo, start: int, end: int) -> list[tuple[int, int]]:
+    """(from_ts, utc offset in µs) for each offset step of ``zone`` within ``[start, end)``.
+
+    Found by probing once a day and bisecting to the second where the offset changes.
+    """
+
+    def offset(ts: int) -> int:
+        moment = dt.datetime(1970, 1, 1, tzinfo=dt.UTC) + dt.timedelta(microseconds=ts)
+        delta = moment.astimezone(zone).utcoffset() or dt.timedelta(0)
+        return (delta.days * 86_400 + delta.seconds) * US + delta.microseconds
+
+    lo = max(start, MIN_TS_US + DAY)
+    hi = min(end, MAX_TS_US - DAY)
+    steps = [(start, offset(lo))]
+    probe = lo
+    while probe < hi:
+        nxt = min(probe + DAY, hi)
+        if offset(nxt) != offset(probe):
+            a, b = probe, nxt  # offset(a) differs from offset(b); find the first ts with offset(b)
+            while b - a > SECOND:
+                mid = (a + b) // 2
+                if offset(mid) == offset(a):
+                    a = mid
+                else:
+                    b = mid
+            # Transitions fall on whole seconds: the one multiple of a second in (a, b].
+            since = -(-(a + 1) // SECOND) * SECOND
+            steps.append((since, offset(since)))
+        probe = nxt
+    return steps
+
+
+def _to_us(moment: dt.datetime) -> int:
+    delta = moment - dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+    return (delta.days * 86_400 + delta.seconds) * US + delta.microseconds
+
+
+def raw_partials(field_id: int, start: int, end: int, plan: _Plan) -> list[tuple[int, Partial]]:
+    """Bucket partials straight from the readings of one field (numeric values only)."""
+    params: dict[str, Any] = {"f": field_id, "a": start, "z": end}
+    key = plan.key_sql("ts", params)
+    rows = db.session.execute(
+        text(
+            "WITH g AS ("  # noqa: S608 - key is built from constants and bound parameters
+            f" SELECT {key} AS b, count(value) AS n, sum(value) AS s, min(value) AS lo,"
+            "  max(value) AS hi, min(ts) AS t0, max(ts) AS t1"
+            " FROM readings WHERE field_id = :f AND ts >= :a AND ts < :z AND value IS NOT NULL"
+            " GROUP BY 1)"
+            " SELECT g.b, g.n, g.s, g.lo, g.hi, rf.value, rl.value FROM g"
+            " JOIN readings rf ON rf.field_id = :f AND rf.ts = g.t0"
+            " JOIN readings rl ON rl.field_id = :f AND rl.ts = g.t1"
+            " ORDER BY g.b"
+        ),
+        params,
+    ).all()
+    return [(int(b), Partial(int(n), float(s), lo, hi, first, last)) for b, n, s, lo, hi, first, last in rows]
+
+
+# -- checks -----------------------------------------------------------------------------------
+
+
+def _check_limit(limit: int) -> int:
+    if not 1 <= limit <= MAX_LIMIT:
+        raise BadRequest(f"limit must be 1..{MAX_LIMIT}", code="bad_limit")
+    return limit
+
+
+def _check_window(start: int, end: int) -> None:
+    if start > end:
+        raise BadRequest("start is after end", code="bad_range")
+    if start < MIN_TS_US - DAY or end > MAX_TS_US + DAY:
+        raise BadRequest("time range out of bounds", code="bad_range")

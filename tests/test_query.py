@@ -1,0 +1,152 @@
+"""query: rows, latest values, keyset paging and SQL time buckets, on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pytest
+from flask import Flask
+
+from fieldstation import query, store
+from fieldstation.errors import BadRequest
+from fieldstation.points import Batch, Entry, datetime_to_us
+from fieldstation.query import DAY, HOUR, MINUTE, SECOND, Bucket, Point
+from tests.factories import ChannelKeys, make_channel, make_user
+
+T0 = 1_700_000_000 * SECOND  # 2023-11-14T22:13:20Z
+
+
+@pytest.fixture
+def channel(app: Flask) -> ChannelKeys:
+    return make_channel(make_user().user)
+
+
+def field_id(channel: ChannelKeys, number: int) -> int:
+    found = query.field_of(channel.id, number)
+    assert found is not None
+    return found.id
+
+
+def write(channel: ChannelKeys, *entries: Entry) -> None:
+    store.write(Batch(channel.id, list(entries)))
+
+
+def test_latest_entry_and_values(channel: ChannelKeys) -> None:
+    assert query.latest_entry(channel.id) is None
+    assert query.latest_values(channel.id) == {}
+    write(
+        channel,
+        Entry({1: 20.0, 2: 50.0}, ts=T0, status="boot"),
+        Entry({1: 21.0}, ts=T0 + SECOND, latitude=52.5, longitude=13.4, elevation=34.0),
+        Entry({1: "open"}, ts=T0 + 2 * SECOND),
+    )
+    last = query.latest_entry(channel.id)
+    assert last == query.EntryRow(3, T0 + 2 * SECOND, None, None, None, None, {1: "open"})
+    assert query.latest_values(channel.id) == {
+        1: Point(T0 + 2 * SECOND, None, "open"),
+        2: Point(T0, 50.0, None),
+    }
+
+
+def test_entries_newest_in_window_oldest_first(channel: ChannelKeys) -> None:
+    write(
+        channel, *[Entry({1: float(i), 2: float(-i)}, ts=T0 + i * SECOND, status=f"s{i}") for i in range(10)]
+    )
+    rows = query.entries(channel.id, T0 + 2 * SECOND, T0 + 8 * SECOND, limit=3)
+    assert [r.ts for r in rows] == [T0 + 5 * SECOND, T0 + 6 * SECOND, T0 + 7 * SECOND]
+    assert [r.entry_id for r in rows] == [6, 7, 8]
+    assert rows[0].values == {1: 5.0, 2: -5.0} and rows[0].status == "s5"
+    only2 = query.entries(channel.id, None, None, limit=2, fields=[2])
+    assert [r.values for r in only2] == [{2: -8.0}, {2: -9.0}]
+    assert query.entries(channel.id, T0 + 100 * SECOND, None, limit=5) == []
+
+
+def test_series_keyset_paging_both_directions(channel: ChannelKeys) -> None:
+    write(channel, *[Entry({1: float(i)}, ts=T0 + i * SECOND) for i in range(7)])
+    fid = field_id(channel, 1)
+    end = T0 + 7 * SECOND
+    page1 = query.series(fid, T0, end, limit=3)
+    page2 = query.series(fid, T0, end, limit=3, after=page1[-1].ts)
+    page3 = query.series(fid, T0, end, limit=3, after=page2[-1].ts)
+    assert [p.value for p in page1 + page2 + page3] == [0, 1, 2, 3, 4, 5, 6]
+    down1 = query.series(fid, T0, end, limit=4, descending=True)
+    down2 = query.series(fid, T0, end, limit=4, descending=True, after=down1[-1].ts)
+    assert [p.value for p in down1 + down2] == [6, 5, 4, 3, 2, 1, 0]
+    assert list(query.iter_series(fid, T0, end, page=2)) == page1 + page2 + page3
+    assert [e.ts for e in query.iter_entries(channel.id, T0, end, page=3)] == [
+        T0 + i * SECOND for i in range(7)
+    ]
+
+
+def test_buckets_aggregate_numbers_and_skip_text(channel: ChannelKeys) -> None:
+    start = T0 - T0 % HOUR
+    write(
+        channel,
+        Entry({1: 1.0}, ts=start),
+        Entry({1: 3.0}, ts=start + 10 * MINUTE),
+        Entry({1: "n/a"}, ts=start + 20 * MINUTE),
+        Entry({1: 2.0}, ts=start + 50 * MINUTE),
+        Entry({1: 10.0}, ts=start + 2 * HOUR + MINUTE),
+    )
+    fid = field_id(channel, 1)
+    got = query.buckets(fid, start, start + 3 * HOUR, HOUR)
+    assert got == [
+        Bucket(start, 3, 2.0, 1.0, 3.0, 6.0, 1.0, 2.0),
+        Bucket(start + 2 * HOUR, 1, 10.0, 10.0, 10.0, 10.0, 10.0, 10.0),
+    ]
+    # A window cutting a bucket only counts the readings inside it.
+    cut = query.buckets(fid, start + 5 * MINUTE, start + 3 * HOUR, HOUR)
+    assert cut[0] == Bucket(start, 2, 2.5, 2.0, 3.0, 5.0, 3.0, 2.0)
+
+
+def test_day_buckets_follow_local_midnight_across_dst(channel: ChannelKeys) -> None:
+    berlin = dt.timezone(dt.timedelta(hours=1))  # CET before 2024-03-31 02:00
+    day1 = datetime_to_us(dt.datetime(2024, 3, 30, tzinfo=berlin))
+    day2 = day1 + DAY  # 2024-03-31 00:00 CET
+    day3 = day2 + 23 * HOUR  # 2024-04-01 00:00 CEST: the DST day is 23 h long
+    write(
+        channel,
+        Entry({1: 1.0}, ts=day1 + HOUR),
+        Entry({1: 2.0}, ts=day2 + HOUR),
+        Entry({1: 4.0}, ts=day3 - 30 * MINUTE),  # 23:30 local on the 31st
+        Entry({1: 8.0}, ts=day3 + 30 * MINUTE),
+    )
+    fid = field_id(channel, 1)
+    got = query.buckets(fid, day1, day3 + DAY, DAY, tz="Europe/Berlin")
+    assert [(b.start, b.sum) for b in got] == [(day1, 1.0), (day2, 6.0), (day3, 8.0)]
+    utc = query.buckets(fid, day1, day3 + DAY, DAY)
+    assert [b.start % DAY for b in utc] == [0] * len(utc)
+
+
+def test_week_buckets_align_to_epoch_days(channel: ChannelKeys) -> None:
+    write(channel, Entry({1: 1.0}, ts=T0))
+    (bucket,) = query.buckets(field_id(channel, 1), T0 - 30 * DAY, T0 + DAY, 7 * DAY)
+    assert bucket.start % (7 * DAY) == 0 and bucket.start <= T0 < bucket.start + 7 * DAY
+
+
+def test_bucket_bounds_are_enforced(channel: ChannelKeys) -> None:
+    fid = field_id(channel, 1)
+    with pytest.raises(BadRequest, match="buckets"):
+        query.buckets(fid, 0, 365 * DAY, SECOND)
+    with pytest.raises(BadRequest, match="after end"):
+        query.buckets(fid, 10, 0, SECOND)
+    with pytest.raises(BadRequest, match="zone"):
+        query.buckets(fid, 0, DAY, HOUR, tz="Mars/Olympus")
+    with pytest.raises(BadRequest):
+        query.series(fid, 0, DAY, limit=0)
+
+
+@pytest.mark.parametrize(
+    ("span", "points", "width"),
+    [
+        (HOUR, 1000, 5 * SECOND),
+        (DAY, 1000, 2 * MINUTE),
+        (365 * DAY, 1000, 12 * HOUR),
+        (7 * DAY, 24, 12 * HOUR),
+        (10 * 365 * DAY, 10, 30 * DAY),
+        (10, 5, SECOND),
+    ],
+)
+def test_auto_every_picks_a_nice_width(span: int, points: int, width: int) -> None:
+    assert query.auto_every(0, span, points) == width
+    assert -(-span // width) <= points or width == 30 * DAY
