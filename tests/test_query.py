@@ -150,3 +150,42 @@ def test_bucket_bounds_are_enforced(channel: ChannelKeys) -> None:
 def test_auto_every_picks_a_nice_width(span: int, points: int, width: int) -> None:
     assert query.auto_every(0, span, points) == width
     assert -(-span // width) <= points or width == 30 * DAY
+
+
+def raw_buckets(fid: int, start: int, end: int, every: int, tz: str | None = None) -> list[Bucket]:
+    """The same buckets straight from the readings, bypassing the rollups."""
+    from fieldstation.points import get_zone
+    from fieldstation.query import _Plan, raw_partials
+
+    plan = _Plan.make(start, end, every, get_zone(tz))
+    return [plan.bucket(k, p) for k, p in raw_partials(fid, start, end, plan)]
+
+
+def test_rollups_agree_with_raw_and_follow_late_data(channel: ChannelKeys, app: Flask) -> None:
+    from fieldstation import rollups
+
+    base = T0 - T0 % DAY
+    write(channel, *[Entry({1: float(i % 97)}, ts=base + i * 7 * MINUTE + 13 * SECOND) for i in range(1500)])
+    fid = field_id(channel, 1)
+    start, end = base + 5 * HOUR + 17 * SECOND, base + 7 * DAY - 3 * MINUTE
+    cases = [(HOUR, None), (12 * HOUR, None), (DAY, None), (DAY, "Europe/Berlin"), (5 * MINUTE, None)]
+    for every, tz in cases:
+        assert query.buckets(fid, start, end, every, tz=tz) == raw_buckets(fid, start, end, every, tz)
+    assert rollups.refresh() == 0  # the first query rebuilt every stale hour
+    # Late data into an hour that is already rolled up, and a number turned into text.
+    write(channel, Entry({1: 1000.0}, ts=base + DAY + 30 * SECOND), Entry({1: "gap"}, ts=base + 13 * SECOND))
+    for every, tz in cases:
+        assert query.buckets(fid, start - 6 * HOUR, end, every, tz=tz) == raw_buckets(
+            fid, start - 6 * HOUR, end, every, tz
+        )
+    assert max(b.max or 0 for b in query.buckets(fid, base, end, DAY)) == 1000.0
+
+
+def test_rollups_cli_rebuilds(channel: ChannelKeys, app: Flask) -> None:
+    write(channel, *[Entry({1: float(i)}, ts=T0 + i * MINUTE) for i in range(120)])
+    runner = app.test_cli_runner()
+    assert "rebuilt" in runner.invoke(args=["rollups", "refresh"]).output
+    result = runner.invoke(args=["rollups", "rebuild"])
+    assert result.exit_code == 0, result.output
+    fid = field_id(channel, 1)
+    assert query.buckets(fid, T0, T0 + 2 * HOUR, HOUR) == raw_buckets(fid, T0, T0 + 2 * HOUR, HOUR)

@@ -24,6 +24,7 @@ from fieldstation.extensions import db
 from fieldstation.mail.command import mail_command
 from fieldstation.models import KeyKind, User
 from fieldstation.mqtt.command import mqtt_command
+from fieldstation.rollups import rollups_group
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -296,6 +297,7 @@ def backup_command(target: Path) -> None:
 COMMANDS = [init_command, serve_command, user_group, channel_group, key_group, purge_command, backup_command]
 COMMANDS.append(mqtt_command)
 COMMANDS.append(mail_command)
+COMMANDS.append(rollups_group)
 
 
 def register_commands(app: Flask) -> None:

@@ -1,15 +1,236 @@
-"""Bucket aggregation over raw readings and the per-minute/hour/day rollups (see docs/query.md)."""
+"""Rollups: per-minute, per-hour and per-day aggregates that make long-range charts cheap.
+
+A year of one-minute data is 525,600 readings; a 1,000-bucket chart over it
+reads 8,760 hour rows instead. How they stay true:
+
+* ``store.write`` calls :func:`mark_dirty` (one line): it upserts a mark per
+  (field, hour) the batch touched, bumping a generation counter. Writes stay
+  cheap: no aggregation on the ingest path.
+* Before :func:`aggregate` reads a field's rollups it calls :func:`refresh`,
+  which rebuilds the marked hours from the readings (minute rows from raw,
+  hour rows from minute rows, day rows from hour rows) and clears each mark
+  only if its generation is unchanged, so late data arriving meanwhile stays
+  marked. ``fieldstation rollups refresh`` does the same for every field (a
+  job for cron after bulk loads).
+* :func:`aggregate` picks the coarsest rollup whose slots fit the buckets,
+  reads the window's aligned interior from it and the ragged ends from the
+  next finer level, down to the raw readings.
+"""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from collections.abc import Iterable, Mapping
+from typing import TYPE_CHECKING, Any
+
+import click
+from flask.cli import with_appcontext
+from sqlalchemy import Table, text
+from sqlalchemy.dialects import postgresql, sqlite
+
+from fieldstation.extensions import db
+from fieldstation.models import RollupDirty
 
 if TYPE_CHECKING:
+    from sqlalchemy.orm import Session, scoped_session
+
     from fieldstation.query import Partial, _Plan
+
+MINUTE = 60_000_000
+HOUR = 60 * MINUTE
+DAY = 24 * HOUR
+#: A multiple of a day larger than any |ts|: integer division then floors on both engines.
+_SHIFT = 2_208_988_800_000_000 + DAY
+#: (slot width, table), finest first. Table names are constants, never input.
+LEVELS: tuple[tuple[int, str], ...] = ((MINUTE, "rollup_minute"), (HOUR, "rollup_hour"), (DAY, "rollup_day"))
+#: Most dirty hours one refresh statement covers, so a refresh after a bulk load stays bounded.
+_RUN_HOURS = 24 * 31
+
+
+def mark_dirty(session: Session | scoped_session[Any], readings: Iterable[Mapping[str, Any]]) -> None:
+    """Mark the (field, hour) slots of freshly written readings stale, in the writer's transaction."""
+    hours = sorted({(r["field_id"], r["ts"] // HOUR * HOUR) for r in readings})
+    if not hours:
+        return
+    dialect = session.get_bind().dialect.name
+    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    table: Table = RollupDirty.__table__  # type: ignore[assignment]
+    stmt = insert(table)
+    stmt = stmt.on_conflict_do_update(
+        index_elements=[table.c.field_id, table.c.ts], set_={"gen": table.c.gen + 1}
+    )
+    session.execute(stmt, [{"field_id": f, "ts": h, "gen": 1} for f, h in hours])
+
+
+def refresh(field_id: int | None = None) -> int:
+    """Rebuild the marked hours of one field (or of all fields) and commit; returns hours rebuilt."""
+    session = db.session
+    where = "" if field_id is None else " WHERE field_id = :f"
+    marks = session.execute(
+        text(f"SELECT field_id, ts, gen FROM rollup_dirty{where} ORDER BY field_id, ts"),  # noqa: S608
+        {"f": field_id},
+    ).all()
+    if not marks:
+        return 0
+    try:
+        for fid, hours in _by_field(marks).items():
+            for lo, hi in _runs([ts for ts, _ in hours]):
+                _rebuild(fid, lo, hi)
+        session.execute(
+            text("DELETE FROM rollup_dirty WHERE field_id = :f AND ts = :t AND gen = :g"),
+            [{"f": f, "t": t, "g": g} for f, t, g in marks],
+        )
+        session.commit()
+    except BaseException:
+        session.rollback()
+        raise
+    return len(marks)
+
+
+def _by_field(marks: Iterable[Any]) -> dict[int, list[tuple[int, int]]]:
+    grouped: dict[int, list[tuple[int, int]]] = {}
+    for fid, ts, gen in marks:
+        grouped.setdefault(fid, []).append((ts, gen))
+    return grouped
+
+
+def _runs(hours: list[int]) -> list[tuple[int, int]]:
+    """Consecutive hours as [lo, hi) spans of at most _RUN_HOURS hours."""
+    runs: list[tuple[int, int]] = []
+    for hour in hours:
+        if runs and runs[-1][1] == hour and (hour - runs[-1][0]) < _RUN_HOURS * HOUR:
+            runs[-1] = (runs[-1][0], hour + HOUR)
+        else:
+            runs.append((hour, hour + HOUR))
+    return runs
+
+
+def _rebuild(field_id: int, lo: int, hi: int) -> None:
+    """Recompute minute and hour rows in [lo, hi) and the day rows of the days it touches."""
+    day_lo, day_hi = lo // DAY * DAY, -(-hi // DAY) * DAY
+    spans = ((lo, hi), (lo, hi), (day_lo, day_hi))
+    source = "readings"
+    for (width, table), (a, z) in zip(LEVELS, spans, strict=True):
+        params = {"f": field_id, "a": a, "z": z, "w": width, "s": _SHIFT}
+        db.session.execute(
+            text(f"DELETE FROM {table} WHERE field_id = :f AND ts >= :a AND ts < :z"),  # noqa: S608
+            params,
+        )
+        db.session.execute(text(_insert_sql(table, source)), params)
+        source = table
+
+
+def _insert_sql(table: str, source: str) -> str:
+    """INSERT … SELECT of one level's slots from the finer level (or the readings)."""
+    slot = "((ts + :s) / :w) * :w - :s"
+    if source == "readings":
+        agg = "count(value) AS n, sum(value) AS s, min(value) AS lo, max(value) AS hi"
+        where = " AND value IS NOT NULL"
+        first, last = "rf.value", "rl.value"
+    else:
+        agg = "sum(n) AS n, sum(sum) AS s, min(min) AS lo, max(max) AS hi"
+        where = ""
+        first, last = "rf.first", "rl.last"
+    return (
+        f"WITH g AS (SELECT {slot} AS b, {agg}, min(ts) AS t0, max(ts) AS t1"  # noqa: S608
+        f" FROM {source} WHERE field_id = :f AND ts >= :a AND ts < :z{where} GROUP BY 1)"
+        f" INSERT INTO {table} (field_id, ts, n, sum, min, max, first, last)"
+        f" SELECT :f, g.b, g.n, g.s, g.lo, g.hi, {first}, {last} FROM g"
+        f" JOIN {source} rf ON rf.field_id = :f AND rf.ts = g.t0"
+        f" JOIN {source} rl ON rl.field_id = :f AND rl.ts = g.t1"
+    )
+
+
+# -- reading ----------------------------------------------------------------------------------
 
 
 def aggregate(field_id: int, start: int, end: int, plan: _Plan) -> dict[int, Partial]:
-    """Partials by bucket key over ``[start, end)``, oldest first."""
+    """Partials by bucket key over ``[start, end)``, oldest first, from the coarsest fitting level."""
+    usable = [i for i, (width, _) in enumerate(LEVELS) if plan.aligned(width)]
+    level = usable[-1] if usable else -1
+    if level >= 0 and _has_marks(field_id):
+        refresh(field_id)
+    merged: dict[int, Partial] = {}
+    for key, part in _pieces(field_id, start, end, plan, level):
+        before = merged.get(key)
+        merged[key] = part if before is None else before.merge(part)
+    return merged
+
+
+def _has_marks(field_id: int) -> bool:
+    return (
+        db.session.execute(
+            text("SELECT 1 FROM rollup_dirty WHERE field_id = :f LIMIT 1"), {"f": field_id}
+        ).first()
+        is not None
+    )
+
+
+def _pieces(field_id: int, start: int, end: int, plan: _Plan, level: int) -> list[tuple[int, Partial]]:
+    """Partials in time order: finer levels for the ragged ends, this level for the aligned middle."""
     from fieldstation.query import raw_partials
 
-    return dict(raw_partials(field_id, start, end, plan))
+    if start >= end:
+        return []
+    if level < 0:
+        return raw_partials(field_id, start, end, plan)
+    width, table = LEVELS[level]
+    a, z = -(-start // width) * width, end // width * width
+    if a >= z:
+        return _pieces(field_id, start, end, plan, level - 1)
+    return (
+        _pieces(field_id, start, a, plan, level - 1)
+        + level_partials(table, field_id, a, z, plan)
+        + _pieces(field_id, z, end, plan, level - 1)
+    )
+
+
+def level_partials(table: str, field_id: int, start: int, end: int, plan: _Plan) -> list[tuple[int, Partial]]:
+    """Bucket partials from one rollup table (its slots lie wholly inside one bucket each)."""
+    from fieldstation.query import Partial
+
+    params: dict[str, Any] = {"f": field_id, "a": start, "z": end}
+    key = plan.key_sql("ts", params)
+    rows = db.session.execute(
+        text(
+            f"WITH g AS (SELECT {key} AS b, sum(n) AS n, sum(sum) AS s, min(min) AS lo,"  # noqa: S608
+            f" max(max) AS hi, min(ts) AS t0, max(ts) AS t1"
+            f" FROM {table} WHERE field_id = :f AND ts >= :a AND ts < :z GROUP BY 1)"
+            f" SELECT g.b, g.n, g.s, g.lo, g.hi, rf.first, rl.last FROM g"
+            f" JOIN {table} rf ON rf.field_id = :f AND rf.ts = g.t0"
+            f" JOIN {table} rl ON rl.field_id = :f AND rl.ts = g.t1"
+            " ORDER BY g.b"
+        ),
+        params,
+    ).all()
+    return [(int(b), Partial(int(n), float(s), lo, hi, first, last)) for b, n, s, lo, hi, first, last in rows]
+
+
+# -- CLI --------------------------------------------------------------------------------------
+
+
+@click.group("rollups")
+def rollups_group() -> None:
+    """Maintain the per-minute/hour/day rollups behind long-range charts."""
+
+
+@rollups_group.command("refresh")
+@with_appcontext
+def refresh_command() -> None:
+    """Rebuild every hour marked stale by writes (run after bulk loads; queries also do it)."""
+    click.echo(f"rebuilt {refresh()} stale hours")
+
+
+@rollups_group.command("rebuild")
+@with_appcontext
+def rebuild_command() -> None:
+    """Mark every hour that has readings stale, then rebuild all rollups from the readings."""
+    db.session.execute(
+        text(
+            "INSERT INTO rollup_dirty (field_id, ts, gen) SELECT DISTINCT field_id,"
+            " ((ts + :s) / :h) * :h - :s, 1 FROM readings WHERE true"
+            " ON CONFLICT (field_id, ts) DO UPDATE SET gen = rollup_dirty.gen + 1"
+        ),
+        {"s": _SHIFT, "h": HOUR},
+    )
+    db.session.commit()
+    click.echo(f"rebuilt {refresh()} hours")

@@ -17,6 +17,7 @@ from sqlalchemy import BigInteger, Table, and_, bindparam, cast, literal, or_, s
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, scoped_session
 
+from fieldstation import rollups
 from fieldstation.errors import BadRequest, Conflict, NotFound, RateLimited
 from fieldstation.extensions import db
 from fieldstation.models import Channel, Entry, Field, Reading
@@ -146,6 +147,7 @@ def _write(session: AnySession, batch: Batch, now: int) -> WriteResult:
     ]
     if readings:
         session.execute(_upsert_readings(session), readings)
+        rollups.mark_dirty(session, readings)
     return WriteResult(stored, len(readings))
 
 

@@ -4,5 +4,20 @@ from fieldstation.models.accounts import ApiKey, KeyKind, User
 from fieldstation.models.base import Base
 from fieldstation.models.channels import Channel, Device, Field
 from fieldstation.models.readings import Entry, Reading
+from fieldstation.models.rollups import RollupDay, RollupDirty, RollupHour, RollupMinute
 
-__all__ = ["ApiKey", "Base", "Channel", "Device", "Entry", "Field", "KeyKind", "Reading", "User"]
+__all__ = [
+    "ApiKey",
+    "Base",
+    "Channel",
+    "Device",
+    "Entry",
+    "Field",
+    "KeyKind",
+    "Reading",
+    "RollupDay",
+    "RollupDirty",
+    "RollupHour",
+    "RollupMinute",
+    "User",
+]

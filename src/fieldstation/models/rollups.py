@@ -1,0 +1,61 @@
+"""Pre-aggregated buckets of each field (per minute, hour and day) and the marks that keep them true.
+
+A rollup row holds the count, sum, min, max, first and last of the numeric
+readings of one field in one epoch-aligned slot starting at ``ts``. Rows are
+derived data: :mod:`fieldstation.rollups` rebuilds any slot from the
+readings, so they can be dropped and recomputed at any time.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import BigInteger, Float, ForeignKey, Integer, PrimaryKeyConstraint
+from sqlalchemy.orm import Mapped, mapped_column
+
+from fieldstation.models.base import Base
+
+
+class _RollupColumns:
+    field_id: Mapped[int] = mapped_column(ForeignKey("fields.id", ondelete="CASCADE"))
+    ts: Mapped[int] = mapped_column(BigInteger)
+    n: Mapped[int] = mapped_column(Integer)
+    sum: Mapped[float] = mapped_column(Float)
+    min: Mapped[float] = mapped_column(Float)
+    max: Mapped[float] = mapped_column(Float)
+    first: Mapped[float] = mapped_column(Float)
+    last: Mapped[float] = mapped_column(Float)
+
+
+class RollupMinute(_RollupColumns, Base):
+    """One field's numeric readings per minute; clustered on (field_id, ts) for range scans."""
+
+    __tablename__ = "rollup_minute"
+    __table_args__ = (PrimaryKeyConstraint("field_id", "ts"), {"sqlite_with_rowid": False})
+
+
+class RollupHour(_RollupColumns, Base):
+    """One field's numeric readings per hour (built from the minute rollup)."""
+
+    __tablename__ = "rollup_hour"
+    __table_args__ = (PrimaryKeyConstraint("field_id", "ts"), {"sqlite_with_rowid": False})
+
+
+class RollupDay(_RollupColumns, Base):
+    """One field's numeric readings per UTC day (built from the hour rollup)."""
+
+    __tablename__ = "rollup_day"
+    __table_args__ = (PrimaryKeyConstraint("field_id", "ts"), {"sqlite_with_rowid": False})
+
+
+class RollupDirty(Base):
+    """An hour of a field whose rollups are stale: written by store.write, cleared by a refresh.
+
+    ``gen`` grows with every write to the hour, so a refresh only clears the
+    mark it read and a write that raced with it leaves the hour marked.
+    """
+
+    __tablename__ = "rollup_dirty"
+    __table_args__ = (PrimaryKeyConstraint("field_id", "ts"), {"sqlite_with_rowid": False})
+
+    field_id: Mapped[int] = mapped_column(ForeignKey("fields.id", ondelete="CASCADE"))
+    ts: Mapped[int] = mapped_column(BigInteger)
+    gen: Mapped[int] = mapped_column(Integer, default=1)
