@@ -75,6 +75,7 @@ def register_blueprints(app: Flask) -> None:
     """Mount every interface and the shared error handlers."""
     from fieldstation.errors import register_error_handlers
     from fieldstation.http import api_bp
+    from fieldstation.http import data as _data  # noqa: F401  (routes on api_bp)
     from fieldstation.http import manage as _manage  # noqa: F401  (routes on api_bp)
 
     register_error_handlers(app)

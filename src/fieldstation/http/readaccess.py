@@ -1,0 +1,25 @@
+"""Who may read: the key a read request carries, and the channel it may see."""
+
+from __future__ import annotations
+
+from flask import request
+
+from fieldstation import query
+from fieldstation.auth import request_user_key
+from fieldstation.models import Channel
+
+
+def read_key() -> str | None:
+    """The key of a read request: ``api_key``/``key`` query parameter, ThingSpeak's headers, or Bearer."""
+    return (
+        request.args.get("api_key")
+        or request.args.get("key")
+        or request.headers.get("X-THINGSPEAKAPIKEY")
+        or request.headers.get("THINGSPEAKAPIKEY")
+        or request_user_key()
+    )
+
+
+def channel_or_none(channel_id: int) -> Channel | None:
+    """The channel if this request's key may read it; None for unknown and forbidden alike."""
+    return query.readable_channel(channel_id, read_key())

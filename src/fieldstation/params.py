@@ -1,0 +1,179 @@
+"""Parsing of read-API query parameters. Pure: no Flask, no database; every failure is BadRequest.
+
+Times are µs since the epoch (UTC). A time parameter is ISO 8601 (any
+offset; naive times in the request's zone), an epoch number (s, ms, µs or ns
+by magnitude), ``now``, or relative to now: ``-1h``, ``-24h``, ``-7d``,
+``now-15m``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from collections.abc import Sequence
+
+from fieldstation.errors import BadRequest
+from fieldstation.points import US, check_ts, parse_time
+
+#: Duration units: s, m, h, d, w (and ms/us for InfluxDB-style durations).
+UNITS = {"us": 1, "u": 1, "µs": 1, "ms": 1000, "s": US, "m": 60 * US, "h": 3600 * US, "d": 86_400 * US}
+UNITS["w"] = 7 * UNITS["d"]
+_DURATION_RE = re.compile(r"(\d{1,12})(us|u|µs|ms|s|m|h|d|w)")
+_RELATIVE_RE = re.compile(r"(?:now)?\s*([+-])\s*(\d{1,12}(?:us|u|µs|ms|s|m|h|d|w))|now")
+#: Aggregate functions of the JSON API, in output order.
+FUNCTIONS = ("avg", "min", "max", "sum", "count", "first", "last")
+MAX_FIELDS = 200
+
+
+def parse_duration(raw: str) -> int:
+    """``90s``, ``15m``, ``1h``, ``7d``, ``2w``, ``1h30m`` -> µs (positive)."""
+    text = raw.strip().lower()
+    pos, total = 0, 0
+    while pos < len(text):
+        match = _DURATION_RE.match(text, pos)
+        if match is None:
+            raise BadRequest(f"not a duration: {raw[:40]!r} (use e.g. 30s, 15m, 1h, 7d)", code="bad_duration")
+        total += int(match.group(1)) * UNITS[match.group(2)]
+        pos = match.end()
+    if total <= 0:
+        raise BadRequest(f"not a positive duration: {raw[:40]!r}", code="bad_duration")
+    if total > 100 * 366 * UNITS["d"]:
+        raise BadRequest("durations are at most 100 years", code="bad_duration")
+    return total
+
+
+def parse_instant(raw: str, now: int, zone: dt.tzinfo = dt.UTC) -> int:
+    """One time parameter -> µs: ISO 8601, epoch, ``now``, or relative (``-1h``, ``now-7d``)."""
+    text = raw.strip()
+    if not text:
+        raise BadRequest("empty time", code="bad_time")
+    match = _RELATIVE_RE.fullmatch(text.lower())
+    if match is not None:
+        if match.group(1) is None:
+            return now
+        delta = parse_duration(match.group(2))
+        return check_ts(now - delta if match.group(1) == "-" else now + delta)
+    return parse_time(text, zone)
+
+
+def parse_window(
+    start: str | None,
+    end: str | None,
+    *,
+    now: int,
+    default_span: int,
+    zone: dt.tzinfo = dt.UTC,
+) -> tuple[int, int]:
+    """``[start, end)`` from two optional parameters; end defaults to now, start to end - default_span.
+
+    :raise BadRequest: unparsable, or start after end.
+    """
+    hi = parse_instant(end, now, zone) if end else now + 1
+    lo = parse_instant(start, now, zone) if start else hi - default_span
+    if lo > hi:
+        raise BadRequest("start is after end", code="bad_range")
+    return lo, hi
+
+
+def parse_int(raw: str | None, name: str, *, default: int, low: int, high: int) -> int:
+    """A bounded integer parameter.
+
+    :raise BadRequest: not an integer or outside ``low..high``.
+    """
+    if raw is None or raw == "":
+        return default
+    text = raw.strip()
+    if not re.fullmatch(r"[+-]?\d{1,18}", text):
+        raise BadRequest(f"{name} must be an integer", code=f"bad_{name}")
+    value = int(text)
+    if not low <= value <= high:
+        raise BadRequest(f"{name} must be {low}..{high}", code=f"bad_{name}")
+    return value
+
+
+def parse_fields(raw: Sequence[str], available: Sequence[int]) -> list[int]:
+    """Field numbers from ``fields=1,2`` (repeatable); none given means all available.
+
+    :raise BadRequest: not numbers, or a field the channel lacks.
+    """
+    numbers: list[int] = []
+    for chunk in raw:
+        for part in chunk.split(","):
+            part = part.strip().removeprefix("field")
+            if not part:
+                continue
+            if not part.isdigit() or len(part) > 6:
+                raise BadRequest(f"not a field number: {part[:20]!r}", code="bad_field")
+            number = int(part)
+            if number not in available:
+                raise BadRequest(f"channel has no field {number}", code="unknown_field")
+            if number not in numbers:
+                numbers.append(number)
+    if len(numbers) > MAX_FIELDS:
+        raise BadRequest(f"at most {MAX_FIELDS} fields", code="bad_field")
+    return numbers or list(available)
+
+
+def parse_functions(raw: str | None) -> list[str]:
+    """``fn=avg,min,max`` -> the named aggregates (default ``avg``).
+
+    :raise BadRequest: a name outside avg, min, max, sum, count, first, last.
+    """
+    if not raw:
+        return ["avg"]
+    names = [part.strip().lower() for part in raw.split(",") if part.strip()]
+    unknown = [n for n in names if n not in FUNCTIONS]
+    if unknown or not names:
+        raise BadRequest(f"fn must be some of {', '.join(FUNCTIONS)}", code="bad_fn")
+    return [n for n in FUNCTIONS if n in names]
+
+
+def parse_order(raw: str | None) -> bool:
+    """``order=asc|desc`` -> descending?"""
+    text = (raw or "asc").strip().lower()
+    if text not in ("asc", "desc"):
+        raise BadRequest("order must be asc or desc", code="bad_order")
+    return text == "desc"
+
+
+def parse_cursor(raw: str | None) -> int | None:
+    """The opaque ``cursor`` of a previous page (the last timestamp it returned)."""
+    if not raw:
+        return None
+    if not re.fullmatch(r"-?\d{1,19}", raw.strip()):
+        raise BadRequest("invalid cursor", code="bad_cursor")
+    return check_ts(int(raw))
+
+
+def parse_bool(raw: str | None) -> bool:
+    """ThingSpeak-style flags: true/1/yes -> True; absent, false/0/no -> False."""
+    if raw is None:
+        return False
+    text = raw.strip().lower()
+    if text in ("true", "1", "yes", "on", ""):
+        return text != ""
+    if text in ("false", "0", "no", "off"):
+        return False
+    raise BadRequest(f"not a boolean: {raw[:20]!r}", code="bad_flag")
+
+
+def parse_float_param(raw: str | None, name: str) -> float | None:
+    """An optional finite number (ThingSpeak ``min``/``max``)."""
+    if raw is None or raw == "":
+        return None
+    try:
+        value = float(raw)
+    except ValueError:
+        raise BadRequest(f"{name} must be a number", code=f"bad_{name}") from None
+    if value != value or value in (float("inf"), float("-inf")):
+        raise BadRequest(f"{name} must be finite", code=f"bad_{name}")
+    return value
+
+
+def format_time(ts: int, zone: dt.tzinfo = dt.UTC, *, seconds: bool = False) -> str:
+    """µs -> ISO 8601 in ``zone`` (``Z`` for UTC); ``seconds`` drops the fraction (ThingSpeak)."""
+    moment = (dt.datetime(1970, 1, 1, tzinfo=dt.UTC) + dt.timedelta(microseconds=ts)).astimezone(zone)
+    if seconds:
+        moment = moment.replace(microsecond=0)
+    text = moment.isoformat()
+    return text[:-6] + "Z" if text.endswith("+00:00") and zone is dt.UTC else text
