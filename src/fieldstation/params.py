@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import datetime as dt
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 
 from fieldstation.errors import BadRequest
-from fieldstation.points import US, check_ts, parse_time
+from fieldstation.points import US, check_ts, get_zone, parse_time
 
 #: Duration units: s, m, h, d, w (and ms/us for InfluxDB-style durations).
 UNITS = {"us": 1, "u": 1, "µs": 1, "ms": 1000, "s": US, "m": 60 * US, "h": 3600 * US, "d": 86_400 * US}
@@ -177,3 +178,94 @@ def format_time(ts: int, zone: dt.tzinfo = dt.UTC, *, seconds: bool = False) -> 
         moment = moment.replace(microsecond=0)
     text = moment.isoformat()
     return text[:-6] + "Z" if text.endswith("+00:00") and zone is dt.UTC else text
+
+
+# -- ThingSpeak read parameters ---------------------------------------------------------------
+
+#: ThingSpeak's aggregation periods in minutes (``daily`` = 1440 at local midnight).
+TS_PERIODS = (10, 15, 20, 30, 60, 240, 720, 1440)
+TS_AGGREGATES = ("timescale", "sum", "average", "median")
+
+
+@dataclass(frozen=True, slots=True)
+class FeedOptions:
+    """Everything a ThingSpeak read request asks for, validated."""
+
+    results: int
+    start: int | None
+    end: int | None
+    zone: dt.tzinfo
+    status: bool
+    location: bool
+    metadata: bool
+    min: float | None
+    max: float | None
+    round: int | None
+    #: ("timescale"|"sum"|"average"|"median", period in µs) or None.
+    aggregate: tuple[str, int] | None
+
+
+def parse_feed_options(
+    args: Mapping[str, str], *, now: int, default_results: int, max_results: int
+) -> FeedOptions:
+    """ThingSpeak's read parameters: results, days, minutes, start, end, timezone, offset, …
+
+    ``start``/``end`` are ``YYYY-MM-DD HH:NN:SS`` in the request's zone (or
+    any form parse_instant takes). ``days``/``minutes`` count back from now.
+
+    :raise BadRequest: results over the cap, unknown zone, reversed range, bad period.
+    """
+    results = parse_int(args.get("results"), "results", default=default_results, low=0, high=max_results)
+    zone = _feed_zone(args.get("timezone"), args.get("offset"))
+    start = parse_instant(args["start"], now, zone) if args.get("start") else None
+    end = parse_instant(args["end"], now, zone) if args.get("end") else None
+    if start is None:
+        if args.get("minutes"):
+            start = now - parse_int(args.get("minutes"), "minutes", default=0, low=0, high=10**8) * 60 * US
+        elif args.get("days"):
+            start = now - parse_int(args.get("days"), "days", default=1, low=0, high=36_600) * 86_400 * US
+    if start is not None and end is not None and start > end:
+        raise BadRequest("start is after end", code="bad_range")
+    digits = parse_int(args.get("round"), "round", default=-1, low=0, high=15) if args.get("round") else None
+    return FeedOptions(
+        results=results,
+        start=start,
+        end=end,
+        zone=zone,
+        status=parse_bool(args.get("status")),
+        location=parse_bool(args.get("location")),
+        metadata=parse_bool(args.get("metadata")),
+        min=parse_float_param(args.get("min"), "min"),
+        max=parse_float_param(args.get("max"), "max"),
+        round=digits,
+        aggregate=_feed_aggregate(args),
+    )
+
+
+def _feed_zone(name: str | None, offset: str | None) -> dt.tzinfo:
+    if name:
+        return get_zone(name)
+    if offset:
+        try:
+            hours = float(offset)
+        except ValueError:
+            raise BadRequest("offset must be a number of hours", code="bad_offset") from None
+        if not -14 <= hours <= 14:
+            raise BadRequest("offset must be -14..14 hours", code="bad_offset")
+        return dt.timezone(dt.timedelta(minutes=round(hours * 60)))
+    return dt.UTC
+
+
+def _feed_aggregate(args: Mapping[str, str]) -> tuple[str, int] | None:
+    given = [name for name in TS_AGGREGATES if args.get(name)]
+    if not given:
+        return None
+    if len(given) > 1:
+        raise BadRequest("use only one of timescale, sum, average, median", code="bad_aggregate")
+    raw = args[given[0]].strip().lower()
+    minutes = 1440 if raw == "daily" else int(raw) if raw.isdigit() and len(raw) < 6 else -1
+    if minutes not in TS_PERIODS:
+        raise BadRequest(
+            f"{given[0]} must be one of 10, 15, 20, 30, 60, 240, 720, 1440 or daily", code="bad_aggregate"
+        )
+    return given[0], minutes * 60 * US

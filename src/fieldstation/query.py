@@ -18,7 +18,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import select, text
+from sqlalchemy import bindparam, select, text
 
 from fieldstation.errors import BadRequest
 from fieldstation.extensions import db
@@ -114,18 +114,21 @@ def entries(
     *,
     limit: int,
     fields: Sequence[int] | None = None,
+    with_status: bool = False,
 ) -> list[EntryRow]:
     """The newest ``limit`` entries in ``[start, end)``, returned oldest -> newest.
 
-    ``fields`` restricts the values returned (entries without those values are still listed).
+    ``fields`` restricts the values returned (entries without those values are
+    still listed); ``with_status`` lists only entries that carry a status.
     """
     limit = _check_limit(limit)
     lo = MIN_TS_US if start is None else start
     hi = MAX_TS_US + 1 if end is None else end
+    status_filter = " AND status IS NOT NULL" if with_status else ""
     rows = db.session.execute(
         text(
-            "SELECT entry_id, ts, status, latitude, longitude, elevation FROM entries "
-            "WHERE channel_id = :c AND ts >= :lo AND ts < :hi ORDER BY ts DESC LIMIT :n"
+            "SELECT entry_id, ts, status, latitude, longitude, elevation FROM entries "  # noqa: S608
+            f"WHERE channel_id = :c AND ts >= :lo AND ts < :hi{status_filter} ORDER BY ts DESC LIMIT :n"
         ),
         {"c": channel_id, "lo": lo, "hi": hi, "n": limit},
     ).all()[::-1]
@@ -159,6 +162,39 @@ def entries_after(channel_id: int, start: int, end: int, *, after: int | None, l
         EntryRow(r.entry_id, r.ts, r.status, r.latitude, r.longitude, r.elevation, values.get(r.ts, {}))
         for r in rows
     ]
+
+
+def field_entries(
+    channel_id: int, field_id: int, number: int, start: int | None, end: int | None, *, limit: int
+) -> list[EntryRow]:
+    """The newest ``limit`` entries in the window that have a value of field ``number``, oldest first.
+
+    Only that field's value is returned (ThingSpeak's ``/fields/<n>`` feeds).
+    """
+    lo = MIN_TS_US if start is None else start
+    hi = MAX_TS_US + 1 if end is None else end
+    points = series(field_id, lo, hi, limit=limit, descending=True)[::-1]
+    by_ts: dict[int, Any] = {}
+    stamps = [p.ts for p in points]
+    for i in range(0, len(stamps), 500):
+        chunk = stamps[i : i + 500]
+        for row in db.session.execute(
+            text(
+                "SELECT entry_id, ts, status, latitude, longitude, elevation FROM entries "
+                "WHERE channel_id = :c AND ts IN :stamps"
+            ).bindparams(bindparam("stamps", expanding=True)),
+            {"c": channel_id, "stamps": chunk},
+        ):
+            by_ts[row.ts] = row
+    result = []
+    for p in points:
+        r = by_ts.get(p.ts)
+        value: float | str = p.value if p.value is not None else (p.text or "")
+        if r is not None:
+            result.append(
+                EntryRow(r.entry_id, p.ts, r.status, r.latitude, r.longitude, r.elevation, {number: value})
+            )
+    return result
 
 
 def _values_between(
@@ -275,7 +311,9 @@ def auto_every(start: int, end: int, max_points: int) -> int:
     return NICE_WIDTHS[-1]
 
 
-def buckets(field_id: int, start: int, end: int, every: int, *, tz: str | None = None) -> list[Bucket]:
+def buckets(
+    field_id: int, start: int, end: int, every: int, *, tz: str | dt.tzinfo | None = None
+) -> list[Bucket]:
     """Non-empty buckets of ``every`` µs over ``[start, end)``, oldest first.
 
     Widths under a day align to the epoch (UTC); whole-day widths align to
@@ -284,7 +322,7 @@ def buckets(field_id: int, start: int, end: int, every: int, *, tz: str | None =
 
     :raise BadRequest: reversed window, bad width or more than MAX_BUCKETS buckets.
     """
-    zone = get_zone(tz)
+    zone = tz if isinstance(tz, dt.tzinfo) else get_zone(tz)
     _check_window(start, end)
     if every < 1:
         raise BadRequest("bucket width must be positive", code="bad_every")
@@ -452,6 +490,37 @@ def raw_partials(field_id: int, start: int, end: int, plan: _Plan) -> list[tuple
         params,
     ).all()
     return [(int(b), Partial(int(n), float(s), lo, hi, first, last)) for b, n, s, lo, hi, first, last in rows]
+
+
+#: Most readings one median query looks at (medians need every value, not a running aggregate).
+MAX_MEDIAN_ROWS = 100_000
+
+
+def medians(
+    field_id: int, start: int, end: int, every: int, *, tz: str | dt.tzinfo | None = None
+) -> list[tuple[int, float]]:
+    """(bucket start, median) of the numeric readings per bucket, via window functions on both engines.
+
+    Bounded: only the newest MAX_MEDIAN_ROWS readings of the window count.
+    """
+    _check_window(start, end)
+    if every < 1 or (end - start) // every > MAX_BUCKETS:
+        raise BadRequest("bad bucket width for median", code="bad_every")
+    plan = _Plan.make(start, end, every, tz if isinstance(tz, dt.tzinfo) else get_zone(tz))
+    params: dict[str, Any] = {"f": field_id, "a": start, "z": end, "n": MAX_MEDIAN_ROWS}
+    key = plan.key_sql("ts", params)
+    rows = db.session.execute(
+        text(
+            "WITH r AS (SELECT ts, value FROM readings WHERE field_id = :f AND ts >= :a AND ts < :z"  # noqa: S608
+            " AND value IS NOT NULL ORDER BY ts DESC LIMIT :n),"
+            f" k AS (SELECT {key} AS b, value FROM r),"
+            " o AS (SELECT b, value, row_number() OVER (PARTITION BY b ORDER BY value) AS i,"
+            " count(*) OVER (PARTITION BY b) AS c FROM k)"
+            " SELECT b, avg(value) FROM o WHERE i IN ((c + 1) / 2, (c + 2) / 2) GROUP BY b ORDER BY b"
+        ),
+        params,
+    ).all()
+    return [(plan.start_of(int(b)), float(m)) for b, m in rows]
 
 
 # -- checks -----------------------------------------------------------------------------------
