@@ -77,11 +77,13 @@ def register_blueprints(app: Flask) -> None:
     from fieldstation.http import api_bp
     from fieldstation.http import data as _data  # noqa: F401  (routes on api_bp)
     from fieldstation.http import manage as _manage  # noqa: F401  (routes on api_bp)
+    from fieldstation.http.influx_query import influx_query_bp
     from fieldstation.http.thingspeak_read import thingspeak_read_bp
 
     register_error_handlers(app)
     app.register_blueprint(api_bp)
     app.register_blueprint(thingspeak_read_bp)
+    app.register_blueprint(influx_query_bp)
 
 
 def register_cli(app: Flask) -> None:

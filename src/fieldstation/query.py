@@ -337,6 +337,44 @@ def buckets(
     return [plan.bucket(key, part) for key, part in partials.items()]
 
 
+def summary(field_id: int, start: int, end: int) -> Bucket | None:
+    """Aggregates of every numeric reading of one field in ``[start, end)`` (None when there are none)."""
+    _check_window(start, end)
+    if end <= start:
+        return None
+    every = end - start
+    plan = _Plan(every, -(-(_SHIFT + start) // every) * every - start, None, (), single=True)
+    from fieldstation import rollups
+
+    parts = list(rollups.aggregate(field_id, start, end, plan).values())
+    if not parts:
+        return None
+    total = parts[0]
+    for part in parts[1:]:
+        total = total.merge(part)
+    return Bucket(
+        start, total.count, total.sum / total.count, total.min, total.max, total.sum, total.first, total.last
+    )
+
+
+def bucket_starts(start: int, end: int, every: int, *, tz: str | dt.tzinfo | None = None) -> list[int]:
+    """Start of every bucket that overlaps ``[start, end)``, empty or not (for InfluxQL's fill()).
+
+    :raise BadRequest: more than MAX_BUCKETS buckets.
+    """
+    zone = tz if isinstance(tz, dt.tzinfo) else get_zone(tz)
+    _check_window(start, end)
+    if every < 1 or (end - start) // every > MAX_BUCKETS:
+        raise BadRequest(
+            f"at most {MAX_BUCKETS} buckets per query; widen the interval", code="too_many_buckets"
+        )
+    if end <= start:
+        return []
+    plan = _Plan.make(start, end, every, zone)
+    first, last = plan.key_of(start), plan.key_of(end - 1)
+    return [plan.start_of(k) for k in range(first, last + 1)]
+
+
 @dataclass(frozen=True, slots=True)
 class Partial:
     """Mergeable aggregates of part of a bucket."""
@@ -372,6 +410,8 @@ class _Plan:
     shift: int
     zone: dt.tzinfo | None
     offsets: tuple[tuple[int, int], ...]
+    #: One bucket for the whole window (any rollup level fits).
+    single: bool = False
 
     @classmethod
     def make(cls, start: int, end: int, every: int, zone: dt.tzinfo) -> _Plan:
@@ -402,8 +442,20 @@ class _Plan:
         params[f"k_o{last}"] = self.offsets[last][1]
         return f"(CASE {' '.join(parts)} ELSE :k_o{last} END)" if parts else f":k_o{last}"
 
+    def key_of(self, ts: int) -> int:
+        """The bucket key of one timestamp (as key_sql computes it in SQL)."""
+        offset = 0
+        for since, off in self.offsets:
+            if ts >= since:
+                offset = off
+        if self.offsets and ts < self.offsets[0][0]:
+            offset = self.offsets[0][1]
+        return (ts + offset + self.shift) // self.every
+
     def aligned(self, width: int) -> bool:
         """Whether rows pre-aggregated into ``width``-wide epoch-aligned slots fall in one bucket each."""
+        if self.single:
+            return True
         if self.every % width:
             return False
         return all(since % width == 0 and off % width == 0 for since, off in self.offsets[1:]) and all(

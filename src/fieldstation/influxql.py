@@ -1,0 +1,466 @@
+"""A parser for the subset of InfluxQL that the ``influxdb`` client and Grafana's query builder send.
+
+Pure: no Flask, no database. :func:`parse` turns a query string (several
+statements separated by ``;``) into statement objects with absolute times
+(µs, given ``now``), or raises :class:`InfluxQLError` with InfluxDB's wording
+(``error parsing query: …``). Supported (docs/query.md lists it):
+
+* ``SELECT <field>|*|mean|min|max|sum|count|first|last(<field>) [AS alias], …
+  FROM [<db>.][<rp>.]<measurement> [WHERE …] [GROUP BY time(<d>)[, <tag>…|*]]
+  [fill(none|null|previous|<number>)] [ORDER BY time [ASC|DESC]] [LIMIT n] [tz('<zone>')]``
+* ``WHERE``: ``AND`` of ``time <op> <time>`` (``now() - 6h``, ``'2020-01-01T00:00:00Z'``,
+  ``1577836800000ms``, bare integers are ns) and ``<tag> = | != '<value>'``, parentheses allowed.
+* ``SHOW DATABASES | MEASUREMENTS | FIELD KEYS | TAG KEYS | TAG VALUES WITH KEY = "k" |
+  RETENTION POLICIES`` (``ON <db>``, ``FROM <m>``, ``LIMIT n``) and ``CREATE DATABASE <name>``.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+from fieldstation.errors import BadRequest
+from fieldstation.points import MAX_TS_US, MIN_TS_US, parse_time
+
+#: Longest query text accepted.
+MAX_QUERY = 16_384
+FUNCTIONS = ("mean", "min", "max", "sum", "count", "first", "last")
+#: InfluxQL duration units in µs (ns rounds down to µs).
+DURATION_US = {"ns": 0.001, "u": 1, "µ": 1, "us": 1, "ms": 1000, "s": 10**6, "m": 60 * 10**6}
+DURATION_US |= {"h": 3600 * 10**6, "d": 86_400 * 10**6, "w": 7 * 86_400 * 10**6}
+
+
+class InfluxQLError(BadRequest):
+    """A query outside the subset or malformed; the message reads like InfluxDB's."""
+
+
+@dataclass(frozen=True, slots=True)
+class Column:
+    """One SELECT expression: a field (``function`` None) or ``function(field)``."""
+
+    field: str
+    function: str | None = None
+    alias: str | None = None
+
+    @property
+    def name(self) -> str:
+        """The output column name (InfluxDB uses the function name for calls)."""
+        return self.alias or self.function or self.field
+
+
+@dataclass(frozen=True, slots=True)
+class TagFilter:
+    key: str
+    op: str  # "=" or "!="
+    value: str
+
+
+@dataclass(slots=True)
+class Select:
+    columns: list[Column]
+    measurement: str
+    database: str | None = None
+    retention: str | None = None
+    start: int | None = None  # inclusive, µs
+    end: int | None = None  # exclusive, µs
+    tags: list[TagFilter] = field(default_factory=list)
+    every: int | None = None
+    group_tags: list[str] = field(default_factory=list)
+    fill: str | float = "null"
+    descending: bool = False
+    limit: int | None = None
+    tz: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Show:
+    what: str  # databases, measurements, field keys, tag keys, tag values, retention policies
+    database: str | None = None
+    measurement: str | None = None
+    keys: tuple[str, ...] = ()
+    limit: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class CreateDatabase:
+    name: str
+
+
+Statement = Select | Show | CreateDatabase
+
+_TOKEN_RE = re.compile(
+    r"""
+    (?P<ws>\s+)
+  | (?P<qident>"(?:[^"\\]|\\.)*")
+  | (?P<string>'(?:[^'\\]|\\.)*')
+  | (?P<duration>\d+(?:ns|us|u|µ|ms|s|m|h|d|w)(?![A-Za-z0-9_]))
+  | (?P<number>\d+(?:\.\d*)?(?:[eE][+-]?\d+)?|\.\d+)
+  | (?P<ident>[A-Za-z_][A-Za-z0-9_]*)
+  | (?P<op><=|>=|!=|<>|=~|!~|[=<>+\-*(),;.])
+  | (?P<regex>/(?:[^/\\]|\\.)*/)
+    """,
+    re.VERBOSE,
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Token:
+    kind: str  # ident, qident, string, duration, number, op, regex, eof
+    text: str
+    pos: int
+
+    @property
+    def value(self) -> str:
+        """Identifier or string contents with quotes and escapes removed."""
+        if self.kind in ("qident", "string"):
+            return re.sub(r"\\(.)", r"\1", self.text[1:-1])
+        return self.text
+
+    def is_kw(self, *words: str) -> bool:
+        return self.kind == "ident" and self.text.upper() in words
+
+
+def tokenize(text: str) -> list[Token]:
+    """Split a query into tokens; anything unrecognised is an error naming its position."""
+    tokens: list[Token] = []
+    pos = 0
+    while pos < len(text):
+        match = _TOKEN_RE.match(text, pos)
+        if match is None:
+            raise InfluxQLError(f"error parsing query: found {text[pos : pos + 10]!r}, at char {pos + 1}")
+        kind = match.lastgroup or "ws"
+        if kind != "ws":
+            tokens.append(Token(kind, match.group(), pos))
+        pos = match.end()
+    tokens.append(Token("eof", "", len(text)))
+    return tokens
+
+
+def parse(text: str, now: int) -> list[Statement]:
+    """All statements of a query string (separated by ``;``), times made absolute against ``now``.
+
+    :raise InfluxQLError: empty, too long, malformed or outside the supported subset.
+    """
+    if len(text) > MAX_QUERY:
+        raise InfluxQLError(f"error parsing query: query longer than {MAX_QUERY} characters")
+    parser = _Parser(tokenize(text), now)
+    statements = parser.statements()
+    if not statements:
+        raise InfluxQLError("error parsing query: empty query")
+    return statements
+
+
+class _Parser:
+    def __init__(self, tokens: list[Token], now: int) -> None:
+        self.tokens = tokens
+        self.i = 0
+        self.now = now
+
+    # -- token helpers --
+
+    @property
+    def tok(self) -> Token:
+        return self.tokens[self.i]
+
+    def next(self) -> Token:
+        token = self.tokens[self.i]
+        if token.kind != "eof":
+            self.i += 1
+        return token
+
+    def fail(self, expected: str) -> InfluxQLError:
+        found = self.tok.text or "EOF"
+        return InfluxQLError(
+            f"error parsing query: found {found}, expected {expected} at char {self.tok.pos + 1}"
+        )
+
+    def accept_kw(self, *words: str) -> bool:
+        if self.tok.is_kw(*words):
+            self.i += 1
+            return True
+        return False
+
+    def expect_kw(self, *words: str) -> None:
+        if not self.accept_kw(*words):
+            raise self.fail(" ".join(words))
+
+    def accept_op(self, op: str) -> bool:
+        if self.tok.kind == "op" and self.tok.text == op:
+            self.i += 1
+            return True
+        return False
+
+    def expect_op(self, op: str) -> None:
+        if not self.accept_op(op):
+            raise self.fail(op)
+
+    def ident(self, what: str = "identifier") -> str:
+        if self.tok.kind in ("ident", "qident"):
+            return self.next().value
+        raise self.fail(what)
+
+    def integer(self, what: str) -> int:
+        if self.tok.kind == "number" and self.tok.text.isdigit() and len(self.tok.text) <= 12:
+            return int(self.next().text)
+        raise self.fail(what)
+
+    # -- statements --
+
+    def statements(self) -> list[Statement]:
+        result: list[Statement] = []
+        while self.tok.kind != "eof":
+            if self.accept_op(";"):
+                continue
+            result.append(self.statement())
+            if self.tok.kind != "eof" and not self.accept_op(";"):
+                raise self.fail(";")
+        return result
+
+    def statement(self) -> Statement:
+        if self.accept_kw("SELECT"):
+            return self.select()
+        if self.accept_kw("SHOW"):
+            return self.show()
+        if self.accept_kw("CREATE"):
+            self.expect_kw("DATABASE")
+            return CreateDatabase(self.ident("database name"))
+        raise self.fail("SELECT, SHOW, CREATE")
+
+    def select(self) -> Select:
+        columns = [self.column()]
+        while self.accept_op(","):
+            columns.append(self.column())
+        self.expect_kw("FROM")
+        database, retention, measurement = self.source()
+        stmt = Select(columns, measurement, database, retention)
+        if any(c.field == "*" for c in columns) and any(c.function for c in columns):
+            raise InfluxQLError("error parsing query: mixing * with functions is not supported")
+        if self.accept_kw("WHERE"):
+            self.condition(stmt)
+        if self.accept_kw("GROUP"):
+            self.expect_kw("BY")
+            self.group_by(stmt)
+        if self.accept_kw("FILL"):
+            stmt.fill = self.fill()
+        if self.accept_kw("ORDER"):
+            self.expect_kw("BY")
+            if self.ident("time").lower() != "time":
+                raise InfluxQLError("error parsing query: only ORDER BY time is supported")
+            if self.accept_kw("DESC"):
+                stmt.descending = True
+            else:
+                self.accept_kw("ASC")
+        if self.accept_kw("LIMIT"):
+            stmt.limit = self.integer("LIMIT count")
+        if self.accept_kw("TZ"):
+            self.expect_op("(")
+            if self.tok.kind != "string":
+                raise self.fail("time zone string")
+            stmt.tz = self.next().value
+            self.expect_op(")")
+        has_calls = any(c.function for c in columns)
+        if has_calls and not all(c.function for c in columns):
+            raise InfluxQLError(
+                "error parsing query: mixing aggregate and non-aggregate queries is not supported"
+            )
+        if stmt.every is not None and not has_calls:
+            raise InfluxQLError("error parsing query: GROUP BY requires at least one aggregate function")
+        return stmt
+
+    def column(self) -> Column:
+        if self.accept_op("*"):
+            return Column("*")
+        name = self.ident("field or function")
+        if self.accept_op("("):
+            function = name.lower()
+            if function not in FUNCTIONS:
+                raise InfluxQLError(f"error parsing query: undefined function {name}()")
+            field_name = "*" if self.accept_op("*") else self.ident("field key")
+            if field_name == "*":
+                raise InfluxQLError(f"error parsing query: {function}(*) is not supported")
+            self.expect_op(")")
+            return Column(field_name, function, self.alias())
+        return Column(name, None, self.alias())
+
+    def alias(self) -> str | None:
+        return self.ident("alias") if self.accept_kw("AS") else None
+
+    def source(self) -> tuple[str | None, str | None, str]:
+        if self.tok.kind == "regex":
+            raise InfluxQLError("error parsing query: regular expressions in FROM are not supported")
+        parts = [self.ident("measurement")]
+        while self.accept_op("."):
+            parts.append(self.ident("measurement") if self.tok.kind != "op" else "")
+        if len(parts) > 3:
+            raise self.fail("measurement")
+        while len(parts) < 3:
+            parts.insert(0, "")
+        return parts[0] or None, parts[1] or None, parts[2]
+
+    # -- WHERE --
+
+    def condition(self, stmt: Select) -> None:
+        self.term(stmt)
+        while self.accept_kw("AND"):
+            self.term(stmt)
+        if self.tok.is_kw("OR"):
+            raise InfluxQLError("error parsing query: OR is not supported")
+
+    def term(self, stmt: Select) -> None:
+        if self.accept_op("("):
+            self.condition(stmt)
+            self.expect_op(")")
+            return
+        left = self.ident("time or tag key")
+        op = self.tok.text if self.tok.kind == "op" else ""
+        if op not in ("=", "!=", "<>", "<", "<=", ">", ">="):
+            raise self.fail(
+                "comparison operator" if op not in ("=~", "!~") else "= or != (regex not supported)"
+            )
+        self.next()
+        if left.lower() == "time":
+            self.time_term(stmt, op)
+            return
+        if op not in ("=", "!=", "<>"):
+            raise InfluxQLError("error parsing query: tags compare with = or != only")
+        if self.tok.kind != "string":
+            raise self.fail("string")
+        stmt.tags.append(TagFilter(left, "=" if op == "=" else "!=", self.next().value))
+
+    def time_term(self, stmt: Select, op: str) -> None:
+        ts = self.time_expr()
+        lo, hi = {
+            ">": (ts + 1, None),
+            ">=": (ts, None),
+            "<": (None, ts),
+            "<=": (None, ts + 1),
+            "=": (ts, ts + 1),
+        }.get(op, (None, None))
+        if op in ("!=", "<>"):
+            raise InfluxQLError("error parsing query: time != is not supported")
+        if lo is not None:
+            stmt.start = lo if stmt.start is None else max(stmt.start, lo)
+        if hi is not None:
+            stmt.end = hi if stmt.end is None else min(stmt.end, hi)
+
+    def time_expr(self) -> int:
+        value = self.time_atom()
+        while self.tok.kind == "op" and self.tok.text in ("+", "-"):
+            sign = 1 if self.next().text == "+" else -1
+            if self.tok.kind != "duration":
+                raise self.fail("duration")
+            value += sign * self.duration()
+        if not MIN_TS_US <= value <= MAX_TS_US:
+            raise InfluxQLError("error parsing query: time out of range")
+        return value
+
+    def time_atom(self) -> int:
+        token = self.tok
+        if token.is_kw("NOW"):
+            self.next()
+            self.expect_op("(")
+            self.expect_op(")")
+            return self.now
+        if token.kind == "string":
+            self.next()
+            try:
+                return parse_time(token.value)
+            except BadRequest:
+                raise InfluxQLError(f"error parsing query: invalid time {token.value!r}") from None
+        if token.kind == "duration":  # an epoch with a unit, such as 1577836800000ms
+            return self.duration()
+        if token.kind == "number" and token.text.isdigit() and len(token.text) <= 19:
+            self.next()
+            return int(token.text) // 1000  # bare integers are nanoseconds
+        raise self.fail("time value")
+
+    def duration(self) -> int:
+        text = self.next().text
+        match = re.fullmatch(r"(\d+)(ns|us|u|µ|ms|s|m|h|d|w)", text)
+        if match is None or len(match.group(1)) > 19:
+            raise InfluxQLError(f"error parsing query: invalid duration {text}")
+        return int(int(match.group(1)) * DURATION_US[match.group(2)])
+
+    # -- GROUP BY, fill --
+
+    def group_by(self, stmt: Select) -> None:
+        while True:
+            if self.accept_op("*"):
+                stmt.group_tags = ["*"]
+            elif self.tok.is_kw("TIME") and self.tokens[self.i + 1].text == "(":
+                self.next()
+                self.expect_op("(")
+                if self.tok.kind != "duration":
+                    raise self.fail("duration")
+                every = self.duration()
+                if every <= 0:
+                    raise InfluxQLError("error parsing query: GROUP BY time() needs a positive duration")
+                if self.accept_op(","):
+                    raise InfluxQLError("error parsing query: GROUP BY time() offsets are not supported")
+                self.expect_op(")")
+                stmt.every = every
+            else:
+                stmt.group_tags.append(self.ident("tag key"))
+            if not self.accept_op(","):
+                return
+
+    def fill(self) -> str | float:
+        self.expect_op("(")
+        if self.tok.is_kw("NONE", "NULL", "PREVIOUS"):
+            value: str | float = self.next().text.lower()
+        elif self.tok.is_kw("LINEAR"):
+            raise InfluxQLError("error parsing query: fill(linear) is not supported")
+        else:
+            negative = self.accept_op("-")
+            if self.tok.kind != "number":
+                raise self.fail("fill option or number")
+            value = float(self.next().text) * (-1 if negative else 1)
+        self.expect_op(")")
+        return value
+
+    # -- SHOW --
+
+    def show(self) -> Show:
+        if self.accept_kw("DATABASES"):
+            return Show("databases")
+        if self.accept_kw("MEASUREMENTS"):
+            return self.show_tail("measurements")
+        if self.accept_kw("FIELD"):
+            self.expect_kw("KEYS")
+            return self.show_tail("field keys")
+        if self.accept_kw("RETENTION"):
+            self.expect_kw("POLICIES")
+            return self.show_tail("retention policies")
+        if self.accept_kw("TAG"):
+            if self.accept_kw("KEYS"):
+                return self.show_tail("tag keys")
+            self.expect_kw("VALUES")
+            return self.show_tail("tag values")
+        raise self.fail("DATABASES, MEASUREMENTS, FIELD KEYS, TAG KEYS, TAG VALUES, RETENTION POLICIES")
+
+    def show_tail(self, what: str) -> Show:
+        database = measurement = None
+        keys: tuple[str, ...] = ()
+        limit = None
+        if self.accept_kw("ON"):
+            database = self.ident("database name")
+        if self.accept_kw("FROM"):
+            _, _, measurement = self.source()
+        if what == "tag values":
+            self.expect_kw("WITH")
+            self.expect_kw("KEY")
+            if self.accept_op("="):
+                keys = (self.ident("tag key"),)
+            else:
+                self.expect_kw("IN")
+                self.expect_op("(")
+                names = [self.ident("tag key")]
+                while self.accept_op(","):
+                    names.append(self.ident("tag key"))
+                self.expect_op(")")
+                keys = tuple(names)
+        if self.tok.is_kw("WHERE"):
+            raise InfluxQLError("error parsing query: WHERE in SHOW is not supported")
+        if self.accept_kw("LIMIT"):
+            limit = self.integer("LIMIT count")
+        return Show(what, database, measurement, keys, limit)

@@ -1,0 +1,160 @@
+"""GET|POST /query: the real `influxdb` client against a real server, Grafana's queries, access, errors."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+
+import pytest
+from flask import Flask
+from flask.testing import FlaskClient
+from influxdb import InfluxDBClient
+from influxdb.exceptions import InfluxDBClientError
+
+from fieldstation import manage, store
+from fieldstation.models import KeyKind
+from fieldstation.points import Batch, Entry
+from fieldstation.query import MINUTE, SECOND
+from tests.factories import ChannelKeys, make_channel, make_user
+from tests.liveserver import serve
+
+T0 = 1_577_836_800 * SECOND  # 2020-01-01T00:00:00Z
+LAB = "climate,device=esp01,room=lab temperature"
+HALL = "climate,device=esp02,room=hall temperature"
+HUM = "climate,device=esp01,room=lab humidity"
+
+
+@pytest.fixture
+def channel(app: Flask) -> ChannelKeys:
+    keys = make_channel(make_user().user, "sensors", fields=(LAB, HALL, HUM, "battery"))
+    store.write(
+        Batch(
+            keys.id,
+            [Entry({1: 20.0 + i, 2: 10.0 + i, 3: 50.0, 4: 3.7}, ts=T0 + i * MINUTE) for i in range(10)],
+        )
+    )
+    return keys
+
+
+@pytest.fixture
+def server(app: Flask) -> Iterator[str]:
+    with serve(app) as url:
+        yield url
+
+
+def client_for(server: str, key: str | None, database: str = "sensors") -> InfluxDBClient:
+    port = int(server.rsplit(":", 1)[1])
+    return InfluxDBClient("127.0.0.1", port, "alice", key, database=database)
+
+
+def test_influxdb_client_query_gets_what_was_written(channel: ChannelKeys, server: str) -> None:
+    client = client_for(server, channel.read_key)
+    result = client.query(
+        'SELECT "temperature" FROM "climate" WHERE "room" = \'lab\' AND time >= \'2020-01-01T00:00:00Z\''
+        " AND time < '2020-01-01T00:03:00Z'"
+    )
+    assert list(result.get_points()) == [
+        {"time": "2020-01-01T00:00:00Z", "temperature": 20.0},
+        {"time": "2020-01-01T00:01:00Z", "temperature": 21.0},
+        {"time": "2020-01-01T00:02:00Z", "temperature": 22.0},
+    ]
+    grouped = client.query(
+        'SELECT mean("temperature") FROM "climate" WHERE time >= 1577836800s AND time < 1577837400s'
+        ' GROUP BY time(5m), "room" fill(none)',
+        epoch="s",
+    )
+    assert list(grouped.get_points(tags={"room": "lab"})) == [
+        {"time": 1577836800, "mean": 22.0},
+        {"time": 1577837100, "mean": 27.0},
+    ]
+    assert list(grouped.get_points(tags={"room": "hall"}))[0]["mean"] == 12.0
+    assert [m["name"] for m in client.get_list_measurements()] == ["climate", "sensors"]
+    assert client.get_list_database() == [{"name": "sensors"}]
+    both = client.query('SELECT last("battery") FROM "sensors"; SELECT count(humidity) FROM climate')
+    assert list(both[0].get_points()) == [{"time": "1970-01-01T00:00:00Z", "last": 3.7}]
+    assert list(both[1].get_points())[0]["count"] == 10
+    client.create_database("sensors")  # the channel exists: success
+
+
+def test_round_trip_through_store_with_client_naming(channel: ChannelKeys, server: str) -> None:
+    client = client_for(server, channel.write_key)
+    rows = client.query(
+        'SELECT max("temperature"), min("temperature"), sum("temperature") FROM "climate"'
+        " WHERE time > now() - 3650d GROUP BY *",
+    )
+    lab = list(rows.get_points(tags={"device": "esp01", "room": "lab"}))
+    assert lab == [{"time": lab[0]["time"], "max": 29.0, "min": 20.0, "sum": 245.0}]
+
+
+def test_fill_options(client: FlaskClient, channel: ChannelKeys) -> None:
+    def values(fill: str) -> list[list[object]]:
+        q = (
+            "SELECT mean(temperature) FROM climate WHERE room = 'lab' AND time >= 1577836200s"
+            f" AND time < 1577837400s GROUP BY time(5m) fill({fill})"
+        )
+        body = client.get(
+            "/query", query_string={"q": q, "db": "sensors", "p": channel.read_key, "epoch": "m"}
+        )
+        return body.get_json()["results"][0]["series"][0]["values"]  # type: ignore[no-any-return]
+
+    assert values("null") == [[26297270, None], [26297275, None], [26297280, 22.0], [26297285, 27.0]]
+    assert values("none") == [[26297280, 22.0], [26297285, 27.0]]
+    assert values("-1") == [[26297270, -1.0], [26297275, -1.0], [26297280, 22.0], [26297285, 27.0]]
+    desc = client.get(
+        "/query",
+        query_string={
+            "q": "SELECT temperature FROM climate WHERE room='hall' ORDER BY time DESC LIMIT 2",
+            "db": "sensors",
+            "p": channel.read_key,
+        },
+    ).get_json()
+    assert [v[1] for v in desc["results"][0]["series"][0]["values"]] == [19.0, 18.0]
+
+
+def test_show_statements_for_grafana(client: FlaskClient, channel: ChannelKeys) -> None:
+    q = (
+        'SHOW FIELD KEYS FROM "climate"; SHOW TAG KEYS FROM "climate";'
+        ' SHOW TAG VALUES FROM "climate" WITH KEY = "room"; SHOW RETENTION POLICIES'
+    )
+    response = client.post(
+        "/query", data={"q": q, "db": "sensors"}, headers={"Authorization": f"Token {channel.read_key}"}
+    )
+    results = response.get_json()["results"]
+    assert results[0]["series"][0]["values"] == [["humidity", "float"], ["temperature", "float"]]
+    assert results[1]["series"][0]["values"] == [["device"], ["room"]]
+    assert results[2]["series"][0]["values"] == [["room", "hall"], ["room", "lab"]]
+    assert results[3]["series"][0]["values"][0][0] == "autogen"
+
+
+def test_access_and_errors(client: FlaskClient, channel: ChannelKeys) -> None:
+    def run(q: str, key: str | None, db: str = "sensors") -> tuple[int, dict]:  # type: ignore[type-arg]
+        args = {"q": q, "db": db} | ({"p": key} if key else {})
+        response = client.get("/query", query_string=args)
+        assert response.headers["X-Influxdb-Version"]
+        return response.status_code, json.loads(response.data)
+
+    other = make_channel(channel.channel.owner, "other")
+    q = "SELECT temperature FROM climate"
+    assert run(q, None) == (200, {"results": [{"statement_id": 0, "error": "database not found: sensors"}]})
+    assert run(q, other.read_key)[1]["results"][0]["error"] == "database not found: sensors"
+    assert run(q, "WRONGKEY00000000") == (401, {"error": "authorization failed"})
+    status, body = run("SELEKT 1", channel.read_key)
+    assert status == 400 and body["error"].startswith("error parsing query")
+    assert run(q, channel.read_key, db=str(channel.id))[1]["results"][0]["series"]
+    user_key = manage.create_key(channel.channel.owner, KeyKind.USER)[1]
+    assert run("SHOW DATABASES", user_key)[1]["results"][0]["series"][0]["values"] == [["sensors"], ["other"]]
+    too_many = run(
+        "SELECT mean(temperature) FROM climate WHERE time > now() - 3650d GROUP BY time(1s)", channel.read_key
+    )
+    assert too_many[0] == 200 and "buckets" in too_many[1]["results"][0]["error"]
+    first = run("SELECT first(temperature) FROM climate", channel.read_key)[1]
+    assert "several series" in first["results"][0]["error"]
+    assert (
+        run("CREATE DATABASE nope", channel.read_key)[1]["results"][0]["error"] == "database not found: nope"
+    )
+
+
+def test_client_raises_on_influx_errors(channel: ChannelKeys, server: str) -> None:
+    with pytest.raises(InfluxDBClientError) as caught:
+        client_for(server, "WRONGKEY00000000").query("SHOW DATABASES")
+    assert caught.value.code == 401

@@ -1,0 +1,161 @@
+"""influxql: the parser of the supported InfluxQL subset, with property tests; seriesnames round trips."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from fieldstation.influxql import Column, CreateDatabase, InfluxQLError, Select, Show, TagFilter, parse
+from fieldstation.seriesnames import SeriesName, parse_field_name
+
+NOW = 1_700_000_000_000_000
+H = 3_600_000_000
+
+
+def one(q: str) -> object:
+    (stmt,) = parse(q, NOW)
+    return stmt
+
+
+def test_client_select() -> None:
+    stmt = one('SELECT "temperature" FROM "climate" WHERE time > now() - 1h')
+    assert stmt == Select([Column("temperature")], "climate", start=NOW - H + 1)
+
+
+def test_grafana_query_builder() -> None:
+    stmt = one(
+        'SELECT mean("value") AS "avg", max(value) FROM "autogen"."cpu" WHERE ("host" = \'a b\') '
+        'AND time >= 1699996400000ms and time <= 1700000000000ms GROUP BY time(20s), "host" fill(null) '
+        "ORDER BY time DESC LIMIT 10 tz('Europe/Berlin')"
+    )
+    assert isinstance(stmt, Select)
+    assert stmt.columns == [Column("value", "mean", "avg"), Column("value", "max")]
+    assert (stmt.retention, stmt.measurement) == ("autogen", "cpu")
+    assert stmt.tags == [TagFilter("host", "=", "a b")]
+    assert (stmt.start, stmt.end) == (NOW - H, NOW + 1)
+    assert stmt.every == 20_000_000 and stmt.group_tags == ["host"] and stmt.fill == "null"
+    assert stmt.descending and stmt.limit == 10 and stmt.tz == "Europe/Berlin"
+
+
+@pytest.mark.parametrize(
+    ("text", "start", "end"),
+    [
+        ("time >= '2023-11-14T22:13:20Z'", NOW, None),
+        ("time < 1700000000000000000", None, NOW),
+        ("time <= 1700000000s", None, NOW + 1),
+        ("time > now() - 6h AND time < now() + 1d", NOW - 6 * H + 1, NOW + 24 * H),
+        ("time = 1700000000000000u", NOW, NOW + 1),
+    ],
+)
+def test_time_conditions(text: str, start: int | None, end: int | None) -> None:
+    stmt = one(f"SELECT v FROM m WHERE {text}")
+    assert isinstance(stmt, Select) and (stmt.start, stmt.end) == (start, end)
+
+
+def test_show_and_create_and_several_statements() -> None:
+    statements = parse(
+        'SHOW DATABASES; SHOW MEASUREMENTS ON "db" LIMIT 5; SHOW FIELD KEYS FROM "m"; SHOW TAG KEYS;'
+        ' SHOW TAG VALUES FROM "m" WITH KEY = "room"; SHOW TAG VALUES WITH KEY IN ("a", "b");'
+        ' SHOW RETENTION POLICIES ON x; CREATE DATABASE "sensors"',
+        NOW,
+    )
+    assert statements == [
+        Show("databases"),
+        Show("measurements", database="db", limit=5),
+        Show("field keys", measurement="m"),
+        Show("tag keys"),
+        Show("tag values", measurement="m", keys=("room",)),
+        Show("tag values", keys=("a", "b")),
+        Show("retention policies", database="x"),
+        CreateDatabase("sensors"),
+    ]
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        "",
+        "DROP DATABASE x",
+        "SELECT FROM m",
+        "SELECT v FROM m WHERE v > 3",
+        "SELECT v FROM m WHERE time > now() - 1h OR time < now()",
+        "SELECT median(v) FROM m",
+        "SELECT v, mean(v) FROM m",
+        "SELECT v FROM m GROUP BY time(1h)",
+        "SELECT mean(v) FROM m GROUP BY time(1h, 15m)",
+        "SELECT mean(v) FROM m fill(linear)",
+        "SELECT v FROM m WHERE host =~ /a/",
+        "SELECT v FROM /re/",
+        "SELECT v FROM m WHERE time > 'yesterday'",
+        "SELECT v FROM m WHERE time > 99999999999999999999999s",
+        "SELECT v FROM m LIMIT -1",
+        "SELECT v FROM m ORDER BY value",
+        "SHOW SERIES",
+        "SELECT v FROM m extra",
+        "SELECT 'v' FROM m",
+    ],
+)
+def test_outside_the_subset_is_an_influx_error(query: str) -> None:
+    with pytest.raises(InfluxQLError, match="error parsing query"):
+        parse(query, NOW)
+
+
+@given(st.text(max_size=80))
+def test_any_text_parses_or_raises_influxql_error(text: str) -> None:
+    try:
+        parse(text, NOW)
+    except InfluxQLError:
+        pass
+
+
+names = st.text(
+    alphabet=st.characters(blacklist_categories=["Cs"], blacklist_characters="\x00"), min_size=1, max_size=12
+)
+functions = st.sampled_from(["mean", "min", "max", "sum", "count", "first", "last"])
+
+
+def quote(name: str) -> str:
+    return '"' + name.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+@given(
+    st.lists(st.tuples(functions, names), min_size=1, max_size=3),
+    names,
+    st.integers(1, 10**6),
+    st.integers(1, 10**4),
+)
+def test_generated_aggregate_queries_round_trip(
+    cols: list[tuple[str, str]], measurement: str, seconds: int, limit: int
+) -> None:
+    text = ", ".join(f"{fn}({quote(f)})" for fn, f in cols)
+    stmt = one(
+        f"SELECT {text} FROM {quote(measurement)} WHERE time > now() - {seconds}s"
+        f" GROUP BY time({seconds}s) LIMIT {limit}"
+    )
+    assert isinstance(stmt, Select)
+    assert [(c.function, c.field) for c in stmt.columns] == cols
+    assert stmt.measurement == measurement and stmt.every == seconds * 10**6 and stmt.limit == limit
+
+
+def escape(text: str, chars: str) -> str:
+    out = text.replace("\\", "\\\\")
+    for char in chars:
+        out = out.replace(char, "\\" + char)
+    return out
+
+
+@given(names, st.dictionaries(names, names, max_size=3), names)
+def test_line_protocol_field_names_round_trip(measurement: str, tags: dict[str, str], key: str) -> None:
+    series = escape(measurement, ", ")
+    series += "".join(f",{escape(k, ',= ')}={escape(v, ',= ')}" for k, v in sorted(tags.items()))
+    name = f"{series} {escape(key, ',= ')}"
+    assert parse_field_name(name, "chan") == SeriesName(measurement, tuple(sorted(tags.items())), key)
+
+
+def test_plain_field_names_belong_to_the_channel_measurement() -> None:
+    assert parse_field_name("temperature", "weather") == SeriesName("weather", (), "temperature")
+    assert parse_field_name("climate,room=lab temperature", "w") == SeriesName(
+        "climate", (("room", "lab"),), "temperature"
+    )
+    assert parse_field_name("a,b temperature", "w") == SeriesName("w", (), "a,b temperature")
