@@ -77,6 +77,7 @@ def register_blueprints(app: Flask) -> None:
     from fieldstation.http import api_bp
     from fieldstation.http import data as _data  # noqa: F401  (routes on api_bp)
     from fieldstation.http import manage as _manage  # noqa: F401  (routes on api_bp)
+    from fieldstation.http import openapi as _openapi  # noqa: F401  (routes on api_bp)
     from fieldstation.http.influx_query import influx_query_bp
     from fieldstation.http.thingspeak_read import thingspeak_read_bp
 
