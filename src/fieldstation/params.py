@@ -9,12 +9,13 @@ by magnitude), ``now``, or relative to now: ``-1h``, ``-24h``, ``-7d``,
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from fieldstation.errors import BadRequest
-from fieldstation.points import US, check_ts, get_zone, parse_time
+from fieldstation.points import MAX_TS_US, MIN_TS_US, US, check_ts, get_zone, parse_time
 
 #: Duration units: s, m, h, d, w (and ms/us for InfluxDB-style durations).
 UNITS = {"us": 1, "u": 1, "µs": 1, "ms": 1000, "s": US, "m": 60 * US, "h": 3600 * US, "d": 86_400 * US}
@@ -171,8 +172,29 @@ def parse_float_param(raw: str | None, name: str) -> float | None:
     return value
 
 
+_HOUR_US = 3600 * US
+
+
+@functools.lru_cache(maxsize=4096)
+def _hour_text(hour: int) -> str:
+    """``YYYY-MM-DDTHH:`` of an hour since the epoch (UTC)."""
+    day, rest = divmod(hour, 24)
+    return f"{(dt.date(1970, 1, 1) + dt.timedelta(days=day)).isoformat()}T{rest:02d}:"
+
+
 def format_time(ts: int, zone: dt.tzinfo = dt.UTC, *, seconds: bool = False) -> str:
-    """µs -> ISO 8601 in ``zone`` (``Z`` for UTC); ``seconds`` drops the fraction (ThingSpeak)."""
+    """µs -> ISO 8601 in ``zone`` (``Z`` for UTC); ``seconds`` drops the fraction (ThingSpeak).
+
+    UTC, the common case of every feed and export, is formatted by arithmetic
+    (about 5x faster than datetime.isoformat, which matters at 200,000 rows/s).
+    """
+    if zone is dt.UTC and MIN_TS_US <= ts <= MAX_TS_US:
+        hour, rest = divmod(ts, _HOUR_US)
+        secs, micros = divmod(rest, US)
+        minutes, secs = divmod(secs, 60)
+        if micros and not seconds:
+            return f"{_hour_text(hour)}{minutes:02d}:{secs:02d}.{micros:06d}Z"
+        return f"{_hour_text(hour)}{minutes:02d}:{secs:02d}Z"
     moment = (dt.datetime(1970, 1, 1, tzinfo=dt.UTC) + dt.timedelta(microseconds=ts)).astimezone(zone)
     if seconds:
         moment = moment.replace(microsecond=0)

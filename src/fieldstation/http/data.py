@@ -65,14 +65,21 @@ def readings(channel_id: int) -> Response:
     after = params.parse_cursor(request.args.get("cursor"))
     rows: dict[int, dict[str, Any]] = {}
     for field in fields:
+        key = str(field.number)
         for point in query.series(field.id, start, end, limit=limit + 1, descending=descending, after=after):
-            rows.setdefault(point.ts, {})[str(field.number)] = _value(point)
-    stamps = sorted(rows, reverse=descending)
+            found = rows.get(point.ts)
+            value = point.value if point.value is not None else point.text
+            if found is None:
+                rows[point.ts] = {key: value}
+            else:
+                found[key] = value
+    stamps = sorted(rows, reverse=descending) if len(fields) > 1 else list(rows)
     page = stamps[:limit]
+    fmt = params.format_time
     return jsonify(
         channel_id=channel.id,
         fields=[{"number": f.number, "name": f.name, "unit": f.unit} for f in fields],
-        readings=[{"time": params.format_time(ts, zone), "ts": ts, "values": rows[ts]} for ts in page],
+        readings=[{"time": fmt(ts, zone), "ts": ts, "values": rows[ts]} for ts in page],
         next_cursor=str(page[-1]) if len(stamps) > limit else None,
     )
 
