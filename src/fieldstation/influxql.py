@@ -99,7 +99,7 @@ _TOKEN_RE = re.compile(
   | (?P<op><=|>=|!=|<>|=~|!~|[=<>+\-*(),;.])
   | (?P<regex>/(?:[^/\\]|\\.)*/)
     """,
-    re.VERBOSE,
+    re.VERBOSE | re.ASCII,
 )
 
 

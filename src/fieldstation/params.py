@@ -104,7 +104,7 @@ def parse_fields(raw: Sequence[str], available: Sequence[int]) -> list[int]:
             part = part.strip().removeprefix("field")
             if not part:
                 continue
-            if not part.isdigit() or len(part) > 6:
+            if not (part.isascii() and part.isdigit()) or len(part) > 6:
                 raise BadRequest(f"not a field number: {part[:20]!r}", code="bad_field")
             number = int(part)
             if number not in available:
@@ -285,7 +285,7 @@ def _feed_aggregate(args: Mapping[str, str]) -> tuple[str, int] | None:
     if len(given) > 1:
         raise BadRequest("use only one of timescale, sum, average, median", code="bad_aggregate")
     raw = args[given[0]].strip().lower()
-    minutes = 1440 if raw == "daily" else int(raw) if raw.isdigit() and len(raw) < 6 else -1
+    minutes = 1440 if raw == "daily" else int(raw) if raw.isascii() and raw.isdigit() and len(raw) < 6 else -1
     if minutes not in TS_PERIODS:
         raise BadRequest(
             f"{given[0]} must be one of 10, 15, 20, 30, 60, 240, 720, 1440 or daily", code="bad_aggregate"
