@@ -25,6 +25,8 @@ from fieldstation.points import MAX_TS_US, MIN_TS_US, get_zone
 from fieldstation.query import MAX_LIMIT, Bucket
 from fieldstation.seriesnames import SeriesName, parse_field_name
 
+#: Most values one raw SELECT returns (rows x columns x series).
+MAX_CELLS = 1_000_000
 EPOCH_US = {"h": 3600 * 10**6, "m": 60 * 10**6, "s": 10**6, "ms": 1000, "u": 1, "µ": 1}
 _VALUE = {
     "mean": "avg",
@@ -218,7 +220,8 @@ def _raw_rows(stmt: Select, members: list[Series]) -> tuple[list[str], list[tupl
     columns = [Column(k) for k in keys] if keys is not None else stmt.columns
     start = MIN_TS_US if stmt.start is None else stmt.start
     end = MAX_TS_US + 1 if stmt.end is None else stmt.end
-    bound = min(stmt.limit or MAX_LIMIT, MAX_LIMIT)
+    # At most MAX_CELLS values per statement, however many columns SELECT * names.
+    bound = max(1, min(stmt.limit or MAX_LIMIT, MAX_LIMIT, MAX_CELLS // max(1, len(columns) * len(members))))
     table: dict[int, list[Any]] = {}
     for index, column in enumerate(columns):
         for s in members:
