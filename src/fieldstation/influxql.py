@@ -233,7 +233,7 @@ class _Parser:
         self.expect_kw("FROM")
         database, retention, measurement = self.source()
         stmt = Select(columns, measurement, database, retention)
-        if any(c.field == "*" for c in columns) and any(c.function for c in columns):
+        if any(c.field == "*" and not c.function for c in columns) and any(c.function for c in columns):
             raise InfluxQLError("error parsing query: mixing * with functions is not supported")
         if self.accept_kw("WHERE"):
             self.condition(stmt)
@@ -275,9 +275,9 @@ class _Parser:
             function = name.lower()
             if function not in FUNCTIONS:
                 raise InfluxQLError(f"error parsing query: undefined function {name}()")
-            field_name = "*" if self.accept_op("*") else self.ident("field key")
-            if field_name == "*":
+            if self.accept_op("*"):
                 raise InfluxQLError(f"error parsing query: {function}(*) is not supported")
+            field_name = self.ident("field key")
             self.expect_op(")")
             return Column(field_name, function, self.alias())
         return Column(name, None, self.alias())
