@@ -1,6 +1,7 @@
 """Purging of old readings: per-channel retention (``retention_days``) or an explicit cut-off.
 
-Deletes run in chunks of one field at a time, each its own short transaction,
+Rollups of purged time are dropped with the readings (the boundary hour is
+rebuilt on the next read). Deletes run in chunks of one field at a time, each its own short transaction,
 so a purge of millions of rows never holds SQLite's write lock for long and
 ingest keeps flowing between chunks.
 """
@@ -11,6 +12,7 @@ from dataclasses import dataclass
 
 from sqlalchemy import delete, select
 
+from fieldstation import rollups
 from fieldstation.extensions import db
 from fieldstation.models import Channel, Entry, Field, Reading
 from fieldstation.points import US, now_us
@@ -52,6 +54,7 @@ def purge(
                 delete(Reading).where(Reading.field_id == field_id, Reading.ts < cutoff)
             )
             readings += result.rowcount  # type: ignore[attr-defined]
+            rollups.forget_before(db.session, field_id, cutoff)
             db.session.commit()
         result = db.session.execute(delete(Entry).where(Entry.channel_id == cid, Entry.ts < cutoff))
         entries += result.rowcount  # type: ignore[attr-defined]

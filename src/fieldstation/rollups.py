@@ -61,6 +61,20 @@ def mark_dirty(session: Session | scoped_session[Any], readings: Iterable[Mappin
     session.execute(stmt, [{"field_id": f, "ts": h, "gen": 1} for f, h in hours])
 
 
+def forget_before(session: Session | scoped_session[Any], field_id: int, cutoff: int) -> None:
+    """After readings before ``cutoff`` were purged: drop rollup slots that start before it.
+
+    The hour holding ``cutoff`` is marked stale, so the next refresh rebuilds
+    it — and its day — from what is left.
+    """
+    for _, table in LEVELS:
+        session.execute(
+            text(f"DELETE FROM {table} WHERE field_id = :f AND ts < :c"),  # noqa: S608
+            {"f": field_id, "c": cutoff},
+        )
+    mark_dirty(session, [{"field_id": field_id, "ts": cutoff}])
+
+
 def refresh(field_id: int | None = None) -> int:
     """Rebuild the marked hours of one field (or of all fields) and commit; returns hours rebuilt."""
     session = db.session
