@@ -21,6 +21,7 @@ from fieldstation import rollups
 from fieldstation.errors import BadRequest, Conflict, NotFound, RateLimited
 from fieldstation.extensions import db
 from fieldstation.models import Channel, Entry, Field, Reading
+from fieldstation.models.base import utcnow
 from fieldstation.points import US, Batch, now_us
 
 #: Bound on how many server-stamped timestamps are probed for a free microsecond.
@@ -253,3 +254,67 @@ def _upsert_readings(session: AnySession) -> Any:
         index_elements=[table.c.field_id, table.c.ts],
         set_={"value": stmt.excluded.value, "text": stmt.excluded.text},
     )
+
+
+# -- field lookup and creation for adapters that name fields ---------------------------------
+
+
+def field_numbers(channel_id: int) -> dict[str, int]:
+    """A channel's field names -> numbers (the JSON API takes values by name)."""
+    rows = db.session.execute(select(Field.name, Field.number).where(Field.channel_id == channel_id))
+    return dict(rows.tuples().all())
+
+
+def channel_matches(channel_id: int, ref: str) -> bool:
+    """True when ``ref`` names this channel, by id or by name (InfluxDB's ``db`` parameter)."""
+    name = db.session.scalar(select(Channel.name).where(Channel.id == channel_id))
+    return name is not None and (ref == name or (ref.isascii() and ref.isdigit() and int(ref) == channel_id))
+
+
+def ensure_fields(channel_id: int, names: Iterable[str], *, limit: int) -> dict[str, int]:
+    """Numbers of the named fields, creating the missing ones with the next free numbers.
+
+    New fields are flushed, not committed: the :func:`write` that follows in
+    the same request commits them with the data, or rolls both back. The
+    channel row is locked before fields are added, so two writers creating
+    the same field serialise instead of colliding on the unique name.
+
+    :raise BadRequest: a name over 255 characters, or more than ``limit`` fields.
+    """
+    wanted = set(names)
+    known = field_numbers(channel_id)
+    missing = sorted(wanted - known.keys())
+    if not missing:
+        return {name: known[name] for name in wanted}
+    session = db.session
+    try:
+        for name in missing:
+            if not name.strip() or len(name) > 255:
+                raise BadRequest(f"field names are 1-255 characters: {name[:60]!r}…", code="bad_field_name")
+        locked = session.execute(
+            update(Channel)
+            .where(Channel.id == channel_id)
+            .values(last_entry_id=Channel.last_entry_id)
+            .returning(Channel.id)
+        ).scalar()
+        if locked is None:
+            raise NotFound("channel not found")
+        known = field_numbers(channel_id)  # another writer may have added some meanwhile
+        missing = sorted(wanted - known.keys())
+        if len(known) + len(missing) > limit:
+            raise BadRequest(
+                f"this write would give the channel {len(known) + len(missing)} fields; "
+                f"the limit is {limit} (MAX_FIELDS_PER_CHANNEL)",
+                code="too_many_fields",
+            )
+        number = max(known.values(), default=0)
+        rows = []
+        for name in missing:
+            number += 1
+            rows.append({"channel_id": channel_id, "number": number, "name": name, "created_at": utcnow()})
+            known[name] = number
+        session.execute(Field.__table__.insert(), rows)  # type: ignore[attr-defined]
+    except BaseException:
+        session.rollback()
+        raise
+    return {name: known[name] for name in wanted}

@@ -1,0 +1,103 @@
+"""Request bodies as the write adapters need them: size-capped, gunzipped, form-decoded.
+
+Flask neither gunzips (Telegraf sends ``Content-Encoding: gzip`` by default,
+../shared/PROTOCOLS.md §4) nor parses a form body sent without a Content-Type
+(DIY ThingSpeak sketches do), so both happen here. Every failure is a
+:class:`~fieldstation.errors.FieldstationError` or Werkzeug's 413, never a 500.
+"""
+
+from __future__ import annotations
+
+import zlib
+from urllib.parse import parse_qsl
+
+from flask import current_app, request
+
+from fieldstation.errors import BadRequest, FieldstationError
+
+#: Most parameters one form or query string may carry (ThingSpeak needs about 16).
+MAX_PARAMS = 200
+_READ = 64 * 1024
+
+
+class TooLarge(FieldstationError):
+    """The body (or what it inflates to) exceeds the configured limit."""
+
+    status = 413
+    code = "too_large"
+
+
+def raw_body() -> bytes:
+    """The request body, inflated when ``Content-Encoding: gzip``.
+
+    Werkzeug caps the compressed size at MAX_CONTENT_LENGTH (chunked bodies
+    included); inflation stops at MAX_DECOMPRESSED_LENGTH, so a gzip bomb
+    costs at most that much memory.
+
+    :raise TooLarge: the inflated body is over the limit.
+    :raise BadRequest: malformed gzip or an unsupported encoding.
+    """
+    data = request.get_data(cache=True)
+    encoding = request.headers.get("Content-Encoding", "").strip().lower()
+    if encoding in ("", "identity"):
+        return data
+    if encoding not in ("gzip", "x-gzip"):
+        raise BadRequest(f"unsupported Content-Encoding {encoding[:40]!r}", code="bad_encoding")
+    return gunzip(data, int(current_app.config["MAX_DECOMPRESSED_LENGTH"]))
+
+
+def gunzip(data: bytes, limit: int) -> bytes:
+    """Inflate a gzip body (one or more members) to at most ``limit`` bytes.
+
+    :raise TooLarge: it inflates beyond ``limit``.
+    :raise BadRequest: it is not valid, complete gzip.
+    """
+    out = bytearray()
+    pending = data
+    while pending:
+        inflater = zlib.decompressobj(wbits=16 + zlib.MAX_WBITS)
+        try:
+            while pending:
+                out += inflater.decompress(pending, _READ)
+                pending = inflater.unconsumed_tail
+                if len(out) > limit:
+                    raise TooLarge(f"body inflates to more than {limit} bytes")
+            out += inflater.flush()  # at most one window (32 KiB) once the input is consumed
+            if len(out) > limit:
+                raise TooLarge(f"body inflates to more than {limit} bytes")
+            if not inflater.eof:
+                raise BadRequest("truncated gzip body", code="bad_gzip")
+        except zlib.error as exc:
+            raise BadRequest(f"malformed gzip body: {exc}", code="bad_gzip") from None
+        pending = inflater.unused_data.lstrip(b"\x00")
+    return bytes(out)
+
+
+def decode_form(data: bytes | str, what: str = "form") -> list[tuple[str, str]]:
+    """``a=1&b=2`` -> pairs, strictly UTF-8, at most :data:`MAX_PARAMS` pairs.
+
+    :raise BadRequest: not UTF-8 or too many parameters.
+    """
+    try:
+        text = data.decode("utf-8") if isinstance(data, bytes) else data
+        return parse_qsl(text, keep_blank_values=True, errors="strict", max_num_fields=MAX_PARAMS)
+    except UnicodeDecodeError:
+        raise BadRequest(f"{what} is not UTF-8", code="bad_encoding") from None
+    except ValueError:
+        raise BadRequest(f"{what} has more than {MAX_PARAMS} parameters", code="too_many_params") from None
+
+
+def params() -> dict[str, str]:
+    """Query string and form body merged (the body wins), decoded strictly.
+
+    A body is read as a form when it says so or carries no Content-Type at
+    all; JSON bodies are left to their adapters.
+    """
+    merged = dict(decode_form(request.query_string, "query string"))
+    if request.method == "POST":
+        mimetype = request.mimetype
+        if mimetype in ("", "application/x-www-form-urlencoded", "text/plain"):
+            merged.update(decode_form(raw_body(), "form body"))
+        elif mimetype == "multipart/form-data":
+            merged.update((k, v) for k, v in request.form.items())
+    return merged

@@ -1,0 +1,127 @@
+"""InfluxDB 1.x writes: ``POST /write`` (line protocol) and ``GET|HEAD /ping``.
+
+Telegraf, the ``influxdb`` Python client and Influx-speaking firmware write
+here (../shared/PROTOCOLS.md §3, §4, §6). ``db`` names the channel by name or
+id; the password of Basic auth (or ``p``, or ``Authorization: Token``) is the
+channel's write key. Each measurement + tag set + field key is a field of the
+channel, created on first write. Answers are InfluxDB's: 204 on success,
+``{"error": …}`` with 400 (a partial write names the rejected lines), 401,
+404 ``database not found`` and 413.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from collections.abc import Iterable
+
+from flask import Blueprint, Response, current_app, jsonify, request
+from werkzeug.exceptions import HTTPException
+
+from fieldstation import lineprotocol, store
+from fieldstation.auth import authorize_write
+from fieldstation.errors import BadRequest, FieldstationError, NotFound, Unauthorized
+from fieldstation.http.bodies import raw_body
+from fieldstation.points import Batch, Entry, Value
+
+influx_write_bp = Blueprint("influx_write", __name__)
+
+#: The InfluxDB version we answer as; clients only check that the header exists.
+INFLUXDB_VERSION = "1.8.10"
+
+
+def request_key() -> str | None:
+    """The key from Basic auth (password), ``p``, or ``Authorization: Token [user:]key``.
+
+    :raise Unauthorized: an Authorization header that cannot be parsed.
+    """
+    header = request.headers.get("Authorization", "")
+    scheme, _, value = header.strip().partition(" ")
+    if scheme.lower() == "basic":
+        try:
+            decoded = base64.b64decode(value.strip(), validate=True).decode("utf-8")
+        except (binascii.Error, ValueError):
+            raise Unauthorized("unable to parse authentication credentials") from None
+        return decoded.partition(":")[2] or None
+    if scheme.lower() == "token":
+        return value.strip().rpartition(":")[2] or None
+    return request.args.get("p") or None
+
+
+def batch_for(channel_id: int, points: Iterable[lineprotocol.Point], numbers: dict[str, int]) -> Batch:
+    """Points -> one entry per timestamp; points without one share the server time, as in InfluxDB.
+
+    A later point's value for the same field and time wins, as InfluxDB overwrites.
+    """
+    by_ts: dict[int | None, dict[int, Value]] = {}
+    for point in points:
+        values = by_ts.setdefault(point.ts, {})
+        for key, value in point.fields:
+            values[numbers[point.field_name(key)]] = value
+    return Batch(channel_id, [Entry(values, ts) for ts, values in by_ts.items()])
+
+
+@influx_write_bp.route("/ping", methods=["GET", "HEAD"])
+def ping() -> Response:
+    """204 with X-Influxdb-Version, which ``InfluxDBClient.ping()`` returns."""
+    if request.args.get("verbose", "").lower() in ("true", "1"):
+        response = jsonify({"version": INFLUXDB_VERSION})
+    else:
+        response = Response(status=204)
+    response.headers["X-Influxdb-Version"] = INFLUXDB_VERSION
+    return response
+
+
+@influx_write_bp.post("/write")
+def write() -> Response:
+    """Store line protocol; good lines are written even when others are rejected (partial write)."""
+    grant = authorize_write(request_key())
+    database = request.args.get("db", "")
+    if not database:
+        raise BadRequest("database is required")
+    if not store.channel_matches(grant.channel_id, database):
+        raise NotFound(f'database not found: "{database}"')
+    try:
+        text = raw_body().decode("utf-8")
+        parsed = lineprotocol.parse(text, request.args.get("precision", ""))
+    except UnicodeDecodeError:
+        raise BadRequest("unable to parse body: not UTF-8") from None
+    except ValueError as exc:
+        raise BadRequest(str(exc)) from None
+    errors = "\n".join(str(r) for r in parsed.rejected)
+    if not parsed.points:
+        if errors:
+            raise BadRequest(errors)
+        return _no_content()
+    names = {p.field_name(key) for p in parsed.points for key, _ in p.fields}
+    limit = int(current_app.config["MAX_FIELDS_PER_CHANNEL"])
+    numbers = store.ensure_fields(grant.channel_id, names, limit=limit)
+    store.write(batch_for(grant.channel_id, parsed.points, numbers))
+    if errors:
+        raise BadRequest(f"partial write: {errors} dropped={len(parsed.rejected)}")
+    return _no_content()
+
+
+def _no_content() -> Response:
+    response = Response(status=204)
+    response.headers["X-Influxdb-Version"] = INFLUXDB_VERSION
+    return response
+
+
+def _error(status: int, message: str) -> Response:
+    response = jsonify({"error": message})
+    response.status_code = status
+    response.headers["X-Influxdb-Version"] = INFLUXDB_VERSION
+    response.headers["X-Influxdb-Error"] = message.split("\n", 1)[0][:300].encode("ascii", "replace").decode()
+    return response
+
+
+@influx_write_bp.errorhandler(FieldstationError)
+def _domain_error(exc: FieldstationError) -> Response:
+    message = "authorization failed" if exc.status == 401 and "parse" not in exc.message else exc.message
+    return _error(exc.status, message)
+
+
+@influx_write_bp.errorhandler(HTTPException)
+def _http_error(exc: HTTPException) -> Response:
+    return _error(exc.code or 400, (exc.description or exc.name).lower())

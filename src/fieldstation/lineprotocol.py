@@ -1,0 +1,319 @@
+"""InfluxDB 1.x line protocol: text -> points. Pure: no Flask, no database.
+
+Grammar (docs.influxdata.com, "Line protocol reference", 1.x)::
+
+    measurement[,tag=value...] field=value[,field=value...] [timestamp]
+
+Measurements escape ``,`` and space with a backslash; tag keys, tag values and
+field keys also escape ``=``. String field values are double-quoted with ``\\"``
+and ``\\\\`` escaped. A number without a suffix is a float, ``i`` marks an
+integer and ``u`` an unsigned integer; booleans are ``t``/``true``/``f``/``false``
+in any of InfluxDB's spellings. Lines starting with ``#`` are comments.
+
+InfluxDB keeps the lines it can parse and reports the others (a "partial
+write"), so :func:`parse` returns both instead of raising on the first error.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass, field
+
+from fieldstation.points import MAX_TEXT, MAX_TS_US, MIN_TS_US
+
+#: Nanoseconds per unit of the ``precision`` query parameter (InfluxDB 1.x names and aliases).
+PRECISION_NS = {
+    "": 1,
+    "n": 1,
+    "ns": 1,
+    "u": 1_000,
+    "us": 1_000,
+    "µ": 1_000,
+    "ms": 1_000_000,
+    "s": 1_000_000_000,
+    "m": 60_000_000_000,
+    "h": 3_600_000_000_000,
+}
+_TRUE = {"t", "T", "true", "True", "TRUE"}
+_FALSE = {"f", "F", "false", "False", "FALSE"}
+_FLOAT_RE = re.compile(r"[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?")
+_INT_RE = re.compile(r"[+-]?\d{1,20}")
+_UINT_RE = re.compile(r"\d{1,20}")
+_TS_RE = re.compile(r"-?\d{1,20}")
+#: Longest line quoted back in an error message.
+_QUOTE = 200
+
+FieldValue = float | str
+
+
+class LineError(ValueError):
+    """One line that cannot be parsed; the message says why."""
+
+
+@dataclass(frozen=True, slots=True)
+class Point:
+    """One parsed line: its series key, fields in line order and timestamp (µs, or None)."""
+
+    measurement: str
+    tags: tuple[tuple[str, str], ...]
+    fields: tuple[tuple[str, FieldValue], ...]
+    ts: int | None
+
+    @property
+    def series(self) -> str:
+        """The series key as InfluxDB spells it: escaped measurement and sorted, escaped tags."""
+        parts = [escape_measurement(self.measurement)]
+        parts += [f"{escape_key(k)}={escape_key(v)}" for k, v in self.tags]
+        return ",".join(parts)
+
+    def field_name(self, key: str) -> str:
+        """The channel field a value of this point goes to: ``<series> <field key>``."""
+        return f"{self.series} {escape_key(key)}"
+
+
+@dataclass(frozen=True, slots=True)
+class Rejected:
+    """A line that was not written, with its 1-based number and the reason."""
+
+    number: int
+    line: str
+    reason: str
+
+    def __str__(self) -> str:
+        quoted = self.line if len(self.line) <= _QUOTE else self.line[:_QUOTE] + "…"
+        return f"unable to parse '{quoted}' (line {self.number}): {self.reason}"
+
+
+@dataclass(slots=True)
+class Parsed:
+    """The points of a body and the lines that were rejected."""
+
+    points: list[Point] = field(default_factory=list)
+    rejected: list[Rejected] = field(default_factory=list)
+
+
+def escape_measurement(text: str) -> str:
+    """Escape a measurement name as line protocol does (comma and space)."""
+    return text.replace("\\", "\\\\").replace(",", "\\,").replace(" ", "\\ ")
+
+
+def escape_key(text: str) -> str:
+    """Escape a tag key, tag value or field key (comma, equals sign and space)."""
+    return text.replace("\\", "\\\\").replace(",", "\\,").replace("=", "\\=").replace(" ", "\\ ")
+
+
+def parse(text: str, precision: str = "") -> Parsed:
+    """Parse a whole body; good lines become points, bad ones are reported, none raise.
+
+    :raise ValueError: unknown ``precision`` (the caller answers 400 for the whole request).
+    """
+    scale = precision_ns(precision)
+    result = Parsed()
+    for number, raw in enumerate(text.split("\n"), start=1):
+        line = raw[:-1] if raw.endswith("\r") else raw
+        stripped = line.lstrip(" \t")
+        if not stripped or stripped.startswith("#"):
+            continue
+        try:
+            result.points.append(parse_line(stripped, scale))
+        except LineError as exc:
+            result.rejected.append(Rejected(number, line, str(exc)))
+    return result
+
+
+def precision_ns(precision: str) -> int:
+    """Nanoseconds per timestamp unit.
+
+    :raise ValueError: not one of InfluxDB's precisions.
+    """
+    try:
+        return PRECISION_NS[precision]
+    except KeyError:
+        raise ValueError(f"invalid precision {precision[:20]!r} (use n, u, ms, s, m or h)") from None
+
+
+def parse_line(line: str, scale: int = 1) -> Point:
+    """Parse one non-empty, non-comment line; ``scale`` is nanoseconds per timestamp unit.
+
+    :raise LineError: the line is malformed.
+    """
+    key_end = _find_unescaped_space(line, 0, quotes=False)
+    if key_end < 0:
+        raise LineError("missing fields")
+    series = line[:key_end]
+    fields_start = key_end + 1
+    fields_end = _find_unescaped_space(line, fields_start, quotes=True)
+    fields_text = line[fields_start:] if fields_end < 0 else line[fields_start:fields_end]
+    ts_text = "" if fields_end < 0 else line[fields_end + 1 :]
+    measurement, tags = _parse_series(series)
+    fields = _parse_fields(fields_text)
+    return Point(measurement, tags, fields, _parse_ts(ts_text, scale))
+
+
+def _find_unescaped_space(line: str, start: int, *, quotes: bool) -> int:
+    """Index of the first space not escaped (and, for fields, not inside a string), or -1."""
+    i, n, in_string = start, len(line), False
+    while i < n:
+        char = line[i]
+        if char == "\\":
+            i += 2
+            continue
+        if quotes and char == '"':
+            in_string = not in_string
+        elif char == " " and not in_string:
+            return i
+        i += 1
+    if in_string:
+        raise LineError("unbalanced quotes")
+    return -1
+
+
+def _split_unescaped(text: str, sep: str) -> list[str]:
+    """Split on ``sep`` where it is not backslash-escaped (escapes are kept)."""
+    parts, current, i = [], [], 0
+    while i < len(text):
+        char = text[i]
+        if char == "\\" and i + 1 < len(text):
+            current.append(text[i : i + 2])
+            i += 2
+            continue
+        if char == sep:
+            parts.append("".join(current))
+            current = []
+        else:
+            current.append(char)
+        i += 1
+    parts.append("".join(current))
+    return parts
+
+
+def _unescape(text: str, escapable: str = ',= \\"') -> str:
+    r"""Drop the backslash before an escapable character (others stay literal, as in InfluxDB)."""
+    if "\\" not in text:
+        return text
+    out, i = [], 0
+    while i < len(text):
+        char = text[i]
+        if char == "\\" and i + 1 < len(text) and text[i + 1] in escapable:
+            out.append(text[i + 1])
+            i += 2
+            continue
+        out.append(char)
+        i += 1
+    return "".join(out)
+
+
+def _parse_series(series: str) -> tuple[str, tuple[tuple[str, str], ...]]:
+    parts = _split_unescaped(series, ",")
+    measurement = _unescape(parts[0])
+    if not measurement:
+        raise LineError("missing measurement")
+    tags: dict[str, str] = {}
+    for part in parts[1:]:
+        pieces = _split_unescaped(part, "=")
+        if len(pieces) != 2 or not pieces[0] or not pieces[1]:
+            raise LineError(f"invalid tag format {part[:40]!r}")
+        key = _unescape(pieces[0])
+        if key in tags:
+            raise LineError(f"duplicate tag {key[:40]!r}")
+        tags[key] = _unescape(pieces[1])
+    return measurement, tuple(sorted(tags.items()))
+
+
+def _split_fields(text: str) -> list[str]:
+    """Split the field set on commas outside escapes and quoted strings."""
+    parts, start, i, in_string = [], 0, 0, False
+    while i < len(text):
+        char = text[i]
+        if char == "\\":
+            i += 2
+            continue
+        if char == '"':
+            in_string = not in_string
+        elif char == "," and not in_string:
+            parts.append(text[start:i])
+            start = i + 1
+        i += 1
+    parts.append(text[start:])
+    return parts
+
+
+def _parse_fields(text: str) -> tuple[tuple[str, FieldValue], ...]:
+    if not text:
+        raise LineError("missing fields")
+    fields: dict[str, FieldValue] = {}
+    for part in _split_fields(text):
+        eq = _first_unescaped(part, "=")
+        if eq <= 0:
+            raise LineError(f"invalid field format {part[:40]!r}")
+        key = _unescape(part[:eq])
+        if key in fields:
+            raise LineError(f"duplicate field {key[:40]!r}")
+        fields[key] = _parse_value(part[eq + 1 :])
+    return tuple(fields.items())
+
+
+def _first_unescaped(text: str, char: str) -> int:
+    i = 0
+    while i < len(text):
+        if text[i] == "\\":
+            i += 2
+            continue
+        if text[i] == char:
+            return i
+        i += 1
+    return -1
+
+
+def _parse_value(raw: str) -> FieldValue:
+    if not raw:
+        raise LineError("missing field value")
+    if raw[0] == '"':
+        if len(raw) < 2 or raw[-1] != '"' or _ends_escaped(raw[:-1]):
+            raise LineError("invalid string field value")
+        text = _unescape(raw[1:-1], '"\\')
+        if len(text) > MAX_TEXT or "\x00" in text:
+            raise LineError(f"string values are at most {MAX_TEXT} characters, without NUL")
+        return text
+    if raw in _TRUE:
+        return 1.0
+    if raw in _FALSE:
+        return 0.0
+    if raw[-1] == "i":
+        if not _INT_RE.fullmatch(raw[:-1]):
+            raise LineError(f"invalid integer {raw[:40]!r}")
+        return _checked_int(int(raw[:-1]), -(2**63), 2**63 - 1)
+    if raw[-1] == "u":
+        if not _UINT_RE.fullmatch(raw[:-1]):
+            raise LineError(f"invalid unsigned integer {raw[:40]!r}")
+        return _checked_int(int(raw[:-1]), 0, 2**64 - 1)
+    if not _FLOAT_RE.fullmatch(raw):
+        raise LineError(f"invalid number {raw[:40]!r}")
+    number = float(raw)
+    if not math.isfinite(number):
+        raise LineError(f"invalid number {raw[:40]!r} (out of range)")
+    return number
+
+
+def _ends_escaped(text: str) -> bool:
+    """True when ``text`` ends in an odd run of backslashes (the closing quote is escaped)."""
+    run = len(text) - len(text.rstrip("\\"))
+    return run % 2 == 1
+
+
+def _checked_int(value: int, low: int, high: int) -> float:
+    if not low <= value <= high:
+        raise LineError("integer out of range")
+    return float(value)
+
+
+def _parse_ts(text: str, scale: int) -> int | None:
+    if not text:
+        return None
+    if not _TS_RE.fullmatch(text):
+        raise LineError(f"bad timestamp {text[:40]!r}")
+    ts_us = int(text) * scale // 1000
+    if not MIN_TS_US <= ts_us <= MAX_TS_US:
+        raise LineError("timestamp out of range (1900-01-01 .. 2262-04-11)")
+    return ts_us
