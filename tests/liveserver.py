@@ -1,18 +1,25 @@
-"""A real HTTP server (Werkzeug, threaded: HTTP/1.1 as devices need) around the test app, in a thread."""
+"""Real HTTP servers for end-to-end client tests: Werkzeug's threaded server and gunicorn."""
 
 from __future__ import annotations
 
+import os
+import socket
+import subprocess
+import sys
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
 from flask import Flask
 from werkzeug.serving import make_server
 
+from tests.pgserver import free_port
+
 
 @contextmanager
-def serve(app: Flask) -> Iterator[str]:
-    """Serve ``app`` on a free 127.0.0.1 port; yields the base URL and shuts the server down after."""
+def dev_server(app: Flask) -> Iterator[str]:
+    """The app under Werkzeug with ``threaded=True`` (HTTP/1.1, as ``flask run``), on a free port."""
     server = make_server("127.0.0.1", 0, app, threaded=True)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
@@ -20,5 +27,53 @@ def serve(app: Flask) -> Iterator[str]:
         yield f"http://127.0.0.1:{server.server_port}"
     finally:
         server.shutdown()
-        thread.join(timeout=5)
+        thread.join(10)
         server.server_close()
+
+
+@contextmanager
+def gunicorn_server(app: Flask, workers: int = 1) -> Iterator[str]:
+    """The app as a user serves it: gunicorn, production config, same database as ``app``."""
+    port = free_port()
+    env = {
+        **os.environ,
+        "FIELDSTATION_ENV": "production",
+        "FIELDSTATION_SECRET_KEY": "gunicorn-test-secret-0123456789",
+        "FIELDSTATION_DATABASE_URL": app.config["DATABASE_URL"],
+        "FIELDSTATION_INSTANCE_PATH": app.instance_path,
+    }
+    for name in ("MAX_CONTENT_LENGTH", "MAX_DECOMPRESSED_LENGTH", "MAX_FIELDS_PER_CHANNEL"):
+        env[f"FIELDSTATION_{name}"] = str(app.config[name])
+    command = [sys.executable, "-m", "gunicorn", "--bind", f"127.0.0.1:{port}", "--workers", str(workers)]
+    proc = subprocess.Popen(
+        [*command, "fieldstation:create_app()"],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        _wait_for_port(port, proc)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:  # pragma: no cover
+            proc.kill()
+            proc.wait()
+        if proc.stderr:
+            proc.stderr.close()
+
+
+def _wait_for_port(port: int, proc: subprocess.Popen[bytes], timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            err = proc.stderr.read().decode(errors="replace") if proc.stderr else ""
+            raise RuntimeError(f"gunicorn exited: {err[-2000:]}")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+                return
+        except OSError:
+            time.sleep(0.05)
+    raise RuntimeError("gunicorn did not start")
