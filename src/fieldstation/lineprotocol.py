@@ -159,7 +159,7 @@ def _find_unescaped_space(line: str, start: int, *, quotes: bool) -> int:
         if char == "\\":
             i += 2
             continue
-        if quotes and char == '"':
+        if quotes and char == '"' and (in_string or _opens_value(line, i, start)):
             in_string = not in_string
         elif char == " " and not in_string:
             return i
@@ -167,6 +167,18 @@ def _find_unescaped_space(line: str, start: int, *, quotes: bool) -> int:
     if in_string:
         raise LineError("unbalanced quotes")
     return -1
+
+
+def _opens_value(text: str, i: int, start: int) -> bool:
+    """A quote opens a string only where a field value starts: right after an unescaped ``=``."""
+    if i - 1 < start or text[i - 1] != "=":
+        return False
+    run = 0
+    j = i - 2
+    while j >= start and text[j] == "\\":
+        run += 1
+        j -= 1
+    return run % 2 == 0
 
 
 def _split_unescaped(text: str, sep: str) -> list[str]:
@@ -229,7 +241,7 @@ def _split_fields(text: str) -> list[str]:
         if char == "\\":
             i += 2
             continue
-        if char == '"':
+        if char == '"' and (in_string or _opens_value(text, i, 0)):
             in_string = not in_string
         elif char == "," and not in_string:
             parts.append(text[start:i])

@@ -1,0 +1,148 @@
+"""Line protocol parser: the influxdb client's and Telegraf's lines, every escape, and properties."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from fieldstation import lineprotocol as lp
+
+
+def test_influxdb_client_lines() -> None:
+    """The captured lines of PROTOCOLS.md §3."""
+    parsed = lp.parse(
+        'climate,device=esp01,room=lab humidity=55i,note="a b",ok=True,temperature=21.5 1577836800000000000\n'
+        'cli\\ mate,dev\\ ice=a\\,b\\=c b=False,f=1.0,neg=-3i,s="say \\"hi\\"" 1577836800000\n',
+    )
+    first, second = parsed.points
+    assert parsed.rejected == []
+    assert first.measurement == "climate" and first.tags == (("device", "esp01"), ("room", "lab"))
+    assert first.fields == (("humidity", 55.0), ("note", "a b"), ("ok", 1.0), ("temperature", 21.5))
+    assert first.ts == 1_577_836_800_000_000
+    assert first.field_name("temperature") == "climate,device=esp01,room=lab temperature"
+    assert second.measurement == "cli mate" and second.tags == (("dev ice", "a,b=c"),)
+    assert dict(second.fields) == {"b": 0.0, "f": 1.0, "neg": -3.0, "s": 'say "hi"'}
+    assert second.ts == 1_577_836_800  # 1577836800000 ns -> µs
+    assert second.series == "cli\\ mate,dev\\ ice=a\\,b\\=c"
+
+
+@pytest.mark.parametrize(
+    ("precision", "ts_us"),
+    [("", 1), ("n", 1), ("u", 1000), ("ms", 1_000_000), ("s", 10**9), ("m", 6 * 10**10), ("h", 36 * 10**11)],
+)
+def test_precisions(precision: str, ts_us: int) -> None:
+    (point,) = lp.parse("m v=1 1000", precision).points
+    assert point.ts == ts_us
+
+
+def test_unknown_precision_is_an_error() -> None:
+    with pytest.raises(ValueError, match="precision"):
+        lp.parse("m v=1", "fortnight")
+
+
+def test_comments_blank_lines_crlf_and_no_timestamp() -> None:
+    parsed = lp.parse("# comment\n\n  m,t=1 v=1u\r\nm v=t\n")
+    assert [p.fields for p in parsed.points] == [(("v", 1.0),), (("v", 1.0),)]
+    assert [p.ts for p in parsed.points] == [None, None]
+
+
+@pytest.mark.parametrize(
+    ("line", "reason"),
+    [
+        ("m", "missing fields"),
+        ("m ", "missing fields"),
+        (",t=1 v=1", "missing measurement"),
+        ("m,t v=1", "invalid tag format"),
+        ("m,t=1,t=2 v=1", "duplicate tag"),
+        ("m v", "invalid field format"),
+        ("m v=", "missing field value"),
+        ("m v=1,v=2", "duplicate field"),
+        ("m v=nan", "invalid number"),
+        ("m v=inf", "invalid number"),
+        ("m v=1e999", "out of range"),
+        ("m v=1_000", "invalid number"),
+        ("m v=1.5i", "invalid integer"),
+        ("m v=-1u", "invalid unsigned"),
+        ("m v=99999999999999999999i", "out of range"),
+        ('m v="open', "unbalanced quotes"),
+        ("m v=1 12x", "bad timestamp"),
+        ("m v=1 99999999999999999999", "out of range"),
+        ("m v=1 1 2", "bad timestamp"),
+        ('m v="' + "x" * 300 + '"', "at most 255"),
+    ],
+)
+def test_bad_lines_are_reported_with_number_and_reason(line: str, reason: str) -> None:
+    parsed = lp.parse(f"ok v=1\n{line}\n")
+    assert len(parsed.points) == 1
+    (rejected,) = parsed.rejected
+    assert rejected.number == 2 and reason in rejected.reason
+    assert str(rejected).startswith(f"unable to parse '{line[:200]}")
+
+
+# -- properties ------------------------------------------------------------------------------
+
+_name = st.text(st.characters(blacklist_categories=["Cs", "Cc"]), min_size=1, max_size=12).filter(
+    lambda s: not s.startswith("#") and s.strip(" ") == s
+)
+_value = st.one_of(
+    st.floats(allow_nan=False, allow_infinity=False),
+    st.integers(-(2**63), 2**63 - 1).map(lambda i: ("i", i)),
+    st.booleans(),
+    st.text(st.characters(blacklist_categories=["Cs"], blacklist_characters="\x00\n\r"), max_size=40),
+)
+
+
+def _render(value: object) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, tuple):
+        return f"{value[1]}i"
+    if isinstance(value, float):
+        return repr(value)
+    text = str(value).replace("\\", "\\\\").replace('"', '\\"')
+    return f'"{text}"'
+
+
+def _expected(value: object) -> float | str:
+    if isinstance(value, bool):
+        return 1.0 if value else 0.0
+    if isinstance(value, tuple):
+        return float(value[1])
+    return value  # type: ignore[return-value]
+
+
+@given(
+    measurement=_name,
+    tags=st.dictionaries(_name, _name, max_size=3),
+    fields=st.dictionaries(_name, _value, min_size=1, max_size=4),
+    ts=st.one_of(st.none(), st.integers(-2_208_988_800 * 10**9, 2**63 - 1)),
+)
+def test_what_is_written_is_what_is_parsed(
+    measurement: str, tags: dict[str, str], fields: dict[str, object], ts: int | None
+) -> None:
+    line = lp.escape_measurement(measurement)
+    line += "".join(f",{lp.escape_key(k)}={lp.escape_key(v)}" for k, v in tags.items())
+    line += " " + ",".join(f"{lp.escape_key(k)}={_render(v)}" for k, v in fields.items())
+    if ts is not None:
+        line += f" {ts}"
+    parsed = lp.parse(line)
+    assert parsed.rejected == [], parsed.rejected
+    (point,) = parsed.points
+    assert point.measurement == measurement
+    assert point.tags == tuple(sorted(tags.items()))
+    assert point.fields == tuple((k, _expected(v)) for k, v in fields.items())
+    assert point.ts == (None if ts is None else ts // 1000)
+
+
+@given(st.text(max_size=300), st.sampled_from(list(lp.PRECISION_NS)))
+def test_any_text_parses_or_is_reported_never_raises(text: str, precision: str) -> None:
+    parsed = lp.parse(text, precision)
+    lines = [
+        line for line in text.split("\n") if line.strip(" \t\r") and not line.lstrip(" \t").startswith("#")
+    ]
+    assert len(parsed.points) + len(parsed.rejected) == len(lines)
+    for point in parsed.points:
+        assert point.measurement and point.fields
+        for _, value in point.fields:
+            assert isinstance(value, str) or value == value  # no NaN
