@@ -38,6 +38,11 @@ def raw_body() -> bytes:
     :raise BadRequest: malformed gzip or an unsupported encoding.
     """
     data = request.get_data(cache=True)
+    limit = request.max_content_length
+    if request.content_length is None and limit is not None and len(data) >= limit:
+        # Werkzeug stops a chunked body at the limit without telling whether more
+        # was coming; a body that reaches the limit is refused rather than cut short.
+        raise TooLarge(f"body is larger than MAX_CONTENT_LENGTH ({limit} bytes)")
     encoding = request.headers.get("Content-Encoding", "").strip().lower()
     if encoding in ("", "identity"):
         return data
