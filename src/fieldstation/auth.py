@@ -6,9 +6,10 @@ import hashlib
 import secrets
 import string
 from dataclasses import dataclass
+from typing import Any
 
 from flask import request
-from sqlalchemy import exists, func, select
+from sqlalchemy import Select, String, bindparam, exists, func, select
 
 from fieldstation.errors import Forbidden, Unauthorized
 from fieldstation.extensions import db
@@ -46,15 +47,7 @@ def authorize_write(raw_key: str | None, device: str | None = None) -> WriteGran
     """
     if not raw_key:
         raise Unauthorized("a write API key is required")
-    # A key bound to a device writes as that device, so the allow-list check uses it.
-    effective = func.coalesce(ApiKey.device_id, device)
-    restricted = exists().where(Device.channel_id == ApiKey.channel_id)
-    allowed = exists().where(Device.channel_id == ApiKey.channel_id, Device.device_id == effective)
-    row = db.session.execute(
-        select(ApiKey.id, ApiKey.kind, ApiKey.channel_id, ApiKey.device_id, restricted, allowed).where(
-            ApiKey.key_hash == hash_key(raw_key), ApiKey.revoked_at.is_(None)
-        )
-    ).first()
+    row = db.session.execute(_write_key_query(), {"key_hash": hash_key(raw_key), "device": device}).first()
     if row is None or row.kind != KeyKind.WRITE or row.channel_id is None:
         raise Unauthorized("invalid write API key")
     key_id, _, channel_id, bound_device, is_restricted, is_allowed = row
@@ -65,15 +58,21 @@ def authorize_write(raw_key: str | None, device: str | None = None) -> WriteGran
     return WriteGrant(channel_id, bound_device or device, key_id)
 
 
-def trusts_topic(channel_id: int, topic: str) -> WriteGrant:
-    """Authorise an MQTT message by its topic: the channel trusts a topic prefix (broker ACLs).
+_WRITE_KEY_QUERY: Select[Any] | None = None
 
-    :raise Unauthorized: the channel trusts no prefix, or not one this topic starts with.
-    """
-    prefix = db.session.scalar(select(Channel.mqtt_topic_prefix).where(Channel.id == channel_id))
-    if not prefix or not topic.startswith(prefix):
-        raise Unauthorized("a write API key is required (the channel does not trust this topic)")
-    return WriteGrant(channel_id, None, 0)
+
+def _write_key_query() -> Select[Any]:
+    """The key lookup of every write, built once: constructing it per request cost more than running it."""
+    global _WRITE_KEY_QUERY
+    if _WRITE_KEY_QUERY is None:
+        # A key bound to a device writes as that device, so the allow-list check uses it.
+        effective = func.coalesce(ApiKey.device_id, bindparam("device", type_=String))
+        restricted = exists().where(Device.channel_id == ApiKey.channel_id)
+        allowed = exists().where(Device.channel_id == ApiKey.channel_id, Device.device_id == effective)
+        _WRITE_KEY_QUERY = select(
+            ApiKey.id, ApiKey.kind, ApiKey.channel_id, ApiKey.device_id, restricted, allowed
+        ).where(ApiKey.key_hash == bindparam("key_hash"), ApiKey.revoked_at.is_(None))
+    return _WRITE_KEY_QUERY
 
 
 def find_key(raw_key: str | None) -> ApiKey | None:
