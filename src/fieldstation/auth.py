@@ -6,14 +6,13 @@ import hashlib
 import secrets
 import string
 from dataclasses import dataclass
-from typing import Any
 
 from flask import request
-from sqlalchemy import Select, String, bindparam, exists, func, select
+from sqlalchemy import select
 
 from fieldstation.errors import Forbidden, Unauthorized
 from fieldstation.extensions import db
-from fieldstation.models import ApiKey, Channel, Device, KeyKind, User
+from fieldstation.models import ApiKey, Channel, KeyKind, User
 
 _ALPHABET = string.ascii_uppercase + string.digits
 #: ThingSpeak-style 16-character keys: 82 bits, short enough to type into firmware.
@@ -47,32 +46,19 @@ def authorize_write(raw_key: str | None, device: str | None = None) -> WriteGran
     """
     if not raw_key:
         raise Unauthorized("a write API key is required")
-    row = db.session.execute(_write_key_query(), {"key_hash": hash_key(raw_key), "device": device}).first()
-    if row is None or row.kind != KeyKind.WRITE or row.channel_id is None:
+    from fieldstation.store import lookup_write_key  # the store runs the fixed hot-path SQL
+
+    row = lookup_write_key(hash_key(raw_key), device)
+    if row is None or row[1] != KeyKind.WRITE:
         raise Unauthorized("invalid write API key")
     key_id, _, channel_id, bound_device, is_restricted, is_allowed = row
+    if channel_id is None:
+        raise Unauthorized("invalid write API key")
     if bound_device is not None and device is not None and device != bound_device:
         raise Forbidden(f"this key belongs to device {bound_device}")
     if is_restricted and not is_allowed:
         raise Forbidden("device is not on this channel's allow-list")
     return WriteGrant(channel_id, bound_device or device, key_id)
-
-
-_WRITE_KEY_QUERY: Select[Any] | None = None
-
-
-def _write_key_query() -> Select[Any]:
-    """The key lookup of every write, built once: constructing it per request cost more than running it."""
-    global _WRITE_KEY_QUERY
-    if _WRITE_KEY_QUERY is None:
-        # A key bound to a device writes as that device, so the allow-list check uses it.
-        effective = func.coalesce(ApiKey.device_id, bindparam("device", type_=String))
-        restricted = exists().where(Device.channel_id == ApiKey.channel_id)
-        allowed = exists().where(Device.channel_id == ApiKey.channel_id, Device.device_id == effective)
-        _WRITE_KEY_QUERY = select(
-            ApiKey.id, ApiKey.kind, ApiKey.channel_id, ApiKey.device_id, restricted, allowed
-        ).where(ApiKey.key_hash == bindparam("key_hash"), ApiKey.revoked_at.is_(None))
-    return _WRITE_KEY_QUERY
 
 
 def find_key(raw_key: str | None) -> ApiKey | None:

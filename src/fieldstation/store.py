@@ -104,6 +104,7 @@ class _Sql:
     insert_stamped: str
     update_meta: str
     upsert_reading: str
+    write_key: str
 
 
 def _statements(dialect: str) -> _Sql:
@@ -147,10 +148,39 @@ def _statements(dialect: str) -> _Sql:
             "INSERT INTO readings (field_id, ts, value, text) VALUES (?, ?, ?, ?) "
             "ON CONFLICT (field_id, ts) DO UPDATE SET value = excluded.value, text = excluded.text"
         ),
+        # A key bound to a device writes as that device, so the allow-list check uses it.
+        write_key=bind(
+            "SELECT k.id, k.kind, k.channel_id, k.device_id, "
+            "EXISTS (SELECT 1 FROM devices d WHERE d.channel_id = k.channel_id), "
+            "EXISTS (SELECT 1 FROM devices d WHERE d.channel_id = k.channel_id "
+            "AND d.device_id = COALESCE(k.device_id, CAST(? AS VARCHAR(64)))) "
+            "FROM api_keys k WHERE k.key_hash = ? AND k.revoked_at IS NULL"
+        ),
     )
 
 
 _SQL = {name: _statements(name) for name in ("sqlite", "postgresql")}
+
+
+KeyRow = tuple[int, str, int | None, str | None, bool, bool]
+
+
+def lookup_write_key(key_hash: str, device: str | None) -> KeyRow | None:
+    """(id, kind, channel id, bound device, channel restricts devices, device allowed) of a live key.
+
+    Every write runs this first, so it is one fixed statement (see auth.authorize_write).
+    """
+    session = db.session
+    cursor = session.connection().connection.cursor()
+    try:
+        cursor.execute(_SQL[session.get_bind().dialect.name].write_key, (device, key_hash))
+        row = cursor.fetchone()
+    finally:
+        cursor.close()
+    if row is None:
+        return None
+    key_id, kind, channel_id, bound, restricted, allowed = row
+    return int(key_id), str(kind), channel_id, bound, bool(restricted), bool(allowed)
 
 
 def _write(session: AnySession, batch: Batch, now: int) -> WriteResult:
