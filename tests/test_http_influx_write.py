@@ -304,3 +304,10 @@ def test_lines_are_stored_exactly_or_rejected(
         assert response.json["error"].endswith(f"dropped={len(rejected)}")
     else:
         assert response.status_code == 204
+
+
+def test_control_characters_in_rejected_lines(client: FlaskClient, channel: ChannelKeys) -> None:
+    """A rejected line is quoted in the error body, never in a header as it is (found by hypothesis)."""
+    response = client.post("/write?db=sensors", data=b"m v=1\n\r0\n\x0bx\n", headers=basic(channel.write_key))
+    assert response.status_code == 400 and "\r0" in response.json["error"]
+    assert "\r" not in response.headers["X-Influxdb-Error"]

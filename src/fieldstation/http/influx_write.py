@@ -12,6 +12,7 @@ channel, created on first write. Answers are InfluxDB's: 204 on success,
 from __future__ import annotations
 
 import base64
+import re
 import binascii
 from collections.abc import Iterable
 
@@ -28,6 +29,7 @@ influx_write_bp = Blueprint("influx_write", __name__)
 
 #: The InfluxDB version we answer as; clients only check that the header exists.
 INFLUXDB_VERSION = "1.8.10"
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
 def request_key() -> str | None:
@@ -112,7 +114,8 @@ def _error(status: int, message: str) -> Response:
     response = jsonify({"error": message})
     response.status_code = status
     response.headers["X-Influxdb-Version"] = INFLUXDB_VERSION
-    response.headers["X-Influxdb-Error"] = message.split("\n", 1)[0][:300].encode("ascii", "replace").decode()
+    first_line = message.split("\n", 1)[0][:300].encode("ascii", "replace").decode()
+    response.headers["X-Influxdb-Error"] = _CONTROL.sub(" ", first_line)
     return response
 
 

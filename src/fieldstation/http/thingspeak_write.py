@@ -406,7 +406,7 @@ def _refusal(status: int, message: str) -> Response:
 
 
 def _header_safe(message: str) -> str:
-    return message.encode("ascii", "replace").decode("ascii").replace("\r", " ").replace("\n", " ")[:300]
+    return re.sub(r"[\x00-\x1f\x7f]", " ", message.encode("ascii", "replace").decode("ascii"))[:300]
 
 
 @thingspeak_write_bp.errorhandler(FieldstationError)
