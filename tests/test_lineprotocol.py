@@ -146,3 +146,18 @@ def test_any_text_parses_or_is_reported_never_raises(text: str, precision: str) 
         assert point.measurement and point.fields
         for _, value in point.fields:
             assert isinstance(value, str) or value == value  # no NaN
+
+
+@given(st.text(st.sampled_from('ab,= 1.-i"\\tTf#\r'), min_size=1, max_size=40))
+def test_fast_path_agrees_with_full_parser(line: str) -> None:
+    def outcome(parse: object) -> object:
+        try:
+            return parse(line)  # type: ignore[operator]
+        except lp.LineError as exc:
+            return ("error", str(exc))
+
+    fast, slow = outcome(lp.parse_line), outcome(lp.parse_line_slow)
+    if isinstance(fast, lp.Point) or isinstance(slow, lp.Point):
+        assert fast == slow
+    else:
+        assert isinstance(fast, tuple) and isinstance(slow, tuple)

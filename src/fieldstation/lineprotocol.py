@@ -138,6 +138,49 @@ def parse_line(line: str, scale: int = 1) -> Point:
 
     :raise LineError: the line is malformed.
     """
+    if "\\" not in line and '"' not in line:
+        point = _parse_plain(line, scale)
+        if point is not None:
+            return point
+    return parse_line_slow(line, scale)
+
+
+def _parse_plain(line: str, scale: int) -> Point | None:
+    """Fast path for the common line without escapes or strings (plain ``str.split``).
+
+    Returns None for anything irregular, which the full parser then handles
+    (and reports) exactly as it would otherwise.
+    """
+    parts = line.split(" ")
+    if len(parts) == 2:
+        series, fields_text, ts_text = parts[0], parts[1], ""
+    elif len(parts) == 3:
+        series, fields_text, ts_text = parts
+    else:
+        return None
+    measurement, *tag_parts = series.split(",")
+    if not measurement or not fields_text:
+        return None
+    tags = {}
+    for part in tag_parts:
+        key, _, value = part.partition("=")
+        if not key or not value or "=" in value or key in tags:
+            return None
+        tags[key] = value
+    fields: dict[str, FieldValue] = {}
+    for part in fields_text.split(","):
+        key, _, raw = part.partition("=")
+        if not key or not raw or "=" in raw or key in fields:
+            return None
+        fields[key] = _parse_value(raw)
+    return Point(measurement, tuple(sorted(tags.items())), tuple(fields.items()), _parse_ts(ts_text, scale))
+
+
+def parse_line_slow(line: str, scale: int = 1) -> Point:
+    """The full parser: escapes, quoted strings and every error message.
+
+    :raise LineError: the line is malformed.
+    """
     key_end = _find_unescaped_space(line, 0, quotes=False)
     if key_end < 0:
         raise LineError("missing fields")

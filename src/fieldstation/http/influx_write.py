@@ -12,8 +12,8 @@ channel, created on first write. Answers are InfluxDB's: 204 on success,
 from __future__ import annotations
 
 import base64
-import re
 import binascii
+import re
 from collections.abc import Iterable
 
 from flask import Blueprint, Response, current_app, jsonify, request
@@ -50,16 +50,37 @@ def request_key() -> str | None:
     return request.args.get("p") or None
 
 
-def batch_for(channel_id: int, points: Iterable[lineprotocol.Point], numbers: dict[str, int]) -> Batch:
+def field_names(points: Iterable[lineprotocol.Point]) -> list[list[str]]:
+    """Per point, the channel field name of each of its values (``<series> <field key>``).
+
+    A body repeats few series many times, so names are built once per series and key.
+    """
+    cache: dict[tuple[str, tuple[tuple[str, str], ...], str], str] = {}
+    names = []
+    for point in points:
+        mine = []
+        for key, _ in point.fields:
+            ident = (point.measurement, point.tags, key)
+            name = cache.get(ident)
+            if name is None:
+                name = cache[ident] = point.field_name(key)
+            mine.append(name)
+        names.append(mine)
+    return names
+
+
+def batch_for(
+    channel_id: int, points: list[lineprotocol.Point], names: list[list[str]], numbers: dict[str, int]
+) -> Batch:
     """Points -> one entry per timestamp; points without one share the server time, as in InfluxDB.
 
     A later point's value for the same field and time wins, as InfluxDB overwrites.
     """
     by_ts: dict[int | None, dict[int, Value]] = {}
-    for point in points:
+    for point, point_names in zip(points, names, strict=True):
         values = by_ts.setdefault(point.ts, {})
-        for key, value in point.fields:
-            values[numbers[point.field_name(key)]] = value
+        for name, (_, value) in zip(point_names, point.fields, strict=True):
+            values[numbers[name]] = value
     return Batch(channel_id, [Entry(values, ts) for ts, values in by_ts.items()])
 
 
@@ -95,10 +116,10 @@ def write() -> Response:
         if errors:
             raise BadRequest(errors)
         return _no_content()
-    names = {p.field_name(key) for p in parsed.points for key, _ in p.fields}
+    names = field_names(parsed.points)
     limit = int(current_app.config["MAX_FIELDS_PER_CHANNEL"])
-    numbers = store.ensure_fields(grant.channel_id, names, limit=limit)
-    store.write(batch_for(grant.channel_id, parsed.points, numbers))
+    numbers = store.ensure_fields(grant.channel_id, {n for ns in names for n in ns}, limit=limit)
+    store.write(batch_for(grant.channel_id, parsed.points, names, numbers))
     if errors:
         raise BadRequest(f"partial write: {errors} dropped={len(parsed.rejected)}")
     return _no_content()
