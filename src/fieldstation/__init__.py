@@ -78,8 +78,6 @@ def register_blueprints(app: Flask) -> None:
     from fieldstation.http import entries as _entries  # noqa: F401  (routes on api_bp)
     from fieldstation.http import manage as _manage  # noqa: F401  (routes on api_bp)
     from fieldstation.http import openapi as _openapi  # noqa: F401  (routes on api_bp)
-    from fieldstation.http.influx_query import influx_query_bp
-    from fieldstation.http.thingspeak_read import thingspeak_read_bp
 
     register_error_handlers(app)
     app.register_blueprint(api_bp)
