@@ -105,6 +105,8 @@ class _Sql:
     update_meta: str
     upsert_reading: str
     write_key: str
+    #: PostgreSQL only: ``reserve`` and ``fields`` in one round trip.
+    reserve_fields: str | None
 
 
 def _statements(dialect: str) -> _Sql:
@@ -147,6 +149,14 @@ def _statements(dialect: str) -> _Sql:
         upsert_reading=bind(
             "INSERT INTO readings (field_id, ts, value, text) VALUES (?, ?, ?, ?) "
             "ON CONFLICT (field_id, ts) DO UPDATE SET value = excluded.value, text = excluded.text"
+        ),
+        reserve_fields=(
+            "WITH r AS (UPDATE channels SET last_entry_id = last_entry_id + %s, last_write_us = %s "
+            "WHERE id = %s AND (min_interval_s = 0 OR last_write_us IS NULL "
+            "OR last_write_us + CAST(min_interval_s AS BIGINT) * 1000000 <= %s) RETURNING last_entry_id) "
+            "SELECT r.last_entry_id, f.number, f.id FROM r LEFT JOIN fields f ON f.channel_id = %s"
+            if pg
+            else None
         ),
         # A key bound to a device writes as that device, so the allow-list check uses it.
         write_key=bind(
@@ -196,9 +206,7 @@ def _write(session: AnySession, batch: Batch, now: int) -> WriteResult:
 
 def _write_rows(cur: Any, sql: _Sql, batch: Batch, now: int) -> WriteResult:
     channel_id, entries = batch.channel_id, batch.entries
-    last_entry_id = _lock_channel(cur, sql, channel_id, len(entries), now)
-    cur.execute(sql.fields, (channel_id,))
-    field_ids: dict[int, int] = dict(cur.fetchall())
+    last_entry_id, field_ids = _lock_channel(cur, sql, channel_id, len(entries), now)
     for entry in entries:
         for number in entry.values:
             if number not in field_ids:
@@ -224,12 +232,23 @@ def _write_rows(cur: Any, sql: _Sql, batch: Batch, now: int) -> WriteResult:
     return WriteResult(stored, len(readings))
 
 
-def _lock_channel(cur: Any, sql: _Sql, channel_id: int, count: int, now: int) -> int:
-    """Reserve ``count`` entry ids and enforce the rate limit; returns the new counter."""
-    cur.execute(sql.reserve, (count, now, channel_id, now))
-    row = cur.fetchone()
-    if row is not None:
-        return int(row[0])
+def _lock_channel(cur: Any, sql: _Sql, channel_id: int, count: int, now: int) -> tuple[int, dict[int, int]]:
+    """Reserve ``count`` entry ids and enforce the rate limit; returns the new counter and field ids.
+
+    On PostgreSQL one statement does both (an UPDATE … RETURNING in a CTE joined
+    to the fields), saving a round trip on every write.
+    """
+    if sql.reserve_fields:
+        cur.execute(sql.reserve_fields, (count, now, channel_id, now, channel_id))
+        rows = cur.fetchall()
+        if rows:
+            return int(rows[0][0]), {number: fid for _, number, fid in rows if number is not None}
+    else:
+        cur.execute(sql.reserve, (count, now, channel_id, now))
+        row = cur.fetchone()
+        if row is not None:
+            cur.execute(sql.fields, (channel_id,))
+            return int(row[0]), dict(cur.fetchall())
     cur.execute(sql.interval, (channel_id,))
     found = cur.fetchone()
     if found is None:
@@ -334,7 +353,10 @@ def _upsert_readings(cur: Any, sql: _Sql, rows: Sequence[tuple[object, ...]]) ->
     … ON CONFLICT then merges (a later row for the same key wins, as in a loop).
     """
     if sql.dialect != "postgresql" or len(rows) < _COPY_MIN:
-        cur.executemany(sql.upsert_reading, rows)
+        if len(rows) == 1:
+            cur.execute(sql.upsert_reading, rows[0])
+        else:
+            cur.executemany(sql.upsert_reading, rows)
         return
     cur.execute(
         "CREATE TEMPORARY TABLE IF NOT EXISTS incoming_readings "
