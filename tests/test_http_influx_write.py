@@ -311,3 +311,11 @@ def test_control_characters_in_rejected_lines(client: FlaskClient, channel: Chan
     response = client.post("/write?db=sensors", data=b"m v=1\n\r0\n\x0bx\n", headers=basic(channel.write_key))
     assert response.status_code == 400 and "\r0" in response.json["error"]
     assert "\r" not in response.headers["X-Influxdb-Error"]
+
+
+def test_mac_parameter_checks_the_allow_list(client: FlaskClient, channel: ChannelKeys) -> None:
+    manage.add_device(channel.channel, "esp-01")
+    ok = client.post("/write?db=sensors&mac=ESP-01", data=b"m v=1", headers=basic(channel.write_key))
+    other = client.post("/write?db=sensors&mac=esp-02", data=b"m v=2", headers=basic(channel.write_key))
+    assert ok.status_code == 204 and other.status_code == 403 and "error" in other.json
+    assert readback.values_by_field(channel.id) == {"m v": [1.0]}

@@ -17,6 +17,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from fieldstation import manage
+from fieldstation.http.thingspeak_write import ts_time
 from tests import readback
 from tests.factories import ChannelKeys, make_channel, make_user
 from tests.liveserver import dev_server, gunicorn_server
@@ -375,3 +376,109 @@ def test_update_stores_exactly_what_was_sent_or_nothing(app: Flask, values: dict
         assert value == text if isinstance(value, str) else value == float(text)
     if values.get("status", "").strip():
         assert stored[0][2] == values["status"]
+
+
+_bulk_value = st.one_of(
+    st.none(),
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.integers(-(10**6), 10**6),
+    st.text(max_size=40),
+    st.booleans(),
+    st.lists(st.integers(), max_size=1),
+)
+_bulk_update = st.dictionaries(
+    st.sampled_from(["created_at", "delta_t", "field1", "field2", "field9", "status", "latitude", "bogus"]),
+    _bulk_value,
+    max_size=4,
+)
+
+
+def _stored_values(channel_id: int) -> list[tuple[str, float | str]]:
+    return sorted(
+        ((name, value if text is None else text) for name, _, value, text in readback.readings(channel_id)),
+        key=repr,
+    )
+
+
+def _expected_value(raw: object) -> float | str:
+    if isinstance(raw, bool):
+        return 1.0 if raw else 0.0
+    if isinstance(raw, int | float):
+        return float(raw)
+    text = str(raw).strip()
+    try:
+        return float(text)
+    except ValueError:
+        return text
+
+
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(updates=st.lists(_bulk_update, max_size=4))
+def test_bulk_json_stores_exactly_what_was_sent_or_nothing(
+    app: Flask, updates: list[dict[str, object]]
+) -> None:
+    ch = make_channel(make_user(f"u{next(_names)}").user, fields=[f"f{i}" for i in range(1, 9)])
+    body = {"write_api_key": ch.write_key, "updates": updates}
+    response = app.test_client().post(f"/channels/{ch.id}/bulk_update.json", data=json.dumps(body))
+    if response.status_code != 202:
+        assert 400 <= response.status_code < 500 and readback.entries(ch.id) == []
+        return
+    # Updates at the same time merge; the later value of a field wins.
+    by_time: dict[object, dict[str, object]] = {}
+    offsets, total = [], 0
+    for update in reversed(updates):  # relative times: the last update is "now"
+        offsets.append(total)
+        if update.get("delta_t") is not None:
+            total -= round(float(update["delta_t"]) * 1_000_000)  # type: ignore[arg-type]
+    offsets.reverse()
+    for index, update in enumerate(updates):
+        relative = update.get("delta_t") is not None
+        when = ("rel", offsets[index]) if relative else ts_time(update["created_at"])  # type: ignore[arg-type]
+        for key in ("field1", "field2"):
+            if update.get(key) is not None and update.get(key) != "":
+                by_time.setdefault(when, {})[key] = update[key]
+    expected = sorted(
+        ((f"f{key[-1]}", _expected_value(v)) for fields in by_time.values() for key, v in fields.items()),
+        key=repr,
+    )
+    assert _stored_values(ch.id) == expected
+
+
+_cell = st.one_of(
+    st.just(""),
+    st.integers(-100, 100).map(str),
+    st.text(st.characters(blacklist_characters=",|"), max_size=8),
+)
+
+
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    rows=st.lists(st.tuples(st.integers(0, 10**6), _cell, _cell, _cell), min_size=1, max_size=4),
+    relative=st.booleans(),
+)
+def test_bulk_csv_stores_exactly_what_was_sent_or_nothing(
+    app: Flask, rows: list[tuple[int, str, str, str]], relative: bool
+) -> None:
+    ch = make_channel(make_user(f"u{next(_names)}").user, fields=[f"f{i}" for i in range(1, 9)])
+    if not relative:
+        rows = [(1_600_000_000 + i * 7, a, b, s) for i, (_, a, b, s) in enumerate(rows)]
+    updates = "|".join(f"{t},{a},{b},,,,,,,,,,{s}" for t, a, b, s in rows)
+    form = {
+        "write_api_key": ch.write_key,
+        "time_format": "relative" if relative else "absolute",
+        "updates": updates,
+    }
+    response = app.test_client().post(f"/channels/{ch.id}/bulk_update.csv", data=form)
+    if response.status_code != 202:
+        assert 400 <= response.status_code < 500 and readback.entries(ch.id) == []
+        return
+    stored = readback.entries(ch.id)
+    assert len(stored) == len({e[1] for e in stored})
+    if not relative or all(t > 0 for t, *_ in rows[1:]):
+        assert len(stored) == len(rows)
+        expected = sorted(
+            ((f"f{n}", _expected_value(v)) for _, a, b, _ in rows for n, v in ((1, a), (2, b)) if v.strip()),
+            key=repr,
+        )
+        assert _stored_values(ch.id) == expected
+        assert [e[2] for e in stored] == [s or None for *_, s in rows]

@@ -23,7 +23,7 @@ from fieldstation import lineprotocol, store
 from fieldstation.auth import authorize_write
 from fieldstation.errors import BadRequest, FieldstationError, NotFound, Unauthorized
 from fieldstation.http.bodies import raw_body
-from fieldstation.points import Batch, Entry, Value
+from fieldstation.points import Batch, Entry, Value, normalize_device
 
 influx_write_bp = Blueprint("influx_write", __name__)
 
@@ -98,7 +98,8 @@ def ping() -> Response:
 @influx_write_bp.post("/write")
 def write() -> Response:
     """Store line protocol; good lines are written even when others are rejected (partial write)."""
-    grant = authorize_write(request_key())
+    mac = request.args.get("mac")
+    grant = authorize_write(request_key(), normalize_device(mac) if mac else None)
     database = request.args.get("db", "")
     if not database:
         raise BadRequest("database is required")
