@@ -78,7 +78,9 @@ def gunicorn(target: str, env: dict[str, str], workers: int) -> Iterator[str]:
     port = free_port()
     command = [sys.executable, "-m", "gunicorn", "--bind", f"127.0.0.1:{port}", "--workers", str(workers)]
     command += ["--pythonpath", str(ROOT / "bench"), target]
-    proc = subprocess.Popen(command, env={**os.environ, **env}, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    proc = subprocess.Popen(
+        command, env={**os.environ, **env}, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+    )
     try:
         wait_for(port, proc)
         yield f"127.0.0.1:{port}"
@@ -316,7 +318,9 @@ def raw_executemany(url: str, batches: int) -> dict[str, float]:
                             for row in batch:
                                 copy.write_row(row)
                     else:
-                        cur.executemany("INSERT INTO bench_raw (field_id, ts, value) VALUES (%s, %s, %s)", batch)
+                        cur.executemany(
+                            "INSERT INTO bench_raw (field_id, ts, value) VALUES (%s, %s, %s)", batch
+                        )
                 conn.commit()
             result[method] = batches * POINTS_PER_BATCH / (time.perf_counter() - start)
         conn.execute("DROP TABLE bench_raw")
@@ -339,7 +343,9 @@ def run_engine(engine: str, args: argparse.Namespace, tmp: Path) -> dict[str, An
             out["line"] = batched_load(host, "/write?db=bench", lp, {"Authorization": auth}, args.clients)
             js = [json_body(args.batches + b) for b in range(args.batches)]
             headers = {"Authorization": f"Bearer {key}", "Content-Type": "application/json"}
-            out["json"] = batched_load(host, f"/api/v1/channels/{channel_id}/entries", js, headers, args.clients)
+            out["json"] = batched_load(
+                host, f"/api/v1/channels/{channel_id}/entries", js, headers, args.clients
+            )
         out["raw"] = raw_executemany(url, args.batches)
     return out
 
@@ -358,11 +364,15 @@ def run_influx(args: argparse.Namespace, tmp: Path) -> dict[str, Any] | None:
         f'[meta]\n  dir = "{home}/meta"\n[data]\n  dir = "{home}/data"\n  wal-dir = "{home}/wal"\n'
         f'[http]\n  bind-address = "127.0.0.1:{port}"\n  log-enabled = false\n'
     )
-    proc = subprocess.Popen([influxd, "-config", str(config)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    proc = subprocess.Popen(
+        [influxd, "-config", str(config)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+    )
     try:
         wait_for(port, proc)
         host = f"127.0.0.1:{port}"
-        subprocess.run(["curl", "-s", "-XPOST", f"http://{host}/query", "--data-urlencode", "q=CREATE DATABASE bench"])
+        subprocess.run(
+            ["curl", "-s", "-XPOST", f"http://{host}/query", "--data-urlencode", "q=CREATE DATABASE bench"]
+        )
         script = home / "post.lua"
         script.write_text('wrk.method = "POST"\nwrk.body = "single v=21.5"\n')
         single = wrk(f"http://{host}/write?db=bench", args.connections, args.duration, str(script))
@@ -379,29 +389,42 @@ def run_influx(args: argparse.Namespace, tmp: Path) -> dict[str, Any] | None:
 
 def report(results: dict[str, Any], influx: dict[str, Any] | None, args: argparse.Namespace) -> None:
     load = "wrk -t2" if shutil.which("wrk") else "Python load generator"
-    print(f"\nFieldstation ingest bench: gunicorn {args.workers} sync workers, {args.connections} connections "
-          f"({load}), {args.duration:g} s runs, {args.batches} batches of {POINTS_PER_BATCH} points, "
-          f"{args.clients} batch clients; {os.cpu_count()} CPUs shared with the load generator")
+    print(
+        f"\nFieldstation ingest bench: gunicorn {args.workers} sync workers, {args.connections} connections "
+        f"({load}), {args.duration:g} s runs, {args.batches} batches of {POINTS_PER_BATCH} points, "
+        f"{args.clients} batch clients; {os.cpu_count()} CPUs shared with the load generator"
+    )
     for engine, r in results.items():
         bare, single = r["bare"], r["single"]
         print(f"\n[{engine}]")
-        print(f"  single reading  /update        {single['rps']:9,.0f} req/s  p50 {single['p50_ms']:.1f} ms  "
-              f"p99 {single['p99_ms']:.1f} ms  errors {single['errors']:.0f}")
-        print(f"  bare Flask      /update        {bare['rps']:9,.0f} req/s  p50 {bare['p50_ms']:.1f} ms  "
-              f"p99 {bare['p99_ms']:.1f} ms")
+        print(
+            f"  single reading  /update        {single['rps']:9,.0f} req/s  p50 {single['p50_ms']:.1f} ms  "
+            f"p99 {single['p99_ms']:.1f} ms  errors {single['errors']:.0f}"
+        )
+        print(
+            f"  bare Flask      /update        {bare['rps']:9,.0f} req/s  p50 {bare['p50_ms']:.1f} ms  "
+            f"p99 {bare['p99_ms']:.1f} ms"
+        )
         print(f"    ratio single / bare:          {single['rps'] / bare['rps']:.2f}x")
         for method, rate in r["raw"].items():
             print(f"  raw {method:<11} (same rows)  {rate:11,.0f} points/s")
         raw = r["raw"]["executemany"]
         for name in ("line", "json"):
             label = "line protocol" if name == "line" else "JSON API"
-            print(f"  batched {label:<14}       {r[name]:11,.0f} points/s   "
-                  f"ratio to raw executemany {r[name] / raw:.2f}x")
+            print(
+                f"  batched {label:<14}       {r[name]:11,.0f} points/s   "
+                f"ratio to raw executemany {r[name] / raw:.2f}x"
+            )
         if influx:
-            print(f"    vs InfluxDB: single {single['rps'] / influx['single']['rps']:.2f}x, "
-                  f"line protocol {r['line'] / influx['line']:.2f}x")
+            print(
+                f"    vs InfluxDB: single {single['rps'] / influx['single']['rps']:.2f}x, "
+                f"line protocol {r['line'] / influx['line']:.2f}x"
+            )
     if influx:
-        print(f"\n[influxdb] single {influx['single']['rps']:,.0f} req/s; batched {influx['line']:,.0f} points/s")
+        print(
+            f"\n[influxdb] single {influx['single']['rps']:,.0f} req/s; "
+            f"batched {influx['line']:,.0f} points/s"
+        )
     else:
         print("\n[influxdb] skipped: influxd is not installed (Debian package `influxdb`)")
 
