@@ -116,3 +116,32 @@ def test_duplicate_timestamps_in_one_batch_merge(channel) -> None:  # type: igno
     assert [e.entry_id for e in result.entries] == [1, 1]
     assert readings(channel.id) == [(1, 7, 1.0, None), (2, 7, 2.0, None)]
     assert entries(channel.id) == [(1, 7, None)]
+
+
+def test_large_batches_rewrite_and_merge(channel) -> None:  # type: ignore[no-untyped-def]
+    """Batches big enough for PostgreSQL's COPY path behave like small ones (issue #3)."""
+    first = store.write(Batch(channel.id, [Entry({1: float(i)}, ts=i) for i in range(1, 501)]))
+    assert first.created == 500 and [e.entry_id for e in first.entries] == list(range(1, 501))
+    # Rewrite half of them, add 500 new ones, and give one timestamp twice: the later value wins.
+    rewrite = [Entry({1: -float(i), 2: "t"}, ts=i, status="again") for i in range(251, 1001)]
+    rewrite.append(Entry({1: 42.0}, ts=1000))
+    second = store.write(Batch(channel.id, rewrite))
+    assert second.created == 501 and second.points == 1501  # the repeated timestamp counts in batch order
+    assert [e.entry_id for e in second.entries[:2]] == [251, 252]
+    assert second.entries[-1].entry_id == second.entries[-2].entry_id == 1000
+    rows = readings(channel.id)
+    values = {(number, ts): (value, text) for number, ts, value, text in rows}
+    assert len(rows) == 1000 + 750
+    assert values[(1, 250)] == (250.0, None) and values[(1, 251)] == (-251.0, None)
+    assert values[(2, 600)] == (None, "t") and values[(1, 1000)] == (42.0, None)
+    assert [e[2] for e in entries(channel.id)][249:251] == [None, "again"]
+    db.session.expire_all()
+    assert manage.channel_for(channel.channel.owner, channel.id).last_entry_id == 1000
+
+
+def test_stamped_entries_in_a_large_batch_skip_taken_microseconds(channel) -> None:  # type: ignore[no-untyped-def]
+    now = 1_700_000_000_000_000
+    store.write(Batch(channel.id, [Entry({1: 0.0}, ts=now + 1)]))
+    result = store.write(Batch(channel.id, [Entry({1: float(i)}) for i in range(300)]), now=now)
+    stamps = [e.ts for e in result.entries]
+    assert len(set(stamps)) == 300 and now + 1 not in stamps and stamps[0] == now
