@@ -10,7 +10,8 @@ Everything after it sees a stable channel.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -73,14 +74,44 @@ def write(batch: Batch, *, now: int | None = None) -> WriteResult:
     :raise NotFound: the channel does not exist.
     :raise RateLimited: the channel's minimum interval has not passed.
     """
+    now = now_us() if now is None else now
     session = db.session
+    if not _session_busy():
+        # Nothing pending in the session (the usual single write): a pooled connection of
+        # its own skips the session's bookkeeping, a third of a single reading's cost.
+        with _own_transaction() as (cursor, sql):
+            return _write_rows(cursor, sql, batch, now)
     try:
-        result = _write(session, batch, now_us() if now is None else now)
+        result = _write(session, batch, now)
         session.commit()
     except BaseException:
         session.rollback()
         raise
     return result
+
+
+def _session_busy() -> bool:
+    """True when this request's session has a transaction going (its writes must join it)."""
+    return bool(db.session.registry.has() and db.session().in_transaction())
+
+
+@contextmanager
+def _own_transaction() -> Iterator[tuple[Any, _Sql]]:
+    """A pooled DBAPI connection, committed when the block succeeds and rolled back otherwise."""
+    engine = db.engine
+    connection = engine.raw_connection()
+    try:
+        cursor = connection.cursor()
+        try:
+            yield cursor, _SQL[engine.dialect.name]
+            connection.commit()
+        except BaseException:
+            connection.rollback()
+            raise
+        finally:
+            cursor.close()
+    finally:
+        connection.close()
 
 
 # The write path runs fixed statements on the session's own DBAPI connection,
@@ -181,12 +212,17 @@ def lookup_write_key(key_hash: str, device: str | None) -> KeyRow | None:
     Every write runs this first, so it is one fixed statement (see auth.authorize_write).
     """
     session = db.session
-    cursor = session.connection().connection.cursor()
-    try:
-        cursor.execute(_SQL[session.get_bind().dialect.name].write_key, (device, key_hash))
-        row = cursor.fetchone()
-    finally:
-        cursor.close()
+    if _session_busy():  # see what the session's pending transaction sees
+        cursor = session.connection().connection.cursor()
+        try:
+            cursor.execute(_SQL[session.get_bind().dialect.name].write_key, (device, key_hash))
+            row = cursor.fetchone()
+        finally:
+            cursor.close()
+    else:
+        with _own_transaction() as (cursor, sql):
+            cursor.execute(sql.write_key, (device, key_hash))
+            row = cursor.fetchone()
     if row is None:
         return None
     key_id, kind, channel_id, bound, restricted, allowed = row
@@ -194,8 +230,6 @@ def lookup_write_key(key_hash: str, device: str | None) -> KeyRow | None:
 
 
 def _write(session: AnySession, batch: Batch, now: int) -> WriteResult:
-    if not batch.entries:
-        raise BadRequest("nothing to write", code="empty")
     sql = _SQL[session.get_bind().dialect.name]
     cursor = session.connection().connection.cursor()
     try:
@@ -205,6 +239,9 @@ def _write(session: AnySession, batch: Batch, now: int) -> WriteResult:
 
 
 def _write_rows(cur: Any, sql: _Sql, batch: Batch, now: int) -> WriteResult:
+    """The whole write, on one cursor inside the caller's transaction."""
+    if not batch.entries:
+        raise BadRequest("nothing to write", code="empty")
     channel_id, entries = batch.channel_id, batch.entries
     last_entry_id, field_ids = _lock_channel(cur, sql, channel_id, len(entries), now)
     for entry in entries:
