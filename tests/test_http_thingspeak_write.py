@@ -482,3 +482,10 @@ def test_bulk_csv_stores_exactly_what_was_sent_or_nothing(
         )
         assert _stored_values(ch.id) == expected
         assert [e[2] for e in stored] == [s or None for *_, s in rows]
+
+
+def test_head_does_not_write(client: FlaskClient, channel: ChannelKeys) -> None:
+    response = client.head(f"/update?field1=1&api_key={channel.write_key}")
+    seed = client.head(f"/update/API_key={channel.write_key}/mac=aa/field=1/data=1")
+    assert response.status_code == 200 and seed.status_code == 400
+    assert readback.entries(channel.id) == []

@@ -57,6 +57,8 @@ def parse_seed_path(rest: str) -> SeedReading:
 @seed_bp.route("/update/<path:rest>", methods=["GET", "POST"])
 def seed_update(rest: str) -> Response:
     """Store one reading from the path; answer the entry id."""
+    if request.method == "HEAD":  # link checkers and prefetchers must not write
+        raise BadRequest("HEAD does not write; use GET or POST", code="head")
     request.get_data()  # the body is unused, but one over MAX_CONTENT_LENGTH is still a 413
     reading = parse_seed_path(rest)
     grant = authorize_write(reading.key, reading.device)

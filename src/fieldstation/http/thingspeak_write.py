@@ -285,6 +285,8 @@ def authorize(values: Mapping[str, object], channel_id: int | None = None) -> Wr
 @thingspeak_write_bp.route("/update.<any(json, xml):fmt>", methods=["GET", "POST"])
 def update(fmt: str = "") -> Response:
     """Write one entry; answer its id (text), the entry (JSON/XML), or ``0`` when refused."""
+    if request.method == "HEAD":  # link checkers and prefetchers must not write
+        raise BadRequest("HEAD does not write; use GET or POST", code="head")
     values = params()
     grant = authorize(values)
     entry = entry_from_params(values)
