@@ -161,3 +161,17 @@ def test_fast_path_agrees_with_full_parser(line: str) -> None:
         assert fast == slow
     else:
         assert isinstance(fast, tuple) and isinstance(slow, tuple)
+
+
+@given(st.text(st.sampled_from("0123456789+-.eE_infa\u0662\t"), min_size=1, max_size=12))
+def test_numbers_are_what_influxdb_takes(raw: str) -> None:
+    """A float value parses exactly when it matches InfluxDB's grammar (ASCII digits only)."""
+    import math
+    import re
+
+    grammar = re.fullmatch(r"[+-]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?", raw)
+    parsed = lp.parse(f"m v={raw}")
+    if grammar and math.isfinite(float(raw)):
+        assert parsed.points and parsed.points[0].fields == (("v", float(raw)),)
+    else:
+        assert not parsed.points

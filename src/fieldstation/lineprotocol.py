@@ -37,10 +37,13 @@ PRECISION_NS = {
 }
 _TRUE = {"t", "T", "true", "True", "TRUE"}
 _FALSE = {"f", "F", "false", "False", "FALSE"}
-_FLOAT_RE = re.compile(r"[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?")
-_INT_RE = re.compile(r"[+-]?\d{1,20}")
-_UINT_RE = re.compile(r"\d{1,20}")
-_TS_RE = re.compile(r"-?\d{1,20}")
+# ASCII only: Python's \d also matches other scripts' digits, which InfluxDB does not take.
+_FLOAT_RE = re.compile(r"[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?", re.ASCII)
+_INT_RE = re.compile(r"[+-]?\d{1,20}", re.ASCII)
+_UINT_RE = re.compile(r"\d{1,20}", re.ASCII)
+_TS_RE = re.compile(r"-?\d{1,20}", re.ASCII)
+_FLOAT_START = frozenset("+-.0123456789")
+_FLOAT_END = frozenset(".0123456789")
 #: Longest line quoted back in an error message.
 _QUOTE = 200
 
@@ -343,9 +346,16 @@ def _parse_value(raw: str) -> FieldValue:
         if not _UINT_RE.fullmatch(raw[:-1]):
             raise LineError(f"invalid unsigned integer {raw[:40]!r}")
         return _checked_int(int(raw[:-1]), 0, 2**64 - 1)
-    if not _FLOAT_RE.fullmatch(raw):
+    if raw[0] in _FLOAT_START and raw[-1] in _FLOAT_END and raw.isascii() and "_" not in raw:
+        # Plain decimal numbers (nearly all values) skip the regex; float() refuses the rest.
+        try:
+            number = float(raw)
+        except ValueError:
+            raise LineError(f"invalid number {raw[:40]!r}") from None
+    elif not _FLOAT_RE.fullmatch(raw):
         raise LineError(f"invalid number {raw[:40]!r}")
-    number = float(raw)
+    else:
+        number = float(raw)
     if not math.isfinite(number):
         raise LineError(f"invalid number {raw[:40]!r} (out of range)")
     return number
