@@ -145,3 +145,13 @@ def test_stamped_entries_in_a_large_batch_skip_taken_microseconds(channel) -> No
     result = store.write(Batch(channel.id, [Entry({1: float(i)}) for i in range(300)]), now=now)
     stamps = [e.ts for e in result.entries]
     assert len(set(stamps)) == 300 and now + 1 not in stamps and stamps[0] == now
+
+
+def test_driver_errors_surface_as_sqlalchemy_errors(app: Flask) -> None:
+    """The fixed-SQL path raises SQLAlchemy's exception classes, which callers (the MQTT worker) rely on."""
+    from sqlalchemy.exc import OperationalError
+
+    dialect = db.engine.dialect
+    connection = db.session.connection()
+    with pytest.raises(OperationalError), store._driver_errors(dialect, connection):
+        raise dialect.loaded_dbapi.OperationalError("simulated outage")

@@ -61,6 +61,17 @@ def authorize_write(raw_key: str | None, device: str | None = None) -> WriteGran
     return WriteGrant(channel_id, bound_device or device, key_id)
 
 
+def trusts_topic(channel_id: int, topic: str) -> WriteGrant:
+    """Authorise an MQTT message by its topic: the channel trusts a topic prefix (broker ACLs).
+
+    :raise Unauthorized: the channel trusts no prefix, or not one this topic starts with.
+    """
+    prefix = db.session.scalar(select(Channel.mqtt_topic_prefix).where(Channel.id == channel_id))
+    if not prefix or not topic.startswith(prefix):
+        raise Unauthorized("a write API key is required (the channel does not trust this topic)")
+    return WriteGrant(channel_id, None, 0)
+
+
 def find_key(raw_key: str | None) -> ApiKey | None:
     """The live (not revoked) key with this value, or None."""
     if not raw_key:

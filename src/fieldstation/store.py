@@ -16,6 +16,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import Table, select, update
+from sqlalchemy.engine import Dialect
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, scoped_session
 
 from fieldstation import rollups
@@ -90,6 +92,23 @@ def write(batch: Batch, *, now: int | None = None) -> WriteResult:
     return result
 
 
+def write_many(batches: Sequence[Batch], *, now: int | None = None) -> list[WriteResult]:
+    """Store several batches (one channel each) in ONE transaction, all-or-nothing.
+
+    For workers that group many small messages (MQTT) into one commit; each batch is
+    written exactly as :func:`write` would write it.
+    """
+    session = db.session
+    stamp = now_us() if now is None else now
+    try:
+        results = [_write(session, batch, stamp) for batch in batches]
+        session.commit()
+    except BaseException:
+        session.rollback()
+        raise
+    return results
+
+
 def _session_busy() -> bool:
     """True when this request's session has a transaction going (its writes must join it)."""
     return bool(db.session.registry.has() and db.session().in_transaction())
@@ -101,17 +120,40 @@ def _own_transaction() -> Iterator[tuple[Any, _Sql]]:
     engine = db.engine
     connection = engine.raw_connection()
     try:
-        cursor = connection.cursor()
-        try:
-            yield cursor, _SQL[engine.dialect.name]
-            connection.commit()
-        except BaseException:
-            connection.rollback()
-            raise
-        finally:
-            cursor.close()
+        with _driver_errors(engine.dialect, connection):
+            cursor = connection.cursor()
+            try:
+                yield cursor, _SQL[engine.dialect.name]
+                connection.commit()
+            except BaseException:
+                if connection.is_valid:
+                    connection.rollback()
+                raise
+            finally:
+                if connection.is_valid:
+                    cursor.close()
     finally:
         connection.close()
+
+
+@contextmanager
+def _driver_errors(dialect: Dialect, connection: Any) -> Iterator[None]:
+    """Raise the driver's errors as SQLAlchemy's, as its own execute would.
+
+    Callers tell a database outage from bad data by SQLAlchemy's exception
+    classes (the MQTT worker waits out ``OperationalError``); a connection the
+    server dropped is invalidated so the pool does not hand it out again.
+    """
+    dbapi = dialect.loaded_dbapi
+    try:
+        yield
+    except dbapi.Error as exc:
+        dropped = dialect.is_disconnect(exc, getattr(connection, "dbapi_connection", None), None)
+        if dropped:
+            connection.invalidate(exc)
+        raise DBAPIError.instance(
+            None, None, exc, dbapi.Error, connection_invalidated=dropped, dialect=dialect
+        ) from exc
 
 
 # The write path runs fixed statements on the session's own DBAPI connection,
@@ -213,11 +255,11 @@ def lookup_write_key(key_hash: str, device: str | None) -> KeyRow | None:
     """
     session = db.session
     if _session_busy():  # see what the session's pending transaction sees
-        cursor = session.connection().connection.cursor()
-        try:
-            cursor.execute(_SQL[session.get_bind().dialect.name].write_key, (device, key_hash))
+        connection = session.connection()
+        with _driver_errors(connection.dialect, connection):
+            cursor = connection.connection.cursor()
+            cursor.execute(_SQL[connection.dialect.name].write_key, (device, key_hash))
             row = cursor.fetchone()
-        finally:
             cursor.close()
     else:
         with _own_transaction() as (cursor, sql):
@@ -230,12 +272,14 @@ def lookup_write_key(key_hash: str, device: str | None) -> KeyRow | None:
 
 
 def _write(session: AnySession, batch: Batch, now: int) -> WriteResult:
-    sql = _SQL[session.get_bind().dialect.name]
-    cursor = session.connection().connection.cursor()
-    try:
-        return _write_rows(cursor, sql, batch, now)
-    finally:
-        cursor.close()
+    connection = session.connection()
+    with _driver_errors(connection.dialect, connection):
+        cursor = connection.connection.cursor()
+        try:
+            return _write_rows(cursor, _SQL[connection.dialect.name], batch, now)
+        finally:
+            if not connection.invalidated:
+                cursor.close()
 
 
 def _write_rows(cur: Any, sql: _Sql, batch: Batch, now: int) -> WriteResult:
