@@ -77,3 +77,7 @@ def _wait_for_port(port: int, proc: subprocess.Popen[bytes], timeout: float = 30
         except OSError:
             time.sleep(0.05)
     raise RuntimeError("gunicorn did not start")
+
+
+#: The name the read-API tests use for the threaded development server.
+serve = dev_server

@@ -155,3 +155,18 @@ def test_driver_errors_surface_as_sqlalchemy_errors(app: Flask) -> None:
     connection = db.session.connection()
     with pytest.raises(OperationalError), store._driver_errors(dialect, connection):
         raise dialect.loaded_dbapi.OperationalError("simulated outage")
+
+
+def test_writes_mark_rollup_hours_stale(channel) -> None:  # type: ignore[no-untyped-def]
+    """Both write paths (own connection and session) mark the touched (field, hour) slots (#4)."""
+    hour = 3_600_000_000
+    store.write(Batch(channel.id, [Entry({1: 1.0, 2: 2.0}, ts=5 * hour + 7)]))
+    store.write(Batch(channel.id, [Entry({1: 3.0}, ts=5 * hour + 8), Entry({1: 4.0}, ts=9 * hour)]))
+    db.session.rollback()
+    marks = db.session.execute(
+        sa.text(
+            "SELECT f.number, d.ts, d.gen FROM rollup_dirty d JOIN fields f "
+            "ON f.id = d.field_id ORDER BY f.number, d.ts"
+        )
+    ).all()
+    assert [tuple(m) for m in marks] == [(1, 5 * hour, 2), (1, 9 * hour, 1), (2, 5 * hour, 1)]

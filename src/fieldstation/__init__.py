@@ -75,16 +75,21 @@ def register_blueprints(app: Flask) -> None:
     """Mount every interface and the shared error handlers."""
     from fieldstation.errors import register_error_handlers
     from fieldstation.http import api_bp
+    from fieldstation.http import data as _data  # noqa: F401  (routes on api_bp)
     from fieldstation.http import entries as _entries  # noqa: F401  (routes on api_bp)
     from fieldstation.http import manage as _manage  # noqa: F401  (routes on api_bp)
     from fieldstation.http import openapi as _openapi  # noqa: F401  (routes on api_bp)
 
     register_error_handlers(app)
     app.register_blueprint(api_bp)
+    from fieldstation.http.influx_query import influx_query_bp
     from fieldstation.http.influx_write import influx_write_bp
     from fieldstation.http.seed import seed_bp
+    from fieldstation.http.thingspeak_read import thingspeak_read_bp
     from fieldstation.http.thingspeak_write import thingspeak_write_bp
 
+    app.register_blueprint(thingspeak_read_bp)
+    app.register_blueprint(influx_query_bp)
     app.register_blueprint(thingspeak_write_bp)
     app.register_blueprint(seed_bp)
     app.register_blueprint(influx_write_bp)

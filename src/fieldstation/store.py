@@ -178,6 +178,7 @@ class _Sql:
     update_meta: str
     upsert_reading: str
     write_key: str
+    mark_dirty: str
     #: PostgreSQL only: ``reserve`` and ``fields`` in one round trip.
     reserve_fields: str | None
 
@@ -230,6 +231,10 @@ def _statements(dialect: str) -> _Sql:
             "SELECT r.last_entry_id, f.number, f.id FROM r LEFT JOIN fields f ON f.channel_id = %s"
             if pg
             else None
+        ),
+        mark_dirty=bind(
+            "INSERT INTO rollup_dirty (field_id, ts, gen) VALUES (?, ?, 1) "
+            "ON CONFLICT (field_id, ts) DO UPDATE SET gen = rollup_dirty.gen + 1"
         ),
         # A key bound to a device writes as that device, so the allow-list check uses it.
         write_key=bind(
@@ -310,7 +315,21 @@ def _write_rows(cur: Any, sql: _Sql, batch: Batch, now: int) -> WriteResult:
     ]
     if readings:
         _upsert_readings(cur, sql, readings)
+        _mark_rollups_dirty(cur, sql, readings)
     return WriteResult(stored, len(readings))
+
+
+def _mark_rollups_dirty(cur: Any, sql: _Sql, readings: Sequence[tuple[object, ...]]) -> None:
+    """Mark the (field, hour) rollup slots the write touched stale, in the write's transaction.
+
+    The fixed-statement twin of :func:`fieldstation.rollups.mark_dirty` (same upsert,
+    generation + 1), run on the write's own cursor.
+    """
+    hours = sorted({(int(r[0]), int(r[1]) // rollups.HOUR * rollups.HOUR) for r in readings})  # type: ignore[call-overload]
+    if len(hours) == 1:
+        cur.execute(sql.mark_dirty, hours[0])
+    else:
+        cur.executemany(sql.mark_dirty, hours)
 
 
 def _lock_channel(cur: Any, sql: _Sql, channel_id: int, count: int, now: int) -> tuple[int, dict[int, int]]:

@@ -1,8 +1,8 @@
-"""The OpenAPI document of the native JSON API, served as written in ``openapi.json``."""
+"""The OpenAPI document of /api/v1, served as the committed file (a test keeps it true to the routes)."""
 
 from __future__ import annotations
 
-from importlib.resources import files
+from importlib import resources
 
 from flask import Response
 
@@ -10,7 +10,7 @@ from fieldstation.http import api_bp
 
 
 @api_bp.get("/openapi.json")
-def openapi() -> Response:
-    """The OpenAPI 3.1 description of every /api/v1 route (a test keeps it complete)."""
-    text = files("fieldstation").joinpath("openapi.json").read_text(encoding="utf-8")
+def openapi_document() -> Response:
+    """src/fieldstation/openapi.json, as written."""
+    text = resources.files("fieldstation").joinpath("openapi.json").read_text(encoding="utf-8")
     return Response(text, mimetype="application/json")
