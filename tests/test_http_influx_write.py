@@ -62,6 +62,9 @@ def test_influxdb_client_writes_and_data_is_stored(app: Flask, channel: ChannelK
         )
         zipped = influx_client(url, channel.write_key, gzip=True)
         assert zipped.write_points(["m v=1i 1577836800000000000"], protocol="line")
+        # Read back through InfluxQL (/query), as the client's user would.
+        rows = list(client.query('SELECT "temperature" FROM "climate" WHERE "room" = \'lab\'').get_points())
+    assert rows == [{"time": "2020-01-01T00:00:00Z", "temperature": 21.5}]
     assert readback.values_by_field(channel.id) == {
         "climate,device=esp01,room=lab humidity": [55.0],
         "climate,device=esp01,room=lab note": ["a b"],

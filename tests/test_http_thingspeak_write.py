@@ -47,6 +47,8 @@ def test_thingspeak_package_writes_and_data_is_stored(app: Flask, channel: Chann
         reply = json.loads(as_json.update({"field1": 21.5, "field2": 55, "status": "hello"}))
         as_text = thingspeak.Channel(channel.id, api_key=channel.write_key, fmt="txt", server_url=url)
         second = as_text.update({"field1": 22})
+        feed = json.loads(as_json.get({"results": 2}))  # read back through the ThingSpeak read API
+    assert [(e["entry_id"], e["field1"]) for e in feed["feeds"]] == [(1, "21.5"), (2, "22")]
     assert reply["entry_id"] == 1 and reply["channel_id"] == channel.id
     assert reply["field1"] == "21.5" and reply["field2"] == "55" and reply["status"] == "hello"
     assert reply["created_at"].endswith("Z")
