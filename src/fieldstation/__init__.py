@@ -48,6 +48,10 @@ def _finish_config(app: Flask, env_name: str) -> None:
         url = "postgresql+psycopg://" + url.split("://", 1)[1]
     app.config["DATABASE_URL"] = url
     app.config["SQLALCHEMY_DATABASE_URI"] = url
+    if not url.startswith("sqlite"):
+        # A server may restart under us: test pooled connections before handing them out.
+        options = {"pool_pre_ping": True, **app.config["SQLALCHEMY_ENGINE_OPTIONS"]}
+        app.config["SQLALCHEMY_ENGINE_OPTIONS"] = options
     app.config["FIELDSTATION_ENV"] = env_name
     if env_name == "production" and app.config["SECRET_KEY"] in (None, "", DEV_SECRET_KEY):
         raise RuntimeError(

@@ -16,7 +16,9 @@ class Config:
     SECRET_KEY = DEV_SECRET_KEY
     #: One URL names the database; ``None`` means SQLite in the instance folder.
     DATABASE_URL: str | None = None
-    SQLALCHEMY_ENGINE_OPTIONS: dict[str, object] = {"pool_pre_ping": True}
+    #: Extra engine options; create_app adds pool_pre_ping for server databases (not SQLite,
+    #: where a file connection cannot go stale and the ping would cost every request).
+    SQLALCHEMY_ENGINE_OPTIONS: dict[str, object] = {}
     #: Largest request body accepted (bytes), before decompression.
     MAX_CONTENT_LENGTH = 16 * 1024 * 1024
     #: Largest body accepted after gzip decompression (bytes).

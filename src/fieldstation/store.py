@@ -20,7 +20,7 @@ from sqlalchemy.engine import Dialect
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, scoped_session
 
-from fieldstation import rollups
+from fieldstation import manage, rollups
 from fieldstation.errors import BadRequest, Conflict, NotFound, RateLimited
 from fieldstation.extensions import db
 from fieldstation.models import Channel, Entry, Field, Reading
@@ -477,12 +477,6 @@ def _upsert_readings(cur: Any, sql: _Sql, rows: Sequence[tuple[object, ...]]) ->
 # -- field lookup and creation for adapters that name fields ---------------------------------
 
 
-def field_numbers(channel_id: int) -> dict[str, int]:
-    """A channel's field names -> numbers (the JSON API takes values by name)."""
-    rows = db.session.execute(select(Field.name, Field.number).where(Field.channel_id == channel_id))
-    return dict(rows.tuples().all())
-
-
 def channel_matches(channel_id: int, ref: str) -> bool:
     """True when ``ref`` names this channel, by id or by name (InfluxDB's ``db`` parameter)."""
     name = db.session.scalar(select(Channel.name).where(Channel.id == channel_id))
@@ -500,7 +494,7 @@ def ensure_fields(channel_id: int, names: Iterable[str], *, limit: int) -> dict[
     :raise BadRequest: a name over 255 characters, or more than ``limit`` fields.
     """
     wanted = set(names)
-    known = field_numbers(channel_id)
+    known = manage.field_numbers(channel_id)
     missing = sorted(wanted - known.keys())
     if not missing:
         return {name: known[name] for name in wanted}
@@ -517,7 +511,7 @@ def ensure_fields(channel_id: int, names: Iterable[str], *, limit: int) -> dict[
         ).scalar()
         if locked is None:
             raise NotFound("channel not found")
-        known = field_numbers(channel_id)  # another writer may have added some meanwhile
+        known = manage.field_numbers(channel_id)  # another writer may have added some meanwhile
         missing = sorted(wanted - known.keys())
         if len(known) + len(missing) > limit:
             raise BadRequest(

@@ -139,7 +139,7 @@ def create_entries(channel_id: int) -> tuple[Response, int]:
     device = authorize_channel(channel_id, normalize_device(mac) if mac else None)
     body = decode_json(raw_body())
     limit = int(current_app.config["MAX_BATCH_ENTRIES"])
-    entries = parse_entries(body, store.field_numbers(channel_id), limit)
+    entries = parse_entries(body, manage.field_numbers(channel_id), limit)
     result = store.write(Batch(channel_id, entries, device=device))
     return jsonify(result_json(result)), 201
 
