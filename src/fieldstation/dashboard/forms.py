@@ -11,11 +11,10 @@ from wtforms import (
     FormField,
     HiddenField,
     PasswordField,
-    SelectField,
     StringField,
     TextAreaField,
 )
-from wtforms.validators import DataRequired, Length, Optional
+from wtforms.validators import AnyOf, DataRequired, Length, Optional
 
 
 class LoginForm(FlaskForm):
@@ -52,7 +51,9 @@ class ChannelForm(FlaskForm):
 
 
 class KeyForm(FlaskForm):
-    kind = SelectField("Kind", choices=[("write", "Write key"), ("read", "Read key")])
+    # A plain string checked against the two kinds: WTForms 3.3 deprecates tuple choices, older
+    # versions lack SelectChoice, and the template draws the <select> itself.
+    kind = StringField("Kind", default="write", validators=[AnyOf(["write", "read"])])
     device = StringField(
         "Bind to device (optional, write keys only)", validators=[Optional(), Length(max=64)]
     )

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, TypeVar, cast
 
-from flask import Flask
+from flask import Flask, g
 from flask_login import LoginManager, current_user
 from flask_login import login_required as _login_required
 
@@ -48,6 +48,17 @@ def init_login(app: Flask) -> None:
     login_manager.login_message = "Please sign in to see that page."
     login_manager.login_message_category = "info"
     login_manager.user_loader(_load)
+    app.before_request(_forget_cached_user)
+
+
+def _forget_cached_user() -> None:
+    """Load the user afresh for each request.
+
+    Flask-Login caches the user on ``g``, which lives in the app context; when
+    several requests share one app context (the test client inside an app
+    context, scripts) the first request's user would otherwise carry over.
+    """
+    g.pop("_login_user", None)
 
 
 def _load(session_id: str) -> SessionUser | None:

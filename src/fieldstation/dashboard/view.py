@@ -126,7 +126,7 @@ def import_csv(channel_id: int) -> tuple[str, int]:
     if form.validate_on_submit():
         zone = viewer_zone(request.args, request.cookies)
         report = csvio.import_file(channel, form.file.data.stream, zone, skip_bad=bool(form.skip_bad.data))
-        status = 200 if report.imported or not report.errors else 400
+        status = 400 if report.fatal or (report.bad_rows and not report.imported) else 200
     elif form.errors:
         status = 400
     return render_template("dashboard/import.html", channel=channel, form=form, report=report), status
