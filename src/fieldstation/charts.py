@@ -173,16 +173,16 @@ def value_ticks(low: float, high: float, max_ticks: int) -> tuple[float, float, 
     max_ticks = max(max_ticks, 1)
     if high < low:
         low, high = high, low
-    if high == low:
-        pad = abs(low) * 0.1 or 1.0
+    if high - low <= max(abs(low), abs(high), 1e-3) * 1e-9:  # flat (or float noise): pad around it
+        pad = abs(low) * 0.1 if abs(low) >= 0.01 else 1.0
         low, high = low - pad, high + pad
     step = nice_step(high - low, max_ticks)
     first, last = math.floor(low / step), math.ceil(high / step)
     while last - first > max_ticks:  # float rounding at the edges: take the next nice step
         step = nice_step(step * (max_ticks + 1), max_ticks)
         first, last = math.floor(low / step), math.ceil(high / step)
-    decimals = _decimals(step)
-    ticks = [Tick(k * step, format_value(k * step, decimals)) for k in range(first, last + 1)]
+    values = [k * step for k in range(first, last + 1)]
+    ticks = [Tick(v, label) for v, label in zip(values, value_labels(values, step), strict=True)]
     return first * step, last * step, ticks
 
 
@@ -194,16 +194,22 @@ def _decimals(step: float) -> int:
     return 12
 
 
-def format_value(value: float, decimals: int) -> str:
-    """A tick label: thousands as k/M/G when large, never ``-0``."""
-    magnitude = abs(value)
-    for size, suffix in ((1e9, "G"), (1e6, "M"), (1e4, "k")):
-        if magnitude >= size:
-            scaled_decimals = max(decimals - int(math.log10(size)), 0)
-            text = f"{value / size:.{min(scaled_decimals, 3)}f}".rstrip("0").rstrip(".")
-            return text + suffix
-    text = f"{value:.{decimals}f}"
-    return "0" if float(text) == 0 else text
+def value_labels(values: Sequence[float], step: float) -> list[str]:
+    """Labels of evenly spaced ticks: one scale (k, M, G) for all, as many decimals as the step needs."""
+    top = max((abs(v) for v in values), default=0.0)
+    scales = ((1e9, 1e9, "G"), (1e6, 1e6, "M"), (1e4, 1e3, "k"))
+    size, suffix = next(((size, x) for above, size, x in scales if top >= above), (1.0, ""))
+    decimals = _decimals(step / size)
+    labels = []
+    for value in values:
+        text = f"{value / size:.{decimals}f}"
+        if "." in text and suffix:
+            text = text.rstrip("0").rstrip(".")
+        if float(text) == 0:
+            labels.append("0")
+        else:
+            labels.append(text + suffix)
+    return labels
 
 
 # -- time ticks ------------------------------------------------------------------------------
@@ -212,29 +218,25 @@ def format_value(value: float, decimals: int) -> str:
 def time_ticks(start: int, end: int, zone: dt.tzinfo, max_ticks: int) -> list[Tick]:
     """Ticks at round local times (minutes, hours, midnights, month or year starts).
 
-    Picks the finest step that gives at most ``max_ticks`` ticks inside
-    ``[start, end]``, so labels of ``TIME_LABEL_PX`` never overlap.
+    Picks the finest step at least ``(end - start) / max_ticks`` long, so that
+    on a plot ``max_ticks * TIME_LABEL_PX`` wide neighbouring labels never
+    overlap (a DST change may shorten one step by an hour; the label width
+    has room for that).
     """
     max_ticks = max(max_ticks, 1)
     span = max(end - start, 1)
     for step in _SUB_DAY_STEPS:
-        if span // step <= max_ticks:
-            ticks = _sub_day_ticks(start, end, zone, step)
-            if len(ticks) <= max_ticks:
-                return ticks
+        if step * max_ticks >= span:
+            return _sub_day_ticks(start, end, zone, step)
     for days in _DAY_STEPS:
-        if span // (days * DAY) <= max_ticks + 1:
-            ticks = _calendar_ticks(start, end, zone, "day", days)
-            if len(ticks) <= max_ticks:
-                return ticks
+        if days * DAY * max_ticks >= span:
+            return _calendar_ticks(start, end, zone, "day", days)
     for months in _MONTH_STEPS:
-        ticks = _calendar_ticks(start, end, zone, "month", months)
-        if len(ticks) <= max_ticks:
-            return ticks
+        if months * 28 * DAY * max_ticks >= span:  # the shortest months decide
+            return _calendar_ticks(start, end, zone, "month", months)
     for years in _YEAR_STEPS:
-        ticks = _calendar_ticks(start, end, zone, "year", years)
-        if len(ticks) <= max_ticks:
-            return ticks
+        if years * 365 * DAY * max_ticks >= span:
+            return _calendar_ticks(start, end, zone, "year", years)
     return []
 
 
@@ -358,6 +360,8 @@ def render(series: Sequence[Series], frame: Frame, *, title: str, chart_id: str 
             )
     for tick in time_ticks(frame.start, frame.end, frame.zone, max(plot_w // TIME_LABEL_PX, 1)):
         x = x_of(int(tick.at))
+        if x + 24 > width:  # a label centred on the right edge would be cut off
+            continue
         parts.append(f'<line x1="{x:.1f}" x2="{x:.1f}" y1="{top}" y2="{top + plot_h}" stroke="#f1f1f3"/>')
         parts.append(
             f'<text x="{x:.1f}" y="{top + plot_h + 17}" text-anchor="middle">{escape(tick.label)}</text>'
@@ -460,8 +464,8 @@ def describe(series: Sequence[Series], frame: Frame) -> str:
         high = max(p.high for p in line.samples)
         last = line.samples[-1].value
         sentences.append(
-            f"{line.label}: {count} readings, lowest {_short(low)}{unit}, highest {_short(high)}{unit},"
-            f" last {_short(last)}{unit}."
+            f"{line.label}: {count} readings, lowest {low:.6g}{unit}, highest {high:.6g}{unit},"
+            f" last {last:.6g}{unit}."
         )
     return " ".join(sentences)
 
