@@ -88,7 +88,7 @@ def test_time_ticks_fit_the_width_and_sit_inside_the_window(
     assert len(ticks) <= max(max_ticks, 1) + 1  # both ends of the window may hold one
     assert all(start <= t.at <= start + span for t in ticks)
     assert all(b.at > a.at for a, b in zip(ticks, ticks[1:], strict=False))
-    # Neighbouring labels never overlap: the widest label ("Nov 2026") is about 50 px; ticks are
+    # Neighbouring labels never overlap: the widest label ("Nov 30") is about 40 px; ticks are
     # at least 5/6 of TIME_LABEL_PX apart even where a DST change shortens a 6-hour step.
     pixels = [t.at / span * width for t in ticks]
     assert all(b - a >= charts.TIME_LABEL_PX * 5 / 6 - 1 for a, b in zip(pixels, pixels[1:], strict=False))

@@ -277,7 +277,7 @@ def test_custom_range_is_read_in_the_viewer_zone(web: FlaskClient) -> None:
     keys = make_channel(owner.user)
     write(keys.id, Entry({1: 5.0}, ts=1_700_000_000 * US))  # 2023-11-14 22:13:20 UTC
     sign_in(web)
-    web.set_cookie("fs_tz", "Asia/Tokyo")
+    web.set_cookie("fs_tz", "Asia%2FTokyo")  # as the page script writes it
     page = web.get(f"/dashboard/channels/{keys.id}?start=2023-11-15T07:00&end=2023-11-15T08:00")
     assert "Asia/Tokyo" in page.text
     assert "temperature: 1 readings" in page.text  # 07:13 in Tokyo is inside the window

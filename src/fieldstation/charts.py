@@ -24,8 +24,8 @@ US = 1_000_000
 MINUTE = 60 * US
 HOUR = 60 * MINUTE
 DAY = 24 * HOUR
-#: Pixels one time label needs ("Nov 2026" at 11 px plus air), so labels never overlap.
-TIME_LABEL_PX = 84
+#: Pixels one time label needs (the widest, "Nov 30", is about 40 px at 11 px): labels never overlap.
+TIME_LABEL_PX = 64
 #: Pixels between value labels (11 px text plus air).
 VALUE_LABEL_PX = 34
 #: Buckets per horizontal pixel the caller should ask for (the issue: "about two").

@@ -64,11 +64,14 @@ def pair_of(channel: Channel, wanted: str | None) -> tuple[Field, Field] | None:
 
 
 def channel_charts(
-    channel: Channel, win: Window, zone: dt.tzinfo, width: int, pair: str | None = None
+    channel: Channel, win: Window, zone: dt.tzinfo, width: int, wide: int, pair: str | None = None
 ) -> dict[str, str]:
-    """Every chart of the channel page, keyed by the id of the element that holds it."""
+    """Every chart of the channel page, keyed by the id of the element that holds it.
+
+    ``width`` is the field charts' width, ``wide`` the two-axis chart's (it spans the page).
+    """
     result = {f"f{field.number}": field_chart(field, win, zone, width) for field in channel.fields}
     two = pair_of(channel, pair)
     if two is not None:
-        result["pair"] = pair_chart(two[0], two[1], win, zone, width)
+        result["pair"] = pair_chart(two[0], two[1], win, zone, wide)
     return result

@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Mapping
 from dataclasses import dataclass
+from urllib.parse import unquote
 
 from fieldstation.errors import BadRequest, FieldstationError
 from fieldstation.points import US, get_zone, now_us, parse_time
@@ -23,8 +24,9 @@ PRESETS: dict[str, int] = {
 DEFAULT_PRESET = "24h"
 #: Cookie the page script sets to the browser's IANA zone (Intl.DateTimeFormat).
 ZONE_COOKIE = "fs_tz"
-#: Cookie the page script sets to the chart column's width in CSS pixels.
+#: Cookies the page script sets to the chart columns' widths in CSS pixels (field charts, two-axis chart).
 WIDTH_COOKIE = "fs_w"
+WIDE_COOKIE = "fs_ww"
 MAX_SPAN = 20 * 366 * DAY
 
 
@@ -52,7 +54,7 @@ def viewer_zone(args: Mapping[str, str], cookies: Mapping[str, str]) -> dt.tzinf
     if name:
         return get_zone(name)
     try:
-        return get_zone(cookies.get(ZONE_COOKIE))
+        return get_zone(unquote(cookies.get(ZONE_COOKIE) or ""))  # the script URL-encodes the "/"
     except FieldstationError:
         return dt.UTC
 
@@ -97,9 +99,16 @@ def _time(text: str, zone: dt.tzinfo) -> int:
     return parse_time(text.strip(), zone)
 
 
-def chart_width(args: Mapping[str, str], cookies: Mapping[str, str], default: int = 800) -> int:
-    """Chart width in pixels from ``?width=`` or the page script's cookie, kept between 240 and 4000."""
-    for raw in (args.get("width"), cookies.get(WIDTH_COOKIE)):
+def chart_width(
+    args: Mapping[str, str], cookies: Mapping[str, str], default: int = 800, *, wide: bool = False
+) -> int:
+    """Chart width in pixels from ``?width=`` (``?wide=``) or the page script's cookie, 240 to 4000.
+
+    Drawing at the displayed width keeps labels at their size on a phone
+    instead of scaling an 800-pixel drawing down.
+    """
+    param, cookie = ("wide", WIDE_COOKIE) if wide else ("width", WIDTH_COOKIE)
+    for raw in (args.get(param), cookies.get(cookie)):
         if raw and raw.isdigit():
             return min(max(int(raw), 240), 4000)
     return default

@@ -51,14 +51,15 @@ def _is_owner(channel: Channel) -> bool:
 def _context(channel: Channel) -> dict[str, Any]:
     zone = viewer_zone(request.args, request.cookies)
     win = window(request.args, zone)
-    width = chart_width(request.args, request.cookies)
+    width = chart_width(request.args, request.cookies, 560)
+    wide = chart_width(request.args, request.cookies, 1120, wide=True)
     pair = request.args.get("pair")
     return {
         "channel": channel,
         "zone": zone,
         "win": win,
         "latest": query.latest_entry(channel.id),
-        "charts": plots.channel_charts(channel, win, zone, width, pair),
+        "charts": plots.channel_charts(channel, win, zone, width, wide, pair),
         "pair": plots.pair_of(channel, pair),
         "owner": _is_owner(channel),
     }
@@ -90,7 +91,16 @@ def channel_live(channel_id: int) -> Response:
         return jsonify({"version": version, "changed": False})
     context = _context(channel)
     latest = render_template("dashboard/_latest.html", **context)
-    return jsonify({"version": version, "changed": True, "latest": latest, "charts": context["charts"]})
+    start, end = _custom_inputs(context["win"], context["zone"])
+    return jsonify(
+        {
+            "version": version,
+            "changed": True,
+            "latest": latest,
+            "charts": context["charts"],
+            "window": {"start": start, "end": end},
+        }
+    )
 
 
 def _custom_inputs(win: Window, zone: dt.tzinfo) -> tuple[str, str]:

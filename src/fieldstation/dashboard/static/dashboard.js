@@ -17,8 +17,8 @@
   var zoneChanged = getCookie("fs_tz") !== zone;
   setCookie("fs_tz", zone);
 
-  function slotWidth() {
-    var slot = document.querySelector(".chart-slot");
+  function slotWidth(wide) {
+    var slot = document.querySelector(wide ? ".chart-box.wide .chart-slot" : ".chart-box:not(.wide) .chart-slot");
     return slot ? Math.round(slot.clientWidth) : 0;
   }
 
@@ -80,7 +80,8 @@
     if (!live || busy) return;
     busy = true;
     var q = new URLSearchParams(params);
-    q.set("width", slotWidth() || 800);
+    if (slotWidth(false)) q.set("width", slotWidth(false));
+    if (slotWidth(true)) q.set("wide", slotWidth(true));
     q.set("tz", zone);
     if (!force) q.set("since", live.getAttribute("data-version"));
     fetch(live.getAttribute("data-live-url") + "?" + q.toString(), { credentials: "same-origin", headers: { Accept: "application/json" } })
@@ -90,6 +91,9 @@
         live.setAttribute("data-version", body.version);
         if (!body.changed) return;
         live.innerHTML = body.latest;
+        var start = document.querySelector("form.custom input[name=start]");
+        var end = document.querySelector("form.custom input[name=end]");
+        if (start && end && body.window) { start.value = body.window.start; end.value = body.window.end; }
         Object.keys(body.charts).forEach(function (id) {
           var slot = document.getElementById(id);
           if (slot) slot.innerHTML = body.charts[id];
@@ -130,13 +134,23 @@
     attachAll();
     var zoneName = document.getElementById("zone-name");
     if (zoneName) zoneName.textContent = zone;
-    var width = slotWidth();
-    if (width) setCookie("fs_w", width);
+    var stale = zoneChanged;
+    [false, true].forEach(function (wide) {
+      var width = slotWidth(wide);
+      if (!width) return;
+      setCookie(wide ? "fs_ww" : "fs_w", width);
+      var drawn = document.querySelector((wide ? ".chart-box.wide" : ".chart-box:not(.wide)") + " .chart-slot svg");
+      if (drawn && Math.abs(Number(drawn.getAttribute("width")) - width) > 24) stale = true;
+    });
     if (!live) return;
-    var rendered = document.querySelector(".chart-slot svg");
-    var renderedWidth = rendered ? Number(rendered.getAttribute("width")) : 0;
-    if (zoneChanged || (width && Math.abs(renderedWidth - width) > 40)) refresh(true);
+    if (stale) refresh(true);
     var every = Number(live.getAttribute("data-poll") || 5) * 1000;
-    timer = window.setInterval(function () { if (!document.hidden) refresh(false); }, every);
+    var polls = 0;
+    timer = window.setInterval(function () {
+      if (document.hidden) return;
+      polls += 1;
+      // A preset window slides with the clock: redraw once a minute even without new data.
+      refresh(polls % Math.max(Math.round(60000 / every), 1) === 0 && params.get("start") === null);
+    }, every);
   });
 })();
