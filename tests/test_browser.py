@@ -63,13 +63,13 @@ class LiveServer:
 def server(
     request: pytest.FixtureRequest, database_urls: dict[str, Any], tmp_path: Path
 ) -> Iterator[LiveServer]:
-    """A migrated SQLite database behind a real server; CSRF on, as in production.
+    """A migrated SQLite database behind a real server, with production's CSRF and cookie settings.
 
-    The session cookie is not ``Secure`` here only because the test server speaks
-    plain HTTP on loopback (production keeps it Secure).
+    The session cookie stays ``Secure``: Chromium keeps Secure cookies from
+    http://127.0.0.1 (loopback counts as a secure origin), as for ``make run``.
     """
     url = migrated_url("sqlite", request, database_urls)
-    app = make_app(url, tmp_path / "instance", SESSION_COOKIE_SECURE=False, WTF_CSRF_ENABLED=True)
+    app = make_app(url, tmp_path / "instance", WTF_CSRF_ENABLED=True)
     with app.app_context():
         manage.create_user("alice", PASSWORD, is_admin=True)
         db.session.remove()
