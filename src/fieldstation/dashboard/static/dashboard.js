@@ -42,7 +42,7 @@
     line.setAttribute("y1", plot[1]); line.setAttribute("y2", plot[1] + plot[3]);
     line.style.display = "none";
     svg.appendChild(line);
-    svg.addEventListener("mousemove", function (ev) {
+    svg.addEventListener("pointermove", function (ev) {
       if (!data.series.length || !tip) return;
       var pt = svg.createSVGPoint(); pt.x = ev.clientX; pt.y = ev.clientY;
       var local = pt.matrixTransform(svg.getScreenCTM().inverse());
@@ -65,7 +65,7 @@
       if (x + tip.offsetWidth > window.scrollX + document.documentElement.clientWidth) x = ev.pageX - tip.offsetWidth - 12;
       tip.style.left = x + "px"; tip.style.top = y + "px";
     });
-    svg.addEventListener("mouseleave", hide);
+    svg.addEventListener("pointerleave", hide);
     function hide() { line.style.display = "none"; if (tip) tip.hidden = true; }
   }
   function escapeHtml(s) { return String(s).replace(/[&<>"]/g, function (c) { return { "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;" }[c]; }); }
