@@ -1,8 +1,9 @@
-"""CSV in and out of a channel: download of a range, upload through the store with a per-row report.
+"""CSV upload into a channel, through the store, with a report of each bad row.
 
-The download's columns are ThingSpeak's (``created_at,entry_id,field1…,latitude,
-longitude,elevation,status``) with ISO 8601 times carrying their offset, so a
-downloaded file uploads again unchanged.
+Reads what the download (``fieldstation.export.channel_csv``) writes — ``time,
+entry_id,<field names>,status,latitude,longitude,elevation`` — so a downloaded
+file uploads again unchanged, and ThingSpeak's columns (``created_at``,
+``field1``…) as well.
 """
 
 from __future__ import annotations
@@ -10,15 +11,14 @@ from __future__ import annotations
 import codecs
 import csv
 import datetime as dt
-import io
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import IO
 
-from fieldstation import query, store
+from fieldstation import store
 from fieldstation.errors import BadRequest, FieldstationError
 from fieldstation.models import Channel
-from fieldstation.points import Batch, Entry, Value, clean_status, parse_float, parse_time, parse_value
+from fieldstation.points import Batch, Entry, clean_status, parse_float, parse_time, parse_value
 
 #: Entries per store.write call on import: one transaction each, big enough to be fast.
 IMPORT_BATCH = 1000
@@ -26,56 +26,6 @@ IMPORT_BATCH = 1000
 MAX_REPORTED_ERRORS = 100
 TIME_COLUMNS = ("created_at", "timestamp", "time")
 _LOCATION = {"latitude": "latitude", "lat": "latitude", "longitude": "longitude", "long": "longitude"}
-
-
-def export_rows(channel: Channel, start: int, end: int, zone: dt.tzinfo) -> Iterator[str]:
-    """CSV lines of every entry in ``[start, end)``, oldest first, fetched page by page."""
-    numbers = [f.number for f in channel.fields]
-    buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\n")
-
-    def flush() -> str:
-        text = buffer.getvalue()
-        buffer.seek(0)
-        buffer.truncate()
-        return text
-
-    writer.writerow(
-        [
-            "created_at",
-            "entry_id",
-            *(f"field{n}" for n in numbers),
-            "latitude",
-            "longitude",
-            "elevation",
-            "status",
-        ]
-    )
-    yield flush()
-    for index, row in enumerate(query.iter_entries(channel.id, start, end)):
-        moment = (dt.datetime(1970, 1, 1, tzinfo=dt.UTC) + dt.timedelta(microseconds=row.ts)).astimezone(zone)
-        writer.writerow(
-            [
-                moment.isoformat(),
-                row.entry_id,
-                *(_cell(row.values.get(n)) for n in numbers),
-                _cell(row.latitude),
-                _cell(row.longitude),
-                _cell(row.elevation),
-                row.status or "",
-            ]
-        )
-        if index % 500 == 499:
-            yield flush()
-    yield flush()
-
-
-def _cell(value: Value | None) -> str:
-    if value is None:
-        return ""
-    if isinstance(value, float):
-        return repr(value) if not value.is_integer() else f"{value:.1f}"
-    return value
 
 
 @dataclass

@@ -7,7 +7,7 @@ from typing import Any
 
 from flask import Response, jsonify, render_template, request, stream_with_context
 
-from fieldstation import charts, manage, query
+from fieldstation import charts, export, manage, query
 from fieldstation.dashboard import bp, csvio, plots
 from fieldstation.dashboard.forms import ImportForm
 from fieldstation.dashboard.ranges import (
@@ -112,16 +112,14 @@ def _custom_inputs(win: Window, zone: dt.tzinfo) -> tuple[str, str]:
 
 @bp.get("/dashboard/channels/<int:channel_id>/export.csv")
 def export_csv(channel_id: int) -> Response:
-    """The range shown, as CSV (streamed in keyset pages, times in the viewer's zone)."""
+    """The range shown, as CSV: the query module's exporter (same format as the API's export)."""
     channel = visible_channel(channel_id)
-    zone = viewer_zone(request.args, request.cookies)
-    win = window(request.args, zone)
-    rows = csvio.export_rows(channel, win.start, win.end, zone)
-    name = f"channel-{channel.id}.csv"
+    win = window(request.args, viewer_zone(request.args, request.cookies))
+    rows = export.channel_csv(channel.id, list(channel.fields), win.start, win.end)
     return Response(
         stream_with_context(rows),
         mimetype="text/csv",
-        headers={"Content-Disposition": f'attachment; filename="{name}"'},
+        headers={"Content-Disposition": f'attachment; filename="channel-{channel.id}.csv"'},
     )
 
 
