@@ -25,8 +25,6 @@ from fieldstation.extensions import db
 from tests.conftest import make_app, migrated_url, truncate_all, unavailable
 from tests.factories import PASSWORD
 
-playwright_api = pytest.importorskip("playwright.sync_api")
-
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
     "--no-sandbox",
@@ -83,9 +81,13 @@ def server(
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
     """Debian's Chromium under Playwright (Playwright's own browser download cannot work here)."""
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        unavailable("Playwright for Python is not installed (pip install -e '.[dev]')")
     if not os.path.exists(CHROMIUM):
         unavailable(f"{CHROMIUM} is not installed (apt-get install chromium)")
-    with playwright_api.sync_playwright() as p:
+    with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         yield browser
         browser.close()
