@@ -74,10 +74,11 @@
   // -- live updates and range switching -------------------------------------------------------
   var live = document.getElementById("latest");
   var params = new URLSearchParams(window.location.search);
-  var timer = null, busy = false;
+  var timer = null, busy = false, pending = false;
 
   function refresh(force) {
-    if (!live || busy) return;
+    if (!live) return;
+    if (busy) { pending = pending || force; return; }  // a range switch waits for the poll in flight
     busy = true;
     var q = new URLSearchParams(params);
     if (slotWidth(false)) q.set("width", slotWidth(false));
@@ -102,7 +103,10 @@
         document.dispatchEvent(new CustomEvent("fieldstation:updated"));
       })
       .catch(function () { /* next poll tries again */ })
-      .then(function () { busy = false; });
+      .then(function () {
+        busy = false;
+        if (pending) { pending = false; refresh(true); }
+      });
   }
 
   function switchRange(name, link) {
