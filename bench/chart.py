@@ -39,6 +39,7 @@ def median_ms(func: Callable[[], object], runs: int = 5) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--minutes", type=int, default=525_600, help="readings, one a minute")
+    parser.add_argument("--svg", type=Path, help="also write the year chart here, to look at")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         os.environ["FIELDSTATION_INSTANCE_PATH"] = tmp
@@ -74,6 +75,8 @@ def main() -> None:
             print(f"bare query.buckets: {bare:.1f} ms (median of 5)")
             print(f"whole chart (buckets + SVG): {chart:.1f} ms (median of 5), target < 300 ms")
             print(f"ratio chart / bare query: {chart / bare:.2f}")
+            if args.svg:
+                args.svg.write_text(plots.field_chart(field, win, zone, WIDTH))
             hour = median_ms(
                 lambda: plots.field_chart(field, Window(end - 3600 * US, end, None), zone, WIDTH)
             )

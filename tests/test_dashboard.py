@@ -247,6 +247,14 @@ def test_user_key_can_be_renewed_from_the_keys_page(web: FlaskClient) -> None:
     assert old is None  # making a new user key revoked the old one
     fresh = auth.find_key(new.group(1))
     assert fresh is not None and fresh.kind == KeyKind.USER
+    assert web.post(f"/dashboard/channels/{channel.id}/keys/{fresh.id}/revoke").status_code == 302
+    assert auth.find_key(new.group(1)) is None
+    # Someone else's key cannot be revoked through my channel.
+    bob = make_user("bob")
+    bobs = auth.find_key(bob.key)
+    assert bobs is not None
+    assert web.post(f"/dashboard/channels/{channel.id}/keys/{bobs.id}/revoke").status_code == 404
+    assert auth.find_key(bob.key) is not None
 
 
 # -- channel view ----------------------------------------------------------------------------

@@ -9,7 +9,7 @@ from fieldstation import manage
 from fieldstation.dashboard import bp
 from fieldstation.dashboard.forms import ActionForm, KeyForm
 from fieldstation.dashboard.session import login_required, me
-from fieldstation.errors import FieldstationError
+from fieldstation.errors import FieldstationError, NotFound
 from fieldstation.models import ApiKey, Channel, KeyKind
 
 
@@ -55,9 +55,12 @@ def revoke_key(channel_id: int, key_id: int) -> Response:
     """Revoke a channel key or my user key; it is refused from the next request on."""
     user = me()
     channel = manage.channel_for(user, channel_id)
-    key = manage.key_by_id(key_id, user=user)
-    if key.channel_id not in (None, channel.id):
-        key = manage.key_by_id(key_id, channel=channel)  # raises NotFound
+    try:
+        key = manage.key_by_id(key_id, channel=channel)
+    except NotFound:
+        key = manage.key_by_id(key_id, user=user)
+        if key.kind != KeyKind.USER:
+            raise
     manage.revoke_key(key)
     flash(f"Revoked key {key.prefix}…", "success")
     return redirect(url_for("dashboard.channel_keys", channel_id=channel.id))
