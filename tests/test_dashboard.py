@@ -450,3 +450,43 @@ def test_admins_create_users_and_reset_passwords(web: FlaskClient) -> None:
     web.post(f"/dashboard/users/{bob.user.id}/password", data={"password": "brand new password"})
     assert manage.authenticate("bob", "brand new password") is not None
     assert bobs_browser.get("/dashboard/channels").status_code == 302  # the old session ended
+
+
+# -- nothing a visitor sends is a 500 --------------------------------------------------------
+
+PARAM_NAMES = [
+    "range",
+    "start",
+    "end",
+    "days",
+    "minutes",
+    "tz",
+    "timezone",
+    "width",
+    "height",
+    "pair",
+    "since",
+]
+
+
+def test_odd_query_parameters_never_cause_a_server_error(web: FlaskClient) -> None:
+    from hypothesis import HealthCheck, given, settings
+    from hypothesis import strategies as st
+
+    owner = make_user()
+    keys = make_channel(owner.user, public=True)
+    write(keys.id, Entry({1: 1.0, 2: 2.0}))
+    paths = [
+        f"/dashboard/channels/{keys.id}",
+        f"/dashboard/channels/{keys.id}/live",
+        f"/dashboard/channels/{keys.id}/export.csv",
+        f"/channels/{keys.id}/charts/1",
+    ]
+
+    @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+    @given(st.sampled_from(paths), st.dictionaries(st.sampled_from(PARAM_NAMES), st.text(max_size=30)))
+    def check(path: str, params: dict[str, str]) -> None:
+        response = web.get(path, query_string=params)
+        assert response.status_code in (200, 400), (path, params, response.status_code)
+
+    check()
