@@ -105,6 +105,9 @@ def examples(base: str, channel: Channel, key: str, made: ApiKey | None) -> dict
             f"curl '{base}/update/API_key={key}/mac={device}/field={number}/data=21.5'"
         ),
         "ESP8266 sketch (ESP8266HTTPClient)": (
+            "#include <ESP8266WiFi.h>\n"
+            "#include <ESP8266HTTPClient.h>\n"
+            "// … after WiFi.begin() has connected:\n"
             "WiFiClient client;\n"
             "HTTPClient http;\n"
             f'http.begin(client, "{base}/update");\n'
@@ -119,6 +122,7 @@ def examples(base: str, channel: Channel, key: str, made: ApiKey | None) -> dict
         ),
         "Line protocol (InfluxDB 1.x /write)": (
             f"curl -i -X POST '{base}/write?db={channel.id}&u=device&p={key}' "
-            "--data-binary 'weather temperature=21.5'"
+            "--data-binary 'weather temperature=21.5'\n"
+            "# 204 = stored; makes a field named \"weather temperature\" on first write"
         ),
     }
