@@ -10,6 +10,9 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+import shlex
+import shutil
+import subprocess
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -250,7 +253,11 @@ def test_sign_in_create_post_watch_live_switch_ranges(
     context.close()
 
 
-def test_pages_work_without_javascript(server: LiveServer, browser: Any) -> None:
+def test_pages_work_without_javascript_and_the_examples_work_as_pasted(
+    server: LiveServer, browser: Any
+) -> None:
+    if not shutil.which("curl"):
+        unavailable("curl is not installed")
     context = browser.new_context(viewport=DESKTOP, java_script_enabled=False)
     page = context.new_page()
     page.set_default_timeout(15_000)
@@ -266,10 +273,20 @@ def test_pages_work_without_javascript(server: LiveServer, browser: Any) -> None
     page.click("button:has-text('Create channel')")
     page.wait_for_url("**/keys")
     page.click("button:has-text('Create key')")
-    key = str(page.locator("#new-key").text_content())
-    update(base, key, field1=7)
+    # The copy-paste examples, run as a person would paste them into a shell.
+    commands = [
+        str(text).strip().splitlines()[0]
+        for text in page.locator("div.copyline pre").all_text_contents()
+        if str(text).startswith("curl")
+    ]
+    assert len(commands) == 3  # ThingSpeak form, the seed's path URL, line protocol
+    for command in commands:
+        done = subprocess.run(shlex.split(command), capture_output=True, text=True, timeout=30, check=False)
+        assert done.returncode == 0, (command, done.stderr)
+        assert done.stdout.strip() not in ("", "0") or "204" in done.stdout, (command, done.stdout)
     page.click("a:has-text('Open the channel')")
-    assert "level: 1 readings" in chart_desc(page, "f1")
+    assert "level: 2 readings" in chart_desc(page, "f1")  # the form and the path URL wrote field 1
+    assert "weather temperature" in page.content()  # line protocol made its field
     page.click("nav.ranges a[data-range='30d']")  # a plain link without the script
     page.wait_for_url("**range=30d**")
     assert page.locator("nav.ranges a.active").text_content() == "30d"
