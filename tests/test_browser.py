@@ -1,4 +1,5 @@
-"""The dashboard in a real headless Chromium (Debian's), driven by Playwright, against a real server.
+"""The dashboard in a real headless Chromium (Debian's), driven by Playwright, against a real server
+on SQLite and on PostgreSQL.
 
 The app runs in a threaded Werkzeug server on a free loopback port; readings
 arrive through ``/update`` as a device sends them. Screenshots of every page at
@@ -62,14 +63,14 @@ class LiveServer:
 
 @pytest.fixture
 def server(
-    request: pytest.FixtureRequest, database_urls: dict[str, Any], tmp_path: Path
+    engine_name: str, request: pytest.FixtureRequest, database_urls: dict[str, Any], tmp_path: Path
 ) -> Iterator[LiveServer]:
-    """A migrated SQLite database behind a real server, with production's CSRF and cookie settings.
+    """A migrated database (each engine) behind a real server, with production's CSRF and cookie settings.
 
     The session cookie stays ``Secure``: Chromium keeps Secure cookies from
     http://127.0.0.1 (loopback counts as a secure origin), as for ``make run``.
     """
-    url = migrated_url("sqlite", request, database_urls)
+    url = migrated_url(engine_name, request, database_urls)
     app = make_app(url, tmp_path / "instance", WTF_CSRF_ENABLED=True)
     with app.app_context():
         manage.create_user("alice", PASSWORD, is_admin=True)
@@ -97,7 +98,7 @@ def browser() -> Iterator[Any]:
 
 
 def shoot(page: Any, name: str) -> None:
-    """Save a full-page screenshot for a person to check."""
+    """Save a full-page screenshot for a person to check (the last engine's run wins)."""
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     page.wait_for_load_state("networkidle")
     page.screenshot(path=str(SCREENSHOTS / f"{name}.png"), full_page=True)
