@@ -347,6 +347,9 @@ def test_embedded_chart_takes_range_and_size(web: FlaskClient) -> None:
     short = web.get(f"/channels/{keys.id}/charts/1?range=1h")
     assert "No data in this range" in short.text
     assert web.get(f"/channels/{keys.id}/charts/9").status_code == 404
+    write(keys.id, *(Entry({1: float(d)}, ts=now_us() - d * 86_400 * US) for d in (10, 20, 30)))
+    assert "temperature: 2 readings" in web.get(f"/channels/{keys.id}/charts/1?results=2").text
+    assert "temperature: 4 readings" in web.get(f"/channels/{keys.id}/charts/1?results=100").text
     assert web.get(f"/channels/{keys.id}/charts/1?days=lots").status_code == 400
 
 

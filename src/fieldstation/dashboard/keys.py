@@ -123,6 +123,6 @@ def examples(base: str, channel: Channel, key: str, made: ApiKey | None) -> dict
         "Line protocol (InfluxDB 1.x /write)": (
             f"curl -i -X POST '{base}/write?db={channel.id}&u=device&p={key}' "
             "--data-binary 'weather temperature=21.5'\n"
-            "# 204 = stored; makes a field named \"weather temperature\" on first write"
+            '# 204 = stored; makes a field named "weather temperature" on first write'
         ),
     }

@@ -21,6 +21,7 @@ from fieldstation.dashboard.ranges import (
 from fieldstation.dashboard.session import login_required, me, signed_in
 from fieldstation.errors import NotFound
 from fieldstation.models import Channel
+from fieldstation.points import MIN_TS_US, now_us
 
 #: Seconds between the page script's polls of the live endpoint.
 POLL_SECONDS = 5
@@ -140,15 +141,25 @@ def import_csv(channel_id: int) -> tuple[str, int]:
     return render_template("dashboard/import.html", channel=channel, form=form, report=report), status
 
 
+def _results_window(field_id: int) -> Window | None:
+    """ThingSpeak's ``results=N`` (and no other range): from the N-th newest reading until now."""
+    raw = request.args.get("results", "")
+    if not raw.isdigit() or any(request.args.get(k) for k in ("range", "days", "minutes", "start", "end")):
+        return None
+    now = now_us()
+    newest = query.series(field_id, MIN_TS_US, now + 1, limit=min(max(int(raw), 1), 8000), descending=True)
+    return Window(newest[-1].ts, now + 1, None) if newest else None
+
+
 @bp.get("/channels/<int:channel_id>/charts/<int:number>")
 def embed_chart(channel_id: int, number: int) -> str:
-    """One chart for an iframe (ThingSpeak's URL), with range (``range``/``days``/``start``) and size."""
+    """One chart for an iframe (ThingSpeak's URL): ``range``/``days``/``results``/``start``, size."""
     channel = visible_channel(channel_id)
     field = query.field_of(channel.id, number)
     if field is None:
         raise NotFound("channel has no such field")
     zone = viewer_zone(request.args, request.cookies)
-    win = window(request.args, zone)
+    win = _results_window(field.id) or window(request.args, zone)
     width = chart_width(request.args, {}, default=450)
     svg = plots.field_chart(field, win, zone, width, chart_height(request.args, default=260))
     title = request.args.get("title") or plots.label(field)
