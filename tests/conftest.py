@@ -144,3 +144,10 @@ def runner(app: Flask) -> FlaskCliRunner:
 
 def pytest_report_header(config: pytest.Config) -> str:
     return f"fieldstation tests: engines {', '.join(ENGINES)}; CI={IN_CI}"
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    """Say where the browser tests left their screenshots (for a person to look at)."""
+    folder = Path(__file__).resolve().parents[1] / "test-artifacts" / "screenshots"
+    if folder.is_dir() and any(folder.glob("*.png")):
+        terminalreporter.write_line(f"browser screenshots: {folder}")

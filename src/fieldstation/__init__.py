@@ -97,6 +97,9 @@ def register_blueprints(app: Flask) -> None:
     app.register_blueprint(thingspeak_write_bp)
     app.register_blueprint(seed_bp)
     app.register_blueprint(influx_write_bp)
+    from fieldstation.dashboard import init_app as init_dashboard
+
+    init_dashboard(app)
 
 
 def register_cli(app: Flask) -> None:

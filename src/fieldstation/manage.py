@@ -61,6 +61,22 @@ def get_user(username: str) -> User:
     return user
 
 
+def users() -> list[User]:
+    """Every account, by name (the admins' user list)."""
+    return list(db.session.scalars(select(User).order_by(User.username)))
+
+
+def user_by_id(user_id: int) -> User:
+    """Look a user up by id.
+
+    :raise NotFound: no such user.
+    """
+    user = db.session.get(User, user_id)
+    if user is None:
+        raise NotFound("no such user")
+    return user
+
+
 def _check_password(password: str) -> None:
     if len(password) < MIN_PASSWORD:
         raise BadRequest(f"password must be at least {MIN_PASSWORD} characters")
@@ -266,6 +282,15 @@ def create_key(
 def keys_of(channel: Channel) -> list[ApiKey]:
     """A channel's keys, live and revoked, oldest first."""
     return list(db.session.scalars(select(ApiKey).where(ApiKey.channel_id == channel.id).order_by(ApiKey.id)))
+
+
+def user_keys_of(user: User) -> list[ApiKey]:
+    """A user's own user keys (management API), live and revoked, oldest first."""
+    return list(
+        db.session.scalars(
+            select(ApiKey).where(ApiKey.user_id == user.id, ApiKey.kind == KeyKind.USER).order_by(ApiKey.id)
+        )
+    )
 
 
 def revoke_key(key: ApiKey) -> None:

@@ -1,0 +1,175 @@
+"""My channels: the list, create, edit and delete (all through fieldstation.manage)."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from flask import flash, redirect, render_template, request, url_for
+from werkzeug.wrappers import Response
+
+from fieldstation import manage, query
+from fieldstation.dashboard import bp
+from fieldstation.dashboard.forms import ActionForm, ChannelForm
+from fieldstation.dashboard.ranges import viewer_zone
+from fieldstation.dashboard.session import login_required, me
+from fieldstation.errors import BadRequest, FieldstationError
+from fieldstation.models import Channel
+from fieldstation.points import normalize_device
+
+#: Empty field rows offered on the create and edit forms.
+NEW_FIELD_ROWS = 8
+SPARE_FIELD_ROWS = 2
+_LIMITS = {"latitude": 90.0, "longitude": 180.0, "elevation": 100_000.0}
+
+
+@bp.get("/dashboard/channels")
+@login_required
+def my_channels() -> str:
+    """Each of my channels with its last update time and latest values."""
+    user = me()
+    rows = [(channel, query.latest_values(channel.id)) for channel in manage.channels_of(user)]
+    zone = viewer_zone(request.args, request.cookies)
+    return render_template("dashboard/channels.html", rows=rows, zone=zone)
+
+
+@bp.route("/dashboard/channels/new", methods=["GET", "POST"])
+@login_required
+def new_channel() -> Response | tuple[str, int]:
+    """Create a channel with named fields, units, devices and a location."""
+    form = ChannelForm()
+    if request.method == "GET":
+        form = ChannelForm(data={"fields": [{"number": ""}] * NEW_FIELD_ROWS})
+    elif form.validate_on_submit():
+        try:
+            channel = _create(form)
+        except FieldstationError as exc:
+            flash(exc.message, "error")
+            return render_template("dashboard/channel_form.html", form=form, channel=None), exc.status
+        flash(f"Created channel {channel.name}. Make a write key to send data.", "success")
+        return redirect(url_for("dashboard.channel_keys", channel_id=channel.id))
+    return render_template(
+        "dashboard/channel_form.html", form=form, channel=None
+    ), 400 if form.errors else 200
+
+
+@bp.route("/dashboard/channels/<int:channel_id>/edit", methods=["GET", "POST"])
+@login_required
+def edit_channel(channel_id: int) -> Response | tuple[str, int]:
+    """Change a channel's settings, fields and allowed devices."""
+    channel = manage.channel_for(me(), channel_id)
+    form = ChannelForm()
+    if request.method == "GET":
+        form = ChannelForm(data=_form_data(channel))
+    elif form.validate_on_submit():
+        try:
+            _update(channel, form)
+        except FieldstationError as exc:
+            flash(exc.message, "error")
+            return render_template("dashboard/channel_form.html", form=form, channel=channel), exc.status
+        flash("Saved.", "success")
+        return redirect(url_for("dashboard.channel_view", channel_id=channel.id))
+    status = 400 if form.errors else 200
+    return render_template("dashboard/channel_form.html", form=form, channel=channel), status
+
+
+@bp.route("/dashboard/channels/<int:channel_id>/delete", methods=["GET", "POST"])
+@login_required
+def delete_channel(channel_id: int) -> Response | str:
+    """Ask first (GET), then delete the channel and all its data (POST)."""
+    channel = manage.channel_for(me(), channel_id)
+    form = ActionForm()
+    if form.validate_on_submit():
+        name = channel.name
+        manage.delete_channel(channel)
+        flash(f"Deleted channel {name} and all its data.", "success")
+        return redirect(url_for("dashboard.my_channels"))
+    return render_template("dashboard/channel_delete.html", channel=channel, form=form)
+
+
+# -- form <-> manage -------------------------------------------------------------------------
+
+
+def _form_data(channel: Channel) -> dict[str, Any]:
+    rows = [{"number": str(f.number), "name": f.name, "unit": f.unit or ""} for f in channel.fields]
+    return {
+        "name": channel.name,
+        "description": channel.description,
+        "public": channel.public,
+        "fields": rows + [{"number": ""}] * SPARE_FIELD_ROWS,
+        "devices": "\n".join(d.device_id for d in channel.devices),
+        "latitude": _text(channel.latitude),
+        "longitude": _text(channel.longitude),
+        "elevation": _text(channel.elevation),
+    }
+
+
+def _text(number: float | None) -> str:
+    return "" if number is None else f"{number:g}"
+
+
+def _settings(form: ChannelForm) -> dict[str, Any]:
+    """Name, description, public flag and location from the form (location checked here)."""
+    settings: dict[str, Any] = {
+        "name": (form.name.data or "").strip(),
+        "description": form.description.data or "",
+        "public": bool(form.public.data),
+    }
+    for name, limit in _LIMITS.items():
+        raw = (getattr(form, name).data or "").strip()
+        try:
+            value = float(raw) if raw else None
+        except ValueError:
+            raise BadRequest(f"{name} must be a number") from None
+        if value is not None and not (math.isfinite(value) and -limit <= value <= limit):
+            raise BadRequest(f"{name} must be between -{limit:g} and {limit:g}")
+        settings[name] = value
+    return settings
+
+
+def _devices(form: ChannelForm) -> list[str]:
+    """The allow-list, normalised (bad ids are refused before anything is saved)."""
+    lines = [line.strip() for line in (form.devices.data or "").splitlines() if line.strip()]
+    return list(dict.fromkeys(normalize_device(line) for line in lines))
+
+
+def _rows(form: ChannelForm) -> list[dict[str, Any]]:
+    return [row.data for row in form.fields]
+
+
+def _create(form: ChannelForm) -> Channel:
+    settings = _settings(form)
+    devices = _devices(form)
+    named = [r for r in _rows(form) if (r["name"] or "").strip()]
+    channel = manage.create_channel(
+        me(), settings.pop("name"), fields=[r["name"].strip() for r in named], **settings
+    )
+    for row, field in zip(named, channel.fields, strict=False):
+        if (row["unit"] or "").strip():
+            manage.update_field(field, unit=row["unit"].strip())
+    for device in devices:
+        manage.add_device(channel, device)
+    return channel
+
+
+def _update(channel: Channel, form: ChannelForm) -> None:
+    settings = _settings(form)
+    devices = _devices(form)
+    manage.update_channel(channel, **settings)
+    by_number = {f.number: f for f in channel.fields}
+    for row in _rows(form):
+        name, unit = (row["name"] or "").strip(), (row["unit"] or "").strip() or None
+        number = int(row["number"]) if str(row["number"] or "").isdigit() else None
+        field = by_number.get(number) if number is not None else None
+        if field is not None and row["remove"]:
+            manage.delete_field(field)
+        elif field is not None and name and (name, unit) != (field.name, field.unit):
+            manage.update_field(field, name=name, unit=unit)
+        elif field is None and name:
+            manage.add_field(channel, name, unit=unit)
+    current = {d.device_id for d in channel.devices}
+    for device in devices:
+        if device not in current:
+            manage.add_device(channel, device)
+    for device in current - set(devices):
+        manage.remove_device(channel, device)

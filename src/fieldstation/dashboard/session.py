@@ -1,0 +1,96 @@
+"""Who is signed in: Flask-Login around the User model, without changing the model.
+
+The session stores the user id plus the tail of the password hash, so a
+password reset signs out every other browser of that user.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, TypeVar, cast
+
+from flask import Flask, g
+from flask_login import LoginManager, current_user
+from flask_login import login_required as _login_required
+
+from fieldstation.errors import NotFound
+from fieldstation.extensions import db
+from fieldstation.models import User
+
+login_manager = LoginManager()
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def login_required(view: F) -> F:
+    """Flask-Login's decorator, typed: signed-out visitors go to the sign-in page."""
+    return cast(F, _login_required(view))
+
+
+class SessionUser:
+    """The signed-in user as Flask-Login wants it."""
+
+    is_authenticated = True
+    is_active = True
+    is_anonymous = False
+
+    def __init__(self, user: User) -> None:
+        self.user = user
+
+    def get_id(self) -> str:
+        """Id and password-hash tail: changing the password invalidates old sessions."""
+        return f"{self.user.id}:{self.user.password_hash[-16:]}"
+
+
+def init_login(app: Flask) -> None:
+    """Bind Flask-Login to the app; pages that need a user redirect to the sign-in page."""
+    login_manager.init_app(app)
+    login_manager.login_view = "dashboard.login"
+    login_manager.login_message = "Please sign in to see that page."
+    login_manager.login_message_category = "info"
+    login_manager.user_loader(_load)
+    app.before_request(_forget_cached_user)
+
+
+def _forget_cached_user() -> None:
+    """Load the user afresh for each request.
+
+    Flask-Login caches the user on ``g``, which lives in the app context; when
+    several requests share one app context (the test client inside an app
+    context, scripts) the first request's user would otherwise carry over.
+    """
+    g.pop("_login_user", None)
+
+
+def _load(session_id: str) -> SessionUser | None:
+    user_id, _, tag = session_id.partition(":")
+    if not user_id.isdigit():
+        return None
+    user = db.session.get(User, int(user_id))
+    if user is None or user.password_hash[-16:] != tag:
+        return None
+    return SessionUser(user)
+
+
+def signed_in() -> User | None:
+    """The signed-in user, or None."""
+    who: Any = current_user
+    return who.user if who.is_authenticated else None
+
+
+def me() -> User:
+    """The signed-in user (views behind ``login_required``)."""
+    user = signed_in()
+    if user is None:  # pragma: no cover - login_required runs first
+        raise NotFound("not signed in")
+    return user
+
+
+def require_admin() -> User:
+    """The signed-in admin.
+
+    :raise NotFound: not an admin (the admin pages do not exist for others).
+    """
+    user = me()
+    if not user.is_admin:
+        raise NotFound("page not found")
+    return user
