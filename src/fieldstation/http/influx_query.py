@@ -9,38 +9,20 @@ result), 400 ``{"error": "error parsing query: …"}``, 401
 
 from __future__ import annotations
 
-import base64
-import binascii
 import json
 
 from flask import Blueprint, Response, request
 from werkzeug.exceptions import HTTPException
 
 from fieldstation import influx_run, influxql
-from fieldstation.errors import FieldstationError, Unauthorized
+from fieldstation.errors import FieldstationError
 from fieldstation.extensions import db
+from fieldstation.http.influx_write import request_key
 from fieldstation.points import now_us
 
 influx_query_bp = Blueprint("influx_query", __name__)
 #: The InfluxDB version we answer as (clients only check that the header exists).
 INFLUXDB_VERSION = "1.8.10"
-
-
-def influx_key() -> str | None:
-    """The key from Basic auth (its password), ``Token [user:]key``, or the ``p`` parameter.
-
-    :raise Unauthorized: an Authorization header that cannot be decoded.
-    """
-    scheme, _, value = request.headers.get("Authorization", "").strip().partition(" ")
-    if scheme.lower() == "basic":
-        try:
-            decoded = base64.b64decode(value.strip(), validate=True).decode("utf-8")
-        except (binascii.Error, ValueError):
-            raise Unauthorized("unable to parse authentication credentials") from None
-        return decoded.partition(":")[2] or None
-    if scheme.lower() == "token":
-        return value.strip().rpartition(":")[2] or None
-    return request.values.get("p") or None
 
 
 @influx_query_bp.route("/query", methods=["GET", "POST"])
@@ -49,7 +31,7 @@ def run_query() -> Response:
     text = request.values.get("q", "")
     statements = influxql.parse(text, now_us())
     epoch = request.values.get("epoch") or None
-    body = influx_run.run(statements, influx_key(), request.values.get("db", ""), epoch)
+    body = influx_run.run(statements, request_key(), request.values.get("db", ""), epoch)
     return _json(200, body)
 
 

@@ -35,6 +35,8 @@ _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 def request_key() -> str | None:
     """The key from Basic auth (password), ``p``, or ``Authorization: Token [user:]key``.
 
+    ``/write`` and ``/query`` share it; ``p`` is read from the URL only, never from a body.
+
     :raise Unauthorized: an Authorization header that cannot be parsed.
     """
     header = request.headers.get("Authorization", "")
