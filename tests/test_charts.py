@@ -193,3 +193,10 @@ def test_empty_chart_says_so() -> None:
 def test_labels_are_escaped() -> None:
     svg = charts.render([Series("<b>&", "<u>", [sample(T0 + HOUR)])], frame(), title="<script>")
     assert "<script>" not in svg and "&lt;b&gt;&amp;" in svg
+
+
+def test_value_ticks_cover_subnormal_values() -> None:
+    """Regression: low / step underflowed to -0.0 and the domain missed a tiny negative low."""
+    bottom, top, _ = charts.value_ticks(-5e-324, 2.0 - 5e-324, 2)
+    assert bottom <= -5e-324
+    assert top >= 2.0 - 5e-324

@@ -181,6 +181,9 @@ def value_ticks(low: float, high: float, max_ticks: int) -> tuple[float, float, 
     while last - first > max_ticks:  # float rounding at the edges: take the next nice step
         step = nice_step(step * (max_ticks + 1), max_ticks)
         first, last = math.floor(low / step), math.ceil(high / step)
+    # low / step can underflow to 0 for subnormal values (found by hypothesis): widen to cover.
+    first -= first * step > low
+    last += last * step < high
     values = [k * step for k in range(first, last + 1)]
     ticks = [Tick(v, label) for v, label in zip(values, value_labels(values, step), strict=True)]
     return first * step, last * step, ticks
