@@ -58,11 +58,15 @@ def test_unknown_environment_is_refused() -> None:
         create_app("staging")
 
 
-def test_sqlite_pragmas(app) -> None:  # type: ignore[no-untyped-def]
+def test_sqlite_pragmas(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every SQLite connection runs in WAL mode with foreign keys on and a busy timeout."""
     from fieldstation.extensions import db
 
-    if db.engine.dialect.name != "sqlite":
-        pytest.skip("SQLite only")
-    with db.engine.connect() as conn:
+    monkeypatch.setenv("FIELDSTATION_INSTANCE_PATH", str(tmp_path))
+    app = create_app({"TESTING": True, "DATABASE_URL": f"sqlite:///{tmp_path / 'p.db'}", "SECRET_KEY": "x"})
+    with app.app_context(), db.engine.connect() as conn:
         assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
         assert conn.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1
+        assert conn.exec_driver_sql("PRAGMA busy_timeout").scalar() == 10_000
+    with app.app_context():
+        db.engine.dispose()
