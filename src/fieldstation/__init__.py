@@ -69,8 +69,10 @@ def default_instance_path() -> str:
 def register_extensions(app: Flask) -> None:
     """Bind the database and migrations."""
     from fieldstation import db as database
+    from fieldstation import jsonprovider
     from fieldstation.extensions import db, migrate
 
+    jsonprovider.init_app(app)
     database.init_app(app)
     migrate.init_app(app, db, directory=str(ROOT / "migrations"))
 
