@@ -9,7 +9,9 @@ Everything after it sees a stable channel.
 
 from __future__ import annotations
 
+import fcntl
 import json
+import os
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -81,7 +83,7 @@ def write(batch: Batch, *, now: int | None = None) -> WriteResult:
     if not _session_busy():
         # Nothing pending in the session (the usual single write): a pooled connection of
         # its own skips the session's bookkeeping, a third of a single reading's cost.
-        with _own_transaction() as (cursor, sql):
+        with _writer_turn(), _own_transaction() as (cursor, sql):
             return _write_rows(cursor, sql, batch, now)
     try:
         result = _write(session, batch, now)
@@ -112,6 +114,31 @@ def write_many(batches: Sequence[Batch], *, now: int | None = None) -> list[Writ
 def _session_busy() -> bool:
     """True when this request's session has a transaction going (its writes must join it)."""
     return bool(db.session.registry.has() and db.session().in_transaction())
+
+
+_TURN_FILES: dict[str, int] = {}
+
+
+@contextmanager
+def _writer_turn() -> Iterator[None]:
+    """On SQLite, queue writers of all processes on an flock before the write transaction.
+
+    SQLite's busy handler sleeps 1, 2, 5, 10… ms when another process holds the
+    write lock; a blocked flock wakes the moment the lock is released.
+    """
+    engine = db.engine
+    if engine.dialect.name != "sqlite" or engine.url.database in (None, "", ":memory:"):
+        yield
+        return
+    path = engine.url.database + "-writer"
+    fd = _TURN_FILES.get(path)
+    if fd is None:
+        fd = _TURN_FILES[path] = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    fcntl.flock(fd, fcntl.LOCK_EX)
+    try:
+        yield
+    finally:
+        fcntl.flock(fd, fcntl.LOCK_UN)
 
 
 @contextmanager
