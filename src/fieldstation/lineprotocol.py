@@ -227,7 +227,7 @@ def _opens_value(text: str, i: int, start: int) -> bool:
     return run % 2 == 0
 
 
-def _split_unescaped(text: str, sep: str) -> list[str]:
+def split_unescaped(text: str, sep: str) -> list[str]:
     """Split on ``sep`` where it is not backslash-escaped (escapes are kept)."""
     parts, current, i = [], [], 0
     while i < len(text):
@@ -246,7 +246,7 @@ def _split_unescaped(text: str, sep: str) -> list[str]:
     return parts
 
 
-def _unescape(text: str, escapable: str = ',= \\"') -> str:
+def unescape(text: str, escapable: str = ',= \\"') -> str:
     r"""Drop the backslash before an escapable character (others stay literal, as in InfluxDB)."""
     if "\\" not in text:
         return text
@@ -263,19 +263,19 @@ def _unescape(text: str, escapable: str = ',= \\"') -> str:
 
 
 def _parse_series(series: str) -> tuple[str, tuple[tuple[str, str], ...]]:
-    parts = _split_unescaped(series, ",")
-    measurement = _unescape(parts[0])
+    parts = split_unescaped(series, ",")
+    measurement = unescape(parts[0])
     if not measurement:
         raise LineError("missing measurement")
     tags: dict[str, str] = {}
     for part in parts[1:]:
-        pieces = _split_unescaped(part, "=")
+        pieces = split_unescaped(part, "=")
         if len(pieces) != 2 or not pieces[0] or not pieces[1]:
             raise LineError(f"invalid tag format {part[:40]!r}")
-        key = _unescape(pieces[0])
+        key = unescape(pieces[0])
         if key in tags:
             raise LineError(f"duplicate tag {key[:40]!r}")
-        tags[key] = _unescape(pieces[1])
+        tags[key] = unescape(pieces[1])
     return measurement, tuple(sorted(tags.items()))
 
 
@@ -305,7 +305,7 @@ def _parse_fields(text: str) -> tuple[tuple[str, FieldValue], ...]:
         eq = _first_unescaped(part, "=")
         if eq <= 0:
             raise LineError(f"invalid field format {part[:40]!r}")
-        key = _unescape(part[:eq])
+        key = unescape(part[:eq])
         if key in fields:
             raise LineError(f"duplicate field {key[:40]!r}")
         fields[key] = _parse_value(part[eq + 1 :])
@@ -328,9 +328,9 @@ def _parse_value(raw: str) -> FieldValue:
     if not raw:
         raise LineError("missing field value")
     if raw[0] == '"':
-        if len(raw) < 2 or raw[-1] != '"' or _ends_escaped(raw[:-1]):
+        if len(raw) < 2 or raw[-1] != '"' or ends_escaped(raw[:-1]):
             raise LineError("invalid string field value")
-        text = _unescape(raw[1:-1], '"\\')
+        text = unescape(raw[1:-1], '"\\')
         if len(text) > MAX_TEXT or "\x00" in text:
             raise LineError(f"string values are at most {MAX_TEXT} characters, without NUL")
         return text
@@ -361,7 +361,7 @@ def _parse_value(raw: str) -> FieldValue:
     return number
 
 
-def _ends_escaped(text: str) -> bool:
+def ends_escaped(text: str) -> bool:
     """True when ``text`` ends in an odd run of backslashes (the closing quote is escaped)."""
     run = len(text) - len(text.rstrip("\\"))
     return run % 2 == 1

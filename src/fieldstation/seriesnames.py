@@ -11,6 +11,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from fieldstation.lineprotocol import ends_escaped, split_unescaped, unescape
+
 
 @dataclass(frozen=True, slots=True)
 class SeriesName:
@@ -24,36 +26,8 @@ class SeriesName:
 
 
 def _split(text: str, sep: str) -> list[str] | None:
-    """Split on unescaped ``sep``; None when an escape dangles."""
-    parts, current, i = [], [], 0
-    while i < len(text):
-        char = text[i]
-        if char == "\\":
-            if i + 1 >= len(text):
-                return None
-            current.append(text[i : i + 2])
-            i += 2
-            continue
-        if char == sep:
-            parts.append("".join(current))
-            current = []
-        else:
-            current.append(char)
-        i += 1
-    parts.append("".join(current))
-    return parts
-
-
-def _unescape(text: str) -> str:
-    out, i = [], 0
-    while i < len(text):
-        if text[i] == "\\" and i + 1 < len(text):
-            out.append(text[i + 1])
-            i += 2
-        else:
-            out.append(text[i])
-            i += 1
-    return "".join(out)
+    """Split on unescaped ``sep`` as line protocol does; None when an escape dangles at the end."""
+    return None if ends_escaped(text) else split_unescaped(text, sep)
 
 
 def parse_field_name(name: str, channel_name: str) -> SeriesName:
@@ -70,5 +44,5 @@ def parse_field_name(name: str, channel_name: str) -> SeriesName:
         pair = _split(part, "=")
         if pair is None or len(pair) != 2 or not pair[0]:
             return plain
-        tags.append((_unescape(pair[0]), _unescape(pair[1])))
-    return SeriesName(_unescape(series[0]), tuple(sorted(tags)), _unescape(halves[1]))
+        tags.append((unescape(pair[0]), unescape(pair[1])))
+    return SeriesName(unescape(series[0]), tuple(sorted(tags)), unescape(halves[1]))
