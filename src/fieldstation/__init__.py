@@ -71,9 +71,11 @@ def register_extensions(app: Flask) -> None:
     from fieldstation import db as database
     from fieldstation import jsonprovider
     from fieldstation.extensions import db, migrate
+    from fieldstation.store import release_request_connection
 
     jsonprovider.init_app(app)
     database.init_app(app)
+    app.teardown_request(release_request_connection)
     migrate.init_app(app, db, directory=str(ROOT / "migrations"))
 
 

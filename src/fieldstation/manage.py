@@ -172,7 +172,8 @@ def find_channel(ref: str, owner: User | None = None) -> Channel:
     :raise NotFound: no such channel, or the name is ambiguous without an owner.
     """
     query = select(Channel)
-    query = query.where(Channel.id == int(ref)) if ref.isdigit() else query.where(Channel.name == ref)
+    by_id = ref.isascii() and ref.isdigit()
+    query = query.where(Channel.id == int(ref)) if by_id else query.where(Channel.name == ref)
     if owner is not None:
         query = query.where(Channel.owner_id == owner.id)
     found = list(db.session.scalars(query.limit(2)))

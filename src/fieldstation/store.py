@@ -12,11 +12,13 @@ from __future__ import annotations
 import fcntl
 import json
 import os
+import threading
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
+from flask import g, has_request_context
 from sqlalchemy import Table, select, update
 from sqlalchemy.engine import Dialect
 from sqlalchemy.exc import DBAPIError
@@ -81,8 +83,8 @@ def write(batch: Batch, *, now: int | None = None) -> WriteResult:
     now = now_us() if now is None else now
     session = db.session
     if not _session_busy():
-        # Nothing pending in the session (the usual single write): a pooled connection of
-        # its own skips the session's bookkeeping, a third of a single reading's cost.
+        # Nothing pending in the session (the usual request): the request's pooled connection,
+        # without the session's bookkeeping, a third of a single reading's cost.
         with _writer_turn(), _own_transaction() as (cursor, sql):
             return _write_rows(cursor, sql, batch, now)
     try:
@@ -117,6 +119,7 @@ def _session_busy() -> bool:
 
 
 _TURN_FILES: dict[str, int] = {}
+_TURN_LOCK = threading.Lock()
 
 
 @contextmanager
@@ -131,36 +134,86 @@ def _writer_turn() -> Iterator[None]:
         yield
         return
     path = engine.url.database + "-writer"
-    fd = _TURN_FILES.get(path)
-    if fd is None:
-        fd = _TURN_FILES[path] = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
-    fcntl.flock(fd, fcntl.LOCK_EX)
-    try:
-        yield
-    finally:
-        fcntl.flock(fd, fcntl.LOCK_UN)
+    with _TURN_LOCK:  # an flock does not exclude threads of one process (they share the fd)
+        fd = _TURN_FILES.get(path)
+        if fd is None:
+            fd = _TURN_FILES[path] = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fd, fcntl.LOCK_UN)
+
+
+_HELD = "fieldstation_connection"
+
+
+@contextmanager
+def _borrowed() -> Iterator[Any]:
+    """A pooled DBAPI connection: the request's own, else a fresh checkout returned afterwards.
+
+    A request checks a connection out once (one pre-ping on PostgreSQL) for its
+    key lookup and its write; :func:`release_request_connection` returns it.
+    """
+    if not has_request_context():
+        connection = db.engine.raw_connection()
+        try:
+            yield connection
+        finally:
+            connection.close()
+        return
+    held = g.get(_HELD)
+    if held is None or not held.is_valid:
+        held = db.engine.raw_connection()
+        setattr(g, _HELD, held)
+    yield held
+
+
+def release_request_connection(_exc: BaseException | None = None) -> None:
+    """Return the request's connection to the pool (a ``teardown_request`` hook)."""
+    held = g.pop(_HELD, None)
+    if held is not None:
+        held.close()
 
 
 @contextmanager
 def _own_transaction() -> Iterator[tuple[Any, _Sql]]:
     """A pooled DBAPI connection, committed when the block succeeds and rolled back otherwise."""
     engine = db.engine
-    connection = engine.raw_connection()
-    try:
-        with _driver_errors(engine.dialect, connection):
-            cursor = connection.cursor()
-            try:
-                yield cursor, _SQL[engine.dialect.name]
-                connection.commit()
-            except BaseException:
-                if connection.is_valid:
-                    connection.rollback()
-                raise
-            finally:
-                if connection.is_valid:
-                    cursor.close()
-    finally:
-        connection.close()
+    with _borrowed() as connection, _driver_errors(engine.dialect, connection):
+        cursor = connection.cursor()
+        try:
+            yield cursor, _SQL[engine.dialect.name]
+            connection.commit()
+        except BaseException:
+            if connection.is_valid:
+                connection.rollback()
+            raise
+        finally:
+            if connection.is_valid:
+                cursor.close()
+
+
+@contextmanager
+def _outside_transaction() -> Iterator[tuple[Any, _Sql]]:
+    """A cursor for one read that needs no transaction: autocommit on PostgreSQL.
+
+    psycopg would otherwise wrap the read in BEGIN … COMMIT, two more round
+    trips; SQLite's driver opens no transaction for a SELECT.
+    """
+    engine = db.engine
+    with _borrowed() as connection, _driver_errors(engine.dialect, connection):
+        postgres = engine.dialect.name == "postgresql"
+        if postgres:
+            connection.driver_connection.autocommit = True
+        cursor = connection.cursor()
+        try:
+            yield cursor, _SQL[engine.dialect.name]
+        finally:
+            if connection.is_valid:
+                cursor.close()
+                if postgres:
+                    connection.driver_connection.autocommit = False
 
 
 @contextmanager
@@ -294,7 +347,7 @@ def lookup_write_key(key_hash: str, device: str | None) -> KeyRow | None:
             row = cursor.fetchone()
             cursor.close()
     else:
-        with _own_transaction() as (cursor, sql):
+        with _outside_transaction() as (cursor, sql):
             cursor.execute(sql.write_key, (device, key_hash))
             row = cursor.fetchone()
     if row is None:

@@ -159,7 +159,8 @@ def _update(channel: Channel, form: ChannelForm) -> None:
     by_number = {f.number: f for f in channel.fields}
     for row in _rows(form):
         name, unit = (row["name"] or "").strip(), (row["unit"] or "").strip() or None
-        number = int(row["number"]) if str(row["number"] or "").isdigit() else None
+        raw_number = str(row["number"] or "")
+        number = int(raw_number) if raw_number.isascii() and raw_number.isdigit() else None
         field = by_number.get(number) if number is not None else None
         if field is not None and row["remove"]:
             manage.delete_field(field)

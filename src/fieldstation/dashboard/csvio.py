@@ -116,7 +116,7 @@ def _columns(channel: Channel, header: list[str], report: ImportReport) -> _Colu
         key = name.lower()
         if index == time_col or key == "entry_id" or not key:
             continue
-        if key.startswith("field") and key[5:].isdigit() and int(key[5:]) in numbers:
+        if key.startswith("field") and key[5:].isascii() and key[5:].isdigit() and int(key[5:]) in numbers:
             fields[index] = int(key[5:])
         elif key in by_name:
             fields[index] = by_name[key]

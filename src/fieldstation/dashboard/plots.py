@@ -56,7 +56,7 @@ def pair_of(channel: Channel, wanted: str | None) -> tuple[Field, Field] | None:
     fields: Sequence[Field] = channel.fields
     by_number = {f.number: f for f in fields}
     if wanted:
-        numbers = [int(n) for n in wanted.split(",") if n.strip().isdigit()]
+        numbers = [int(n) for n in wanted.split(",") if n.strip().isascii() and n.strip().isdigit()]
         chosen = [by_number[n] for n in numbers if n in by_number]
         if len(chosen) == 2 and chosen[0] is not chosen[1]:
             return chosen[0], chosen[1]

@@ -109,7 +109,7 @@ def chart_width(
     """
     param, cookie = ("wide", WIDE_COOKIE) if wide else ("width", WIDTH_COOKIE)
     for raw in (args.get(param), cookies.get(cookie)):
-        if raw and raw.isdigit():
+        if raw and raw.isascii() and raw.isdigit():
             return min(max(int(raw), 240), 4000)
     return default
 
@@ -117,4 +117,4 @@ def chart_width(
 def chart_height(args: Mapping[str, str], default: int = 260) -> int:
     """Chart height from ``?height=``, kept between 120 and 2000."""
     raw = args.get("height", "")
-    return min(max(int(raw), 120), 2000) if raw.isdigit() else default
+    return min(max(int(raw), 120), 2000) if raw.isascii() and raw.isdigit() else default

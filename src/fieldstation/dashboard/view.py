@@ -144,7 +144,8 @@ def import_csv(channel_id: int) -> tuple[str, int]:
 def _results_window(field_id: int) -> Window | None:
     """ThingSpeak's ``results=N`` (and no other range): from the N-th newest reading until now."""
     raw = request.args.get("results", "")
-    if not raw.isdigit() or any(request.args.get(k) for k in ("range", "days", "minutes", "start", "end")):
+    other_range = any(request.args.get(k) for k in ("range", "days", "minutes", "start", "end"))
+    if not (raw.isascii() and raw.isdigit()) or other_range:
         return None
     now = now_us()
     newest = query.series(field_id, MIN_TS_US, now + 1, limit=min(max(int(raw), 1), 8000), descending=True)
