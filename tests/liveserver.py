@@ -1,19 +1,19 @@
-"""Real HTTP servers for end-to-end client tests: Werkzeug's threaded server and gunicorn."""
+"""Real HTTP servers for end-to-end client tests: Werkzeug's threaded server, uWSGI and gunicorn."""
 
 from __future__ import annotations
 
 import os
 import socket
 import subprocess
-import sys
 import threading
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 
 from flask import Flask
 from werkzeug.serving import make_server
 
+from fieldstation.serving import server_command
 from tests.pgserver import free_port
 
 
@@ -31,28 +31,37 @@ def dev_server(app: Flask) -> Iterator[str]:
         server.server_close()
 
 
+def uwsgi_server(app: Flask, workers: int = 1) -> AbstractContextManager[str]:
+    """The app as ``fieldstation serve`` serves it: uWSGI, production config, ``app``'s database."""
+    return production_server(app, "uwsgi", workers)
+
+
+def gunicorn_server(app: Flask, workers: int = 1) -> AbstractContextManager[str]:
+    """The app as ``fieldstation serve --server gunicorn`` serves it."""
+    return production_server(app, "gunicorn", workers)
+
+
 @contextmanager
-def gunicorn_server(app: Flask, workers: int = 1) -> Iterator[str]:
-    """The app as a user serves it: gunicorn, production config, same database as ``app``."""
+def production_server(app: Flask, server: str, workers: int = 1) -> Iterator[str]:
+    """``server`` running the app with the command ``fieldstation serve`` uses, on a free port."""
     port = free_port()
     env = {
         **os.environ,
         "FIELDSTATION_ENV": "production",
-        "FIELDSTATION_SECRET_KEY": "gunicorn-test-secret-0123456789",
+        "FIELDSTATION_SECRET_KEY": "server-test-secret-0123456789",
         "FIELDSTATION_DATABASE_URL": app.config["DATABASE_URL"],
         "FIELDSTATION_INSTANCE_PATH": app.instance_path,
     }
     for name in ("MAX_CONTENT_LENGTH", "MAX_DECOMPRESSED_LENGTH", "MAX_FIELDS_PER_CHANNEL"):
         env[f"FIELDSTATION_{name}"] = str(app.config[name])
-    command = [sys.executable, "-m", "gunicorn", "--bind", f"127.0.0.1:{port}", "--workers", str(workers)]
     proc = subprocess.Popen(
-        [*command, "fieldstation:create_app()"],
+        server_command(server, "127.0.0.1", port, workers),
         env=env,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
     )
     try:
-        _wait_for_port(port, proc)
+        _wait_for_port(port, proc, server)
         yield f"http://127.0.0.1:{port}"
     finally:
         proc.terminate()
@@ -65,19 +74,22 @@ def gunicorn_server(app: Flask, workers: int = 1) -> Iterator[str]:
             proc.stderr.close()
 
 
-def _wait_for_port(port: int, proc: subprocess.Popen[bytes], timeout: float = 30) -> None:
+def _wait_for_port(port: int, proc: subprocess.Popen[bytes], server: str, timeout: float = 30) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
             err = proc.stderr.read().decode(errors="replace") if proc.stderr else ""
-            raise RuntimeError(f"gunicorn exited: {err[-2000:]}")
+            raise RuntimeError(f"{server} exited: {err[-2000:]}")
         try:
             with socket.create_connection(("127.0.0.1", port), timeout=0.2):
                 return
         except OSError:
             time.sleep(0.05)
-    raise RuntimeError("gunicorn did not start")
+    raise RuntimeError(f"{server} did not start")
 
+
+#: Every server a device may meet: ``fieldstation serve`` (uWSGI, or gunicorn) and ``flask run``.
+SERVERS = {"uwsgi": uwsgi_server, "gunicorn": gunicorn_server, "werkzeug-threaded": dev_server}
 
 #: The name the read-API tests use for the threaded development server.
 serve = dev_server

@@ -21,7 +21,7 @@ from fieldstation import lineprotocol as lp
 from fieldstation import manage
 from tests import readback
 from tests.factories import ChannelKeys, make_channel, make_user
-from tests.liveserver import dev_server, gunicorn_server
+from tests.liveserver import SERVERS, uwsgi_server
 
 _names = itertools.count()
 
@@ -46,7 +46,7 @@ def influx_client(url: str, key: str, **options: object) -> InfluxDBClient:
 
 
 def test_influxdb_client_writes_and_data_is_stored(app: Flask, channel: ChannelKeys) -> None:
-    with dev_server(app) as url:
+    with uwsgi_server(app) as url:
         client = influx_client(url, channel.write_key)
         assert client.ping() == "1.8.10"
         point = {
@@ -78,7 +78,7 @@ def test_influxdb_client_writes_and_data_is_stored(app: Flask, channel: ChannelK
 
 
 def test_influxdb_client_errors(app: Flask, channel: ChannelKeys) -> None:
-    with dev_server(app) as url:
+    with uwsgi_server(app) as url:
         with pytest.raises(InfluxDBClientError) as wrong_key:
             influx_client(url, "WRONGKEY00000000").write_points(["m v=1"], protocol="line")
         with pytest.raises(InfluxDBClientError) as no_db:
@@ -94,9 +94,9 @@ def test_influxdb_client_errors(app: Flask, channel: ChannelKeys) -> None:
 # -- Telegraf: chunked, gzipped, text/plain (PROTOCOLS.md §4) ---------------------------------
 
 
-@pytest.fixture(params=["gunicorn", "werkzeug-threaded"])
+@pytest.fixture(params=list(SERVERS))
 def server(request: pytest.FixtureRequest, app: Flask) -> Iterator[str]:
-    start = gunicorn_server if request.param == "gunicorn" else dev_server
+    start = SERVERS[request.param]
     with start(app) as url:
         yield url
 

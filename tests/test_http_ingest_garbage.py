@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 
 from tests import readback
 from tests.factories import ChannelKeys, make_channel, make_user
-from tests.liveserver import dev_server, gunicorn_server
+from tests.liveserver import SERVERS
 
 ENDPOINTS = [
     "/update",
@@ -93,7 +93,7 @@ def test_huge_bodies_are_413(client: FlaskClient, channel: ChannelKeys, template
     assert readback.count_readings() == 0
 
 
-@pytest.mark.parametrize("serve", [dev_server, gunicorn_server], ids=["werkzeug-threaded", "gunicorn"])
+@pytest.mark.parametrize("serve", list(SERVERS.values()), ids=list(SERVERS))
 def test_huge_chunked_body_over_the_wire(app: Flask, channel: ChannelKeys, serve: object) -> None:
     """No Content-Length: the limit must still hold while the body streams in."""
     app.config["MAX_CONTENT_LENGTH"] = 1024 * 1024

@@ -20,7 +20,7 @@ from fieldstation import manage
 from fieldstation.http.thingspeak_write import ts_time
 from tests import readback
 from tests.factories import ChannelKeys, make_channel, make_user
-from tests.liveserver import dev_server, gunicorn_server
+from tests.liveserver import SERVERS, uwsgi_server
 
 _names = itertools.count()
 
@@ -30,10 +30,10 @@ def channel(app: Flask) -> ChannelKeys:
     return make_channel(make_user().user, fields=[f"f{i}" for i in range(1, 9)])
 
 
-@pytest.fixture(params=["gunicorn", "werkzeug-threaded"])
+@pytest.fixture(params=list(SERVERS))
 def server(request: pytest.FixtureRequest, app: Flask) -> Iterator[str]:
     """The app served for real, by each server a user may run it under."""
-    start = gunicorn_server if request.param == "gunicorn" else dev_server
+    start = SERVERS[request.param]
     with start(app) as url:
         yield url
 
@@ -42,7 +42,7 @@ def server(request: pytest.FixtureRequest, app: Flask) -> Iterator[str]:
 
 
 def test_thingspeak_package_writes_and_data_is_stored(app: Flask, channel: ChannelKeys) -> None:
-    with dev_server(app) as url:
+    with uwsgi_server(app) as url:
         as_json = thingspeak.Channel(channel.id, api_key=channel.write_key, fmt="json", server_url=url)
         reply = json.loads(as_json.update({"field1": 21.5, "field2": 55, "status": "hello"}))
         as_text = thingspeak.Channel(channel.id, api_key=channel.write_key, fmt="txt", server_url=url)
@@ -60,7 +60,7 @@ def test_thingspeak_package_writes_and_data_is_stored(app: Flask, channel: Chann
 def test_thingspeak_package_bad_key_raises_http_error(app: Flask, channel: ChannelKeys) -> None:
     import requests
 
-    with dev_server(app) as url:
+    with uwsgi_server(app) as url:
         client = thingspeak.Channel(channel.id, api_key="WRONGKEY12345678", fmt="json", server_url=url)
         with pytest.raises(requests.HTTPError) as err:
             client.update({"field1": 1})

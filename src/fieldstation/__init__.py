@@ -9,7 +9,8 @@ from typing import Any
 
 from flask import Flask
 
-from fieldstation.config import CONFIGS, DEV_SECRET_KEY
+from fieldstation.config import CONFIGS, DEV_SECRET_KEY, Config
+from fieldstation.serving import adapt_to_server
 
 #: The repository root holds ``migrations/`` (the package is installed editable).
 ROOT = Path(__file__).resolve().parents[2]
@@ -36,6 +37,8 @@ def create_app(config: Mapping[str, Any] | str | None = None) -> Flask:
     register_extensions(app)
     register_blueprints(app)
     register_cli(app)
+    max_body = app.config["MAX_CONTENT_LENGTH"] or Config.MAX_CONTENT_LENGTH
+    app.wsgi_app = adapt_to_server(app.wsgi_app, int(max_body))  # type: ignore[method-assign,assignment]
     return app
 
 

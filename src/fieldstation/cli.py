@@ -8,7 +8,6 @@ from __future__ import annotations
 import functools
 import os
 import secrets
-import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
@@ -25,6 +24,7 @@ from fieldstation.mail.command import mail_command
 from fieldstation.models import KeyKind, User
 from fieldstation.mqtt.command import mqtt_command
 from fieldstation.rollups import rollups_group
+from fieldstation.serving import SERVERS, server_command
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -74,17 +74,20 @@ def init_command(admin_name: str, admin_password: str | None) -> None:
 @click.option("--host", default="127.0.0.1", show_default=True, envvar="FIELDSTATION_HOST")
 @click.option("--port", default=8000, show_default=True, type=int, envvar="FIELDSTATION_PORT")
 @click.option("--workers", default=2, show_default=True, type=int, envvar="FIELDSTATION_WORKERS")
-def serve_command(host: str, port: int, workers: int) -> None:
-    """Serve with gunicorn (production); ``run`` is Flask's development server."""
-    args = [
-        sys.executable, "-m", "gunicorn",
-        "--bind", f"{host}:{port}",
-        "--workers", str(workers),
-        "--access-logfile", "-",
-        "fieldstation:create_app()",
-    ]  # fmt: skip
-    click.echo(f"Fieldstation on http://{host}:{port}/ (gunicorn, {workers} workers)")
-    os.execv(sys.executable, args)
+@click.option(
+    "--server",
+    type=click.Choice(SERVERS),
+    default="uwsgi",
+    show_default=True,
+    envvar="FIELDSTATION_SERVER",
+    help="gunicorn where no uWSGI wheel is available.",
+)
+@click.option("--access-log/--no-access-log", default=False, envvar="FIELDSTATION_ACCESS_LOG")
+def serve_command(host: str, port: int, workers: int, server: str, access_log: bool) -> None:
+    """Serve with uWSGI or gunicorn (production); ``run`` is Flask's development server."""
+    args = server_command(server, host, port, workers, access_log=access_log)
+    click.echo(f"Fieldstation on http://{host}:{port}/ ({server}, {workers} workers)")
+    os.execv(args[0], args)
 
 
 # -- users -----------------------------------------------------------------------------------

@@ -1,0 +1,106 @@
+"""The production web server's command line, shared by ``fieldstation serve``, the tests and bench/.
+
+uWSGI (the ``pyuwsgi`` wheel) is the default: its HTTP parser and worker loop
+are C, so a single-reading ``/update`` spends its time in Fieldstation rather
+than in the server, and it serves about twice the requests per second of
+gunicorn's sync workers on two cores (README, "Performance"). It keeps the
+app's header case (``Content-Length``, which the ThingSpeak Arduino library
+looks for case-sensitively) and answers HTTP/1.1 with keep-alive.
+
+gunicorn stays available (``--server gunicorn``) for platforms without a
+uWSGI wheel or a compiler to build one.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import shutil
+import sys
+from collections.abc import Callable, Iterable
+from typing import Any
+
+SERVERS = ("uwsgi", "gunicorn")
+#: What the server imports: the application factory.
+APP = "fieldstation:create_app()"
+#: Largest request head (request line + headers) uWSGI accepts; its default (4 KB) is too small
+#: for the long query strings of a ThingSpeak update with eight fields, status and location.
+HEAD_BUFFER = 65535
+
+
+def server_command(server: str, host: str, port: int, workers: int, *, access_log: bool = False) -> list[str]:
+    """argv that serves the app on ``host:port`` with ``workers`` processes.
+
+    :raise ValueError: an unknown server name.
+    """
+    if server == "uwsgi":
+        return [
+            _uwsgi(),
+            "--http11-socket", f"{host}:{port}",  # HTTP/1.1 with keep-alive
+            "--master", "--processes", str(workers),
+            "--lazy-apps",  # each worker builds its own app and database pool (none shared over fork)
+            "--module", APP,
+            "--need-app", "--die-on-term", "--strict",
+            "--buffer-size", str(HEAD_BUFFER),
+            *(() if access_log else ("--disable-logging",)),
+        ]  # fmt: skip
+    if server == "gunicorn":
+        return [
+            sys.executable, "-m", "gunicorn",
+            "--bind", f"{host}:{port}",
+            "--workers", str(workers),
+            *(("--access-logfile", "-") if access_log else ()),
+            APP,
+        ]  # fmt: skip
+    raise ValueError(f"unknown server {server!r}; choose one of {', '.join(SERVERS)}")
+
+
+def _uwsgi() -> str:
+    """The ``uwsgi`` script installed beside this Python (the pyuwsgi wheel), else the one on PATH."""
+    beside = os.path.join(os.path.dirname(sys.executable), "uwsgi")
+    if os.access(beside, os.X_OK):
+        return beside
+    return shutil.which("uwsgi") or "uwsgi"
+
+
+WsgiApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
+
+
+class ChunkedInput:
+    """Give WSGI apps the body of ``Transfer-Encoding: chunked`` requests under uWSGI.
+
+    uWSGI's HTTP socket hands chunked bodies (Telegraf sends them) to the app
+    undecoded, through its own ``uwsgi.chunked_read()`` API only; read through
+    ``wsgi.input``, the body would look empty and its points would be lost.
+    This reads the chunks, at most ``limit`` bytes plus one, and passes them on
+    with a Content-Length, so the app's size limit applies as to any body.
+    """
+
+    def __init__(self, app: WsgiApp, limit: int) -> None:
+        self.app = app
+        self.limit = limit
+
+    def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+        """Decode a chunked body, then call the app."""
+        if "chunked" in environ.get("HTTP_TRANSFER_ENCODING", "").lower():
+            import uwsgi  # present inside uWSGI workers only
+
+            body = bytearray()
+            while len(body) <= self.limit:
+                chunk = uwsgi.chunked_read()
+                if not chunk:
+                    break
+                body += chunk
+            environ["wsgi.input"] = io.BytesIO(bytes(body))
+            environ["CONTENT_LENGTH"] = str(len(body))
+            environ.pop("HTTP_TRANSFER_ENCODING", None)
+        return self.app(environ, start_response)
+
+
+def adapt_to_server(wsgi_app: WsgiApp, max_body: int) -> WsgiApp:
+    """The app as the running server needs it: chunked bodies decoded under uWSGI."""
+    try:
+        import uwsgi  # noqa: F401
+    except ImportError:
+        return wsgi_app
+    return ChunkedInput(wsgi_app, max_body)
