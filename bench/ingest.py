@@ -1,12 +1,13 @@
 #!/usr/bin/env python3
 """Ingest speed, each figure next to its baseline measured in the same run (issue #3, "Speed").
 
-Starts Fieldstation as a user would (gunicorn, production config, the `serve`
-command's settings) on SQLite and on a throwaway PostgreSQL, drives it from
-separate processes on 127.0.0.1 and prints:
+Starts Fieldstation as a user would (`fieldstation serve`'s command: uWSGI by
+default, production config) on SQLite and on a throwaway PostgreSQL, drives it
+from separate processes on 127.0.0.1 and prints:
 
 - single-reading writes (ThingSpeak ``GET /update``, 16 connections): requests/s,
-  p50/p99, and the ratio to a bare Flask endpoint under the same gunicorn settings;
+  p50/p99, and the ratio to a bare Flask endpoint under gunicorn with 2 sync
+  workers (the issue's baseline) and under the same server as Fieldstation;
 - batched writes of 5,000 points (JSON API and line protocol): points/s, and the
   ratio to raw ``executemany`` of the same rows into the same database;
 - the same workloads against InfluxDB 1.x when ``influxd`` is installed.
@@ -53,7 +54,7 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-# -- the bare baseline app (imported by gunicorn as `ingest:bare_app()`) -----------------------
+# -- the bare baseline app (imported by the server as `ingest:bare_app()`) ---------------------
 
 
 def bare_app() -> Any:
@@ -73,13 +74,18 @@ def bare_app() -> Any:
 
 
 @contextlib.contextmanager
-def gunicorn(target: str, env: dict[str, str], workers: int) -> Iterator[str]:
-    """gunicorn as `fieldstation serve` runs it (sync workers), on a free loopback port."""
+def serve(server: str, target: str, env: dict[str, str], workers: int) -> Iterator[str]:
+    """``target`` served as `fieldstation serve --server SERVER` serves the app, on a free loopback port."""
+    from fieldstation.serving import server_command
+
     port = free_port()
-    command = [sys.executable, "-m", "gunicorn", "--bind", f"127.0.0.1:{port}", "--workers", str(workers)]
-    command += ["--pythonpath", str(ROOT / "bench"), target]
+    command = server_command(server, "127.0.0.1", port, workers, app=target)
+    pythonpath = os.pathsep.join(filter(None, [str(ROOT / "bench"), os.environ.get("PYTHONPATH")]))
     proc = subprocess.Popen(
-        command, env={**os.environ, **env}, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+        command,
+        env={**os.environ, **env, "PYTHONPATH": pythonpath},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
     )
     try:
         wait_for(port, proc)
@@ -332,10 +338,11 @@ def run_engine(engine: str, args: argparse.Namespace, tmp: Path) -> dict[str, An
     with database(engine, tmp) as url:
         env, key, channel_id = prepare(url, tmp / f"instance-{engine}")
         single_path = f"/update?api_key={key}&field1=21.5"
-        with gunicorn("ingest:bare_app()", env, args.workers) as host:
-            single_load(host, single_path, args.connections, 1)  # warm-up
-            out["bare"] = single_load(host, single_path, args.connections, args.duration)
-        with gunicorn("fieldstation:create_app()", env, args.workers) as host:
+        for baseline in ("gunicorn", args.server) if args.server != "gunicorn" else ("gunicorn",):
+            with serve(baseline, "ingest:bare_app()", env, args.workers) as host:
+                single_load(host, single_path, args.connections, 1)  # warm-up
+                out[f"bare_{baseline}"] = single_load(host, single_path, args.connections, args.duration)
+        with serve(args.server, "fieldstation:create_app()", env, args.workers) as host:
             single_load(host, single_path, args.connections, 1)
             out["single"] = single_load(host, single_path, args.connections, args.duration)
             auth = "Basic " + base64.b64encode(f"bench:{key}".encode()).decode()
@@ -390,22 +397,25 @@ def run_influx(args: argparse.Namespace, tmp: Path) -> dict[str, Any] | None:
 def report(results: dict[str, Any], influx: dict[str, Any] | None, args: argparse.Namespace) -> None:
     load = "wrk -t2" if shutil.which("wrk") else "Python load generator"
     print(
-        f"\nFieldstation ingest bench: gunicorn {args.workers} sync workers, {args.connections} connections "
+        f"\nFieldstation ingest bench: {args.server} and gunicorn, {args.workers} workers, "
+        f"{args.connections} connections "
         f"({load}), {args.duration:g} s runs, {args.batches} batches of {POINTS_PER_BATCH} points, "
         f"{args.clients} batch clients; {os.cpu_count()} CPUs shared with the load generator"
     )
     for engine, r in results.items():
-        bare, single = r["bare"], r["single"]
+        single = r["single"]
         print(f"\n[{engine}]")
         print(
-            f"  single reading  /update        {single['rps']:9,.0f} req/s  p50 {single['p50_ms']:.1f} ms  "
-            f"p99 {single['p99_ms']:.1f} ms  errors {single['errors']:.0f}"
+            f"  single reading  /update ({args.server:<8})  {single['rps']:9,.0f} req/s  "
+            f"p50 {single['p50_ms']:.1f} ms  p99 {single['p99_ms']:.1f} ms  errors {single['errors']:.0f}"
         )
-        print(
-            f"  bare Flask      /update        {bare['rps']:9,.0f} req/s  p50 {bare['p50_ms']:.1f} ms  "
-            f"p99 {bare['p99_ms']:.1f} ms"
-        )
-        print(f"    ratio single / bare:          {single['rps'] / bare['rps']:.2f}x")
+        for key in sorted(k for k in r if k.startswith("bare_")):
+            bare, server = r[key], key.removeprefix("bare_")
+            print(
+                f"  bare Flask      /update ({server:<8})  {bare['rps']:9,.0f} req/s  "
+                f"p50 {bare['p50_ms']:.1f} ms  p99 {bare['p99_ms']:.1f} ms   "
+                f"ratio single / this: {single['rps'] / bare['rps']:.2f}x"
+            )
         for method, rate in r["raw"].items():
             print(f"  raw {method:<11} (same rows)  {rate:11,.0f} points/s")
         raw = r["raw"]["executemany"]
@@ -435,7 +445,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--duration", type=float, default=5, help="seconds per single-reading run")
     parser.add_argument("--batches", type=int, default=20, help="5,000-point batches per format")
     parser.add_argument("--connections", type=int, default=16)
-    parser.add_argument("--workers", type=int, default=2, help="gunicorn workers")
+    parser.add_argument("--workers", type=int, default=2, help="server worker processes")
+    parser.add_argument("--server", default="uwsgi", choices=["uwsgi", "gunicorn"], help="for Fieldstation")
     parser.add_argument("--clients", type=int, default=2, help="concurrent batch writers")
     parser.add_argument("--json", dest="json_out", help="also write the figures to this file")
     args = parser.parse_args(argv)

@@ -28,8 +28,10 @@ APP = "fieldstation:create_app()"
 HEAD_BUFFER = 65535
 
 
-def server_command(server: str, host: str, port: int, workers: int, *, access_log: bool = False) -> list[str]:
-    """argv that serves the app on ``host:port`` with ``workers`` processes.
+def server_command(
+    server: str, host: str, port: int, workers: int, *, access_log: bool = False, app: str = APP
+) -> list[str]:
+    """argv that serves ``app`` (a ``module:factory()`` spec) on ``host:port`` with ``workers`` processes.
 
     :raise ValueError: an unknown server name.
     """
@@ -39,7 +41,7 @@ def server_command(server: str, host: str, port: int, workers: int, *, access_lo
             "--http11-socket", f"{host}:{port}",  # HTTP/1.1 with keep-alive
             "--master", "--processes", str(workers),
             "--lazy-apps",  # each worker builds its own app and database pool (none shared over fork)
-            "--module", APP,
+            "--module", app,
             "--need-app", "--die-on-term", "--strict",
             "--buffer-size", str(HEAD_BUFFER),
             *(() if access_log else ("--disable-logging",)),
@@ -50,7 +52,7 @@ def server_command(server: str, host: str, port: int, workers: int, *, access_lo
             "--bind", f"{host}:{port}",
             "--workers", str(workers),
             *(("--access-logfile", "-") if access_log else ()),
-            APP,
+            app,
         ]  # fmt: skip
     raise ValueError(f"unknown server {server!r}; choose one of {', '.join(SERVERS)}")
 
