@@ -5,7 +5,9 @@ are C, so a single-reading ``/update`` spends its time in Fieldstation rather
 than in the server, and it serves about twice the requests per second of
 gunicorn's sync workers on two cores (README, "Performance"). It keeps the
 app's header case (``Content-Length``, which the ThingSpeak Arduino library
-looks for case-sensitively) and answers HTTP/1.1 with keep-alive.
+looks for case-sensitively) and answers HTTP/1.1. Like gunicorn's sync
+workers, it closes each connection after its response (``Connection: close``):
+a worker waiting on an idle keep-alive connection could serve no one else.
 
 gunicorn stays available (``--server gunicorn``) for platforms without a
 uWSGI wheel or a compiler to build one.
@@ -38,7 +40,9 @@ def server_command(
     if server == "uwsgi":
         return [
             _uwsgi(),
-            "--http11-socket", f"{host}:{port}",  # HTTP/1.1 with keep-alive
+            # HTTP/1.1 answers, one request per connection: a sync worker held by an idle
+            # keep-alive connection (browsers, Telegraf) would stall every other client.
+            "--http-socket", f"{host}:{port}", "--add-header", "Connection: close",
             "--master", "--processes", str(workers),
             "--lazy-apps",  # each worker builds its own app and database pool (none shared over fork)
             "--module", app,
