@@ -46,7 +46,7 @@ def server_command(
             "--master", "--processes", str(workers),
             "--lazy-apps",  # each worker builds its own app and database pool (none shared over fork)
             "--module", app,
-            "--need-app", "--die-on-term", "--strict",
+            "--need-app", "--die-on-term", "--strict", "--single-interpreter",
             "--buffer-size", str(HEAD_BUFFER),
             *(() if access_log else ("--disable-logging",)),
         ]  # fmt: skip
