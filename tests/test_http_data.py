@@ -157,6 +157,52 @@ def test_access_rules(client: FlaskClient, channel: ChannelKeys) -> None:
     assert get(client, f"/api/v1/channels/{public.id}/latest", None)[0] == 200
 
 
+ROUTES = ["readings", "buckets", "entries/latest", "latest", "export.csv", "fields/1/export.ndjson"]
+
+
+def test_every_route_answers_unknown_and_forbidden_alike(client: FlaskClient, channel: ChannelKeys) -> None:
+    from fieldstation import auth, manage
+    from fieldstation.models import ApiKey, KeyKind
+
+    other = make_channel(channel.channel.owner, "other")
+    stranger = make_user("mallory")
+    revoked = manage.create_key(channel.channel.owner, KeyKind.READ, channel=channel.channel)[1]
+    manage.revoke_key(auth.find_key(revoked) or ApiKey())
+    owner = make_user_key(channel)
+    for route in ROUTES:
+        url = f"/api/v1/channels/{channel.id}/{route}"
+        for key in (None, "NOSUCHKEY", other.read_key, other.write_key, stranger.key, revoked):
+            assert client.get(url, query_string={"api_key": key} if key else {}).status_code == 404, (
+                route,
+                key,
+            )
+        for key in (channel.read_key, channel.write_key, owner):
+            assert client.get(url, query_string={"api_key": key}).status_code == 200, (route, key)
+        assert client.get(url, headers={"Authorization": f"Bearer {owner}"}).status_code == 200
+        unknown = f"/api/v1/channels/99999/{route}"
+        assert client.get(unknown, query_string={"api_key": channel.read_key}).status_code == 404
+    # A bad fields= tells nothing about a channel one may not read: 404 first, 400 only when readable.
+    readings = f"/api/v1/channels/{channel.id}/readings"
+    assert get(client, readings, other.read_key, fields="7")[0] == 404
+    assert get(client, readings, None, fields="x")[0] == 404
+    assert get(client, readings, channel.read_key, fields="x")[0] == 400
+
+
+def test_only_the_named_fields_are_read(client: FlaskClient, channel: ChannelKeys) -> None:
+    url = f"/api/v1/channels/{channel.id}/readings"
+    _, one = get(client, url, channel.read_key, fields="field2", start=ISO0, limit=2)
+    assert one["fields"] == [{"number": 2, "name": "humidity", "unit": None}]
+    assert [r["values"] for r in one["readings"]] == [{"2": 50.0}, {"2": 49.0}]
+    _, both = get(client, url, channel.read_key, fields="2,1", start=ISO0, limit=1)
+    assert [f["number"] for f in both["fields"]] == [2, 1] and both["readings"][0]["values"] == {
+        "1": 20.0,
+        "2": 50.0,
+    }
+    _, every = get(client, url, channel.read_key, start=ISO0, limit=1)
+    assert [f["name"] for f in every["fields"]] == ["temperature", "humidity"]
+    assert get(client, f"/api/v1/channels/{channel.id}/fields/3/export.csv", channel.read_key)[0] == 404
+
+
 def make_user_key(channel: ChannelKeys) -> str:
     from fieldstation import manage
     from fieldstation.models import KeyKind

@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 
 from fieldstation import params
 from fieldstation.errors import BadRequest
-from fieldstation.points import US, datetime_to_us
+from fieldstation.points import MAX_TS_US, MIN_TS_US, US, datetime_to_us
 
 NOW = 1_700_000_000 * US
 H = 3600 * US
@@ -116,3 +116,31 @@ def test_fields_functions_and_flags() -> None:
     assert params.format_time(1, seconds=True) == "1970-01-01T00:00:00Z"
     berlin = dt.timezone(dt.timedelta(hours=1))
     assert params.format_time(0, berlin) == "1970-01-01T01:00:00+01:00"
+
+
+def _isoformat(ts: int, seconds: bool) -> str:
+    moment = dt.datetime(1970, 1, 1, tzinfo=dt.UTC) + dt.timedelta(microseconds=ts)
+    text = (moment.replace(microsecond=0) if seconds else moment).isoformat()
+    return text.removesuffix("+00:00") + "Z"
+
+
+@given(
+    st.lists(
+        st.one_of(
+            st.integers(min_value=MIN_TS_US - 2 * H, max_value=MAX_TS_US + 2 * H),
+            st.integers(min_value=0, max_value=10**5).map(lambda n: NOW + n * 60 * US),
+            st.integers(min_value=-(10**6), max_value=10**6).map(lambda n: NOW + n * 997),
+        ),
+        max_size=40,
+    ),
+    st.booleans(),
+)
+def test_format_times_is_format_time_of_each(stamps: list[int], seconds: bool) -> None:
+    """The batch formatter (hour prefixes shared) writes what datetime.isoformat writes, row by row."""
+    for ordered in (stamps, sorted(stamps)):
+        got = params.format_times(ordered, seconds=seconds)
+        assert got == [params.format_time(ts, seconds=seconds) for ts in ordered]
+        assert got == [_isoformat(ts, seconds) for ts in ordered]
+    zone = dt.timezone(dt.timedelta(hours=5, minutes=30))
+    inside = [ts for ts in stamps if MIN_TS_US <= ts <= MAX_TS_US]
+    assert params.format_times(inside, zone) == [params.format_time(ts, zone) for ts in inside]

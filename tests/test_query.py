@@ -189,3 +189,62 @@ def test_rollups_cli_rebuilds(channel: ChannelKeys, app: Flask) -> None:
     assert result.exit_code == 0, result.output
     fid = field_id(channel, 1)
     assert query.buckets(fid, T0, T0 + 2 * HOUR, HOUR) == raw_buckets(fid, T0, T0 + 2 * HOUR, HOUR)
+
+
+def test_read_access_follows_can_read(app: Flask) -> None:
+    """The one-statement access check of the read API answers exactly as auth.can_read."""
+    from fieldstation import auth, manage
+    from fieldstation.models import ApiKey, KeyKind
+
+    alice, bob = make_user("alice"), make_user("bob")
+    private = make_channel(alice.user, "private", fields=[f"f{i}" for i in range(1, 13)])
+    public = make_channel(alice.user, "public", public=True)
+    other = make_channel(bob.user, "other")
+    revoked_raw = manage.create_key(alice.user, KeyKind.READ, channel=private.channel)[1]
+    manage.revoke_key(auth.find_key(revoked_raw) or ApiKey())
+    keys = [None, "", "NOSUCHKEY", alice.key, bob.key, revoked_raw]
+    keys += [c.read_key for c in (private, public, other)] + [c.write_key for c in (private, public, other)]
+    for channel in (private, public, other):
+        for raw in keys:
+            info = query.read_access(channel.id, raw)
+            assert (info is not None) == auth.can_read(channel.channel, raw), (channel.channel.name, raw)
+            if info is not None:
+                assert (info.id, info.name, info.public) == (
+                    channel.id,
+                    channel.channel.name,
+                    channel.channel.public,
+                )
+    assert query.read_access(999_999, alice.key) is None
+    assert query.read_access(2**70, alice.key) is None
+    everything = query.read_access(private.id, alice.key)
+    assert everything is not None and [f.number for f in everything.fields] == list(range(1, 13))
+    some = query.read_access(private.id, alice.key, (3, 9))
+    assert some is not None and [(f.number, f.name) for f in some.fields] == [
+        (n, f"f{n}") for n in range(3, 10)
+    ]
+    assert some.field(3) is not None and some.field(10) is None
+    assert some.created_at.tzinfo is dt.UTC and some.created_at == private.channel.created_at
+
+
+def test_text_readings_come_back_among_numbers(channel: ChannelKeys) -> None:
+    """Texts are read apart from the numbers (see SeriesRows); every reading still comes back in order."""
+    write(channel, *[Entry({1: float(i) if i % 3 else f"t{i}"}, ts=T0 + i * SECOND) for i in range(9)])
+    fid = field_id(channel, 1)
+    got = query.series(fid, T0, T0 + 9 * SECOND, limit=100)
+    assert [(p.value, p.text) for p in got] == [
+        (None, f"t{i}") if i % 3 == 0 else (float(i), None) for i in range(9)
+    ]
+    down = query.series(fid, T0, T0 + 9 * SECOND, limit=4, descending=True)
+    assert [p.text or p.value for p in down] == [8.0, 7.0, "t6", 5.0]
+    rows = query.series_rows(fid, T0, T0 + 9 * SECOND, limit=100)
+    assert rows.texts == {T0: "t0", T0 + 3 * SECOND: "t3", T0 + 6 * SECOND: "t6"}
+
+
+def test_latest_entry_of_a_wide_channel_has_every_value(app: Flask) -> None:
+    wide = make_channel(make_user().user, "wide", fields=[f"f{i}" for i in range(1, 31)])
+    store.write(Batch(wide.id, [Entry({n: float(n) for n in range(1, 31)}, ts=T0)]))
+    store.write(Batch(wide.id, [Entry({n: n + 0.5 for n in range(1, 31, 2)}, ts=T0 + SECOND)]))
+    last = query.latest_entry(wide.id)
+    assert last is not None and last.values == {n: n + 0.5 for n in range(1, 31, 2)}
+    rows = query.entries(wide.id, None, None, limit=5)
+    assert rows[0].values == {n: float(n) for n in range(1, 31)}

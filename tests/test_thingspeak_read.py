@@ -164,3 +164,17 @@ def test_public_channel_and_empty_field(client: FlaskClient, app: Flask) -> None
     assert client.get(f"/channels/{public.id}/feeds.json").get_json()["feeds"] == []
     assert client.get(f"/channels/{public.id}/fields/1/last").status_code == 404
     assert client.get(f"/channels/{public.id}/fields/9.json").status_code == 404
+
+
+def test_names_beyond_ascii_and_more_than_eight_fields(client: FlaskClient, app: Flask) -> None:
+    owner = make_user("zoe").user
+    wide = make_channel(
+        owner, "Wetter Zürich", fields=[f"Temperatur {i} °C" for i in range(1, 11)], public=True
+    )
+    store.write(Batch(wide.id, [Entry({n: float(n) for n in range(1, 11)}, ts=T0)]))
+    body = client.get(f"/channels/{wide.id}/feeds.json").get_json()
+    assert body["channel"]["name"] == "Wetter Zürich" and body["channel"]["field8"] == "Temperatur 8 °C"
+    assert "field9" not in body["channel"] and "field9" not in body["feeds"][0]
+    assert body["feeds"][0]["field8"] == "8"
+    view = client.get(f"/channels/{wide.id}.json")
+    assert view.mimetype == "application/json" and view.get_json()["name"] == "Wetter Zürich"

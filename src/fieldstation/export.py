@@ -10,16 +10,27 @@ from __future__ import annotations
 import csv
 import io
 import json
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
+from typing import Protocol
 
 from fieldstation import query
-from fieldstation.models import Field
-from fieldstation.params import format_time
+from fieldstation.params import format_time, format_times
 
 
-def _UtcClock() -> Callable[[int], str]:  # noqa: N802 - reads like the formatter it returns
-    """The UTC formatter exports use (params.format_time's fast path)."""
-    return format_time
+class NamedField(Protocol):
+    """What an export needs of a field: an ORM ``Field`` or a ``query.FieldInfo``."""
+
+    @property
+    def id(self) -> int:
+        """Database id."""
+
+    @property
+    def number(self) -> int:
+        """Number within the channel."""
+
+    @property
+    def name(self) -> str:
+        """Column header."""
 
 
 def _number(value: float | str | None) -> str:
@@ -30,52 +41,56 @@ def _number(value: float | str | None) -> str:
     return repr(value) if value != int(value) or abs(value) >= 1e16 else str(int(value))
 
 
-def field_csv(field: Field, start: int, end: int, page: int = 5000) -> Iterator[str]:
+def field_csv(field: NamedField, start: int, end: int, page: int = 5000) -> Iterator[str]:
     """``time,value`` rows of one field, oldest first."""
-    clock, buffer = _UtcClock(), io.StringIO()
+    buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow(["time", field.name])
     after: int | None = None
     while True:
-        rows = query.series(field.id, start, end, limit=page, after=after)
+        got = query.series_rows(field.id, start, end, limit=page, after=after)
+        rows, texts = got.pairs, got.texts
+        times = format_times([ts for ts, _ in rows])
         writer.writerows(
-            (clock(p.ts), _number(p.value) if p.value is not None else p.text or "") for p in rows
+            (time, _number(value) if value is not None else texts.get(ts) or "")
+            for time, (ts, value) in zip(times, rows, strict=True)
         )
         yield buffer.getvalue()
         buffer.seek(0)
         buffer.truncate()
         if len(rows) < page:
             return
-        after = rows[-1].ts
+        after = rows[-1][0]
 
 
-def field_ndjson(field: Field, start: int, end: int, page: int = 5000) -> Iterator[str]:
+def field_ndjson(field: NamedField, start: int, end: int, page: int = 5000) -> Iterator[str]:
     """One JSON object per line: ``{"time": …, "value": …}``, oldest first."""
-    clock = _UtcClock()
     after: int | None = None
     while True:
         rows = query.series(field.id, start, end, limit=page, after=after)
+        times = format_times([p.ts for p in rows])
         yield "".join(
-            json.dumps({"time": clock(p.ts), "value": p.value if p.value is not None else p.text}) + "\n"
-            for p in rows
+            json.dumps({"time": time, "value": p.value if p.value is not None else p.text}) + "\n"
+            for time, p in zip(times, rows, strict=True)
         )
         if len(rows) < page:
             return
         after = rows[-1].ts
 
 
-def channel_csv(channel_id: int, fields: Sequence[Field], start: int, end: int) -> Iterator[str]:
+def channel_csv(channel_id: int, fields: Sequence[NamedField], start: int, end: int) -> Iterator[str]:
     """One row per entry: time, entry_id, every field (by name), status, latitude, longitude, elevation."""
-    clock, buffer = _UtcClock(), io.StringIO()
+    buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
     numbers = [f.number for f in fields]
     writer.writerow(
         ["time", "entry_id", *(f.name for f in fields), "status", "latitude", "longitude", "elevation"]
     )
     for page in _entry_pages(channel_id, start, end):
+        times = format_times([e.ts for e in page])
         writer.writerows(
             [
-                clock(e.ts),
+                time,
                 e.entry_id,
                 *(_number(e.values.get(n)) for n in numbers),
                 e.status or "",
@@ -83,20 +98,19 @@ def channel_csv(channel_id: int, fields: Sequence[Field], start: int, end: int) 
                 _number(e.longitude),
                 _number(e.elevation),
             ]
-            for e in page
+            for time, e in zip(times, page, strict=True)
         )
         yield buffer.getvalue()
         buffer.seek(0)
         buffer.truncate()
 
 
-def channel_ndjson(channel_id: int, fields: Sequence[Field], start: int, end: int) -> Iterator[str]:
+def channel_ndjson(channel_id: int, fields: Sequence[NamedField], start: int, end: int) -> Iterator[str]:
     """One JSON object per entry, values keyed ``field<N>`` as in ThingSpeak feeds."""
-    clock = _UtcClock()
     for page in _entry_pages(channel_id, start, end):
         lines = []
         for e in page:
-            row: dict[str, object] = {"time": clock(e.ts), "entry_id": e.entry_id}
+            row: dict[str, object] = {"time": format_time(e.ts), "entry_id": e.entry_id}
             row.update({f"field{n}": v for n, v in sorted(e.values.items())})
             for name in ("status", "latitude", "longitude", "elevation"):
                 if getattr(e, name) is not None:

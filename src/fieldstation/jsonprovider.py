@@ -23,7 +23,7 @@ class OrjsonProvider(DefaultJSONProvider):
 
     def dumps(self, obj: Any, **kwargs: Any) -> str:
         """Serialise ``obj``; ``kwargs`` (json.dumps options) are not needed by this app."""
-        return _encode(obj).decode()
+        return encode(obj).decode()
 
     def loads(self, s: str | bytes, **kwargs: Any) -> Any:
         """Parse JSON text."""
@@ -32,12 +32,13 @@ class OrjsonProvider(DefaultJSONProvider):
     def response(self, *args: Any, **kwargs: Any) -> Any:
         """Like Flask's, but the body is encoded once, straight to bytes."""
         obj = self._prepare_response_obj(args, kwargs)
-        return Response(_encode(obj), mimetype=self.mimetype)
+        return Response(encode(obj), mimetype=self.mimetype)
 
 
-def _encode(obj: Any) -> bytes:
-    """orjson, or the standard library for what orjson refuses (integers beyond 64 bits,
-    which a client can put into an echoed error message)."""
+def encode(obj: Any) -> bytes:
+    """Compact JSON bytes, as jsonify makes them (also for bodies built by hand): orjson, or the
+    standard library for what orjson refuses (integers beyond 64 bits, which a client can put
+    into an echoed error message)."""
     try:
         return orjson.dumps(obj, default=DefaultJSONProvider.default, option=_OPTIONS)
     except TypeError:

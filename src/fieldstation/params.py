@@ -11,7 +11,7 @@ from __future__ import annotations
 import datetime as dt
 import functools
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 from fieldstation.errors import BadRequest
@@ -93,10 +93,10 @@ def parse_int(raw: str | None, name: str, *, default: int, low: int, high: int) 
     return value
 
 
-def parse_fields(raw: Sequence[str], available: Sequence[int]) -> list[int]:
-    """Field numbers from ``fields=1,2`` (repeatable); none given means all available.
+def parse_field_numbers(raw: Sequence[str]) -> list[int]:
+    """Field numbers named by ``fields=1,2`` (repeatable), in order, without repeats; [] when none.
 
-    :raise BadRequest: not numbers, or a field the channel lacks.
+    :raise BadRequest: not numbers, or more than MAX_FIELDS.
     """
     numbers: list[int] = []
     for chunk in raw:
@@ -107,12 +107,22 @@ def parse_fields(raw: Sequence[str], available: Sequence[int]) -> list[int]:
             if not (part.isascii() and part.isdigit()) or len(part) > 6:
                 raise BadRequest(f"not a field number: {part[:20]!r}", code="bad_field")
             number = int(part)
-            if number not in available:
-                raise BadRequest(f"channel has no field {number}", code="unknown_field")
             if number not in numbers:
                 numbers.append(number)
     if len(numbers) > MAX_FIELDS:
         raise BadRequest(f"at most {MAX_FIELDS} fields", code="bad_field")
+    return numbers
+
+
+def parse_fields(raw: Sequence[str], available: Sequence[int]) -> list[int]:
+    """Field numbers from ``fields=1,2`` (repeatable); none given means all available.
+
+    :raise BadRequest: not numbers, or a field the channel lacks.
+    """
+    numbers = parse_field_numbers(raw)
+    for number in numbers:
+        if number not in available:
+            raise BadRequest(f"channel has no field {number}", code="unknown_field")
     return numbers or list(available)
 
 
@@ -173,6 +183,9 @@ def parse_float_param(raw: str | None, name: str) -> float | None:
 
 
 _HOUR_US = 3600 * US
+#: ``MM:SS`` of every second of an hour.
+_MM_SS = tuple(f"{m:02d}:{s:02d}" for m in range(60) for s in range(60))
+_MM_SS_Z = tuple(f"{text}Z" for text in _MM_SS)
 
 
 @functools.lru_cache(maxsize=4096)
@@ -185,21 +198,48 @@ def _hour_text(hour: int) -> str:
 def format_time(ts: int, zone: dt.tzinfo = dt.UTC, *, seconds: bool = False) -> str:
     """µs -> ISO 8601 in ``zone`` (``Z`` for UTC); ``seconds`` drops the fraction (ThingSpeak).
 
-    UTC, the common case of every feed and export, is formatted by arithmetic
-    (about 5x faster than datetime.isoformat, which matters at 200,000 rows/s).
+    UTC, the common case of every feed and export, is formatted by arithmetic and
+    table lookups (several times faster than datetime.isoformat, which matters at
+    200,000 rows/s).
     """
     if zone is dt.UTC and MIN_TS_US <= ts <= MAX_TS_US:
         hour, rest = divmod(ts, _HOUR_US)
         secs, micros = divmod(rest, US)
-        minutes, secs = divmod(secs, 60)
         if micros and not seconds:
-            return f"{_hour_text(hour)}{minutes:02d}:{secs:02d}.{micros:06d}Z"
-        return f"{_hour_text(hour)}{minutes:02d}:{secs:02d}Z"
+            return f"{_hour_text(hour)}{_MM_SS[secs]}.{micros:06d}Z"
+        return _hour_text(hour) + _MM_SS[secs] + "Z"
     moment = (dt.datetime(1970, 1, 1, tzinfo=dt.UTC) + dt.timedelta(microseconds=ts)).astimezone(zone)
     if seconds:
         moment = moment.replace(microsecond=0)
     text = moment.isoformat()
     return text[:-6] + "Z" if text.endswith("+00:00") and zone is dt.UTC else text
+
+
+def format_times(stamps: Iterable[int], zone: dt.tzinfo = dt.UTC, *, seconds: bool = False) -> list[str]:
+    """:func:`format_time` of many timestamps at once, for the rows of one response.
+
+    In UTC, timestamps of the same hour share that hour's prefix: a row at a whole
+    second costs a subtraction, a division and a table lookup (a fifth of format_time).
+    """
+    if zone is not dt.UTC:
+        return [format_time(ts, zone, seconds=seconds) for ts in stamps]
+    out: list[str] = []
+    add = out.append
+    low = high = 0  # the current hour [low, high)
+    prefix = ""
+    for ts in stamps:
+        if not low <= ts < high:
+            if not MIN_TS_US <= ts <= MAX_TS_US:
+                add(format_time(ts, zone, seconds=seconds))
+                continue
+            hour = ts // _HOUR_US
+            low, high, prefix = hour * _HOUR_US, (hour + 1) * _HOUR_US, _hour_text(hour)
+        into = ts - low
+        if into % US and not seconds:
+            add(format_time(ts, zone))
+        else:
+            add(prefix + _MM_SS_Z[into // US])
+    return out
 
 
 # -- ThingSpeak read parameters ---------------------------------------------------------------

@@ -14,11 +14,13 @@ rollups kept by :mod:`fieldstation.rollups` (see docs/query.md).
 from __future__ import annotations
 
 import datetime as dt
+import json
 from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
-from sqlalchemy import bindparam, select, text
+from sqlalchemy import select, text
 
 from fieldstation.errors import BadRequest
 from fieldstation.extensions import db
@@ -41,9 +43,11 @@ NICE_WIDTHS = [
 _SHIFT = -MIN_TS_US + DAY
 
 
-@dataclass(frozen=True, slots=True)
-class EntryRow:
-    """One entry of a channel with the values of (some of) its fields."""
+class EntryRow(NamedTuple):
+    """One entry of a channel with the values of (some of) its fields.
+
+    A named tuple for the same reason as Point: feeds build one per row.
+    """
 
     entry_id: int
     ts: int
@@ -80,11 +84,88 @@ class Bucket:
     last: float | None
 
 
+# -- fixed statements -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class _Sql:
+    """The hot reads as fixed statements in one driver's parameter style.
+
+    Building and compiling SQLAlchemy constructs, and its Row objects, cost more
+    than these statements' database work. Every value is a bound parameter.
+    """
+
+    #: Whether a list travels as an array (PostgreSQL) or as JSON text (SQLite's json_each).
+    arrays: bool
+    channel: str
+    series_asc: str
+    series_desc: str
+    field_entries: str
+    values_between: str
+    texts: str
+
+
+def _statements(dialect: str) -> _Sql:
+    pg = dialect == "postgresql"
+
+    def bind(statement: str) -> str:
+        return statement.replace("?", "%s") if pg else statement
+
+    series = "SELECT ts, value FROM readings WHERE field_id = ? AND ts >= ? AND ts < ? ORDER BY ts "
+    return _Sql(
+        arrays=pg,
+        # One row per field in the span (or one with NULL fields); the 12th column says whether
+        # the key may read. Parameters: key hash, lowest and highest field number, channel id.
+        channel=bind(
+            "SELECT c.id, c.owner_id, c.name, c.description, c.public, c.latitude, c.longitude, "
+            "c.elevation, c.last_entry_id, c.created_at, c.updated_at, "
+            "(c.public OR EXISTS (SELECT 1 FROM api_keys k WHERE k.key_hash = ? "
+            "AND k.revoked_at IS NULL AND ((k.kind = 'user' AND k.user_id = c.owner_id) "
+            "OR (k.kind <> 'user' AND k.channel_id = c.id)))), "
+            "f.id, f.number, f.name, f.unit "
+            "FROM channels c LEFT JOIN fields f ON f.channel_id = c.id AND f.number >= ? AND f.number <= ? "
+            "WHERE c.id = ? ORDER BY f.number"
+        ),
+        series_asc=bind(series + "ASC LIMIT ?"),
+        series_desc=bind(series + "DESC LIMIT ?"),
+        # Every reading has an entry (store.write makes both); the join drops none.
+        field_entries=bind(
+            "SELECT r.ts, r.value, r.text, e.entry_id, e.status, e.latitude, e.longitude, e.elevation "
+            "FROM readings r JOIN entries e ON e.channel_id = ? AND e.ts = r.ts "
+            "WHERE r.field_id = ? AND r.ts >= ? AND r.ts < ? ORDER BY r.ts DESC LIMIT ?"
+        ),
+        values_between=bind(
+            "SELECT f.number, r.ts, r.value, r.text FROM fields f JOIN readings r ON r.field_id = f.id "
+            "WHERE f.channel_id = ? AND r.ts >= ? AND r.ts <= ? ORDER BY f.number"
+        ),
+        texts=bind(
+            "SELECT ts, text FROM readings WHERE field_id = ? AND ts = ANY(?)"
+            if pg
+            else "SELECT ts, text FROM readings WHERE field_id = ? AND ts IN (SELECT value FROM json_each(?))"
+        ),
+    )
+
+
+_SQL = {name: _statements(name) for name in ("sqlite", "postgresql")}
+
+
+@contextmanager
+def _cursor() -> Iterator[tuple[Any, _Sql]]:
+    """A DBAPI cursor on the session's connection: one pooled connection per request, and
+    reads see what the session's own transaction wrote."""
+    connection = db.session.connection()
+    cursor = connection.connection.cursor()
+    try:
+        yield cursor, _SQL[connection.dialect.name]
+    finally:
+        cursor.close()
+
+
 # -- channels and access ----------------------------------------------------------------------
 
 
 def readable_channel(channel_id: int, raw_key: str | None) -> Channel | None:
-    """The channel if ``raw_key`` may read it (public, or a key of it, or the owner's user key).
+    """The channel's ORM object if ``raw_key`` may read it (the dashboard's pages need one).
 
     Unknown and forbidden channels both give None, so callers answer them alike.
     """
@@ -94,6 +175,95 @@ def readable_channel(channel_id: int, raw_key: str | None) -> Channel | None:
     if channel is None or not can_read(channel, raw_key):
         return None
     return channel
+
+
+@dataclass(frozen=True, slots=True)
+class FieldInfo:
+    """A field as the read API needs it: a plain snapshot, not an ORM object."""
+
+    id: int
+    number: int
+    name: str
+    unit: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class ChannelInfo:
+    """A channel's settings and fields as the read API needs them, from one fixed statement.
+
+    ``fields`` holds the fields numbered within the span given to :func:`read_access`.
+    """
+
+    id: int
+    owner_id: int
+    name: str
+    description: str
+    public: bool
+    latitude: float | None
+    longitude: float | None
+    elevation: float | None
+    last_entry_id: int
+    created_at: dt.datetime
+    updated_at: dt.datetime
+    fields: tuple[FieldInfo, ...]
+
+    def field(self, number: int) -> FieldInfo | None:
+        """Field ``number``, or None."""
+        for field in self.fields:
+            if field.number == number:
+                return field
+        return None
+
+
+#: Every field number (read_access's default span).
+ALL_FIELDS = (0, 2**31 - 1)
+
+
+def read_access(
+    channel_id: int, raw_key: str | None, numbers: tuple[int, int] = ALL_FIELDS
+) -> ChannelInfo | None:
+    """The channel and its fields if ``raw_key`` may read it, else None (unknown and forbidden alike).
+
+    The same rule as :func:`fieldstation.auth.can_read` (public; a read or write key of the
+    channel; the owner's user key), checked in the one statement that also reads the channel
+    and its fields: every API read starts here, and the ORM's lookups of channel, key and
+    fields cost several times the 24-hour query's SQL (issue #4). Only the fields numbered
+    within ``numbers`` (lowest, highest) are read: ThingSpeak shows fields 1-8, and a
+    request for field 1 of a 100-field channel need not load the other 99.
+    """
+    if not 0 <= channel_id < 2**63:
+        return None
+    from fieldstation.auth import hash_key
+
+    key_hash = hash_key(raw_key) if raw_key else None
+    low, high = max(numbers[0], ALL_FIELDS[0]), min(numbers[1], ALL_FIELDS[1])
+    with _cursor() as (cursor, sql):
+        cursor.execute(sql.channel, (key_hash, low, high, channel_id))
+        rows = cursor.fetchall()
+    if not rows or not rows[0][11]:
+        return None
+    first = rows[0]
+    fields = tuple(FieldInfo(r[12], r[13], r[14], r[15]) for r in rows if r[12] is not None)
+    return ChannelInfo(
+        first[0],
+        first[1],
+        first[2],
+        first[3] or "",
+        bool(first[4]),
+        first[5],
+        first[6],
+        first[7],
+        first[8],
+        _utc(first[9]),
+        _utc(first[10]),
+        fields,
+    )
+
+
+def _utc(value: dt.datetime | str) -> dt.datetime:
+    """A UTCDateTime column as the driver returns it (SQLite: naive text) -> aware UTC."""
+    moment = dt.datetime.fromisoformat(value) if isinstance(value, str) else value
+    return moment.replace(tzinfo=dt.UTC) if moment.tzinfo is None else moment.astimezone(dt.UTC)
 
 
 def field_of(channel_id: int, number: int) -> Field | None:
@@ -174,30 +344,17 @@ def field_entries(
 
     Only that field's value is returned (ThingSpeak's ``/fields/<n>`` feeds).
     """
+    limit = _check_limit(limit)
     lo = MIN_TS_US if start is None else start
     hi = MAX_TS_US + 1 if end is None else end
-    points = series(field_id, lo, hi, limit=limit, descending=True)[::-1]
-    by_ts: dict[int, Any] = {}
-    stamps = [p.ts for p in points]
-    for i in range(0, len(stamps), 500):
-        chunk = stamps[i : i + 500]
-        for row in db.session.execute(
-            text(
-                "SELECT entry_id, ts, status, latitude, longitude, elevation FROM entries "
-                "WHERE channel_id = :c AND ts IN :stamps"
-            ).bindparams(bindparam("stamps", expanding=True)),
-            {"c": channel_id, "stamps": chunk},
-        ):
-            by_ts[row.ts] = row
-    result = []
-    for p in points:
-        r = by_ts.get(p.ts)
-        value: float | str = p.value if p.value is not None else (p.text or "")
-        if r is not None:
-            result.append(
-                EntryRow(r.entry_id, p.ts, r.status, r.latitude, r.longitude, r.elevation, {number: value})
-            )
-    return result
+    with _cursor() as (cursor, sql):
+        cursor.execute(sql.field_entries, (channel_id, field_id, lo, hi, limit))
+        rows = cursor.fetchall()
+    rows.reverse()
+    return [
+        EntryRow(entry_id, ts, status, lat, lon, elev, {number: value if value is not None else (txt or "")})
+        for ts, value, txt, entry_id, status, lat, lon, elev in rows
+    ]
 
 
 def _values_between(
@@ -206,21 +363,17 @@ def _values_between(
     """Values of the channel's fields with ``lo <= ts <= hi``, by timestamp then field number.
 
     Every reading belongs to an entry (store.write makes both), so this is
-    exactly the values of the entries in that span.
+    exactly the values of the entries in that span. One statement for all
+    fields: a statement per field made the latest entry of a 100-field channel
+    cost 14 ms.
     """
-    numbers = db.session.execute(
-        select(Field.id, Field.number).where(Field.channel_id == channel_id).order_by(Field.number)
-    ).all()
     wanted = set(fields) if fields is not None else None
     result: dict[int, dict[int, float | str]] = {}
-    for field_id, number in numbers:
-        if wanted is not None and number not in wanted:
-            continue
-        for ts, value, txt in db.session.execute(
-            text("SELECT ts, value, text FROM readings WHERE field_id = :f AND ts >= :lo AND ts <= :hi"),
-            {"f": field_id, "lo": lo, "hi": hi},
-        ):
-            result.setdefault(ts, {})[number] = value if value is not None else txt
+    with _cursor() as (cursor, sql):
+        cursor.execute(sql.values_between, (channel_id, lo, hi))
+        for number, ts, value, txt in cursor.fetchall():
+            if wanted is None or number in wanted:
+                result.setdefault(ts, {})[number] = value if value is not None else txt
     return result
 
 
@@ -254,6 +407,41 @@ def series(
     ``after`` continues a page: only readings strictly beyond it in the
     direction of travel (keyset paging; no OFFSET).
     """
+    got = series_rows(field_id, start, end, limit=limit, descending=descending, after=after)
+    if not got.texts:
+        return [Point(ts, value, None) for ts, value in got.pairs]
+    return [Point(ts, value, got.texts.get(ts) if value is None else None) for ts, value in got.pairs]
+
+
+class SeriesRows(NamedTuple):
+    """Readings of one field as the driver returns them, for callers that format every row at once.
+
+    Text values are fetched apart, only for the readings that have one: with ``text`` in
+    every row PostgreSQL must visit the table for each reading instead of answering
+    from the covering primary key ``(field_id, ts) INCLUDE (value)`` (twice the time
+    for the 24-hour window).
+    """
+
+    #: (ts, value) in the order asked for; value is None for a text reading.
+    pairs: list[tuple[int, float | None]]
+    #: The text of each reading whose value is None, by timestamp.
+    texts: dict[int, str | None]
+
+
+def series_rows(
+    field_id: int,
+    start: int,
+    end: int,
+    *,
+    limit: int,
+    descending: bool = False,
+    after: int | None = None,
+) -> SeriesRows:
+    """:func:`series` as the driver's plain tuples.
+
+    The hottest read (charts, firmware, the 24-hour window): fixed statements on
+    the driver's cursor, no SQLAlchemy Row objects.
+    """
     limit = _check_limit(limit)
     lo, hi = start, end
     if after is not None:
@@ -261,23 +449,16 @@ def series(
             hi = min(hi, after)
         else:
             lo = max(lo, after + 1)
-    # The hottest read (charts, firmware, the 24-hour window): one fixed statement on the
-    # driver's cursor, rows turned straight into Points without SQLAlchemy's Row objects.
-    connection = db.session.connection()
-    cursor = connection.connection.cursor()
-    try:
-        statement = _SERIES_DESC if descending else _SERIES_ASC
-        if connection.dialect.name == "postgresql":
-            statement = statement.replace("?", "%s")
-        cursor.execute(statement, (field_id, lo, hi, limit))
-        return list(map(Point._make, cursor.fetchall()))
-    finally:
-        cursor.close()
-
-
-_SERIES = "SELECT ts, value, text FROM readings WHERE field_id = ? AND ts >= ? AND ts < ? ORDER BY ts "
-_SERIES_ASC = _SERIES + "ASC LIMIT ?"
-_SERIES_DESC = _SERIES + "DESC LIMIT ?"
+    texts: dict[int, str | None] = {}
+    with _cursor() as (cursor, sql):
+        cursor.execute(sql.series_desc if descending else sql.series_asc, (field_id, lo, hi, limit))
+        pairs: list[tuple[int, float | None]] = cursor.fetchall()
+        missing = [ts for ts, value in pairs if value is None]
+        if missing:
+            stamps = missing if sql.arrays else json.dumps(missing)
+            cursor.execute(sql.texts, (field_id, stamps))
+            texts.update(cursor.fetchall())
+    return SeriesRows(pairs, texts)
 
 
 def iter_series(field_id: int, start: int, end: int, *, page: int = 5000) -> Iterator[Point]:

@@ -13,36 +13,42 @@ from typing import Any
 from flask import Response, current_app, jsonify, request, stream_with_context
 
 from fieldstation import export, params, query
-from fieldstation.errors import NotFound
+from fieldstation.errors import BadRequest, NotFound
 from fieldstation.http import api_bp
 from fieldstation.http.readaccess import channel_or_none
-from fieldstation.models import Channel, Field
 from fieldstation.points import get_zone, now_us
-from fieldstation.query import DAY, MAX_LIMIT
+from fieldstation.query import DAY, MAX_LIMIT, ChannelInfo, FieldInfo
 
 #: Windows when no start is given: raw readings and buckets look back a day, exports everything.
 DEFAULT_SPAN = DAY
 EXPORT_SPAN = 400 * 365 * DAY
 
 
-def _channel(channel_id: int) -> Channel:
-    channel = channel_or_none(channel_id)
+def _channel(channel_id: int, numbers: tuple[int, int] = query.ALL_FIELDS) -> ChannelInfo:
+    channel = channel_or_none(channel_id, numbers)
     if channel is None:
         raise NotFound("channel not found")
     return channel
 
 
-def _field(channel: Channel, number: int) -> Field:
-    field = query.field_of(channel.id, number)
+def _field(channel: ChannelInfo, number: int) -> FieldInfo:
+    field = channel.field(number)
     if field is None:
         raise NotFound(f"channel has no field {number}")
     return field
 
 
-def _selected(channel: Channel) -> list[Field]:
-    numbers = params.parse_fields(request.args.getlist("fields"), [f.number for f in channel.fields])
+def _selected(channel_id: int) -> tuple[ChannelInfo, list[FieldInfo]]:
+    """The channel and the fields ``fields=`` names (all when none), loading only those fields."""
+    raw = request.args.getlist("fields")
+    try:
+        wanted = params.parse_field_numbers(raw)
+    except BadRequest:
+        wanted = []  # parse_fields reports it below, after the channel check (unknown is 404 first)
+    channel = _channel(channel_id, (min(wanted), max(wanted)) if wanted else query.ALL_FIELDS)
+    numbers = params.parse_fields(raw, [f.number for f in channel.fields])
     by_number = {f.number: f for f in channel.fields}
-    return [by_number[n] for n in numbers]
+    return channel, [by_number[n] for n in numbers]
 
 
 def _window(zone: dt.tzinfo, span: int = DEFAULT_SPAN) -> tuple[int, int]:
@@ -57,38 +63,65 @@ def _value(point: query.Point) -> float | str | None:
 @api_bp.get("/channels/<int:channel_id>/readings")
 def readings(channel_id: int) -> Response:
     """Raw readings of one or more fields, one row per timestamp, paged by ``cursor``."""
-    channel = _channel(channel_id)
-    fields, zone = _selected(channel), get_zone(request.args.get("tz"))
+    channel, fields = _selected(channel_id)
+    zone = get_zone(request.args.get("tz"))
     start, end = _window(zone)
     limit = params.parse_int(request.args.get("limit"), "limit", default=1000, low=1, high=MAX_LIMIT - 1)
     descending = params.parse_order(request.args.get("order"))
     after = params.parse_cursor(request.args.get("cursor"))
+    if len(fields) == 1:
+        # One field (a chart, the 24-hour window): rows are already in order, one per timestamp.
+        key = str(fields[0].number)
+        got = query.series_rows(fields[0].id, start, end, limit=limit + 1, descending=descending, after=after)
+        page, texts = got.pairs[:limit], got.texts
+        times = params.format_times([ts for ts, _ in page], zone)
+        readings = [
+            {"time": time, "ts": ts, "values": {key: value if value is not None else texts.get(ts)}}
+            for time, (ts, value) in zip(times, page, strict=True)
+        ]
+        cursor = str(page[-1][0]) if len(got.pairs) > limit else None
+    else:
+        readings, cursor = _merged(fields, start, end, limit, descending, after, zone)
+    return jsonify(
+        channel_id=channel.id,
+        fields=[{"number": f.number, "name": f.name, "unit": f.unit} for f in fields],
+        readings=readings,
+        next_cursor=cursor,
+    )
+
+
+def _merged(
+    fields: list[FieldInfo],
+    start: int,
+    end: int,
+    limit: int,
+    descending: bool,
+    after: int | None,
+    zone: dt.tzinfo,
+) -> tuple[list[dict[str, Any]], str | None]:
+    """Rows of several fields merged by timestamp: the first ``limit`` timestamps, and the cursor."""
     rows: dict[int, dict[str, Any]] = {}
     for field in fields:
         key = str(field.number)
         for point in query.series(field.id, start, end, limit=limit + 1, descending=descending, after=after):
-            found = rows.get(point.ts)
             value = point.value if point.value is not None else point.text
+            found = rows.get(point.ts)
             if found is None:
                 rows[point.ts] = {key: value}
             else:
                 found[key] = value
-    stamps = sorted(rows, reverse=descending) if len(fields) > 1 else list(rows)
+    stamps = sorted(rows, reverse=descending)
     page = stamps[:limit]
-    fmt = params.format_time
-    return jsonify(
-        channel_id=channel.id,
-        fields=[{"number": f.number, "name": f.name, "unit": f.unit} for f in fields],
-        readings=[{"time": fmt(ts, zone), "ts": ts, "values": rows[ts]} for ts in page],
-        next_cursor=str(page[-1]) if len(stamps) > limit else None,
-    )
+    times = params.format_times(page, zone)
+    readings = [{"time": time, "ts": ts, "values": rows[ts]} for time, ts in zip(times, page, strict=True)]
+    return readings, str(page[-1]) if len(stamps) > limit else None
 
 
 @api_bp.get("/channels/<int:channel_id>/buckets")
 def buckets(channel_id: int) -> Response:
     """Aggregates per time bucket (``every=1h`` or ``auto`` with ``points``), computed in SQL."""
-    channel = _channel(channel_id)
-    fields, tz = _selected(channel), request.args.get("tz")
+    channel, fields = _selected(channel_id)
+    tz = request.args.get("tz")
     zone = get_zone(tz)
     start, end = _window(zone)
     functions = params.parse_functions(request.args.get("fn"))
@@ -98,14 +131,14 @@ def buckets(channel_id: int) -> Response:
     series = []
     for field in fields:
         rows = query.buckets(field.id, start, end, every, tz=tz)
+        times = params.format_times([b.start for b in rows], zone)
         series.append(
             {
                 "field": field.number,
                 "name": field.name,
                 "buckets": [
-                    {"time": params.format_time(b.start, zone), "ts": b.start}
-                    | {fn: getattr(b, fn) for fn in functions}
-                    for b in rows
+                    {"time": time, "ts": b.start} | {fn: getattr(b, fn) for fn in functions}
+                    for time, b in zip(times, rows, strict=True)
                 ],
             }
         )
@@ -170,7 +203,7 @@ def export_channel(channel_id: int, fmt: str) -> Response:
 @api_bp.get("/channels/<int:channel_id>/fields/<int:number>/export.<any(csv, ndjson):fmt>")
 def export_field(channel_id: int, number: int, fmt: str) -> Response:
     """Every reading of one field in the window, streamed with constant memory."""
-    field = _field(_channel(channel_id), number)
+    field = _field(_channel(channel_id, (number, number)), number)
     start, end = _window(dt.UTC, EXPORT_SPAN)
     maker = export.field_csv if fmt == "csv" else export.field_ndjson
     return _stream(maker(field, start, end), fmt, f"channel-{channel_id}-field-{number}")

@@ -6,7 +6,7 @@ from flask import request
 
 from fieldstation import query
 from fieldstation.auth import request_user_key
-from fieldstation.models import Channel
+from fieldstation.query import ChannelInfo
 
 
 def read_key() -> str | None:
@@ -20,6 +20,7 @@ def read_key() -> str | None:
     )
 
 
-def channel_or_none(channel_id: int) -> Channel | None:
-    """The channel if this request's key may read it; None for unknown and forbidden alike."""
-    return query.readable_channel(channel_id, read_key())
+def channel_or_none(channel_id: int, numbers: tuple[int, int] = query.ALL_FIELDS) -> ChannelInfo | None:
+    """The channel (with its fields numbered within ``numbers``) if this request's key may read it;
+    None for unknown and forbidden alike."""
+    return query.read_access(channel_id, read_key(), numbers)

@@ -21,9 +21,10 @@ from flask import Blueprint, Response, current_app, request
 from fieldstation import params, query
 from fieldstation.errors import FieldstationError, NotFound
 from fieldstation.http.readaccess import channel_or_none
-from fieldstation.models import Channel, Field
+from fieldstation.jsonprovider import encode
 from fieldstation.params import FeedOptions
 from fieldstation.points import US, now_us
+from fieldstation.query import ChannelInfo, FieldInfo
 
 thingspeak_read_bp = Blueprint("thingspeak_read", __name__)
 
@@ -46,19 +47,19 @@ def _ts_error(exc: FieldstationError) -> Response:
 # -- helpers ----------------------------------------------------------------------------------
 
 
-def _channel(channel_id: int) -> Channel:
-    channel = channel_or_none(channel_id)
+def _channel(channel_id: int) -> ChannelInfo:
+    channel = channel_or_none(channel_id, (TS_FIELDS.start, TS_FIELDS.stop - 1))
     if channel is None:
         raise NotFound("channel not found")
     return channel
 
 
-def _fields(channel: Channel) -> list[Field]:
+def _fields(channel: ChannelInfo) -> list[FieldInfo]:
     return [f for f in channel.fields if f.number in TS_FIELDS]
 
 
-def _field(channel: Channel, number: int) -> Field:
-    field = query.field_of(channel.id, number) if number in TS_FIELDS else None
+def _field(channel: ChannelInfo, number: int) -> FieldInfo:
+    field = channel.field(number) if number in TS_FIELDS else None
     if field is None:
         raise NotFound(f"channel has no field {number}")
     return field
@@ -87,7 +88,7 @@ def _time(ts: int, zone: dt.tzinfo) -> str:
     return params.format_time(ts, zone, seconds=True)
 
 
-def _channel_json(channel: Channel, opts: FeedOptions | None = None) -> dict[str, Any]:
+def _channel_json(channel: ChannelInfo, opts: FeedOptions | None = None) -> dict[str, Any]:
     body: dict[str, Any] = {
         "id": channel.id,
         "name": channel.name,
@@ -111,8 +112,14 @@ def _dt_us(moment: dt.datetime) -> int:
     return datetime_to_us(moment)
 
 
-def _feed(entry: query.EntryRow, numbers: list[int], opts: FeedOptions) -> dict[str, Any]:
-    feed: dict[str, Any] = {"created_at": _time(entry.ts, opts.zone), "entry_id": entry.entry_id}
+def _feed(
+    entry: query.EntryRow, numbers: list[int], opts: FeedOptions, created_at: str | None = None
+) -> dict[str, Any]:
+    """One feed object; ``created_at`` when the caller formatted the times of all rows at once."""
+    feed: dict[str, Any] = {
+        "created_at": _time(entry.ts, opts.zone) if created_at is None else created_at,
+        "entry_id": entry.entry_id,
+    }
     for n in numbers:
         feed[f"field{n}"] = _text(_filtered(entry.values.get(n), opts), opts.round)
     if opts.status:
@@ -136,7 +143,7 @@ def _filtered(value: float | str | None, opts: FeedOptions) -> float | str | Non
 
 
 def _feeds(
-    channel: Channel, numbers: list[int], opts: FeedOptions, field: Field | None
+    channel: ChannelInfo, numbers: list[int], opts: FeedOptions, field: FieldInfo | None
 ) -> list[dict[str, Any]]:
     """The feed objects: newest ``results`` entries, or aggregated buckets when asked."""
     if opts.results == 0:
@@ -149,13 +156,14 @@ def _feeds(
         )
     else:
         rows = query.entries(channel.id, opts.start, opts.end, limit=opts.results)
-    feeds = [_feed(e, numbers, opts) for e in rows]
+    times = params.format_times([e.ts for e in rows], opts.zone, seconds=True)
+    feeds = [_feed(e, numbers, opts, time) for e, time in zip(rows, times, strict=True)]
     if opts.min is not None or opts.max is not None:
         feeds = [f for f in feeds if any(f[f"field{n}"] is not None for n in numbers)]
     return feeds
 
 
-def _aggregated(channel: Channel, numbers: list[int], opts: FeedOptions) -> list[dict[str, Any]]:
+def _aggregated(channel: ChannelInfo, numbers: list[int], opts: FeedOptions) -> list[dict[str, Any]]:
     """Buckets of ``timescale`` (first value), ``sum``, ``average`` or ``median``, computed in SQL.
 
     Without a time window the window is the span of the newest ``results`` entries.
@@ -172,7 +180,7 @@ def _aggregated(channel: Channel, numbers: list[int], opts: FeedOptions) -> list
     tz = opts.zone if every == 1440 * 60 * US else None
     per_bucket: dict[int, dict[int, float | None]] = {}
     for n in numbers:
-        field = query.field_of(channel.id, n)
+        field = channel.field(n)
         if field is None:
             continue
         if kind == "median":
@@ -206,7 +214,7 @@ def _render(
 
 
 def _json(body: Any) -> Response:
-    return Response(json.dumps(body, separators=(",", ":")), mimetype="application/json")
+    return Response(encode(body), mimetype="application/json")
 
 
 def _csv(feeds: list[dict[str, Any]], zone: dt.tzinfo) -> Response:
