@@ -134,10 +134,17 @@ class Client:
         headers: dict[str, str] | None = None,
         body: bytes | None = None,
     ) -> Any:
-        if self.conn is None:
-            self.conn = http.client.HTTPConnection(self.host, self.port, timeout=300)
         url = f"{path}?{urllib.parse.urlencode(params)}"
-        self.conn.request("GET" if body is None else "POST", url, body=body, headers=headers or {})
+        method = "GET" if body is None else "POST"
+        if self.conn is not None:
+            try:
+                self.conn.request(method, url, body=body, headers=headers or {})
+                return self.conn.getresponse()
+            except (ConnectionError, http.client.RemoteDisconnected):
+                # The server closed the connection without saying so (uWSGI's --http-socket does).
+                self.conn.close()
+        self.conn = http.client.HTTPConnection(self.host, self.port, timeout=300)
+        self.conn.request(method, url, body=body, headers=headers or {})
         return self.conn.getresponse()
 
     def get(self, path: str, params: dict[str, str], headers: dict[str, str] | None = None) -> bytes:
