@@ -566,7 +566,7 @@ def bench_engine(name: str, url: str, args: argparse.Namespace, influx: Influx |
             i_rows = influx.export(influx.end - YEAR_POINTS * MINUTE, influx.end)
             i_rate = figures["export_influx_rows_s"] = i_rows / (time.perf_counter() - t)
             print(
-                f"    InfluxDB chunked CSV of {i_rows:,} rows: {i_rate:,.0f} rows/s (RSS grew by "
+                f"    InfluxDB chunked CSV of {i_rows:,} rows: {i_rate:,.0f} rows/s (RSS changed by "
                 f"{(memory_kib(influx.proc.pid)[0] - rss) / 1024:.1f} MiB) -> Fieldstation / InfluxDB "
                 f"{ratio(rate, i_rate)}"
             )
