@@ -118,7 +118,7 @@ class Client:
     """One keep-alive HTTP/1.1 connection, reopened when the server closes it.
 
     Light on purpose: ``requests`` reads InfluxDB's chunked answer to the 24-hour query
-    in 5-7 ms where ``http.client`` takes 2 ms (measured here, 2026-11-24), so the
+    in about 5-7 ms where ``http.client`` takes 2 ms (measured here, 2026-11-24), so the
     client, not the server, would set InfluxDB's figure.
     """
 
