@@ -2,8 +2,8 @@
 
 Loads readings through ``store.write`` (batches of ~5,000 readings), into SQLite and into a throwaway
 PostgreSQL cluster (or ``--pg-url``), builds the rollups with the refresh job, starts the server as a
-user would (``start_server``: gunicorn with ``fieldstation serve``'s settings, 2 sync workers, no
-access log) and prints, per engine:
+user would (``start_server``: ``fieldstation serve``'s command line, uWSGI or ``--server gunicorn``,
+2 workers, no access log) and prints, per engine:
 
 * last 24 h of one field (1,440 rows) over HTTP: p50/p99, the ratio to the bare SQL range query, and
   the same rows from ThingSpeak's ``/channels/<id>/fields/1.json``;
@@ -18,16 +18,16 @@ as measurement ``year``. The same three workloads run against it over HTTP (``SE
 time >= … AND time < …`` with ``epoch=ms``; ``mean/min/max … GROUP BY time(12h|9h)``; CSV export
 with ``chunked=true``), and each figure is printed next to Fieldstation's as a ratio. Latencies are
 measured interleaved, one request to each in turn, so both see the same machine. One keep-alive
-``http.client`` connection per server is the client for both (gunicorn's sync workers close it
-after every response, so Fieldstation's figures include a TCP connect each).
+``http.client`` connection per server is the client for both (serve's servers close it after
+every response, so Fieldstation's figures include a TCP connect each).
 
-Default: 100 fields x 10,000 one-minute points (1 M) + the year field (about a minute per engine on
-2 shared cores). ``--full``: 100 fields x 100,000 points (10 M), the issue's size. ``--keep DIR``
-keeps the SQLite database and the InfluxDB data in DIR and reuses them on the next run (also a
-``--pg-url`` database, once loaded), to skip loading while iterating.
+Default: 100 fields x 10,000 one-minute points (1 M) + the year field (two to three minutes per
+engine on 2 shared cores, most of it loading). ``--full``: 100 fields x 100,000 points (10 M), the
+issue's size. ``--keep DIR`` keeps the SQLite database and the InfluxDB data in DIR and reuses them
+on the next run (also a ``--pg-url`` database, once loaded), to skip loading while iterating.
 
     .venv/bin/python bench/query.py [--full] [--engines sqlite,postgres] [--pg-url URL]
-                                    [--requests 200] [--keep DIR] [--no-influx]
+                                    [--requests 200] [--keep DIR] [--no-influx] [--server gunicorn]
 """
 
 from __future__ import annotations
@@ -294,9 +294,11 @@ class Bare:
         self.conn.close()
 
 
-def start_server(url: str, instance: Path) -> tuple[subprocess.Popen[bytes], str]:
-    """Serve Fieldstation as ``fieldstation serve`` does: gunicorn, 2 sync workers (serve's access
-    log left out, as InfluxDB's HTTP log is). The one place here that knows how it is served."""
+def start_server(url: str, instance: Path, server: str) -> tuple[subprocess.Popen[bytes], str]:
+    """Serve Fieldstation as ``fieldstation serve --server SERVER`` does (2 workers, no access log,
+    as InfluxDB's HTTP log is off). The one place here that knows how it is served."""
+    from fieldstation.serving import server_command
+
     port = free_port()
     env = {
         **os.environ,
@@ -304,8 +306,7 @@ def start_server(url: str, instance: Path) -> tuple[subprocess.Popen[bytes], str
         "FIELDSTATION_SECRET_KEY": "bench-secret",
         "FIELDSTATION_INSTANCE_PATH": str(instance),
     }
-    command = [sys.executable, "-m", "gunicorn", "--bind", f"127.0.0.1:{port}", "--workers", "2"]
-    command += ["--timeout", "120", "fieldstation:create_app()"]
+    command = server_command(server, "127.0.0.1", port, 2)
     proc = subprocess.Popen(command, env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     return proc, wait_http(f"http://127.0.0.1:{port}", "/api/v1/openapi.json", proc)
 
@@ -474,7 +475,7 @@ def bench_engine(name: str, url: str, args: argparse.Namespace, influx: Influx |
             saved.write_text(json.dumps({**info, "points": args.points}))
     end = int(info["end"])
     bare = Bare(url)
-    proc, base = start_server(url, instance)
+    proc, base = start_server(url, instance, args.server)
     client = Client(base)
     n = args.requests
     figures: dict[str, float] = {}
@@ -588,6 +589,7 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=200, help="requests per latency figure")
     parser.add_argument("--keep", type=Path, help="keep the SQLite and InfluxDB data here and reuse it")
     parser.add_argument("--no-influx", action="store_true", help="skip InfluxDB even when installed")
+    parser.add_argument("--server", default="uwsgi", choices=["uwsgi", "gunicorn"], help="as serve --server")
     args = parser.parse_args()
     args.points = 100_000 if args.full else 10_000
     print(
