@@ -231,3 +231,21 @@ def _dedupe(sent: list[tuple[str, Any]], items: list[dict[str, Any]]) -> list[tu
             merged[(repr(when), name)] = value
     del sent
     return [(name, value) for (_, name), value in merged.items()]
+
+
+def test_numbers_beyond_floats_are_400(client: FlaskClient, channel: ChannelKeys) -> None:
+    """JSON integers of any size: too big for a float is a 400, not a crash; 70 bits is a float."""
+    huge = "1" + "0" * 400
+    for body in (
+        f'{{"values": {{"1": {huge}}}}}',
+        f'{{"values": {{"1": 1}}, "latitude": {huge}}}',
+        f'{{"values": {{"1": 1}}, "time": {huge}}}',
+    ):
+        response = client.post(
+            f"/api/v1/channels/{channel.id}/entries",
+            data=body,
+            headers={"Authorization": f"Bearer {channel.write_key}", "Content-Type": "application/json"},
+        )
+        assert response.status_code == 400 and response.json["error"]["code"] in ("bad_value", "bad_time")
+    assert post(client, channel.id, {"values": {"1": 2**70 + 1}}, channel.write_key).status_code == 201
+    assert readback.values_by_field(channel.id) == {"temperature": [float(2**70)]}

@@ -17,6 +17,7 @@ from fieldstation.points import (
     epoch_to_us,
     get_zone,
     normalize_device,
+    parse_float,
     parse_time,
     parse_value,
     us_to_datetime,
@@ -115,3 +116,11 @@ def test_device_ids() -> None:
     for bad in ["", "a b", "x" * 65, "mac;drop"]:
         with pytest.raises(BadRequest):
             normalize_device(bad)
+
+
+def test_integers_beyond_the_float_range_are_refused() -> None:
+    """JSON allows integers of any size; float() overflows on them (that was a 500)."""
+    with pytest.raises(BadRequest, match="finite"):
+        parse_value(10**400)
+    with pytest.raises(BadRequest, match="finite"):
+        parse_float(-(10**400), "latitude")

@@ -146,7 +146,10 @@ def parse_value(raw: object) -> Value:
     if isinstance(raw, bool):
         return 1.0 if raw else 0.0
     if isinstance(raw, int | float):
-        number = float(raw)
+        try:
+            number = float(raw)
+        except OverflowError:  # an integer beyond the float range (JSON allows any)
+            raise BadRequest("values must be finite numbers", code="bad_value") from None
         if not math.isfinite(number):
             raise BadRequest("values must be finite numbers", code="bad_value")
         return number
@@ -172,6 +175,8 @@ def parse_float(raw: object, name: str) -> float:
         number = float(raw)  # type: ignore[arg-type]
     except (TypeError, ValueError):
         raise BadRequest(f"{name} must be a number", code="bad_value") from None
+    except OverflowError:  # an integer beyond the float range
+        raise BadRequest(f"{name} must be finite", code="bad_value") from None
     if not math.isfinite(number):
         raise BadRequest(f"{name} must be finite", code="bad_value")
     return number
