@@ -13,7 +13,8 @@ from separate processes on 127.0.0.1 and prints:
 - the same workloads against InfluxDB 1.x when ``influxd`` is installed.
 
 Usage: ``.venv/bin/python bench/ingest.py`` (about a minute and a half);
-``--duration 10 --batches 40`` for steadier figures; ``--engines sqlite``.
+``--duration 10 --batches 40`` for steadier figures; ``--engines sqlite``;
+``--only batch`` or ``--only single`` skips the other workloads.
 The load comes from ``wrk`` when installed (Debian package ``wrk``), else from
 a Python load generator (several processes with http.client).
 """
@@ -338,13 +339,18 @@ def run_engine(engine: str, args: argparse.Namespace, tmp: Path) -> dict[str, An
     with database(engine, tmp) as url:
         env, key, channel_id = prepare(url, tmp / f"instance-{engine}")
         single_path = f"/update?api_key={key}&field1=21.5"
-        for baseline in ("gunicorn", args.server) if args.server != "gunicorn" else ("gunicorn",):
-            with serve(baseline, "ingest:bare_app()", env, args.workers) as host:
-                single_load(host, single_path, args.connections, 1)  # warm-up
-                out[f"bare_{baseline}"] = single_load(host, single_path, args.connections, args.duration)
+        if args.only != "batch":
+            for baseline in ("gunicorn", args.server) if args.server != "gunicorn" else ("gunicorn",):
+                with serve(baseline, "ingest:bare_app()", env, args.workers) as host:
+                    single_load(host, single_path, args.connections, 1)  # warm-up
+                    out[f"bare_{baseline}"] = single_load(host, single_path, args.connections, args.duration)
         with serve(args.server, "fieldstation:create_app()", env, args.workers) as host:
             single_load(host, single_path, args.connections, 1)
-            out["single"] = single_load(host, single_path, args.connections, args.duration)
+            if args.only == "single":
+                out["single"] = single_load(host, single_path, args.connections, args.duration)
+                return out
+            if args.only != "batch":
+                out["single"] = single_load(host, single_path, args.connections, args.duration)
             auth = "Basic " + base64.b64encode(f"bench:{key}".encode()).decode()
             lp = [line_body(b) for b in range(args.batches)]
             out["line"] = batched_load(host, "/write?db=bench", lp, {"Authorization": auth}, args.clients)
@@ -382,10 +388,15 @@ def run_influx(args: argparse.Namespace, tmp: Path) -> dict[str, Any] | None:
         )
         script = home / "post.lua"
         script.write_text('wrk.method = "POST"\nwrk.body = "single v=21.5"\n')
-        single = wrk(f"http://{host}/write?db=bench", args.connections, args.duration, str(script))
-        lp = [line_body(b) for b in range(args.batches)]
-        line = batched_load(host, "/write?db=bench", lp, {}, args.clients)
-        return {"single": single, "line": line}
+        result: dict[str, Any] = {}
+        if args.only != "batch":
+            result["single"] = wrk(
+                f"http://{host}/write?db=bench", args.connections, args.duration, str(script)
+            )
+        if args.only != "single":
+            lp = [line_body(b) for b in range(args.batches)]
+            result["line"] = batched_load(host, "/write?db=bench", lp, {}, args.clients)
+        return result
     finally:
         proc.terminate()
         proc.wait(15)
@@ -403,38 +414,43 @@ def report(results: dict[str, Any], influx: dict[str, Any] | None, args: argpars
         f"{args.clients} batch clients; {os.cpu_count()} CPUs shared with the load generator"
     )
     for engine, r in results.items():
-        single = r["single"]
         print(f"\n[{engine}]")
-        print(
-            f"  single reading  /update ({args.server:<8})  {single['rps']:9,.0f} req/s  "
-            f"p50 {single['p50_ms']:.1f} ms  p99 {single['p99_ms']:.1f} ms  errors {single['errors']:.0f}"
-        )
-        for key in sorted(k for k in r if k.startswith("bare_")):
-            bare, server = r[key], key.removeprefix("bare_")
+        if "single" in r:
+            single = r["single"]
             print(
-                f"  bare Flask      /update ({server:<8})  {bare['rps']:9,.0f} req/s  "
-                f"p50 {bare['p50_ms']:.1f} ms  p99 {bare['p99_ms']:.1f} ms   "
-                f"ratio single / this: {single['rps'] / bare['rps']:.2f}x"
+                f"  single reading  /update ({args.server:<8})  {single['rps']:9,.0f} req/s  "
+                f"p50 {single['p50_ms']:.1f} ms  p99 {single['p99_ms']:.1f} ms  errors {single['errors']:.0f}"
             )
-        for method, rate in r["raw"].items():
+            for key in sorted(k for k in r if k.startswith("bare_")):
+                bare, server = r[key], key.removeprefix("bare_")
+                print(
+                    f"  bare Flask      /update ({server:<8})  {bare['rps']:9,.0f} req/s  "
+                    f"p50 {bare['p50_ms']:.1f} ms  p99 {bare['p99_ms']:.1f} ms   "
+                    f"ratio single / this: {single['rps'] / bare['rps']:.2f}x"
+                )
+        for method, rate in r.get("raw", {}).items():
             print(f"  raw {method:<11} (same rows)  {rate:11,.0f} points/s")
-        raw = r["raw"]["executemany"]
         for name in ("line", "json"):
-            label = "line protocol" if name == "line" else "JSON API"
-            print(
-                f"  batched {label:<14}       {r[name]:11,.0f} points/s   "
-                f"ratio to raw executemany {r[name] / raw:.2f}x"
-            )
+            if name in r:
+                label = "line protocol" if name == "line" else "JSON API"
+                print(
+                    f"  batched {label:<14}       {r[name]:11,.0f} points/s   "
+                    f"ratio to raw executemany {r[name] / r['raw']['executemany']:.2f}x"
+                )
         if influx:
-            print(
-                f"    vs InfluxDB: single {single['rps'] / influx['single']['rps']:.2f}x, "
-                f"line protocol {r['line'] / influx['line']:.2f}x"
-            )
+            versus = []
+            if "single" in r and "single" in influx:
+                versus.append(f"single {r['single']['rps'] / influx['single']['rps']:.2f}x")
+            if "line" in r and "line" in influx:
+                versus.append(f"line protocol {r['line'] / influx['line']:.2f}x")
+            print(f"    vs InfluxDB: {', '.join(versus)}")
     if influx:
-        print(
-            f"\n[influxdb] single {influx['single']['rps']:,.0f} req/s; "
-            f"batched {influx['line']:,.0f} points/s"
-        )
+        figures = []
+        if "single" in influx:
+            figures.append(f"single {influx['single']['rps']:,.0f} req/s")
+        if "line" in influx:
+            figures.append(f"batched {influx['line']:,.0f} points/s")
+        print(f"\n[influxdb] {'; '.join(figures)}")
     else:
         print("\n[influxdb] skipped: influxd is not installed (Debian package `influxdb`)")
 
@@ -448,6 +464,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--workers", type=int, default=2, help="server worker processes")
     parser.add_argument("--server", default="uwsgi", choices=["uwsgi", "gunicorn"], help="for Fieldstation")
     parser.add_argument("--clients", type=int, default=2, help="concurrent batch writers")
+    parser.add_argument(
+        "--only",
+        choices=("single", "batch"),
+        help="run only the single-reading or only the batched workloads",
+    )
     parser.add_argument("--json", dest="json_out", help="also write the figures to this file")
     args = parser.parse_args(argv)
     tmp = Path(tempfile.mkdtemp(prefix="fieldstation-bench-"))
