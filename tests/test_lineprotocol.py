@@ -175,3 +175,76 @@ def test_numbers_are_what_influxdb_takes(raw: str) -> None:
         assert parsed.points and parsed.points[0].fields == (("v", float(raw)),)
     else:
         assert not parsed.points
+
+
+# -- parse_columns: the write path's form of a body (#3) -------------------------------------
+
+
+def _columns_of(parsed: lp.Parsed) -> tuple[dict[str, dict[int | None, float | str]], list[int | None], int]:
+    """What parse_columns must give: the points' values by field name and time, later lines winning."""
+    values: dict[str, dict[int | None, float | str]] = {}
+    times: dict[int | None, None] = {}
+    for point in parsed.points:
+        for key, value in point.fields:
+            values.setdefault(point.field_name(key), {})[point.ts] = value
+        times[point.ts] = None
+    return values, list(times), len(parsed.points)
+
+
+_plain_char = st.sampled_from("ab,= 1.-+eEi_tTf#\t\r\u0662")  # no escapes or strings: the fast path
+_any_char = st.sampled_from('ab,= 1.-eEitf#\t\r"\\')
+_series = st.sampled_from(
+    ["m", "cpu,host=a", "cpu,host=b", "cpu,z=1,a=2", "cpu,a=2,z=1", "a\\ b,t=x\\,y", "m=1,t=2"]
+    + ["m,t=a=b", "m,t", "m,", ",t=1", "m,t=1,t=2", "m,=1", "m,t="]  # each one is refused
+)
+_good_value = st.one_of(
+    st.floats(allow_nan=False, allow_infinity=False).map(repr),
+    st.integers(-(2**63), 2**63 - 1).map(lambda i: f"{i}i"),
+    st.sampled_from(["t", "false", "1e3", ".5", "-0", "1e999", "1=2", "", '"s p"', '"q\\"t"']),
+)
+_line = st.builds(
+    lambda start, series, fields, ts: f"{start}{series} {','.join(f'{k}={v}' for k, v in fields)}{ts}",
+    st.sampled_from(["", "", "", " ", "\t", "#"]),
+    _series,
+    st.lists(st.tuples(st.sampled_from(["a", "b", "", "c\\ d"]), _good_value), min_size=1, max_size=3),
+    st.sampled_from(["", " 1", " 2", " 1000", " -5", " 1x", " 99999999999999999999"]),
+)
+
+
+@given(
+    lines=st.lists(st.one_of(_line, st.text(_plain_char, max_size=24)), max_size=12),
+    precision=st.sampled_from(list(lp.PRECISION_NS)),
+    end=st.sampled_from(["\n", "\r\n"]),
+)
+def test_columns_are_the_points_of_plain_bodies(lines: list[str], precision: str, end: str) -> None:
+    """Bodies without escapes or strings take the fast path; it keeps every line's fate and value."""
+    lines = [line for line in lines if "\\" not in line and '"' not in line]
+    text = end.join(lines)
+    parsed = lp.parse(text, precision)
+    columns = lp.parse_columns(text, precision)
+    assert (columns.values, list(columns.times), columns.lines) == _columns_of(parsed)
+    assert columns.rejected == parsed.rejected
+
+
+@given(
+    lines=st.lists(st.one_of(_line, st.text(_any_char, max_size=24)), max_size=12),
+    precision=st.sampled_from(list(lp.PRECISION_NS)),
+)
+def test_columns_are_the_points_of_any_body(lines: list[str], precision: str) -> None:
+    text = "\n".join(lines)
+    parsed = lp.parse(text, precision)
+    columns = lp.parse_columns(text, precision)
+    assert (columns.values, list(columns.times), columns.lines) == _columns_of(parsed)
+    assert columns.rejected == parsed.rejected
+
+
+def test_columns_later_lines_win_and_times_keep_first_appearance() -> None:
+    body = "m,b=2,a=1 v=1 20\nm v=5 10\nm,a=1,b=2 v=2,w=3 20\nbad\nm v=6 10\n"
+    columns = lp.parse_columns(body, "ms")
+    assert columns.values == {
+        "m,a=1,b=2 v": {20_000: 2.0},
+        "m,a=1,b=2 w": {20_000: 3.0},
+        "m v": {10_000: 6.0},
+    }
+    assert list(columns.times) == [20_000, 10_000] and columns.lines == 4
+    assert [(r.number, r.line) for r in columns.rejected] == [(4, "bad")]

@@ -170,3 +170,69 @@ def test_writes_mark_rollup_hours_stale(channel) -> None:  # type: ignore[no-unt
         )
     ).all()
     assert [tuple(m) for m in marks] == [(1, 5 * hour, 2), (1, 9 * hour, 1), (2, 5 * hour, 1)]
+
+
+# -- batches in series form, and rows prepared before the write lock (#3) ----------------------
+
+
+def test_series_batches_store_what_entries_would(channel) -> None:  # type: ignore[no-untyped-def]
+    """Line protocol's form (values by field and time) stores and numbers entries the same way."""
+    series = {1: {2_000_000: 22.0, 1_000_000: 21.5}, 2: {1_000_000: "open"}}
+    result = store.write(Batch.of_series(channel.id, [2_000_000, 1_000_000], series))
+    assert [(e.entry_id, e.ts) for e in result.entries] == [(1, 2_000_000), (2, 1_000_000)]
+    assert result.points == 3 and result.created == 2
+    assert readings(channel.id) == [
+        (1, 1_000_000, 21.5, None),
+        (2, 1_000_000, None, "open"),
+        (1, 2_000_000, 22.0, None),
+    ]
+    again = store.write(Batch.of_series(channel.id, [1_000_000], {2: {1_000_000: 5.0}}))
+    assert [(e.entry_id, e.created) for e in again.entries] == [(2, False)]
+    assert readings(channel.id)[1] == (2, 1_000_000, 5.0, None)  # a number replaces the text
+
+
+def test_series_without_timestamps_share_one_server_stamp(channel) -> None:  # type: ignore[no-untyped-def]
+    now = 1_700_000_000_000_000
+    store.write(Batch(channel.id, [Entry({1: 0.0}, ts=now)]))
+    result = store.write(Batch.of_series(channel.id, [None], {1: {None: 1.0}, 2: {None: 2.0}}), now=now)
+    assert [e.ts for e in result.entries] == [now + 1]
+    assert readings(channel.id) == [(1, now, 0.0, None), (1, now + 1, 1.0, None), (2, now + 1, 2.0, None)]
+
+
+def test_series_with_an_unknown_field_writes_nothing(channel) -> None:  # type: ignore[no-untyped-def]
+    with pytest.raises(BadRequest, match="no field 9"):
+        store.write(Batch.of_series(channel.id, [1], {1: {1: 1.0}, 9: {1: 2.0}}))
+    assert readings(channel.id) == [] and entries(channel.id) == []
+
+
+def test_series_batches_mark_rollup_hours_stale(channel) -> None:  # type: ignore[no-untyped-def]
+    hour = 3_600_000_000
+    times = [5 * hour, 5 * hour + 1, 7 * hour]
+    store.write(Batch.of_series(channel.id, times, {1: dict.fromkeys(times, 1.0), 2: {7 * hour: 2.0}}))
+    db.session.rollback()
+    marks = db.session.execute(
+        sa.text("SELECT f.number, d.ts FROM rollup_dirty d JOIN fields f ON f.id = d.field_id")
+    ).all()
+    assert sorted(tuple(m) for m in marks) == [(1, 5 * hour), (1, 7 * hour), (2, 7 * hour)]
+
+
+def test_rows_prepared_before_the_lock_follow_field_changes(channel, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """A batch's rows are built before the write lock; if the channel's fields change meanwhile
+    (another writer drops and re-adds field 2 under a new id), the write uses the new ids."""
+    prepare = store._prepare
+    raced: list[int] = []
+
+    def prepare_while_fields_change(batch: Batch, field_ids: dict[int, int]) -> object:
+        prepared = prepare(batch, field_ids)
+        if not raced:
+            manage.add_field(channel.channel, "pressure")  # so that SQLite cannot reuse the dropped id
+            manage.delete_field(manage.get_field(channel.channel, 2))
+            raced.append(manage.add_field(channel.channel, "humidity", number=2).number)
+        return prepared
+
+    monkeypatch.setattr(store, "_prepare", prepare_while_fields_change)
+    batch = Batch(channel.id, [Entry({1: 1.0, 2: 2.0}, ts=10), Entry({2: 3.0}, ts=11)])
+    db.session.commit()  # an idle session: the write prepares, then takes the lock on its own connection
+    store.write(batch)
+    assert raced == [2]
+    assert readings(channel.id) == [(1, 10, 1.0, None), (2, 10, 2.0, None), (2, 11, 3.0, None)]

@@ -44,6 +44,7 @@ _UINT_RE = re.compile(r"\d{1,20}", re.ASCII)
 _TS_RE = re.compile(r"-?\d{1,20}", re.ASCII)
 _FLOAT_START = frozenset("+-.0123456789")
 _FLOAT_END = frozenset(".0123456789")
+_NUMBER_CHARS = "0123456789.eE+-"
 #: Longest line quoted back in an error message.
 _QUOTE = 200
 
@@ -122,6 +123,156 @@ def parse(text: str, precision: str = "") -> Parsed:
             result.points.append(parse_line(stripped, scale))
         except LineError as exc:
             result.rejected.append(Rejected(number, line, str(exc)))
+    return result
+
+
+#: Values of one channel field, by timestamp (µs; None: the line had none, the server stamps it).
+Column = dict[int | None, FieldValue]
+
+
+@dataclass(slots=True)
+class Columns:
+    """A body as the write path stores it: values by channel field name and timestamp.
+
+    A later line's value for the same field and time replaces an earlier one,
+    as InfluxDB overwrites.
+    """
+
+    #: ``<series> <field key>`` (the channel field's name) -> its values by timestamp.
+    values: dict[str, Column] = field(default_factory=dict)
+    #: The timestamps of the parsed lines, each once, in order of first appearance.
+    times: dict[int | None, None] = field(default_factory=dict)
+    rejected: list[Rejected] = field(default_factory=list)
+    #: How many lines parsed.
+    lines: int = 0
+
+
+def parse_columns(text: str, precision: str = "") -> Columns:
+    """Parse a whole body straight into :class:`Columns`; bad lines are reported, none raise.
+
+    Lines parse, or are rejected with the same reasons, exactly as with
+    :func:`parse`; this is the write path's form of it. Lines without escapes
+    or strings (nearly all) take a fast path: each distinct series and
+    timestamp text is parsed once, and values go straight into their field's
+    column, without a :class:`Point` per line. Anything else goes through
+    :func:`parse_line`.
+
+    :raise ValueError: unknown ``precision`` (the caller answers 400 for the whole request).
+    """
+    scale = precision_ns(precision)
+    out = Columns()
+    values, times = out.values, out.times
+    # Without backslashes and quotes no line of the body has escapes or strings.
+    plain = "\\" not in text and '"' not in text
+    if "\r" in text:  # drop the CR of each CRLF line end, as parse() does line by line
+        text = text.replace("\r\n", "\n").removesuffix("\r")
+    #: Series text as written -> its columns by field key; None: not a plain, valid series.
+    series_columns: dict[str, _SeriesColumns | None] = {"": None}
+    stamps: dict[str, int | None] = {"": None}
+    point_columns: dict[tuple[str, tuple[tuple[str, str], ...], str], Column] = {}
+    lines = 0
+    for number, line in enumerate(text.split("\n"), start=1):
+        if plain:
+            parts = line.split(" ")
+            count = len(parts)
+            series = parts[0] if count == 2 or count == 3 else ""
+            columns = series_columns.get(series, _UNSEEN)
+            if columns is _UNSEEN:
+                columns = series_columns[series] = _plain_series(series)
+            if columns is not None:
+                ts_text = parts[2] if count == 3 else ""
+                ts = stamps.get(ts_text, _UNSEEN_TS)
+                if ts is _UNSEEN_TS:
+                    try:
+                        ts = stamps[ts_text] = _parse_ts(ts_text, scale)
+                    except LineError:
+                        ts = _UNSEEN_TS
+                line_values = None if ts is _UNSEEN_TS else _plain_fields(parts[1])
+                if line_values is not None:
+                    by_key = columns.by_key
+                    for key, value in line_values.items():
+                        column = by_key.get(key)
+                        if column is None:
+                            column = by_key[key] = values.setdefault(f"{columns.name} {key}", {})
+                        column[ts] = value
+                    times[ts] = None
+                    lines += 1
+                    continue
+        # Everything else, including every error: the full parser, line by line.
+        stripped = line.lstrip(" \t")
+        if not stripped or stripped.startswith("#"):
+            continue
+        try:
+            point = parse_line(stripped, scale)
+        except LineError as exc:
+            out.rejected.append(Rejected(number, line, str(exc)))
+            continue
+        for key, value in point.fields:
+            ident = (point.measurement, point.tags, key)
+            column = point_columns.get(ident)
+            if column is None:
+                column = point_columns[ident] = values.setdefault(point.field_name(key), {})
+            column[point.ts] = value
+        times[point.ts] = None
+        lines += 1
+    out.lines = lines
+    return out
+
+
+@dataclass(slots=True)
+class _SeriesColumns:
+    """A plain series: its name as fields are named, and its columns by field key."""
+
+    name: str
+    by_key: dict[str, Column]
+
+
+#: Markers for "not looked at yet" in parse_columns' caches (no real series or timestamp is either).
+_UNSEEN = _SeriesColumns("", {})
+_UNSEEN_TS = -(2**80)
+
+
+def _plain_series(series: str) -> _SeriesColumns | None:
+    """``measurement[,tag=value…]`` without escapes, as :func:`_parse_plain` takes it; else None.
+
+    Without escapes the text is its own escaped form; only the tags need sorting.
+    """
+    if not series or series[0] in "\t#":  # leading tab or a comment: parse() strips or skips it
+        return None
+    measurement, *tag_parts = series.split(",")
+    if not measurement:
+        return None
+    tags: dict[str, str] = {}
+    for part in tag_parts:
+        key, _, value = part.partition("=")
+        if not key or not value or "=" in value or key in tags:
+            return None
+        tags[key] = value
+    name = ",".join([measurement, *(f"{k}={v}" for k, v in sorted(tags.items()))])
+    return _SeriesColumns(name, {})
+
+
+def _plain_fields(text: str) -> dict[str, FieldValue] | None:
+    """The field set of a line without escapes or strings; None if irregular (the full parser decides)."""
+    result: dict[str, FieldValue] = {}
+    for part in text.split(","):
+        key, _, raw = part.partition("=")
+        if not key or not raw or "=" in raw or key in result:
+            return None
+        if not raw.strip(_NUMBER_CHARS):
+            # Made of these characters only, float() takes exactly InfluxDB's float grammar.
+            try:
+                number = float(raw)
+            except ValueError:
+                return None
+            if not math.isfinite(number):
+                return None
+            result[key] = number
+            continue
+        try:
+            result[key] = _parse_value(raw)
+        except LineError:
+            return None
     return result
 
 

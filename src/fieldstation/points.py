@@ -11,7 +11,7 @@ import datetime as dt
 import math
 import re
 import time
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -39,19 +39,35 @@ class Entry:
     elevation: float | None = None
 
 
+#: Values of one field by timestamp (None: the server stamps it).
+Series = dict[int | None, Value]
+
+
 @dataclass(slots=True)
 class Batch:
-    """Everything one request/message writes to one channel, in one transaction."""
+    """Everything one request/message writes to one channel, in one transaction.
+
+    Values come with their entries, or, from adapters that parse whole series
+    at once (line protocol), in ``series``: field number -> values by
+    timestamp. Then the entries carry no values of their own, and every
+    timestamp of ``series`` is an entry's.
+    """
 
     channel_id: int
     entries: list[Entry] = field(default_factory=list)
     #: Device that sent it (MAC address or other id), checked against the allow-list.
     device: str | None = None
+    series: dict[int, Series] | None = None
+
+    @classmethod
+    def of_series(cls, channel_id: int, times: Iterable[int | None], series: dict[int, Series]) -> Batch:
+        """A batch of ``series``, with an entry per timestamp in ``times`` (in that order)."""
+        return cls(channel_id, [Entry({}, ts) for ts in times], series=series)
 
     @property
     def point_count(self) -> int:
         """Number of (field, timestamp, value) readings in the batch."""
-        return sum(len(e.values) for e in self.entries)
+        return sum(len(e.values) for e in self.entries) + sum(map(len, (self.series or {}).values()))
 
 
 def now_us() -> int:

@@ -14,7 +14,6 @@ from __future__ import annotations
 import base64
 import binascii
 import re
-from collections.abc import Iterable
 
 from flask import Blueprint, Response, current_app, jsonify, request
 from werkzeug.exceptions import HTTPException
@@ -23,7 +22,7 @@ from fieldstation import lineprotocol, store
 from fieldstation.auth import authorize_write
 from fieldstation.errors import BadRequest, FieldstationError, NotFound, Unauthorized
 from fieldstation.http.bodies import raw_body
-from fieldstation.points import Batch, Entry, Value, normalize_device
+from fieldstation.points import Batch, Series, normalize_device
 
 influx_write_bp = Blueprint("influx_write", __name__)
 
@@ -52,38 +51,14 @@ def request_key() -> str | None:
     return request.args.get("p") or None
 
 
-def field_names(points: Iterable[lineprotocol.Point]) -> list[list[str]]:
-    """Per point, the channel field name of each of its values (``<series> <field key>``).
+def batch_for(channel_id: int, body: lineprotocol.Columns, numbers: dict[str, int]) -> Batch:
+    """The body's columns as the channel's series; lines without a timestamp share the server's.
 
-    A body repeats few series many times, so names are built once per series and key.
+    ``numbers`` maps the body's field names to the channel's field numbers.
+    Entries keep the order in which their timestamps first appear.
     """
-    cache: dict[tuple[str, tuple[tuple[str, str], ...], str], str] = {}
-    names = []
-    for point in points:
-        mine = []
-        for key, _ in point.fields:
-            ident = (point.measurement, point.tags, key)
-            name = cache.get(ident)
-            if name is None:
-                name = cache[ident] = point.field_name(key)
-            mine.append(name)
-        names.append(mine)
-    return names
-
-
-def batch_for(
-    channel_id: int, points: list[lineprotocol.Point], names: list[list[str]], numbers: dict[str, int]
-) -> Batch:
-    """Points -> one entry per timestamp; points without one share the server time, as in InfluxDB.
-
-    A later point's value for the same field and time wins, as InfluxDB overwrites.
-    """
-    by_ts: dict[int | None, dict[int, Value]] = {}
-    for point, point_names in zip(points, names, strict=True):
-        values = by_ts.setdefault(point.ts, {})
-        for name, (_, value) in zip(point_names, point.fields, strict=True):
-            values[numbers[name]] = value
-    return Batch(channel_id, [Entry(values, ts) for ts, values in by_ts.items()])
+    series: dict[int, Series] = {numbers[name]: column for name, column in body.values.items()}
+    return Batch.of_series(channel_id, body.times, series)
 
 
 @influx_write_bp.route("/ping", methods=["GET", "HEAD"])
@@ -105,24 +80,26 @@ def write() -> Response:
     database = request.args.get("db", "")
     if not database:
         raise BadRequest("database is required")
-    if not store.channel_matches(grant.channel_id, database):
+    channel = store.channel_fields(grant.channel_id)
+    if channel is None or not channel.named(grant.channel_id, database):
         raise NotFound(f'database not found: "{database}"')
     try:
         text = raw_body().decode("utf-8")
-        parsed = lineprotocol.parse(text, request.args.get("precision", ""))
+        parsed = lineprotocol.parse_columns(text, request.args.get("precision", ""))
     except UnicodeDecodeError:
         raise BadRequest("unable to parse body: not UTF-8") from None
     except ValueError as exc:
         raise BadRequest(str(exc)) from None
     errors = "\n".join(str(r) for r in parsed.rejected)
-    if not parsed.points:
+    if not parsed.lines:
         if errors:
             raise BadRequest(errors)
         return _no_content()
-    names = field_names(parsed.points)
-    limit = int(current_app.config["MAX_FIELDS_PER_CHANNEL"])
-    numbers = store.ensure_fields(grant.channel_id, {n for ns in names for n in ns}, limit=limit)
-    store.write(batch_for(grant.channel_id, parsed.points, names, numbers))
+    numbers = channel.numbers
+    if not parsed.values.keys() <= numbers.keys():  # new series: create their fields first
+        limit = int(current_app.config["MAX_FIELDS_PER_CHANNEL"])
+        numbers = store.ensure_fields(grant.channel_id, parsed.values.keys(), limit=limit)
+    store.write(batch_for(grant.channel_id, parsed, numbers))
     if errors:
         raise BadRequest(f"partial write: {errors} dropped={len(parsed.rejected)}")
     return _no_content()
