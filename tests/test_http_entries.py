@@ -13,7 +13,9 @@ from flask.testing import FlaskClient
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from fieldstation.points import parse_time
+from fieldstation.errors import BadRequest
+from fieldstation.http.entries import decode_json, iso_time
+from fieldstation.points import MAX_TS_US, MIN_TS_US, parse_time, us_to_datetime
 from tests import readback
 from tests.factories import Account, ChannelKeys, make_channel, make_user
 
@@ -249,3 +251,37 @@ def test_numbers_beyond_floats_are_400(client: FlaskClient, channel: ChannelKeys
         assert response.status_code == 400 and response.json["error"]["code"] in ("bad_value", "bad_time")
     assert post(client, channel.id, {"values": {"1": 2**70 + 1}}, channel.write_key).status_code == 201
     assert readback.values_by_field(channel.id) == {"temperature": [float(2**70)]}
+
+
+_json_leaf = st.one_of(
+    st.none(), st.booleans(), st.integers(-(2**63), 2**64 - 1), st.floats(), st.text(max_size=20)
+)
+_json = st.recursive(
+    _json_leaf,
+    lambda inner: st.one_of(
+        st.lists(inner, max_size=4), st.dictionaries(st.text(max_size=8), inner, max_size=4)
+    ),
+    max_leaves=20,
+)
+
+
+@given(_json, st.booleans())
+def test_bodies_decode_as_the_json_module_decodes_them(doc: Any, ascii_only: bool) -> None:
+    """orjson first (4x faster on a batch), the json module for what it refuses: one answer (#3).
+
+    Lone surrogates, NaN and Infinity are among what orjson refuses.
+    """
+    data = json.dumps(doc, allow_nan=True, ensure_ascii=ascii_only).encode("utf-8", "surrogatepass")
+
+    def outcome(decode: Any) -> str:
+        try:
+            return repr(decode(data))
+        except (ValueError, BadRequest):
+            return "refused"
+
+    assert outcome(decode_json) == outcome(json.loads)
+
+
+@given(st.integers(MIN_TS_US, MAX_TS_US))
+def test_answer_times_are_isoformat(ts: int) -> None:
+    assert iso_time(ts) == us_to_datetime(ts).isoformat()

@@ -124,3 +124,21 @@ def test_integers_beyond_the_float_range_are_refused() -> None:
         parse_value(10**400)
     with pytest.raises(BadRequest, match="finite"):
         parse_float(-(10**400), "latitude")
+
+
+@given(
+    st.one_of(
+        st.integers(-(10**20), 10**20),
+        st.sampled_from([10**k + d for k in (11, 14, 17, 19) for d in (-1, 0, 1)] + [99_999_999_999_999_999]),
+    )
+)
+def test_integer_epochs_land_where_their_text_does(number: int) -> None:
+    """Integers (the usual JSON time) skip the Decimal round trip of the text path (#3)."""
+
+    def outcome(raw: int | str) -> int | str:
+        try:
+            return epoch_to_us(raw)
+        except BadRequest as exc:
+            return exc.message
+
+    assert outcome(number) == outcome(str(number))

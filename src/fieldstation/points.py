@@ -105,6 +105,7 @@ def get_zone(name: str | None) -> dt.tzinfo:
 
 _EPOCH_RE = re.compile(r"-?\d+(\.\d+)?")
 _UNIT_NS = {"s": 10**9, "ms": 10**6, "us": 1000, "u": 1000, "ns": 1}
+_EXACT = 10**20
 
 
 def epoch_to_us(number: float | int | str, unit: str | None = None) -> int:
@@ -112,6 +113,12 @@ def epoch_to_us(number: float | int | str, unit: str | None = None) -> int:
 
     Nanoseconds are truncated to microseconds.
     """
+    if type(number) is int and unit is None and -_EXACT < number < _EXACT:
+        # The common JSON case, without the Decimal round trip: a power of ten times an
+        # integer of at most 20 digits is exact either way; float() rounds as below.
+        magnitude = abs(float(number))
+        unit = "s" if magnitude < 1e11 else "ms" if magnitude < 1e14 else "us" if magnitude < 1e17 else "ns"
+        return check_ts(number * _UNIT_NS[unit] // 1000)
     text = str(number).strip()
     if not _EPOCH_RE.fullmatch(text):
         raise BadRequest(f"not an epoch timestamp: {text[:40]!r}", code="bad_time")
