@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from fieldstation import lineprotocol as lp
@@ -248,3 +248,130 @@ def test_columns_later_lines_win_and_times_keep_first_appearance() -> None:
     }
     assert list(columns.times) == [20_000, 10_000] and columns.lines == 4
     assert [(r.number, r.line) for r in columns.rejected] == [(4, "bad")]
+
+
+#: Values that a float field or an integer field (``…i``) must not take, or not in that form.
+_BAD_FLOATS = ["1e999", "-1e999", "1..2", "0x10", "1_0", "inf", "nan", "1i", "t", "", "1=2", "1e", ".", "١"]
+_BAD_INTEGERS = ["9223372036854775808i", "-9223372036854775809i", "000000000000000000001i", "+-1i", "1i1"]
+_BAD_INTEGERS += ["-i", "1", "12", "1u", "t", "", "1=2", "1ii"]
+_BAD_STAMPS = [" x", " -5", " 1 2", "", " 99999999999999999999", " 000000000000000000001", " +1", " 1.5"]
+
+
+@st.composite
+def _regular_body(draw: st.DrawFn) -> str:
+    """A body as devices send it in bulk (series with a fixed set of fields), maybe with one flaw."""
+    names = st.sampled_from(["m", "m,h=1", "m,z=2,h=1", "m,h=1,z=2", "n"])
+    keys = st.lists(st.sampled_from(["a", "b", "c", "t_1"]), min_size=1, max_size=3, unique=True)
+    layouts = {series: draw(keys) for series in draw(st.lists(names, min_size=1))}
+    # A field's values are all floats or all integers, as InfluxDB requires of a field.
+    floats = st.one_of(
+        st.floats(allow_nan=False, allow_infinity=False).map(repr),
+        st.sampled_from(["1", "-0", "+.5", "1E-3"]),
+    )
+    integers = st.one_of(
+        st.integers(-(2**63), 2**63 - 1).map(lambda i: f"{i}i"), st.sampled_from(["007i", "+7i"])
+    )
+    is_float = {key: draw(st.booleans()) for key in ["a", "b", "c", "t_1", "zz"]}
+    used: list[str] = []
+
+    def stamp() -> str:  # mostly a new time; sometimes one used before, or none
+        text = draw(st.sampled_from([*used, " ", ""] if used and draw(st.integers(0, 9)) == 7 else [""]))
+        text = text or f" {(len(used) + 1) * 1000:0{draw(st.integers(1, 7))}d}"  # apart in any precision
+        used.append(text)
+        return text
+
+    def values(keys: list[str]) -> list[str]:
+        return [draw(floats if is_float[key] else integers) for key in keys]
+
+    def line(series: str, keys: list[str], values: list[str], ts: str) -> str:
+        return f"{series} {','.join(f'{k}={v}' for k, v in zip(keys, values, strict=True))}{ts}"
+
+    lines = []
+    for _ in range(draw(st.integers(1, 8))):
+        series = draw(st.sampled_from(sorted(layouts)))
+        lines.append(line(series, layouts[series], values(layouts[series]), stamp()))
+    if draw(st.booleans()):  # one flawed copy of a line: a value, the keys, the time or the shape
+        series = draw(st.sampled_from(sorted(layouts)))
+        fields = list(layouts[series])
+        given = values(fields)
+        ts = stamp()
+        flaw = draw(st.sampled_from(["value", "keys", "shift", "time", "start"]))
+        if flaw == "value":
+            at = draw(st.integers(0, len(fields) - 1))
+            given[at] = draw(st.sampled_from(_BAD_FLOATS if is_float[fields[at]] else _BAD_INTEGERS))
+        elif flaw == "keys":
+            fields, given = draw(
+                st.sampled_from(
+                    [
+                        (fields + fields[:1], given + given[:1]),  # a key twice
+                        (fields[1:], given[1:]) if len(fields) > 1 else (["zz"], given),  # one missing
+                        (fields + ["zz"], given + values(["zz"])),  # one more
+                        (fields[::-1], given[::-1]),  # another order
+                        ([""] + fields[1:], given),  # an empty key
+                    ]
+                )
+            )
+        elif flaw == "time":
+            ts = draw(st.sampled_from(_BAD_STAMPS))
+        elif flaw == "start":
+            series = draw(st.sampled_from([" ", "\t", "#"])) + series
+        text = line(series, fields, given, ts)
+        if flaw == "shift" and "," in text.split(" ")[1]:  # a=1,b=2 -> a=1=b,2: the same count of "="
+            head, _, tail = text.partition(",")
+            key, _, rest = tail.partition("=")
+            text = f"{head}={key},{rest}"
+        lines.insert(draw(st.integers(0, len(lines))), text)
+    return "\n".join(lines) + draw(st.sampled_from(["", "\n", "\r\n"]))
+
+
+@settings(max_examples=500)  # each flaw is one of many, and examples are cheap
+@given(body=_regular_body(), precision=st.sampled_from(["", "s", "u"]))
+def test_regular_bodies_parse_as_their_lines(body: str, precision: str) -> None:
+    """Regular bodies are parsed column by column; the result is the lines' own, flaws included."""
+    parsed = lp.parse(body, precision)
+    columns = lp.parse_columns(body, precision)
+    assert (columns.values, list(columns.times), columns.lines) == _columns_of(parsed)
+    assert columns.rejected == parsed.rejected
+
+
+def test_regular_bodies_take_the_column_path() -> None:
+    body = "m,h=1 a=1.5,b=2i 1000\nn a=-3 1000\nm,h=1 a=2,b=-4i 2000\n"
+    columns = lp._parse_uniform(body, 1)
+    assert columns is not None and columns.lines == 3
+    assert columns.values == {"m,h=1 a": {1: 1.5, 2: 2.0}, "m,h=1 b": {1: 2.0, 2: -4.0}, "n a": {1: -3.0}}
+    assert list(columns.times) == [1, 2]
+    for irregular in (
+        "m a=1 1\nm a=2 1",
+        "m a=1 1\nm b=1 2",
+        "m a=1 1\nm a=t 2",
+        "m a=1,a=2 1",
+        "m a=1 1\n\n",
+    ):
+        assert lp._parse_uniform(irregular, 1) is None
+
+
+def test_one_series_spelt_with_tags_in_two_orders_keeps_the_last_line() -> None:
+    body = "m,z=2,h=1 a=0 6\nm,h=1,z=2 a=1 5\nm,z=2,h=1 a=2 5\n"
+    assert lp.parse_columns(body, "u").values == {"m,h=1,z=2 a": {6: 0.0, 5: 2.0}}
+
+
+@pytest.mark.parametrize(
+    "flawed",
+    [
+        "m a=000000000000000000001i 3000",  # 21 digits
+        "m a=12 3000",  # a float among integers
+        "m a=9223372036854775808i 3000",
+        "m a=1i,b=2i 3000",
+        "m a=1=b,2 3000",
+        "m a=1i 99999999999999999999",
+        "m a=1i 000000000000000000001",
+        "m a=1i 1000",  # the same time again
+    ],
+)
+def test_regular_bodies_with_one_flaw_parse_as_their_lines(flawed: str) -> None:
+    body = f"m a=1i 1000\n{flawed}\nm a=-2i 2000\n"
+    assert lp._parse_uniform("m a=1i 1000\nm a=-2i 2000\n", 1) is not None
+    parsed = lp.parse(body)
+    columns = lp.parse_columns(body)
+    assert (columns.values, list(columns.times), columns.lines) == _columns_of(parsed)
+    assert columns.rejected == parsed.rejected

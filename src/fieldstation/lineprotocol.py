@@ -18,7 +18,10 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field
+from itertools import repeat
+from operator import floordiv, itemgetter, mul
 
 from fieldstation.points import MAX_TEXT, MAX_TS_US, MIN_TS_US
 
@@ -151,21 +154,26 @@ def parse_columns(text: str, precision: str = "") -> Columns:
     """Parse a whole body straight into :class:`Columns`; bad lines are reported, none raise.
 
     Lines parse, or are rejected with the same reasons, exactly as with
-    :func:`parse`; this is the write path's form of it. Lines without escapes
-    or strings (nearly all) take a fast path: each distinct series and
-    timestamp text is parsed once, and values go straight into their field's
-    column, without a :class:`Point` per line. Anything else goes through
-    :func:`parse_line`.
+    :func:`parse`; this is the write path's form of it, in three tiers. A body
+    of regular lines (see :func:`_parse_uniform`) is parsed column by column.
+    Otherwise lines without escapes or strings take a fast path: each distinct
+    series and timestamp text is parsed once, and values go straight into
+    their field's column, without a :class:`Point` per line. Anything else
+    goes through :func:`parse_line`.
 
     :raise ValueError: unknown ``precision`` (the caller answers 400 for the whole request).
     """
     scale = precision_ns(precision)
-    out = Columns()
-    values, times = out.values, out.times
     # Without backslashes and quotes no line of the body has escapes or strings.
     plain = "\\" not in text and '"' not in text
     if "\r" in text:  # drop the CR of each CRLF line end, as parse() does line by line
         text = text.replace("\r\n", "\n").removesuffix("\r")
+    if plain:
+        uniform = _parse_uniform(text, scale)
+        if uniform is not None:
+            return uniform
+    out = Columns()
+    values, times = out.values, out.times
     #: Series text as written -> its columns by field key; None: not a plain, valid series.
     series_columns: dict[str, _SeriesColumns | None] = {"": None}
     stamps: dict[str, int | None] = {"": None}
@@ -217,6 +225,137 @@ def parse_columns(text: str, precision: str = "") -> Columns:
         lines += 1
     out.lines = lines
     return out
+
+
+def _parse_uniform(text: str, scale: int) -> Columns | None:
+    """A body of regular lines, parsed column by column; None unless every line is regular.
+
+    Regular: ``series field=number[,field=number…] timestamp`` (the timestamp
+    may be empty) without escapes, strings or comments, each series with the
+    same field keys in the same order on every line, every field's numbers
+    all plain floats or all ``i`` integers, and no field and time twice. That
+    is what devices and clients send in bulk, and str methods and map() then
+    do the work in C: Python loops over the lines once, to group them by
+    series, and never over single values. Anything else returns None and is
+    parsed line by line, which decides every irregular case.
+    """
+    body = text.removesuffix("\n")
+    lines = body.split("\n")
+    # Exactly three parts per line: blank lines fail here, and a leading blank,
+    # tab or "#" (comment) makes a series that _plain_series refuses.
+    if list(map(str.count, lines, repeat(" "))).count(2) != len(lines):
+        return None
+    tokens = body.replace("\n", " ").split(" ")
+    series_col, fields_col, stamp_col = tokens[0::3], tokens[1::3], tokens[2::3]
+    stamps = _parse_stamps(list(dict.fromkeys(stamp_col)), scale)
+    if stamps is None:
+        return None
+    by_series: dict[str, list[int]] = {}
+    for index, series in enumerate(series_col):
+        indexes = by_series.get(series)
+        if indexes is None:
+            by_series[series] = [index]
+        else:
+            indexes.append(index)
+    out = Columns()
+    for series, indexes in by_series.items():
+        plain = _plain_series(series)
+        if plain is None:
+            return None
+        if len(indexes) == 1:
+            fields, times = [fields_col[indexes[0]]], [stamps[stamp_col[indexes[0]]]]
+        else:
+            pick = itemgetter(*indexes)
+            fields, times = pick(fields_col), list(map(stamps.__getitem__, pick(stamp_col)))
+        columns = _uniform_fields(fields, times)
+        if columns is None:
+            return None
+        for key, column in columns.items():
+            name = f"{plain.name} {key}"
+            known = out.values.get(name)
+            if known is None:
+                out.values[name] = column
+            elif known.keys() & column.keys():  # tags in another order, same time: lines decide
+                return None
+            else:
+                known.update(column)
+    out.times = dict.fromkeys(map(stamps.__getitem__, stamp_col))
+    out.lines = len(lines)
+    return out
+
+
+def _parse_stamps(texts: list[str], scale: int) -> dict[str, int | None] | None:
+    """Distinct timestamp texts -> µs, as :func:`_parse_ts` gives them; None if one is bad."""
+    given = [t for t in texts if t]
+    digits = "".join(given)
+    if digits.isdigit() and digits.isascii() and max(map(len, given), default=0) <= 20:
+        # Unsigned decimal numbers (all of them, nearly always): converted in C.
+        found = list(map(floordiv, map(mul, map(int, given), repeat(scale)), repeat(1000)))
+        if found and max(found) > MAX_TS_US:  # unsigned: never below MIN_TS_US
+            return None
+        stamps: dict[str, int | None] = dict(zip(given, found, strict=True))
+        if len(given) < len(texts):
+            stamps[""] = None
+        return stamps
+    stamps = {}
+    for text in texts:
+        try:
+            stamps[text] = _parse_ts(text, scale)
+        except LineError:
+            return None
+    return stamps
+
+
+def _uniform_fields(fields: Sequence[str], times: list[int | None]) -> dict[str, Column] | None:
+    """The field sets of one series' lines, all with the same keys, as columns by key; else None."""
+    keys = [part.partition("=")[0] for part in fields[0].split(",")]
+    width = len(keys)
+    if "" in keys or len(set(keys)) != width:
+        return None
+    joined = ",".join(fields)
+    parts = joined.split(",")
+    if len(parts) != width * len(fields) or list(map(str.count, parts, repeat("="))).count(1) != len(parts):
+        return None
+    flat = joined.replace(",", "=").split("=")  # key, value, key, value… (one "=" in each part)
+    if flat[0::2] != keys * len(fields):
+        return None
+    raws = flat[1::2]
+    columns: dict[str, Column] = {}
+    for offset, key in enumerate(keys):
+        numbers = _uniform_numbers(raws[offset::width])
+        if numbers is None:
+            return None
+        column: Column = dict(zip(times, numbers, strict=True))
+        if len(column) != len(times):  # the same time twice: lines decide which value stays
+            return None
+        columns[key] = column
+    return columns
+
+
+def _uniform_numbers(raws: list[str]) -> list[float] | None:
+    """One field's values when all are plain floats or all ``i`` integers (as _parse_value reads them)."""
+    text = "".join(raws)
+    if not text.strip(_NUMBER_CHARS):
+        # Made of these characters only, float() takes exactly InfluxDB's float grammar.
+        try:
+            numbers = list(map(float, raws))
+        except ValueError:
+            return None
+        if math.inf in numbers or -math.inf in numbers:  # out of range (these characters make no NaN)
+            return None
+        return numbers
+    if not all(map(str.endswith, raws, repeat("i"))):  # any other "i" fails the digit check below
+        return None
+    digits = list(map(itemgetter(slice(None, -1)), raws))
+    if "".join(digits).strip("0123456789+-") or max(map(len, digits)) > 20:
+        return None
+    try:
+        integers = list(map(int, digits))  # refuses an empty text and misplaced signs
+    except ValueError:
+        return None
+    if min(integers) < -(2**63) or max(integers) > 2**63 - 1:
+        return None
+    return list(map(float, integers))
 
 
 @dataclass(slots=True)
