@@ -21,7 +21,7 @@ from operator import itemgetter
 from typing import Any, cast
 
 from flask import g, has_request_context
-from sqlalchemy import Table, select, update
+from sqlalchemy import Table, update
 from sqlalchemy.engine import Dialect
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, scoped_session
