@@ -236,3 +236,14 @@ def test_rows_prepared_before_the_lock_follow_field_changes(channel, monkeypatch
     store.write(batch)
     assert raced == [2]
     assert readings(channel.id) == [(1, 10, 1.0, None), (2, 10, 2.0, None), (2, 11, 3.0, None)]
+
+
+def test_many_rows_go_in_statements_of_many_rows_in_order(channel) -> None:  # type: ignore[no-untyped-def]
+    """SQLite takes rows as multi-row INSERTs of up to 999 parameters; order across them holds."""
+    batch = [Entry({1: float(i), 2: -float(i)}, ts=i) for i in range(1, 701)]
+    batch.append(Entry({1: 5000.0}, ts=5))  # the same key again, in a later statement
+    result = store.write(Batch(channel.id, batch))
+    assert result.points == 1401 and [e.entry_id for e in result.entries[-2:]] == [700, 5]
+    values = {(number, ts): value for number, ts, value, _ in readings(channel.id)}
+    assert len(values) == 1400 and values[(1, 5)] == 5000.0 and values[(2, 700)] == -700.0
+    assert [e[0] for e in entries(channel.id)] == list(range(1, 701))
