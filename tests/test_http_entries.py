@@ -285,3 +285,30 @@ def test_bodies_decode_as_the_json_module_decodes_them(doc: Any, ascii_only: boo
 @given(st.integers(MIN_TS_US, MAX_TS_US))
 def test_answer_times_are_isoformat(ts: int) -> None:
     assert iso_time(ts) == us_to_datetime(ts).isoformat()
+
+
+@pytest.mark.parametrize(
+    ("third", "message"),
+    [
+        ('{"1": 3.5, "field1": 4.5}', "field 1 is given twice"),
+        ('{"1": 3.5, "humidity": Infinity}', "values.humidity: values must be finite numbers"),
+        ('{"1": 1e308, "humidity": 1e308}', None),  # finite, although their sum is not
+        ('{"1": "open", "humidity": 7}', None),  # text and integers: not the quick check's
+    ],
+)
+def test_later_entries_are_checked_like_the_first(
+    client: FlaskClient, channel: ChannelKeys, third: str, message: str | None
+) -> None:
+    """Entries whose keys are already known take a quicker check; it refuses and accepts alike."""
+    first = '{"values": {"1": 1.5, "humidity": 0.5}}, {"values": {"field1": 2.5}}'
+    body = f'[{first}, {{"values": {third}}}]'
+    response = client.post(
+        f"/api/v1/channels/{channel.id}/entries",
+        data=body,
+        headers={"Authorization": f"Bearer {channel.write_key}", "Content-Type": "application/json"},
+    )
+    if message is None:
+        assert response.status_code == 201 and response.json["points"] == 5
+    else:
+        assert response.status_code == 400 and response.json["error"]["message"] == f"entries[2]: {message}"
+        assert readback.entries(channel.id) == []
