@@ -520,6 +520,25 @@ def bench_engine(name: str, url: str, args: argparse.Namespace, influx: Influx |
             f"p99 {percentile(ts, 0.99):.2f} ms"
         )
 
+        # The query InfluxDB answers above, sent as it is to Fieldstation's InfluxQL /query:
+        # the same request and the same response shape on both sides.
+        q24 = f"SELECT f1 FROM wide WHERE time >= {start24 * 1000} AND time < {end * 1000}"
+        iq = {"db": "wide", "q": q24, "epoch": "ms", "u": "bench", "p": info["key_wide"]}
+        assert len(json.loads(client.get("/query", iq))["results"][0]["series"][0]["values"]) == 1440
+        ql, ifx = paired(lambda: client.get("/query", iq), theirs, n)
+        p50 = figures["24h_influxql_p50"] = statistics.median(ql)
+        line = (
+            f"    same rows through InfluxQL on /query (epoch=ms): p50 {p50:.2f} ms, "
+            f"p99 {percentile(ql, 0.99):.2f} ms"
+        )
+        if ifx:
+            figures["24h_influxql_influx_p50"] = statistics.median(ifx)
+            line += (
+                f"; InfluxDB in the same run p50 {statistics.median(ifx):.2f} ms -> Fieldstation / InfluxDB "
+                f"{ratio(p50, statistics.median(ifx))} (target <= 0.5x)"
+            )
+        print(line)
+
         # 2. ~1,000 buckets over a year of one-minute data
         ystart = end - YEAR_POINTS * MINUTE
         for every, width in BUCKETS.items():

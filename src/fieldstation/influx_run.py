@@ -8,21 +8,20 @@ Databases are the channels the credentials may read, named by channel name
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import functools
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import or_, select
+from sqlalchemy import case, or_, select
 
 from fieldstation import query
-from fieldstation.auth import find_key
 from fieldstation.errors import BadRequest, FieldstationError, Unauthorized
 from fieldstation.extensions import db
 from fieldstation.influxql import Column, CreateDatabase, Select, Show, Statement
-from fieldstation.models import Channel, KeyKind
-from fieldstation.params import format_time
+from fieldstation.models import Channel
+from fieldstation.params import format_time, format_times
 from fieldstation.points import MAX_TS_US, MIN_TS_US, get_zone
-from fieldstation.query import MAX_LIMIT, Bucket
+from fieldstation.query import MAX_LIMIT, Bucket, ChannelInfo
 from fieldstation.seriesnames import SeriesName, parse_field_name
 
 #: Most values one raw SELECT returns (rows x columns x series).
@@ -45,51 +44,55 @@ class Series:
     name: SeriesName
 
 
-def readable_channels(raw_key: str | None) -> list[Channel]:
-    """Channels these credentials may read: their own first, then public ones.
+class Databases:
+    """The channels these credentials may read, found as each statement names its database.
 
-    :raise Unauthorized: a key was given but is unknown or revoked.
+    :raise Unauthorized: a key was given but is unknown or revoked (before any statement runs).
     """
-    own = None
-    if raw_key:
-        key = find_key(raw_key)
-        if key is None:
-            raise Unauthorized("authorization failed")
-        own = Channel.owner_id == key.user_id if key.kind == KeyKind.USER else Channel.id == key.channel_id
-    condition = Channel.public.is_(True) if own is None else or_(own, Channel.public.is_(True))
-    channels = list(db.session.scalars(select(Channel).where(condition).order_by(Channel.id).limit(10_000)))
-    if own is not None:
-        mine = {c.id for c in db.session.scalars(select(Channel).where(own))}
-        channels.sort(key=lambda c: c.id not in mine)
-    return channels
 
+    def __init__(self, raw_key: str | None) -> None:
+        self.raw_key = raw_key
+        self.scope: query.KeyScope | None = None
+        if raw_key:
+            self.scope = query.key_scope(raw_key)
+            if self.scope is None:
+                raise Unauthorized("authorization failed")
 
-def find_database(name: str, channels: Iterable[Channel]) -> Channel:
-    """The readable channel called ``name`` (or with that id).
+    def find(self, name: str) -> ChannelInfo:
+        """The readable channel called ``name`` (or with that id), with all its fields.
 
-    :raise BadRequest: none matches (unknown and forbidden alike).
-    """
-    if not name:
-        raise BadRequest("database name required")
-    listed = list(channels)
-    for channel in listed:
-        if str(channel.id) == name:
-            return channel
-    for channel in listed:
-        if channel.name == name:
-            return channel
-    raise BadRequest(f"database not found: {name}")
+        :raise BadRequest: none matches (unknown and forbidden alike).
+        """
+        if not name:
+            raise BadRequest("database name required")
+        channel_id = query.find_database(name, self.scope)
+        channel = None if channel_id is None else query.read_access(channel_id, self.raw_key)
+        if channel is None:
+            raise BadRequest(f"database not found: {name}")
+        return channel
+
+    def names(self) -> list[str]:
+        """Names of every readable channel: the key's own first, then public ones, oldest first."""
+        scope = self.scope or query.KeyScope(None, None)
+        own = or_(Channel.owner_id == scope.owner_id, Channel.id == scope.channel_id)
+        rows = db.session.execute(
+            select(Channel.name)
+            .where(or_(Channel.public.is_(True), own))
+            .order_by(case((own, 0), else_=1), Channel.id)
+            .limit(10_000)
+        )
+        return list(dict.fromkeys(name for (name,) in rows))
 
 
 def run(statements: list[Statement], raw_key: str | None, database: str, epoch: str | None) -> dict[str, Any]:
     """InfluxDB's ``{"results": [...]}``; a failing statement reports its error in its own result."""
     if epoch is not None and epoch not in EPOCH_US and epoch != "ns":
         raise BadRequest(f"invalid epoch: {epoch[:10]}")
-    channels = readable_channels(raw_key)
+    databases = Databases(raw_key)
     results: list[dict[str, Any]] = []
     for number, statement in enumerate(statements):
         try:
-            series = _run_one(statement, channels, database, epoch)
+            series = _run_one(statement, databases, database, epoch)
         except Unauthorized:
             raise
         except FieldstationError as exc:
@@ -103,37 +106,43 @@ def run(statements: list[Statement], raw_key: str | None, database: str, epoch: 
 
 
 def _run_one(
-    statement: Statement, channels: list[Channel], database: str, epoch: str | None
+    statement: Statement, databases: Databases, database: str, epoch: str | None
 ) -> list[dict[str, Any]]:
     if isinstance(statement, CreateDatabase):
-        find_database(statement.name, channels)  # exists and readable: nothing to create
+        databases.find(statement.name)  # exists and readable: nothing to create
         return []
     if isinstance(statement, Show):
-        return _show(statement, channels, database)
-    channel = find_database(statement.database or database, channels)
+        return _show(statement, databases, database)
+    channel = databases.find(statement.database or database)
     return _select(statement, channel, epoch)
 
 
-def _series_of(channel: Channel) -> list[Series]:
-    return [Series(f.id, parse_field_name(f.name, channel.name)) for f in channel.fields]
+def _series_of(channel: ChannelInfo) -> list[Series]:
+    return [Series(f.id, _series_name(f.name, channel.name)) for f in channel.fields]
+
+
+@functools.lru_cache(maxsize=4096)
+def _series_name(name: str, channel_name: str) -> SeriesName:
+    """Field names parsed once per process: every query of a 100-field channel asks for all of them."""
+    return parse_field_name(name, channel_name)
 
 
 # -- SHOW -------------------------------------------------------------------------------------
 
 
-def _show(stmt: Show, channels: list[Channel], database: str) -> list[dict[str, Any]]:
+def _show(stmt: Show, databases: Databases, database: str) -> list[dict[str, Any]]:
     if stmt.what == "databases":
-        names = list(dict.fromkeys(c.name for c in channels))
+        names = databases.names()
         return [{"name": "databases", "columns": ["name"], "values": [[n] for n in names[: stmt.limit]]}]
     if stmt.what == "retention policies":
-        find_database(stmt.database or database, channels)
+        databases.find(stmt.database or database)
         return [
             {
                 "columns": ["name", "duration", "shardGroupDuration", "replicaN", "default"],
                 "values": [["autogen", "0s", "168h0m0s", 1, True]],
             }
         ]
-    channel = find_database(stmt.database or database, channels)
+    channel = databases.find(stmt.database or database)
     every = [s.name for s in _series_of(channel)]
     if stmt.measurement is not None:
         every = [s for s in every if s.measurement == stmt.measurement]
@@ -165,7 +174,7 @@ def _show(stmt: Show, channels: list[Channel], database: str) -> list[dict[str, 
 # -- SELECT -----------------------------------------------------------------------------------
 
 
-def _select(stmt: Select, channel: Channel, epoch: str | None) -> list[dict[str, Any]]:
+def _select(stmt: Select, channel: ChannelInfo, epoch: str | None) -> list[dict[str, Any]]:
     matching = [
         s for s in _series_of(channel) if s.name.measurement == stmt.measurement and _passes(s.name, stmt)
     ]
@@ -181,19 +190,20 @@ def _select(stmt: Select, channel: Channel, epoch: str | None) -> list[dict[str,
     for values, members in sorted(groups.items()):
         if any(c.function for c in stmt.columns):
             columns, rows = _aggregate_rows(stmt, members)
+            if stmt.descending:
+                rows.reverse()
+            if stmt.limit is not None:
+                rows = rows[: stmt.limit]
+            table: list[Any] = [[_time(ts, epoch), *row] for ts, row in rows]
         else:
-            columns, rows = _raw_rows(stmt, members)
-        if not rows:
+            columns, table = _raw_table(stmt, members, epoch)
+        if not table:
             continue
-        if stmt.descending:
-            rows.reverse()
-        if stmt.limit is not None:
-            rows = rows[: stmt.limit]
         series: dict[str, Any] = {"name": stmt.measurement}
         if group_tags:
             series["tags"] = dict(zip(group_tags, values, strict=True))
         series["columns"] = ["time", *columns]
-        series["values"] = [[_time(ts, epoch), *row] for ts, row in rows]
+        series["values"] = table
         output.append(series)
     return output
 
@@ -214,28 +224,47 @@ def _time(ts: int, epoch: str | None) -> int | str:
     return ts // EPOCH_US[epoch]
 
 
-def _raw_rows(stmt: Select, members: list[Series]) -> tuple[list[str], list[tuple[int, list[Any]]]]:
-    """Raw values, one row per timestamp, bounded by LIMIT (or MAX_LIMIT)."""
+def _times(stamps: list[int], epoch: str | None) -> list[Any]:
+    """:func:`_time` of every row at once."""
+    if epoch is None:
+        return format_times(stamps)
+    if epoch == "ns":
+        return [ts * 1000 for ts in stamps]
+    unit = EPOCH_US[epoch]
+    return stamps if unit == 1 else [ts // unit for ts in stamps]
+
+
+def _raw_table(stmt: Select, members: list[Series], epoch: str | None) -> tuple[list[str], list[Any]]:
+    """Raw values, one row ``[time, value, …]`` per timestamp in the order asked for, bounded by
+    LIMIT (or MAX_LIMIT)."""
     keys = sorted({s.name.key for s in members}) if stmt.columns[0].field == "*" else None
     columns = [Column(k) for k in keys] if keys is not None else stmt.columns
     start = MIN_TS_US if stmt.start is None else stmt.start
     end = MAX_TS_US + 1 if stmt.end is None else stmt.end
     # At most MAX_CELLS values per statement, however many columns SELECT * names.
     bound = max(1, min(stmt.limit or MAX_LIMIT, MAX_LIMIT, MAX_CELLS // max(1, len(columns) * len(members))))
+    names = [c.name for c in columns]
+    wanted = [
+        (index, s) for index, column in enumerate(columns) for s in members if s.name.key == column.field
+    ]
+    if len(columns) == 1 and len(wanted) == 1:
+        # One series, as a Grafana panel asks: the driver's rows, in order, formatted at once.
+        got = query.series_rows(wanted[0][1].field_id, start, end, limit=bound, descending=stmt.descending)
+        stamps = [ts for ts, _ in got.pairs]
+        texts = got.texts
+        cells = (
+            [value for _, value in got.pairs]
+            if not texts
+            else [v if v is not None else texts.get(ts) for ts, v in got.pairs]
+        )
+        return names, list(zip(_times(stamps, epoch), cells, strict=True))
     table: dict[int, list[Any]] = {}
-    for index, column in enumerate(columns):
-        for s in members:
-            if s.name.key != column.field:
-                continue
-            for point in query.series(s.field_id, start, end, limit=bound, descending=stmt.descending):
-                row = table.setdefault(point.ts, [None] * len(columns))
-                row[index] = point.value if point.value is not None else point.text
-    stamps = sorted(table)
-    if stmt.descending:
-        stamps = stamps[-bound:]
-    else:
-        stamps = stamps[:bound]
-    return [c.name for c in columns], [(ts, table[ts]) for ts in stamps]
+    for index, s in wanted:
+        for point in query.series(s.field_id, start, end, limit=bound, descending=stmt.descending):
+            row = table.setdefault(point.ts, [None] * len(columns))
+            row[index] = point.value if point.value is not None else point.text
+    stamps = sorted(table, reverse=stmt.descending)[:bound]
+    return names, [[time, *table[ts]] for time, ts in zip(_times(stamps, epoch), stamps, strict=True)]
 
 
 def _aggregate_rows(stmt: Select, members: list[Series]) -> tuple[list[str], list[tuple[int, list[Any]]]]:

@@ -103,6 +103,8 @@ class _Sql:
     field_entries: str
     values_between: str
     texts: str
+    key_scope: str
+    database: str
 
 
 def _statements(dialect: str) -> _Sql:
@@ -142,6 +144,19 @@ def _statements(dialect: str) -> _Sql:
             "SELECT ts, text FROM readings WHERE field_id = ? AND ts = ANY(?)"
             if pg
             else "SELECT ts, text FROM readings WHERE field_id = ? AND ts IN (SELECT value FROM json_each(?))"
+        ),
+        # What a live key may read: its owner's channels (user key) or its own channel.
+        key_scope=bind(
+            "SELECT kind, user_id, channel_id FROM api_keys WHERE key_hash = ? AND revoked_at IS NULL"
+        ),
+        # An InfluxDB database name among the readable channels: a channel id first, then a
+        # name, the key's own channels before public ones, then the oldest. Parameters: id,
+        # name, the key's scope (owner id, channel id; NULL grants nothing), id, the scope again.
+        database=bind(
+            "SELECT c.id FROM channels c WHERE (c.id = ? OR c.name = ?) "
+            "AND (c.public OR c.owner_id = ? OR c.id = ?) "
+            "ORDER BY CASE WHEN c.id = ? THEN 0 ELSE 1 END, "
+            "CASE WHEN c.owner_id = ? OR c.id = ? THEN 0 ELSE 1 END, c.id LIMIT 1"
         ),
     )
 
@@ -263,6 +278,44 @@ def read_access(
         _utc(first[10]),
         fields,
     )
+
+
+@dataclass(frozen=True, slots=True)
+class KeyScope:
+    """What a live key may read: its owner's channels (a user key) or its own channel."""
+
+    owner_id: int | None
+    channel_id: int | None
+
+
+def key_scope(raw_key: str) -> KeyScope | None:
+    """The scope of a live key, or None when the key is unknown or revoked."""
+    from fieldstation.auth import hash_key
+
+    with _cursor() as (cursor, sql):
+        cursor.execute(sql.key_scope, (hash_key(raw_key),))
+        row = cursor.fetchone()
+    if row is None:
+        return None
+    kind, user_id, channel_id = row
+    return KeyScope(user_id, None) if kind == "user" else KeyScope(None, channel_id)
+
+
+def find_database(name: str, scope: KeyScope | None) -> int | None:
+    """The id of the readable channel an InfluxDB database name stands for, or None.
+
+    A name that is a channel id (written as ``str(id)`` writes it) names that channel;
+    otherwise the name is matched, the key's own channels first. One statement: Grafana
+    sends a query per panel, and loading every readable channel to pick one cost more
+    than the 24-hour query itself.
+    """
+    digits = name.isascii() and name.isdigit() and len(name) < 19 and str(int(name)) == name
+    ident = int(name) if digits else None
+    owner, channel = (scope.owner_id, scope.channel_id) if scope else (None, None)
+    with _cursor() as (cursor, sql):
+        cursor.execute(sql.database, (ident, name, owner, channel, ident, owner, channel))
+        row = cursor.fetchone()
+    return None if row is None else int(row[0])
 
 
 def _utc(value: dt.datetime | str) -> dt.datetime:

@@ -9,8 +9,6 @@ result), 400 ``{"error": "error parsing query: …"}``, 401
 
 from __future__ import annotations
 
-import json
-
 from flask import Blueprint, Response, request
 from werkzeug.exceptions import HTTPException
 
@@ -18,6 +16,7 @@ from fieldstation import influx_run, influxql
 from fieldstation.errors import FieldstationError
 from fieldstation.extensions import db
 from fieldstation.http.influx_write import request_key
+from fieldstation.jsonprovider import encode
 from fieldstation.points import now_us
 
 influx_query_bp = Blueprint("influx_query", __name__)
@@ -36,7 +35,7 @@ def run_query() -> Response:
 
 
 def _json(status: int, body: object) -> Response:
-    response = Response(json.dumps(body, separators=(",", ":")), status=status, mimetype="application/json")
+    response = Response(encode(body), status=status, mimetype="application/json")
     response.headers["X-Influxdb-Version"] = INFLUXDB_VERSION
     return response
 
