@@ -11,8 +11,8 @@ from flask.testing import FlaskClient
 from influxdb import InfluxDBClient
 from influxdb.exceptions import InfluxDBClientError
 
-from fieldstation import manage, store
-from fieldstation.models import KeyKind
+from fieldstation import auth, manage, store
+from fieldstation.models import ApiKey, KeyKind
 from fieldstation.points import Batch, Entry
 from fieldstation.query import MINUTE, SECOND
 from tests.factories import ChannelKeys, make_channel, make_user
@@ -158,3 +158,31 @@ def test_client_raises_on_influx_errors(channel: ChannelKeys, server: str) -> No
     with pytest.raises(InfluxDBClientError) as caught:
         client_for(server, "WRONGKEY00000000").query("SHOW DATABASES")
     assert caught.value.code == 401
+
+
+def test_database_names_resolve_among_readable_channels(client: FlaskClient, channel: ChannelKeys) -> None:
+    """A database is a channel id first, then a name; the key's own channels before public ones."""
+
+    def answer(db: str, key: str | None, measurement: str = "sensors") -> object:
+        args = {"q": f"SELECT battery FROM {measurement}", "db": db} | ({"p": key} if key else {})
+        result = client.get("/query", query_string=args).get_json()["results"][0]
+        return result.get("error") or result["series"][0]["values"][0][1]
+
+    bob = make_user("bob").user
+    theirs = make_channel(bob, "sensors", fields=("battery",), public=True)
+    store.write(Batch(theirs.id, [Entry({1: 9.9}, ts=T0)]))
+    hidden = make_channel(bob, "hidden", fields=("battery",))
+    store.write(Batch(hidden.id, [Entry({1: 1.5}, ts=T0)]))
+    assert answer("sensors", channel.read_key) == 3.7  # own channel, not bob's public one
+    assert answer("sensors", None) == 9.9  # no key: the public one
+    assert answer(str(theirs.id), channel.read_key) == 9.9  # an id names that channel
+    assert answer(f"0{theirs.id}", channel.read_key) == f"database not found: 0{theirs.id}"
+    assert answer(str(hidden.id), channel.read_key) == f"database not found: {hidden.id}"
+    assert answer("hidden", hidden.read_key, "hidden") == 1.5
+    assert answer("hidden", channel.read_key, "hidden") == "database not found: hidden"
+    user_key = manage.create_key(bob, KeyKind.USER)[1]
+    assert answer("sensors", user_key) == 9.9  # bob's own
+    assert answer(str(channel.id), user_key) == f"database not found: {channel.id}"
+    manage.revoke_key(auth.find_key(user_key) or ApiKey())
+    args = {"q": "SELECT battery FROM sensors", "db": "sensors", "p": user_key}
+    assert client.get("/query", query_string=args).status_code == 401  # revoked: refused at once

@@ -21,7 +21,7 @@ from fieldstation.influxql import Column, CreateDatabase, Select, Show, Statemen
 from fieldstation.models import Channel
 from fieldstation.params import format_time, format_times
 from fieldstation.points import MAX_TS_US, MIN_TS_US, get_zone
-from fieldstation.query import MAX_LIMIT, Bucket, ChannelInfo
+from fieldstation.query import MAX_LIMIT, Bucket
 from fieldstation.seriesnames import SeriesName, parse_field_name
 
 #: Most values one raw SELECT returns (rows x columns x series).
@@ -58,15 +58,14 @@ class Databases:
             if self.scope is None:
                 raise Unauthorized("authorization failed")
 
-    def find(self, name: str) -> ChannelInfo:
+    def find(self, name: str) -> query.Database:
         """The readable channel called ``name`` (or with that id), with all its fields.
 
         :raise BadRequest: none matches (unknown and forbidden alike).
         """
         if not name:
             raise BadRequest("database name required")
-        channel_id = query.find_database(name, self.scope)
-        channel = None if channel_id is None else query.read_access(channel_id, self.raw_key)
+        channel = query.find_database(name, self.scope)
         if channel is None:
             raise BadRequest(f"database not found: {name}")
         return channel
@@ -117,8 +116,8 @@ def _run_one(
     return _select(statement, channel, epoch)
 
 
-def _series_of(channel: ChannelInfo) -> list[Series]:
-    return [Series(f.id, _series_name(f.name, channel.name)) for f in channel.fields]
+def _series_of(channel: query.Database) -> list[Series]:
+    return [Series(field_id, _series_name(name, channel.name)) for field_id, name in channel.fields]
 
 
 @functools.lru_cache(maxsize=4096)
@@ -174,7 +173,7 @@ def _show(stmt: Show, databases: Databases, database: str) -> list[dict[str, Any
 # -- SELECT -----------------------------------------------------------------------------------
 
 
-def _select(stmt: Select, channel: ChannelInfo, epoch: str | None) -> list[dict[str, Any]]:
+def _select(stmt: Select, channel: query.Database, epoch: str | None) -> list[dict[str, Any]]:
     matching = [
         s for s in _series_of(channel) if s.name.measurement == stmt.measurement and _passes(s.name, stmt)
     ]

@@ -105,6 +105,7 @@ class _Sql:
     texts: str
     key_scope: str
     database: str
+    field_names: str
 
 
 def _statements(dialect: str) -> _Sql:
@@ -153,11 +154,12 @@ def _statements(dialect: str) -> _Sql:
         # name, the key's own channels before public ones, then the oldest. Parameters: id,
         # name, the key's scope (owner id, channel id; NULL grants nothing), id, the scope again.
         database=bind(
-            "SELECT c.id FROM channels c WHERE (c.id = ? OR c.name = ?) "
+            "SELECT c.id, c.name FROM channels c WHERE (c.id = ? OR c.name = ?) "
             "AND (c.public OR c.owner_id = ? OR c.id = ?) "
             "ORDER BY CASE WHEN c.id = ? THEN 0 ELSE 1 END, "
             "CASE WHEN c.owner_id = ? OR c.id = ? THEN 0 ELSE 1 END, c.id LIMIT 1"
         ),
+        field_names=bind("SELECT id, name FROM fields WHERE channel_id = ? ORDER BY number"),
     )
 
 
@@ -301,13 +303,23 @@ def key_scope(raw_key: str) -> KeyScope | None:
     return KeyScope(user_id, None) if kind == "user" else KeyScope(None, channel_id)
 
 
-def find_database(name: str, scope: KeyScope | None) -> int | None:
-    """The id of the readable channel an InfluxDB database name stands for, or None.
+@dataclass(frozen=True, slots=True)
+class Database:
+    """A channel as InfluxQL sees it: its name and its fields' (id, name)."""
+
+    id: int
+    name: str
+    fields: list[tuple[int, str]]
+
+
+def find_database(name: str, scope: KeyScope | None) -> Database | None:
+    """The readable channel an InfluxDB database name stands for, or None.
 
     A name that is a channel id (written as ``str(id)`` writes it) names that channel;
-    otherwise the name is matched, the key's own channels first. One statement: Grafana
-    sends a query per panel, and loading every readable channel to pick one cost more
-    than the 24-hour query itself.
+    otherwise the name is matched, the key's own channels first. Readable is
+    :func:`fieldstation.auth.can_read`'s rule. Two fixed statements: Grafana sends a
+    query per panel, and loading every readable channel with the ORM to pick one cost
+    more than the 24-hour query itself.
     """
     digits = name.isascii() and name.isdigit() and len(name) < 19 and str(int(name)) == name
     ident = int(name) if digits else None
@@ -315,7 +327,10 @@ def find_database(name: str, scope: KeyScope | None) -> int | None:
     with _cursor() as (cursor, sql):
         cursor.execute(sql.database, (ident, name, owner, channel, ident, owner, channel))
         row = cursor.fetchone()
-    return None if row is None else int(row[0])
+        if row is None:
+            return None
+        cursor.execute(sql.field_names, (row[0],))
+        return Database(int(row[0]), row[1], cursor.fetchall())
 
 
 def _utc(value: dt.datetime | str) -> dt.datetime:
