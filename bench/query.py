@@ -294,6 +294,18 @@ class Bare:
         self.conn.close()
 
 
+def start_fixed_body(body: bytes, server: str, folder: Path) -> tuple[subprocess.Popen[bytes], str]:
+    """bench/fixedbody.py answering ``body`` to every request, served as Fieldstation is."""
+    from fieldstation.serving import server_command
+
+    (folder / "body.json").write_bytes(body)
+    port = free_port()
+    env = {**os.environ, "FIXED_BODY_FILE": str(folder / "body.json"), "PYTHONPATH": str(ROOT / "bench")}
+    command = server_command(server, "127.0.0.1", port, 2, app="fixedbody:application")
+    proc = subprocess.Popen(command, env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    return proc, wait_http(f"http://127.0.0.1:{port}", "/", proc)
+
+
 def start_server(url: str, instance: Path, server: str) -> tuple[subprocess.Popen[bytes], str]:
     """Serve Fieldstation as ``fieldstation serve --server SERVER`` does (2 workers, no access log,
     as InfluxDB's HTTP log is off). The one place here that knows how it is served."""
@@ -537,6 +549,23 @@ def bench_engine(name: str, url: str, args: argparse.Namespace, influx: Influx |
                 f"; InfluxDB in the same run p50 {statistics.median(ifx):.2f} ms -> Fieldstation / InfluxDB "
                 f"{ratio(p50, statistics.median(ifx))} (target <= 0.5x)"
             )
+        print(line)
+        # The floor under both figures: the same bytes from an app that does nothing else, same server.
+        floor_proc, floor_base = start_fixed_body(client.get("/query", iq), args.server, instance)
+        floor_client = Client(floor_base)
+        try:
+            floor = statistics.median(timed(lambda: floor_client.get("/", {}), n))
+        finally:
+            floor_client.close()
+            floor_proc.send_signal(signal.SIGTERM)
+            floor_proc.wait(timeout=30)
+        figures["24h_floor_p50"] = floor + statistics.median(sql)
+        line = (
+            f"    floor: that body from an app that only returns it, same server, p50 {floor:.2f} ms; "
+            f"+ bare SQL = {floor + statistics.median(sql):.2f} ms"
+        )
+        if ifx:
+            line += f" = {ratio(floor + statistics.median(sql), statistics.median(ifx))} InfluxDB's time"
         print(line)
 
         # 2. ~1,000 buckets over a year of one-minute data
