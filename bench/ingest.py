@@ -344,7 +344,9 @@ def run_engine(engine: str, args: argparse.Namespace, tmp: Path) -> dict[str, An
                 with serve(baseline, "ingest:bare_app()", env, args.workers) as host:
                     single_load(host, single_path, args.connections, 1)  # warm-up
                     out[f"bare_{baseline}"] = single_load(host, single_path, args.connections, args.duration)
-        with serve(args.server, "fieldstation:create_app()", env, args.workers) as host:
+        from fieldstation.serving import APP  # what `fieldstation serve` runs
+
+        with serve(args.server, APP, env, args.workers) as host:
             single_load(host, single_path, args.connections, 1)
             if args.only == "single":
                 out["single"] = single_load(host, single_path, args.connections, args.duration)
