@@ -81,6 +81,23 @@ def test_session_cookie_is_httponly_samesite_and_secure_in_production(web: Flask
     assert "Secure" in cookie  # the tests run ProductionConfig's cookie settings
 
 
+def test_device_requests_get_no_session_and_pages_still_do(app: Flask) -> None:
+    """A cookie-less /update or API read sets no cookie and adds no Vary; a first visit to a
+    dashboard page still gets its session (its CSRF token lives there)."""
+    keys = make_channel(make_user().user, "weather")
+    device = app.test_client(use_cookies=False)
+    for url in (
+        f"/update?api_key={keys.write_key}&field1=1",
+        f"/channels/{keys.id}/feeds.json?api_key={keys.read_key}",
+    ):
+        response = device.get(url)
+        assert response.status_code == 200
+        assert "Set-Cookie" not in response.headers and "Vary" not in response.headers
+    first_visit = app.test_client().get("/dashboard/login")
+    assert any(h.startswith("session=") for h in first_visit.headers.getlist("Set-Cookie"))
+    assert csrf_of(first_visit.text)
+
+
 def test_sign_out_ends_the_session(web: FlaskClient) -> None:
     make_user()
     sign_in(web)

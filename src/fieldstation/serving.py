@@ -50,6 +50,8 @@ def served_app() -> Flask:
     gc.freeze()
     gc.set_threshold(GC_YOUNG, *gc.get_threshold()[1:])
     return app
+
+
 #: Largest request head (request line + headers) uWSGI accepts; its default (4 KB) is too small
 #: for the long query strings of a ThingSpeak update with eight fields, status and location.
 HEAD_BUFFER = 65535

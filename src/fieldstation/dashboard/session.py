@@ -9,8 +9,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, TypeVar, cast
 
-from flask import Flask, g
-from flask.sessions import SecureCookieSessionInterface
+from flask import Flask, Request, g
+from flask.sessions import SecureCookieSession, SecureCookieSessionInterface
 from flask_login import LoginManager, current_user
 from flask_login import login_required as _login_required
 
@@ -59,6 +59,28 @@ class CookieSessions(SecureCookieSessionInterface):
         if cached is None or cached[0] != key:
             cached = self._cached = (key, super().get_signing_serializer(app))
         return cached[1]
+
+    def open_session(self, app: Flask, request: Request) -> SecureCookieSession | None:
+        """No session for a device or API request that sends no cookie (it cannot be signed in).
+
+        Opening an empty session, noting that Flask-Login looked at it and adding
+        ``Vary: Cookie`` on the way out were a sixth of Flask's work on every
+        ``/update``. Dashboard pages keep a real session even on the first visit:
+        they write the CSRF token and flashed messages into it.
+        """
+        if "HTTP_COOKIE" not in request.environ and _sessionless(request.path):
+            return self.make_null_session(app)
+        return super().open_session(app, request)
+
+
+#: First path segments of the device and API endpoints, which never write to a session.
+_API_ROOTS = frozenset({"update", "update.json", "update.xml", "write", "query", "ping", "api", "channels"})
+
+
+def _sessionless(path: str) -> bool:
+    """A device/API path; the dashboard's embeddable chart (``/channels/<id>/charts/…``) is a page."""
+    root = path.split("/", 2)[1] if path.startswith("/") else ""
+    return root in _API_ROOTS and "/charts/" not in path
 
 
 def init_login(app: Flask) -> None:
