@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import math
 import re
 from dataclasses import dataclass
 from zoneinfo import ZoneInfo
@@ -69,6 +70,50 @@ def test_nice_steps_are_one_two_two_and_a_half_or_five_times_a_power_of_ten() ->
     assert charts.nice_step(10, 5) == 2
     assert charts.nice_step(0.9, 4) == 0.25
     assert charts.nice_step(7000, 6) == 2000
+
+
+#: Any finite float: subnormals such as 5e-324 and magnitudes up to the largest float included.
+_any_value = st.floats(allow_nan=False, allow_infinity=False)
+
+
+def _assert_readable_axis(low: float, high: float, max_ticks: int) -> None:
+    """What a reader checks of a value axis: few ticks, in order, around the data, each label its own."""
+    bottom, top, ticks = charts.value_ticks(low, high, max_ticks)
+    assert 2 <= len(ticks) <= max_ticks + 1  # max_ticks steps between them, each VALUE_LABEL_PX tall
+    assert all(b.at > a.at for a, b in zip(ticks, ticks[1:], strict=False))
+    assert ticks[0].at == bottom <= min(low, high) and ticks[-1].at == top >= max(low, high)
+    assert math.isfinite(bottom) and math.isfinite(top)
+    labels = [t.label for t in ticks]
+    assert len(set(labels)) == len(labels), labels
+
+
+@given(low=_any_value, high=_any_value, max_ticks=st.integers(2, 40))
+def test_value_ticks_hold_for_any_finite_floats(low: float, high: float, max_ticks: int) -> None:
+    """Subnormal lows once gave one tick too many, ±1.7e308 never returned (#5)."""
+    _assert_readable_axis(low, high, max_ticks)
+
+
+@given(
+    low=st.floats(-1e6, 1e6),
+    relative=st.floats(1e-11, 1e-6),
+    max_ticks=st.integers(2, 40),
+)
+def test_value_ticks_label_tiny_spans_distinctly(low: float, relative: float, max_ticks: int) -> None:
+    """Spans just above float noise (0 to 2e-12) once got twelve decimals and equal labels (#5)."""
+    _assert_readable_axis(low, low + max(abs(low), 1e-3) * relative, max_ticks)
+
+
+@pytest.mark.parametrize(
+    ("low", "high", "expected"),
+    [
+        (-5e-324, 12.0, ["-2.5", "0", "2.5", "5.0", "7.5", "10.0", "12.5"]),
+        (0, 2e-12, ["0", "5e-13", "1e-12", "1.5e-12", "2e-12"]),
+        (0, 4e15, ["0", "1e15", "2e15", "3e15", "4e15"]),
+    ],
+)
+def test_value_ticks_found_by_hypothesis(low: float, high: float, expected: list[str]) -> None:
+    """Regressions of #5: a subnormal low, steps below 10^-12 and magnitudes beyond the G scale."""
+    assert [t.label for t in charts.value_ticks(low, high, 6)[2]] == expected
 
 
 # -- time ticks ------------------------------------------------------------------------------
@@ -200,3 +245,12 @@ def test_value_ticks_cover_subnormal_values() -> None:
     bottom, top, _ = charts.value_ticks(-5e-324, 2.0 - 5e-324, 2)
     assert bottom <= -5e-324
     assert top >= 2.0 - 5e-324
+
+
+def test_values_near_the_largest_float_are_drawn() -> None:
+    """±1.7e308 once never returned (a step of 1 over an infinite span) and overflowed y (#5)."""
+    points = [sample(T0 + HOUR, -1.7e308), sample(T0 + 2 * HOUR, 1.7e308)]
+    svg = charts.render([Series("x", None, points)], frame(), title="t")
+    assert "nan" not in svg and "inf" not in svg
+    labels = re.findall(r'text-anchor="end" fill="#3f3f46">([^<]*)<', svg)
+    assert labels == ["-1.7e308", "-1.1e308", "-5.7e307", "0", "5.7e307", "1.1e308", "1.7e308"]

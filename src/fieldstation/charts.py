@@ -15,6 +15,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import math
+import sys
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from html import escape
@@ -169,40 +170,71 @@ def nice_step(span: float, max_ticks: int) -> float:
 
 
 def value_ticks(low: float, high: float, max_ticks: int) -> tuple[float, float, list[Tick]]:
-    """A padded domain covering ``[low, high]`` and its labelled ticks (at most ``max_ticks + 1``)."""
-    max_ticks = max(max_ticks, 1)
-    if high < low:
-        low, high = high, low
-    if high - low <= max(abs(low), abs(high), 1e-3) * 1e-9:  # flat (or float noise): pad around it
-        pad = abs(low) * 0.1 if abs(low) >= 0.01 else 1.0
-        low, high = low - pad, high + pad
-    step = nice_step(high - low, max_ticks)
-    first, last = math.floor(low / step), math.ceil(high / step)
-    while last - first > max_ticks:  # float rounding at the edges: take the next nice step
-        step = nice_step(step * (max_ticks + 1), max_ticks)
+    """A padded domain covering ``[low, high]`` and its labelled ticks: at most ``max_ticks`` steps.
+
+    At least two steps are allowed, as data on both sides of zero needs them.
+    """
+    max_ticks = max(max_ticks, 2)
+    low, high = _padded(min(low, high), max(low, high))
+    grid = _grid(low, high, max_ticks)
+    if grid is None:  # within a step of the largest float: no nice multiple is finite
+        values = [low * (1 - k / max_ticks) + high * (k / max_ticks) for k in range(max_ticks + 1)]
+        labels = _significant_labels(values, digits=2)  # not round numbers: 1 digit would misplace them
+    else:
+        step, first, last = grid
+        values = [k * step for k in range(first, last + 1)]
+        labels = value_labels(values, step)
+    return values[0], values[-1], [Tick(v, label) for v, label in zip(values, labels, strict=True)]
+
+
+def _padded(low: float, high: float) -> tuple[float, float]:
+    """Room around flat data (or float noise), kept within the finite floats."""
+    if high - low > max(abs(low), abs(high), 1e-3) * 1e-9:
+        return low, high
+    pad = abs(low) * 0.1 if abs(low) >= 0.01 else 1.0
+    return max(low - pad, -sys.float_info.max), min(high + pad, sys.float_info.max)
+
+
+def _grid(low: float, high: float, max_ticks: int) -> tuple[float, int, int] | None:
+    """The finest nice step whose multiples ``first`` to ``last`` cover the data in ``max_ticks`` steps.
+
+    ``None`` when those multiples would overflow (data near the largest float).
+    """
+    step = nice_step(min(high - low, sys.float_info.max), max_ticks)
+    while math.isfinite(step):
         first, last = math.floor(low / step), math.ceil(high / step)
-    # low / step can underflow to 0 for subnormal values (found by hypothesis): widen to cover.
-    first -= first * step > low
-    last += last * step < high
-    values = [k * step for k in range(first, last + 1)]
-    ticks = [Tick(v, label) for v, label in zip(values, value_labels(values, step), strict=True)]
-    return first * step, last * step, ticks
+        # low / step can underflow to 0 for subnormal values (found by hypothesis): widen to cover,
+        # before counting the steps, or a subnormal low costs one tick too many (#5).
+        first -= first * step > low
+        last += last * step < high
+        if last - first <= max_ticks:
+            return (step, first, last) if math.isfinite(first * step) and math.isfinite(last * step) else None
+        step = nice_step(step * 1.1, 1)  # the next nice one: 1 → 2 → 2.5 → 5 → 10
+    return None
 
 
-def _decimals(step: float) -> int:
-    """Decimals needed to tell ticks ``step`` apart (2.5 needs one more than 2 or 5)."""
-    for decimals in range(0, 12):
+def _decimals(step: float) -> int | None:
+    """Decimals needed to tell ticks ``step`` apart (2.5 needs one more than 2 or 5); ``None`` past 12."""
+    for decimals in range(0, 13):
         if abs(round(step, decimals) - step) <= abs(step) * 1e-9:
             return decimals
-    return 12
+    return None
 
 
 def value_labels(values: Sequence[float], step: float) -> list[str]:
-    """Labels of evenly spaced ticks: one scale (k, M, G) for all, as many decimals as the step needs."""
+    """Labels of evenly spaced ticks: one scale (k, M, G) for all, as many decimals as the step needs.
+
+    Steps finer than 10^-12 and values of 10^13 and more get scientific labels instead
+    (``5e-13``, ``1.5e-12``; ``2e15``): twelve fixed decimals no longer told such ticks apart
+    (#5), and a reader takes in ``1.5e-12`` at a glance where ``0.0000000000015`` needs its
+    zeros counted; beyond ``9999G`` fixed digits only grow past the axis margin.
+    """
     top = max((abs(v) for v in values), default=0.0)
     scales = ((1e9, 1e9, "G"), (1e6, 1e6, "M"), (1e4, 1e3, "k"))
     size, suffix = next(((size, x) for above, size, x in scales if top >= above), (1.0, ""))
     decimals = _decimals(step / size)
+    if decimals is None or top >= 1e13:
+        return _significant_labels(values)
     labels = []
     for value in values:
         text = f"{value / size:.{decimals}f}"
@@ -212,6 +244,19 @@ def value_labels(values: Sequence[float], step: float) -> list[str]:
             labels.append("0")
         else:
             labels.append(text + suffix)
+    return labels
+
+
+def _significant_labels(values: Sequence[float], digits: int = 1) -> list[str]:
+    """``g`` labels with the fewest significant digits from ``digits`` on that tell ``values`` apart.
+
+    Seventeen digits tell any two floats apart.
+    """
+    labels: list[str] = []
+    for places in range(digits, 18):
+        labels = [f"{value:.{places}g}".replace("e+", "e") for value in values]
+        if len(set(labels)) == len(labels):
+            break
     return labels
 
 
@@ -340,7 +385,7 @@ def render(series: Sequence[Series], frame: Frame, *, title: str, chart_id: str 
 
     def y_of(value: float, right: bool) -> float:
         low, high, _ = axes[right]
-        return top + plot_h - (value - low) / (high - low) * plot_h
+        return top + plot_h - (value / 2 - low / 2) / (high / 2 - low / 2) * plot_h  # halves: no overflow
 
     parts.append(
         f'<rect class="plot" x="{margin_left}" y="{top}" width="{plot_w}" height="{plot_h}" fill="#fff"'
