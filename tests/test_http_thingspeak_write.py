@@ -483,7 +483,11 @@ def test_bulk_csv_stores_exactly_what_was_sent_or_nothing(
             key=repr,
         )
         assert _stored_values(ch.id) == expected
-        assert [e[2] for e in stored] == [s or None for *_, s in rows]
+        statuses = [s for *_, s in rows]
+        # The body's trailing newline is dropped (the 1.3.x Arduino library appends one): here it
+        # ends the last update's status.
+        statuses[-1] = statuses[-1].rstrip("\r\n")
+        assert [e[2] for e in stored] == [s or None for s in statuses]
 
 
 def test_head_does_not_write(client: FlaskClient, channel: ChannelKeys) -> None:
