@@ -201,25 +201,35 @@ def _own_transaction() -> Iterator[tuple[Any, _Sql]]:
 
 
 @contextmanager
-def _outside_transaction() -> Iterator[tuple[Any, _Sql]]:
-    """A cursor for one read that needs no transaction: autocommit on PostgreSQL.
+def autocommit_connection() -> Iterator[tuple[Any, str]]:
+    """The request's pooled DBAPI connection for statements that need no transaction, and the dialect.
 
-    psycopg would otherwise wrap the read in BEGIN … COMMIT, two more round
-    trips; SQLite's driver opens no transaction for a SELECT.
+    Autocommit on PostgreSQL: psycopg would otherwise wrap them in BEGIN … COMMIT
+    (or ROLLBACK), two more round trips; SQLite's driver opens no transaction for a
+    SELECT. Driver errors come out as SQLAlchemy's.
     """
     engine = db.engine
     with _borrowed() as connection, _driver_errors(engine.dialect, connection):
         postgres = engine.dialect.name == "postgresql"
         if postgres:
             connection.driver_connection.autocommit = True
+        try:
+            yield connection, engine.dialect.name
+        finally:
+            if postgres and connection.is_valid:
+                connection.driver_connection.autocommit = False
+
+
+@contextmanager
+def _outside_transaction() -> Iterator[tuple[Any, _Sql]]:
+    """A cursor for one read that needs no transaction (see :func:`autocommit_connection`)."""
+    with autocommit_connection() as (connection, dialect):
         cursor = connection.cursor()
         try:
-            yield cursor, _SQL[engine.dialect.name]
+            yield cursor, _SQL[dialect]
         finally:
             if connection.is_valid:
                 cursor.close()
-                if postgres:
-                    connection.driver_connection.autocommit = False
 
 
 @contextmanager
