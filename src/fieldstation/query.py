@@ -105,7 +105,6 @@ class _Sql:
     texts: str
     key_scope: str
     database: str
-    field_names: str
 
 
 def _statements(dialect: str) -> _Sql:
@@ -153,13 +152,14 @@ def _statements(dialect: str) -> _Sql:
         # An InfluxDB database name among the readable channels: a channel id first, then a
         # name, the key's own channels before public ones, then the oldest. Parameters: id,
         # name, the key's scope (owner id, channel id; NULL grants nothing), id, the scope again.
+        # One row per field of that channel (or one with NULL fields): id, name, field id, name.
         database=bind(
-            "SELECT c.id, c.name FROM channels c WHERE (c.id = ? OR c.name = ?) "
-            "AND (c.public OR c.owner_id = ? OR c.id = ?) "
+            "SELECT d.id, d.name, f.id, f.name FROM (SELECT c.id, c.name FROM channels c "
+            "WHERE (c.id = ? OR c.name = ?) AND (c.public OR c.owner_id = ? OR c.id = ?) "
             "ORDER BY CASE WHEN c.id = ? THEN 0 ELSE 1 END, "
-            "CASE WHEN c.owner_id = ? OR c.id = ? THEN 0 ELSE 1 END, c.id LIMIT 1"
+            "CASE WHEN c.owner_id = ? OR c.id = ? THEN 0 ELSE 1 END, c.id LIMIT 1) d "
+            "LEFT JOIN fields f ON f.channel_id = d.id ORDER BY f.number"
         ),
-        field_names=bind("SELECT id, name FROM fields WHERE channel_id = ? ORDER BY number"),
     )
 
 
@@ -334,20 +334,20 @@ def find_database(name: str, scope: KeyScope | None) -> Database | None:
 
     A name that is a channel id (written as ``str(id)`` writes it) names that channel;
     otherwise the name is matched, the key's own channels first. Readable is
-    :func:`fieldstation.auth.can_read`'s rule. Two fixed statements: Grafana sends a
-    query per panel, and loading every readable channel with the ORM to pick one cost
-    more than the 24-hour query itself.
+    :func:`fieldstation.auth.can_read`'s rule. One fixed statement, with the fields:
+    Grafana sends a query per panel, and loading every readable channel with the ORM
+    to pick one cost more than the 24-hour query itself.
     """
     digits = name.isascii() and name.isdigit() and len(name) < 19 and str(int(name)) == name
     ident = int(name) if digits else None
     owner, channel = (scope.owner_id, scope.channel_id) if scope else (None, None)
     with _cursor() as (cursor, sql):
         cursor.execute(sql.database, (ident, name, owner, channel, ident, owner, channel))
-        row = cursor.fetchone()
-        if row is None:
-            return None
-        cursor.execute(sql.field_names, (row[0],))
-        return Database(int(row[0]), row[1], cursor.fetchall())
+        rows = cursor.fetchall()
+    if not rows:
+        return None
+    fields = [(field_id, field_name) for _, _, field_id, field_name in rows if field_id is not None]
+    return Database(int(rows[0][0]), rows[0][1], fields)
 
 
 def _utc(value: dt.datetime | str) -> dt.datetime:
