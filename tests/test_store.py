@@ -231,11 +231,15 @@ def test_rows_prepared_before_the_lock_follow_field_changes(channel, monkeypatch
         return prepared
 
     monkeypatch.setattr(store, "_prepare", prepare_while_fields_change)
-    batch = Batch(channel.id, [Entry({1: 1.0, 2: 2.0}, ts=10), Entry({2: 3.0}, ts=11)])
+    # Large enough to be prepared before the lock (smaller batches are built under it).
+    more = [Entry({1: float(i)}, ts=100 + i) for i in range(store._PREPARE_MIN_POINTS)]
+    batch = Batch(channel.id, [Entry({1: 1.0, 2: 2.0}, ts=10), Entry({2: 3.0}, ts=11), *more])
     db.session.commit()  # an idle session: the write prepares, then takes the lock on its own connection
     store.write(batch)
     assert raced == [2]
-    assert readings(channel.id) == [(1, 10, 1.0, None), (2, 10, 2.0, None), (2, 11, 3.0, None)]
+    stored = readings(channel.id)
+    assert [r for r in stored if r[0] == 2] == [(2, 10, 2.0, None), (2, 11, 3.0, None)]
+    assert len(stored) == 3 + store._PREPARE_MIN_POINTS
 
 
 def test_many_rows_go_in_statements_of_many_rows_in_order(channel) -> None:  # type: ignore[no-untyped-def]

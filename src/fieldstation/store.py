@@ -445,11 +445,16 @@ def _is_batch(batch: Batch) -> bool:
     return len(batch.entries) != 1 or batch.entries[0].ts is not None or batch.series is not None
 
 
+#: Batches of fewer points are built under the lock: for them, reading the field ids first
+#: costs more (a statement; on PostgreSQL a round trip) than building the rows under the lock.
+_PREPARE_MIN_POINTS = 100
+
+
 def _write_own_batch(batch: Batch, now: int) -> WriteResult:
     """A batch on pooled connections of its own: prepared first, then written in the writer's turn."""
     prepared = None
-    if batch.entries:
-        with _own_transaction() as (cursor, sql):
+    if sum(len(entry.values) for entry in batch.entries) >= _PREPARE_MIN_POINTS:
+        with _outside_transaction() as (cursor, sql):
             cursor.execute(sql.fields, (batch.channel_id,))
             field_ids = dict(cursor.fetchall())
         prepared = _prepare(batch, field_ids)
@@ -845,7 +850,7 @@ def channel_fields(channel_id: int) -> ChannelFields | None:
             rows = cursor.fetchall()
             cursor.close()
     else:
-        with _own_transaction() as (cursor, sql):
+        with _outside_transaction() as (cursor, sql):
             cursor.execute(sql.channel_fields, (channel_id,))
             rows = cursor.fetchall()
     if not rows:
