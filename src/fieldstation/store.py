@@ -453,7 +453,7 @@ _PREPARE_MIN_POINTS = 100
 def _write_own_batch(batch: Batch, now: int) -> WriteResult:
     """A batch on pooled connections of its own: prepared first, then written in the writer's turn."""
     prepared = None
-    if sum(len(entry.values) for entry in batch.entries) >= _PREPARE_MIN_POINTS:
+    if batch.point_count >= _PREPARE_MIN_POINTS:
         with _outside_transaction() as (cursor, sql):
             cursor.execute(sql.fields, (batch.channel_id,))
             field_ids = dict(cursor.fetchall())
