@@ -52,8 +52,9 @@ def _finish_config(app: Flask, env_name: str) -> None:
     app.config["DATABASE_URL"] = url
     app.config["SQLALCHEMY_DATABASE_URI"] = url
     if not url.startswith("sqlite"):
-        # A server may restart under us: test pooled connections before handing them out.
-        options = {"pool_pre_ping": True, **app.config["SQLALCHEMY_ENGINE_OPTIONS"]}
+        # A server may restart under us: pooled connections are checked before use, by
+        # db.init_app without a round trip where that is safe (pool_pre_ping=True forces one).
+        options = {"pool_pre_ping": False, **app.config["SQLALCHEMY_ENGINE_OPTIONS"]}
         app.config["SQLALCHEMY_ENGINE_OPTIONS"] = options
     app.config["FIELDSTATION_ENV"] = env_name
     if env_name == "production" and app.config["SECRET_KEY"] in (None, "", DEV_SECRET_KEY):

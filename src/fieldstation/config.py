@@ -16,8 +16,8 @@ class Config:
     SECRET_KEY = DEV_SECRET_KEY
     #: One URL names the database; ``None`` means SQLite in the instance folder.
     DATABASE_URL: str | None = None
-    #: Extra engine options; create_app adds pool_pre_ping for server databases (not SQLite,
-    #: where a file connection cannot go stale and the ping would cost every request).
+    #: Extra engine options. PostgreSQL connections are checked on checkout without a round trip
+    #: where that is safe (fieldstation.db); ``{"pool_pre_ping": True}`` pings on every checkout.
     SQLALCHEMY_ENGINE_OPTIONS: dict[str, object] = {}
     #: Largest request body accepted (bytes), before decompression.
     MAX_CONTENT_LENGTH = 16 * 1024 * 1024

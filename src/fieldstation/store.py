@@ -388,6 +388,121 @@ def lookup_write_key(key_hash: str, device: str | None) -> KeyRow | None:
     return int(key_id), str(kind), channel_id, bound, bool(restricted), bool(allowed)
 
 
+#: PostgreSQL: key lookup, channel reserve + rate limit, entry, readings and rollup marks of one
+#: server-stamped entry in ONE statement. Run in autocommit, it is its own transaction: all of it
+#: commits before the answer arrives, or none of it. Every data-modifying part hangs off the
+#: channel UPDATE, which runs only for a write key that passes the rules of
+#: ``auth.authorize_write`` (the same conjunction; Python applies them again to the returned row
+#: to choose 401/403) and only when every field number exists; otherwise nothing is written and
+#: the caller takes the ordinary path, which names the reason. The entry is inserted at ``now``
+#: without ON CONFLICT: a taken microsecond aborts the whole statement, and the ordinary path
+#: then finds the next free one.
+_WRITE_ONE = """
+WITH p AS (SELECT CAST(%(device)s AS VARCHAR(64)) AS device, CAST(%(now)s AS BIGINT) AS now),
+k AS (
+  SELECT k.id, k.kind, k.channel_id, k.device_id,
+         EXISTS (SELECT 1 FROM devices d WHERE d.channel_id = k.channel_id) AS restricted,
+         EXISTS (SELECT 1 FROM devices d WHERE d.channel_id = k.channel_id
+                 AND d.device_id = COALESCE(k.device_id, p.device)) AS allowed
+  FROM api_keys k, p WHERE k.key_hash = %(key_hash)s AND k.revoked_at IS NULL
+),
+v AS (
+  SELECT * FROM unnest(CAST(%(numbers)s AS INTEGER[]), CAST(%(values)s AS DOUBLE PRECISION[]),
+                       CAST(%(texts)s AS VARCHAR(255)[])) AS v (number, value, text)
+),
+f AS (
+  SELECT f.id, v.value, v.text
+  FROM k JOIN fields f ON f.channel_id = k.channel_id JOIN v ON f.number = v.number
+),
+r AS (
+  UPDATE channels c SET last_entry_id = c.last_entry_id + 1, last_write_us = p.now
+  FROM k, p
+  WHERE c.id = k.channel_id AND k.kind = %(write_kind)s
+    AND (k.device_id IS NULL OR p.device IS NULL OR k.device_id = p.device)
+    AND (NOT k.restricted OR k.allowed)
+    AND (c.min_interval_s = 0 OR c.last_write_us IS NULL
+         OR c.last_write_us + CAST(c.min_interval_s AS BIGINT) * 1000000 <= p.now)
+    AND (SELECT count(*) FROM f) = %(count)s
+  RETURNING c.id, c.last_entry_id
+),
+e AS (
+  INSERT INTO entries (channel_id, ts, entry_id, status, latitude, longitude, elevation)
+  SELECT r.id, p.now, r.last_entry_id, %(status)s, %(latitude)s, %(longitude)s, %(elevation)s FROM r, p
+  RETURNING entry_id, ts
+),
+w AS (
+  INSERT INTO readings (field_id, ts, value, text) SELECT f.id, e.ts, f.value, f.text FROM f, e
+  ON CONFLICT (field_id, ts) DO UPDATE SET value = excluded.value, text = excluded.text
+),
+m AS (
+  INSERT INTO rollup_dirty (field_id, ts, gen) SELECT f.id, e.ts / %(hour)s * %(hour)s, 1 FROM f, e
+  ON CONFLICT (field_id, ts) DO UPDATE SET gen = rollup_dirty.gen + 1
+)
+SELECT k.id, k.kind, k.channel_id, k.device_id, k.restricted, k.allowed, (SELECT entry_id FROM e) FROM k
+"""
+
+
+def fuses_single_writes() -> bool:
+    """True when :func:`write_single` can store a reading with its key check in one round trip.
+
+    PostgreSQL only, and only when the request's session has nothing pending
+    (a write that must join the session's transaction takes the ordinary path).
+    SQLite keeps its own single-reading path: there a statement costs no round trip.
+    """
+    return db.engine.dialect.name == "postgresql" and not _session_busy()
+
+
+#: :func:`write_single` could not decide; take the ordinary path (key lookup, then :func:`write`).
+RETRY_ORDINARY = "retry"
+
+
+def write_single(
+    key_hash: str, device: str | None, entry: PointEntry, write_kind: str, *, now: int | None = None
+) -> tuple[KeyRow | None, WriteResult | None] | str:
+    """Look up a write key and store one server-stamped entry with it, in one statement (PostgreSQL).
+
+    Returns the key row (as :func:`lookup_write_key` does) and what was stored,
+    or ``None`` for the latter when nothing was: the key fails the rules, the
+    channel refuses the write (rate limit, unknown field) or the row cannot say.
+    The caller applies the key rules to the row and, for a good key, takes the
+    ordinary path, which raises the exact error. :data:`RETRY_ORDINARY` when the
+    statement failed on a taken microsecond: nothing was written.
+    """
+    if entry.ts is not None:
+        raise ValueError("write_single stores server-stamped entries only")
+    now = now_us() if now is None else now
+    values = entry.values
+    params = {
+        "device": device,
+        "now": now,
+        "key_hash": key_hash,
+        "numbers": list(values),
+        "values": [None if isinstance(v, str) else v for v in values.values()],
+        "texts": [v if isinstance(v, str) else None for v in values.values()],
+        "write_kind": write_kind,
+        "count": len(values),
+        "status": entry.status,
+        "latitude": entry.latitude,
+        "longitude": entry.longitude,
+        "elevation": entry.elevation,
+        "hour": rollups.HOUR,
+    }
+    engine = db.engine
+    with _outside_transaction() as (cursor, _sql):
+        try:
+            cursor.execute(_WRITE_ONE, params)
+        except engine.dialect.loaded_dbapi.IntegrityError:
+            return RETRY_ORDINARY  # autocommit: the failed statement left nothing behind
+        row = cursor.fetchone()
+    if row is None:
+        return None, None
+    key_id, kind, channel_id, bound, restricted, allowed, entry_id = row
+    key = (int(key_id), str(kind), channel_id, bound, bool(restricted), bool(allowed))
+    if entry_id is None:
+        return key, None
+    return key, WriteResult([StoredEntry(int(entry_id), now, True)], len(values))
+
+
 def _write(session: AnySession, batch: Batch, now: int) -> WriteResult:
     connection = session.connection()
     with _driver_errors(connection.dialect, connection):

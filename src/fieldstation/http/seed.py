@@ -14,10 +14,9 @@ from dataclasses import dataclass
 from flask import Blueprint, Response, request
 from werkzeug.exceptions import HTTPException
 
-from fieldstation import store
-from fieldstation.auth import authorize_write
+from fieldstation.auth import write_entry
 from fieldstation.errors import BadRequest, FieldstationError
-from fieldstation.points import Batch, Entry, Value, normalize_device, parse_value
+from fieldstation.points import Entry, Value, normalize_device, parse_value
 
 seed_bp = Blueprint("seed", __name__)
 
@@ -61,9 +60,7 @@ def seed_update(rest: str) -> Response:
         raise BadRequest("HEAD does not write; use GET or POST", code="head")
     request.get_data()  # the body is unused, but one over MAX_CONTENT_LENGTH is still a 413
     reading = parse_seed_path(rest)
-    grant = authorize_write(reading.key, reading.device)
-    batch = Batch(grant.channel_id, [Entry({reading.field: reading.value})], device=grant.device)
-    result = store.write(batch)
+    _grant, result = write_entry(reading.key, reading.device, Entry({reading.field: reading.value}))
     return Response(str(result.entries[0].entry_id), mimetype="text/plain")
 
 

@@ -21,7 +21,7 @@ from flask import Blueprint, Response, jsonify, request
 from werkzeug.exceptions import HTTPException
 
 from fieldstation import store
-from fieldstation.auth import WriteGrant, authorize_write
+from fieldstation.auth import WriteGrant, authorize_write, write_entry
 from fieldstation.errors import BadRequest, FieldstationError, Unauthorized
 from fieldstation.http.bodies import decode_form, params, raw_body
 from fieldstation.points import (
@@ -264,15 +264,22 @@ def request_key(values: Mapping[str, object]) -> str | None:
     return None
 
 
+def request_device(values: Mapping[str, object]) -> str | None:
+    """The optional ``mac`` parameter, normalised.
+
+    :raise BadRequest: not a device id.
+    """
+    mac = values.get("mac")
+    return normalize_device(_clean(mac)) if isinstance(mac, str) and mac.strip() else None
+
+
 def authorize(values: Mapping[str, object], channel_id: int | None = None) -> WriteGrant:
     """Authorise the request's key and optional ``mac`` device; check it writes ``channel_id``.
 
     :raise Unauthorized: missing, wrong, revoked or read key, or a key of another channel.
     :raise Forbidden: device not allowed.
     """
-    mac = values.get("mac")
-    device = normalize_device(_clean(mac)) if isinstance(mac, str) and mac.strip() else None
-    grant = authorize_write(request_key(values), device)
+    grant = authorize_write(request_key(values), request_device(values))
     if channel_id is not None and grant.channel_id != channel_id:
         raise Unauthorized("this write API key is not for this channel")
     return grant
@@ -288,9 +295,14 @@ def update(fmt: str = "") -> Response:
     if request.method == "HEAD":  # link checkers and prefetchers must not write
         raise BadRequest("HEAD does not write; use GET or POST", code="head")
     values = params()
-    grant = authorize(values)
-    entry = entry_from_params(values)
-    result = store.write(Batch(grant.channel_id, [entry], device=grant.device))
+    device = request_device(values)
+    try:
+        entry = entry_from_params(values)
+    except FieldstationError:
+        authorize(values)  # a bad key or device still answers 401/403 before the content's refusal
+        raise
+    # The key check and the write share one round trip where they can (auth.write_entry).
+    grant, result = write_entry(request_key(values), device, entry)
     stored = result.entries[0]
     if fmt == "json":
         return jsonify(entry_json(grant.channel_id, stored.entry_id, stored.ts, entry))

@@ -1,0 +1,154 @@
+"""auth.write_entry: key check and single-reading write, in one statement on PostgreSQL (#3).
+
+Every answer must be the one ``authorize_write`` followed by ``store.write`` gives, on
+both engines: what is stored, the refusals (401, 403, rate limit, unknown field) and
+that a refusal stores nothing.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+from flask import Flask
+
+from fieldstation import auth, manage, rollups, store
+from fieldstation.errors import BadRequest, Forbidden, RateLimited, Unauthorized
+from fieldstation.extensions import db
+from fieldstation.models import ApiKey, KeyKind
+from fieldstation.points import Batch, Entry
+from tests.factories import ChannelKeys, make_channel, make_user
+from tests.test_store import entries, readings
+
+
+@pytest.fixture
+def channel(app: Flask) -> ChannelKeys:
+    return make_channel(make_user().user)
+
+
+@pytest.fixture
+def fused(app: Flask, monkeypatch: pytest.MonkeyPatch) -> list[object]:
+    """Outcomes of ``store.write_single`` calls (PostgreSQL takes it, SQLite never)."""
+    calls: list[object] = []
+    original = store.write_single
+
+    def spy(*args: Any, **kwargs: Any) -> Any:
+        outcome = original(*args, **kwargs)
+        calls.append(outcome)
+        return outcome
+
+    monkeypatch.setattr(store, "write_single", spy)
+    return calls
+
+
+def fused_expected() -> bool:
+    return db.engine.dialect.name == "postgresql"
+
+
+def counter(channel_id: int) -> int:
+    query = sa.text("SELECT last_entry_id FROM channels WHERE id = :c")
+    return int(db.session.scalar(query, {"c": channel_id}))
+
+
+def test_stores_the_entry_its_values_and_rollup_mark(channel: ChannelKeys, fused: list[object]) -> None:
+    before = store.now_us()
+    grant, result = auth.write_entry(
+        channel.write_key, None, Entry({1: 21.5, 2: "warm"}, status="ok", latitude=1.5, longitude=2.5)
+    )
+    assert grant.channel_id == channel.id
+    assert len(fused) == (1 if fused_expected() else 0)
+    [stored] = result.entries
+    assert stored.entry_id == 1 and stored.created and before <= stored.ts <= store.now_us()
+    assert result.points == 2
+    assert readings(channel.id) == [(1, stored.ts, 21.5, None), (2, stored.ts, None, "warm")]
+    assert entries(channel.id) == [(1, stored.ts, "ok")]
+    location = db.session.execute(sa.text("SELECT latitude, longitude, elevation FROM entries")).one()
+    assert tuple(location) == (1.5, 2.5, None)
+    hour = stored.ts // rollups.HOUR * rollups.HOUR
+    marks = db.session.execute(sa.text("SELECT ts, gen FROM rollup_dirty ORDER BY field_id")).all()
+    assert [tuple(m) for m in marks] == [(hour, 1), (hour, 1)]
+    _, second = auth.write_entry(channel.write_key, None, Entry({1: 22.0}))
+    assert second.entries[0].entry_id == 2 and counter(channel.id) == 2
+
+
+@pytest.mark.parametrize("which", ["wrong", "read", "revoked", "user", "missing"])
+def test_keys_that_cannot_write_are_401_and_store_nothing(channel: ChannelKeys, which: str) -> None:
+    account = make_user("bob")
+    key = {
+        "wrong": "NOTAKEY000000000",
+        "read": channel.read_key,
+        "revoked": channel.write_key,
+        "user": account.key,
+        "missing": "",
+    }[which]
+    if which == "revoked":
+        manage.revoke_key(db.session.scalars(sa.select(ApiKey).where(ApiKey.kind == KeyKind.WRITE)).one())
+    with pytest.raises(Unauthorized):
+        auth.write_entry(key, None, Entry({1: 1.0}))
+    assert readings(channel.id) == [] and counter(channel.id) == 0
+
+
+def test_devices_are_checked_before_anything_is_stored(app: Flask, fused: list[object]) -> None:
+    owner = make_user().user
+    bound = make_channel(owner, "bound", device="esp-1")
+    with pytest.raises(Forbidden):
+        auth.write_entry(bound.write_key, "esp-2", Entry({1: 1.0}))
+    grant, _ = auth.write_entry(bound.write_key, None, Entry({1: 2.0}))
+    assert grant.device == "esp-1"
+    listed = make_channel(owner, "listed")
+    manage.add_device(listed.channel, "esp-9")
+    with pytest.raises(Forbidden):
+        auth.write_entry(listed.write_key, "esp-3", Entry({1: 3.0}))
+    with pytest.raises(Forbidden):
+        auth.write_entry(listed.write_key, None, Entry({1: 4.0}))
+    auth.write_entry(listed.write_key, "esp-9", Entry({1: 5.0}))
+    assert [r[2] for r in readings(bound.id)] == [2.0]
+    assert [r[2] for r in readings(listed.id)] == [5.0]
+    assert counter(bound.id) == 1 and counter(listed.id) == 1
+
+
+def test_refusals_of_the_channel_are_the_ordinary_ones(channel: ChannelKeys, fused: list[object]) -> None:
+    with pytest.raises(BadRequest, match="channel has no field 7"):
+        auth.write_entry(channel.write_key, None, Entry({1: 1.0, 7: 2.0}))
+    assert readings(channel.id) == [] and counter(channel.id) == 0
+    manage.update_channel(channel.channel, min_interval_s=60)
+    auth.write_entry(channel.write_key, None, Entry({1: 1.0}))
+    with pytest.raises(RateLimited):
+        auth.write_entry(channel.write_key, None, Entry({1: 2.0}))
+    assert [r[2] for r in readings(channel.id)] == [1.0] and counter(channel.id) == 1
+
+
+def test_a_taken_microsecond_moves_the_stamp_and_overwrites_nothing(
+    channel: ChannelKeys, fused: list[object], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    taken = store.now_us() - 1_000_000
+    store.write(Batch(channel.id, [Entry({1: 1.0}, ts=taken)]))
+    monkeypatch.setattr(store, "now_us", lambda: taken)
+    _, result = auth.write_entry(channel.write_key, None, Entry({1: 2.0}))
+    if fused_expected():
+        assert fused == [store.RETRY_ORDINARY]
+    assert result.entries[0].ts == taken + 1 and result.entries[0].entry_id == 2
+    assert readings(channel.id) == [(1, taken, 1.0, None), (1, taken + 1, 2.0, None)]
+    assert counter(channel.id) == 2
+
+
+def test_a_connection_the_server_dropped_is_replaced(channel: ChannelKeys) -> None:
+    if not fused_expected():
+        pytest.skip("PostgreSQL: the server ends pooled connections")
+    channel_id = channel.id
+    auth.write_entry(channel.write_key, None, Entry({1: 1.0}))  # leaves a pooled connection behind
+    db.session.commit()
+    with db.engine.connect() as conn:
+        conn.execute(
+            sa.text(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                "WHERE datname = current_database() AND pid <> pg_backend_pid() "
+                "AND backend_type = 'client backend'"
+            )
+        )
+    time.sleep(0.2)  # the FATAL message reaches the pooled sockets
+    db.session.remove()
+    auth.write_entry(channel.write_key, None, Entry({1: 2.0}))
+    assert [r[2] for r in readings(channel_id)] == [1.0, 2.0]
