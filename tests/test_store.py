@@ -251,3 +251,43 @@ def test_many_rows_go_in_statements_of_many_rows_in_order(channel) -> None:  # t
     values = {(number, ts): value for number, ts, value, _ in readings(channel.id)}
     assert len(values) == 1400 and values[(1, 5)] == 5000.0 and values[(2, 700)] == -700.0
     assert [e[0] for e in entries(channel.id)] == list(range(1, 701))
+
+
+def test_a_new_batch_written_again_stores_no_duplicates(channel, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """A batch newer than anything stored (PostgreSQL: COPYed straight into readings) retried as is (#3)."""
+    copied: list[int] = []
+    original = store._copy_new_readings
+    monkeypatch.setattr(
+        store,
+        "_copy_new_readings",
+        lambda cur, numeric, rows: copied.append(len(rows)) or original(cur, numeric, rows),
+    )
+    series = {1: {ts: float(ts) for ts in range(1, 301)}, 2: {ts: "x" for ts in range(1, 301)}}
+    first = store.write(Batch.of_series(channel.id, range(1, 301), series))
+    entries_batch = Batch(channel.id, [Entry({1: -float(ts)}, ts=ts) for ts in range(301, 601)])
+    store.write(entries_batch)
+    assert copied == ([600, 300] if db.engine.dialect.name == "postgresql" else [])
+    again = store.write(Batch.of_series(channel.id, range(1, 301), series))
+    store.write(entries_batch)
+    assert len(copied) == (2 if db.engine.dialect.name == "postgresql" else 0)  # the retries merged
+    assert first.created == 300 and again.created == 0
+    assert [e.entry_id for e in again.entries] == [e.entry_id for e in first.entries]
+    rows = readings(channel.id)
+    assert len(rows) == 900 and len({(r[0], r[1]) for r in rows}) == 900
+    assert rows[:2] == [(1, 1, 1.0, None), (2, 1, None, "x")] and rows[-1] == (1, 600, -600.0, None)
+    assert len(entries(channel.id)) == 600
+
+
+def test_a_reading_without_its_entry_does_not_break_a_new_batch(channel) -> None:  # type: ignore[no-untyped-def]
+    """Should a reading exist where no entry does, the batch still stores, merging (#3)."""
+    field_id = db.session.scalar(
+        sa.text("SELECT id FROM fields WHERE channel_id = :c AND number = 1"), {"c": channel.id}
+    )
+    db.session.execute(
+        sa.text("INSERT INTO readings (field_id, ts, value) VALUES (:f, 250, -1.0)"), {"f": field_id}
+    )
+    db.session.commit()
+    result = store.write(Batch(channel.id, [Entry({1: float(ts)}, ts=ts) for ts in range(1, 301)]))
+    assert result.created == 300
+    rows = readings(channel.id)
+    assert len(rows) == 300 and (1, 250, 250.0, None) in rows

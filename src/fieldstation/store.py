@@ -682,7 +682,9 @@ def _write_batch(
         prepared = _readings(batch, timestamps, field_ids)
     readings = prepared.readings or []
     if readings:
-        if prepared.numeric:
+        if _copy_as_new(sql, readings, stored, timestamps):
+            _copy_new_readings(cur, prepared.numeric, readings)
+        elif prepared.numeric:
             _upsert_numbers(cur, sql, readings)
         else:  # texts go to their own column, in batch order (a later value for a key wins)
             _upsert_readings(
@@ -910,6 +912,62 @@ def _upsert_readings(cur: Any, sql: _Sql, rows: Sequence[tuple[object, ...]]) ->
             _many(cur, sql, sql.upsert_reading, rows)
         return
     _merge_copied(cur, "(field_id, ts, value, text)", rows)
+
+
+def _copy_as_new(
+    sql: _Sql, readings: Sequence[object], stored: Sequence[StoredEntry], timestamps: Sequence[int]
+) -> bool:
+    """PostgreSQL: the batch's readings can be COPYed straight into ``readings``.
+
+    True when the batch is large, every entry was new (none existed at its
+    timestamp, checked under the channel lock) and no two entries share a
+    timestamp, so no reading exists at any of its (field, ts) keys and none
+    repeats in the batch: a reading is written only with its entry, and
+    retention deletes readings before their entries. A retried batch finds its
+    entries and takes the merging upsert, so it never duplicates.
+    """
+    return (
+        sql.dialect == "postgresql"
+        and len(readings) >= _COPY_MIN
+        and all(entry.created for entry in stored)
+        and len(set(timestamps)) == len(timestamps)
+    )
+
+
+#: Binary COPY of new readings (no text column to fill for numbers, or with it).
+_COPY_NEW = {
+    True: ("COPY readings (field_id, ts, value) FROM STDIN (FORMAT BINARY)", ["int4", "int8", "float8"]),
+    False: (
+        "COPY readings (field_id, ts, value, text) FROM STDIN (FORMAT BINARY)",
+        ["int4", "int8", "float8", "text"],
+    ),
+}
+
+
+def _copy_new_readings(cur: Any, numeric: bool, readings: Sequence[tuple[int, int, Value]]) -> None:
+    """COPY readings known to be new straight into ``readings``, in binary; else merge them.
+
+    About half the time of COPY into a temporary table plus the merging upsert.
+    A savepoint guards the claim: should a key exist after all, the COPY is
+    undone and the rows take the merging upsert, as any other batch.
+    """
+    from psycopg.errors import UniqueViolation  # PostgreSQL only; psycopg is the driver we ship
+
+    statement, types = _COPY_NEW[numeric]
+    rows: Iterable[tuple[object, ...]] = readings
+    if not numeric:
+        rows = [(f, ts, None, v) if isinstance(v, str) else (f, ts, v, None) for f, ts, v in readings]
+    cur.execute("SAVEPOINT fieldstation_new_readings")
+    try:
+        with cur.copy(statement) as copy:
+            copy.set_types(types)
+            for row in rows:
+                copy.write_row(row)
+    except UniqueViolation:
+        cur.execute("ROLLBACK TO SAVEPOINT fieldstation_new_readings")
+        _merge_copied(cur, "(field_id, ts, value)" if numeric else "(field_id, ts, value, text)", list(rows))
+    else:
+        cur.execute("RELEASE SAVEPOINT fieldstation_new_readings")
 
 
 def _merge_copied(cur: Any, columns: str, rows: Sequence[tuple[object, ...]]) -> None:
