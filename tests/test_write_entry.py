@@ -69,8 +69,17 @@ def test_stores_the_entry_its_values_and_rollup_mark(channel: ChannelKeys, fused
     hour = stored.ts // rollups.HOUR * rollups.HOUR
     marks = db.session.execute(sa.text("SELECT ts, gen FROM rollup_dirty ORDER BY field_id")).all()
     assert [tuple(m) for m in marks] == [(hour, 1), (hour, 1)]
+    db.session.commit()  # a session with a transaction going takes the ordinary path, joining it
     _, second = auth.write_entry(channel.write_key, None, Entry({1: 22.0}))
-    assert second.entries[0].entry_id == 2 and counter(channel.id) == 2
+    _, text = auth.write_entry(channel.write_key, None, Entry({2: "open"}))
+    _, status = auth.write_entry(channel.write_key, None, Entry({}, status="only a status"))
+    assert [r.entries[0].entry_id for r in (second, text, status)] == [2, 3, 4] and counter(channel.id) == 4
+    assert readings(channel.id)[2:] == [
+        (1, second.entries[0].ts, 22.0, None),
+        (2, text.entries[0].ts, None, "open"),
+    ]
+    assert entries(channel.id)[3] == (4, status.entries[0].ts, "only a status") and status.points == 0
+    assert len(fused) == (4 if fused_expected() else 0)
 
 
 @pytest.mark.parametrize("which", ["wrong", "read", "revoked", "user", "missing"])
@@ -114,10 +123,13 @@ def test_refusals_of_the_channel_are_the_ordinary_ones(channel: ChannelKeys, fus
         auth.write_entry(channel.write_key, None, Entry({1: 1.0, 7: 2.0}))
     assert readings(channel.id) == [] and counter(channel.id) == 0
     manage.update_channel(channel.channel, min_interval_s=60)
+    db.session.commit()
     auth.write_entry(channel.write_key, None, Entry({1: 1.0}))
     with pytest.raises(RateLimited):
         auth.write_entry(channel.write_key, None, Entry({1: 2.0}))
     assert [r[2] for r in readings(channel.id)] == [1.0] and counter(channel.id) == 1
+    if fused_expected():  # each refusal was the fused statement's, then the ordinary path's
+        assert [outcome[1] is None for outcome in fused] == [True, False, True]  # type: ignore[index]
 
 
 def test_a_taken_microsecond_moves_the_stamp_and_overwrites_nothing(

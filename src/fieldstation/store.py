@@ -396,8 +396,8 @@ def lookup_write_key(key_hash: str, device: str | None) -> KeyRow | None:
 #: to choose 401/403) and only when every field number exists; otherwise nothing is written and
 #: the caller takes the ordinary path, which names the reason. The entry is inserted at ``now``
 #: without ON CONFLICT: a taken microsecond aborts the whole statement, and the ordinary path
-#: then finds the next free one.
-_WRITE_ONE = """
+#: then finds the next free one. ``{values}`` is one of the two constants below.
+_WRITE_ONE_TEMPLATE = """
 WITH p AS (SELECT CAST(%(device)s AS VARCHAR(64)) AS device, CAST(%(now)s AS BIGINT) AS now),
 k AS (
   SELECT k.id, k.kind, k.channel_id, k.device_id,
@@ -406,10 +406,7 @@ k AS (
                  AND d.device_id = COALESCE(k.device_id, p.device)) AS allowed
   FROM api_keys k, p WHERE k.key_hash = %(key_hash)s AND k.revoked_at IS NULL
 ),
-v AS (
-  SELECT * FROM unnest(CAST(%(numbers)s AS INTEGER[]), CAST(%(values)s AS DOUBLE PRECISION[]),
-                       CAST(%(texts)s AS VARCHAR(255)[])) AS v (number, value, text)
-),
+v AS ({values}),
 f AS (
   SELECT f.id, v.value, v.text
   FROM k JOIN fields f ON f.channel_id = k.channel_id JOIN v ON f.number = v.number
@@ -440,6 +437,20 @@ m AS (
 )
 SELECT k.id, k.kind, k.channel_id, k.device_id, k.restricted, k.allowed, (SELECT entry_id FROM e) FROM k
 """
+#: The statement for one value (the usual device) binds scalars, for any other count arrays:
+#: psycopg adapts the three arrays in about 20 µs, scalars in a third of that.
+_WRITE_ONE = {
+    True: _WRITE_ONE_TEMPLATE.replace(
+        "{values}",
+        "SELECT CAST(%(number)s AS INTEGER) AS number, CAST(%(value)s AS DOUBLE PRECISION) AS value, "
+        "CAST(%(text)s AS VARCHAR(255)) AS text",
+    ),
+    False: _WRITE_ONE_TEMPLATE.replace(
+        "{values}",
+        "SELECT * FROM unnest(CAST(%(numbers)s AS INTEGER[]), CAST(%(values)s AS DOUBLE PRECISION[]), "
+        "CAST(%(texts)s AS VARCHAR(255)[])) AS v (number, value, text)",
+    ),
+}
 
 
 def fuses_single_writes() -> bool:
@@ -472,13 +483,10 @@ def write_single(
         raise ValueError("write_single stores server-stamped entries only")
     now = now_us() if now is None else now
     values = entry.values
-    params = {
+    params: dict[str, object] = {
         "device": device,
         "now": now,
         "key_hash": key_hash,
-        "numbers": list(values),
-        "values": [None if isinstance(v, str) else v for v in values.values()],
-        "texts": [v if isinstance(v, str) else None for v in values.values()],
         "write_kind": write_kind,
         "count": len(values),
         "status": entry.status,
@@ -487,10 +495,18 @@ def write_single(
         "elevation": entry.elevation,
         "hour": rollups.HOUR,
     }
+    one = len(values) == 1
+    if one:
+        [(params["number"], value)] = values.items()
+        params["value"], params["text"] = (None, value) if isinstance(value, str) else (value, None)
+    else:
+        params["numbers"] = list(values)
+        params["values"] = [None if isinstance(v, str) else v for v in values.values()]
+        params["texts"] = [v if isinstance(v, str) else None for v in values.values()]
     engine = db.engine
     with _outside_transaction() as (cursor, _sql):
         try:
-            cursor.execute(_WRITE_ONE, params)
+            cursor.execute(_WRITE_ONE[one], params)
         except engine.dialect.loaded_dbapi.IntegrityError:
             return RETRY_ORDINARY  # autocommit: the failed statement left nothing behind
         row = cursor.fetchone()
