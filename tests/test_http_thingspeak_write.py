@@ -212,6 +212,21 @@ def test_read_key_and_revoked_key_cannot_write(client: FlaskClient, channel: Cha
     assert readback.readings(channel.id) == []
 
 
+@pytest.mark.parametrize("content", ["field1=nan", "field9=1", "", "field1=1&created_at=never"])
+def test_a_bad_key_is_refused_before_bad_content(
+    client: FlaskClient, channel: ChannelKeys, content: str
+) -> None:
+    """/update parses its values before the write, yet the key still answers first (#3)."""
+    wrong = client.get(f"/update?{content}&api_key=NOTAKEY000000000")
+    assert wrong.status_code == 401 and wrong.text == "0"
+    manage.add_device(channel.channel, "esp-1")
+    other = client.get(f"/update?{content}&mac=esp-2&api_key={channel.write_key}")
+    assert other.status_code == 403 and other.text == "0"
+    allowed = client.get(f"/update?{content}&mac=esp-1&api_key={channel.write_key}")
+    assert allowed.status_code == 200 and allowed.text == "0"  # the content's refusal
+    assert readback.readings(channel.id) == []
+
+
 def test_device_allow_list_applies_to_mac_parameter(client: FlaskClient, channel: ChannelKeys) -> None:
     manage.add_device(channel.channel, "AA:BB:CC:DD:EE:FF")
     ok = client.get(f"/update?field1=1&mac=aa:bb:cc:dd:ee:ff&api_key={channel.write_key}")
