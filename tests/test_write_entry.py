@@ -146,9 +146,8 @@ def test_a_taken_microsecond_moves_the_stamp_and_overwrites_nothing(
     assert counter(channel.id) == 2
 
 
+@pytest.mark.parametrize("engine_name", ["postgres"])  # the server ends pooled connections
 def test_a_connection_the_server_dropped_is_replaced(channel: ChannelKeys) -> None:
-    if not fused_expected():
-        pytest.skip("PostgreSQL: the server ends pooled connections")
     channel_id = channel.id
     auth.write_entry(channel.write_key, None, Entry({1: 1.0}))  # leaves a pooled connection behind
     db.session.commit()
