@@ -254,8 +254,8 @@ def _driver_errors(dialect: Dialect, connection: Any) -> Iterator[None]:
 
 # The write path runs fixed statements on the session's own DBAPI connection,
 # inside the session's transaction: building and compiling SQLAlchemy
-# constructs cost more than the database work for a single reading (see the
-# Performance section of README.md). Every value is a bound parameter.
+# constructs cost more than the database work for a single reading (see
+# docs/performance.md). Every value is a bound parameter.
 
 
 @dataclass(frozen=True, slots=True)
