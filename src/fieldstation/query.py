@@ -180,9 +180,8 @@ def _cursor() -> Iterator[tuple[Any, _Sql]]:
     """
     from fieldstation import store
 
-    session = db.session
-    if session.registry.has() and session().in_transaction():
-        connection = session.connection()
+    if store.session_busy():
+        connection = db.session.connection()
         with _opened(connection.connection, connection.dialect.name) as found:
             yield found
         return

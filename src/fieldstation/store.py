@@ -86,7 +86,7 @@ def write(batch: Batch, *, now: int | None = None) -> WriteResult:
     """
     now = now_us() if now is None else now
     session = db.session
-    if not _session_busy():
+    if not session_busy():
         if _is_batch(batch):
             return _write_own_batch(batch, now)
         # Nothing pending in the session (the usual request): the request's pooled connection,
@@ -119,7 +119,7 @@ def write_many(batches: Sequence[Batch], *, now: int | None = None) -> list[Writ
     return results
 
 
-def _session_busy() -> bool:
+def session_busy() -> bool:
     """True when this request's session has a transaction going (its writes must join it)."""
     return bool(db.session.registry.has() and db.session().in_transaction())
 
@@ -371,7 +371,7 @@ def lookup_write_key(key_hash: str, device: str | None) -> KeyRow | None:
     Every write runs this first, so it is one fixed statement (see auth.authorize_write).
     """
     session = db.session
-    if _session_busy():  # see what the session's pending transaction sees
+    if session_busy():  # see what the session's pending transaction sees
         connection = session.connection()
         with _driver_errors(connection.dialect, connection):
             cursor = connection.connection.cursor()
@@ -460,7 +460,7 @@ def fuses_single_writes() -> bool:
     (a write that must join the session's transaction takes the ordinary path).
     SQLite keeps its own single-reading path: there a statement costs no round trip.
     """
-    return db.engine.dialect.name == "postgresql" and not _session_busy()
+    return db.engine.dialect.name == "postgresql" and not session_busy()
 
 
 #: :func:`write_single` could not decide; take the ordinary path (key lookup, then :func:`write`).
@@ -1031,7 +1031,7 @@ def channel_fields(channel_id: int) -> ChannelFields | None:
     (and the writers' queue) instead of the session's.
     """
     session = db.session
-    if _session_busy():  # see what the session's pending transaction sees
+    if session_busy():  # see what the session's pending transaction sees
         connection = session.connection()
         with _driver_errors(connection.dialect, connection):
             cursor = connection.connection.cursor()
