@@ -37,6 +37,9 @@ def create_app(config: Mapping[str, Any] | str | None = None) -> Flask:
     register_extensions(app)
     register_blueprints(app)
     register_cli(app)
+    from fieldstation.http import hotpath
+
+    hotpath.install(app)
     max_body = app.config["MAX_CONTENT_LENGTH"] or Config.MAX_CONTENT_LENGTH
     app.wsgi_app = adapt_to_server(app.wsgi_app, int(max_body))  # type: ignore[method-assign,assignment]
     return app

@@ -30,6 +30,9 @@ class Config:
     #: ThingSpeak's `results` cap and default.
     MAX_RESULTS = 8000
     DEFAULT_RESULTS = 100
+    #: Single-reading device writes (``/update``) skip Flask's request machinery
+    #: (fieldstation.http.hotpath); every other request, and every refusal, is Flask's.
+    DEVICE_HOT_PATH = True
     #: SQLite waits this long (ms) for another writer before giving up.
     SQLITE_BUSY_TIMEOUT_MS = 10_000
     #: MQTT worker: most messages per transaction, and longest wait to fill one (ms).

@@ -21,7 +21,7 @@ from itertools import chain, repeat
 from operator import itemgetter
 from typing import Any, cast
 
-from flask import g, has_request_context
+from flask import g, has_app_context, has_request_context
 from sqlalchemy import Table, update
 from sqlalchemy.engine import Dialect
 from sqlalchemy.exc import DBAPIError
@@ -161,7 +161,7 @@ def _borrowed() -> Iterator[Any]:
     A request checks a connection out once (one pre-ping on PostgreSQL) for its
     key lookup and its write; :func:`release_request_connection` returns it.
     """
-    if not has_request_context():
+    if not has_request_context() and not (has_app_context() and g.get(_SHARING)):
         connection = db.engine.raw_connection()
         try:
             yield connection
@@ -180,6 +180,24 @@ def release_request_connection(_exc: BaseException | None = None) -> None:
     held = g.pop(_HELD, None)
     if held is not None:
         held.close()
+
+
+_SHARING = "fieldstation_sharing"
+
+
+@contextmanager
+def shared_connection() -> Iterator[None]:
+    """Let this block's statements share one pooled connection, as a request's do.
+
+    For work done in an app context without a request (``http.hotpath``): the
+    key lookup and the write then take one checkout, not two.
+    """
+    setattr(g, _SHARING, True)
+    try:
+        yield
+    finally:
+        g.pop(_SHARING, None)
+        release_request_connection()
 
 
 @contextmanager

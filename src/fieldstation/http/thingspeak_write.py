@@ -254,9 +254,14 @@ def _check_count(count: int, limit: int) -> None:
 
 def request_key(values: Mapping[str, object]) -> str | None:
     """The write key: X-THINGSPEAKAPIKEY/THINGSPEAKAPIKEY header, else api_key/key/apikey."""
-    for header in _KEY_HEADERS:
-        if request.headers.get(header):
-            return request.headers[header].strip()
+    return write_key(values, [request.headers.get(header) for header in _KEY_HEADERS])
+
+
+def write_key(values: Mapping[str, object], key_headers: list[str | None]) -> str | None:
+    """The write key of :func:`request_key`, from the values of its two headers and the parameters."""
+    for header in key_headers:
+        if header:
+            return header.strip()
     for name in ("write_api_key", *_KEY_PARAMS):
         value = values.get(name)
         if isinstance(value, str) and value.strip():

@@ -1,0 +1,125 @@
+"""Single-reading device writes, answered without Flask's request machinery (issue #3).
+
+A station's ``GET /update?api_key=…&field1=…``, the Arduino library's form
+``POST /update`` and the seed's ``GET /update/API_key=…/mac=…/field=…/data=…``
+are most of what a server of devices hears. Flask's request context, routing
+and response objects were 44% of such a request's instructions (callgrind), so
+this WSGI layer answers it with the very parts the Flask views use
+(``decode_form``, ``entry_from_params``, ``parse_seed_path``, ``auth.write_entry``)
+in an app context.
+
+It answers only what it stored. Every request of another shape, and every
+refusal, goes to the Flask app untouched: a refusal stores nothing, so Flask
+gives exactly the answer it always gave (status, body, ``X-Fieldstation-Error``).
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING, Any
+
+from werkzeug.exceptions import HTTPException
+
+from fieldstation import store
+from fieldstation.auth import write_entry
+from fieldstation.errors import FieldstationError
+from fieldstation.http.bodies import decode_form
+from fieldstation.http.seed import parse_seed_path
+from fieldstation.http.thingspeak_write import entry_from_params, request_device, write_key
+from fieldstation.points import Entry
+
+if TYPE_CHECKING:
+    from flask import Flask
+
+WsgiApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
+#: What ``/update`` reads as a form body, as ``bodies.params`` does.
+_FORM_TYPES = ("", "application/x-www-form-urlencoded", "text/plain")
+_KEY_HEADERS = ("HTTP_X_THINGSPEAKAPIKEY", "HTTP_THINGSPEAKAPIKEY")
+#: A signed-in browser (its session), or a body only Flask's readers decode.
+_FLASK_ONLY = ("HTTP_COOKIE", "HTTP_TRANSFER_ENCODING", "HTTP_CONTENT_ENCODING")
+#: The headers of Flask's ``Response(text, mimetype="text/plain")``.
+_TEXT = "text/plain; charset=utf-8"
+#: A reading: the write key, the device, the entry.
+Reading = tuple[str | None, str | None, Entry]
+
+
+class DeviceWrites:
+    """WSGI middleware: stores a recognised single reading and answers its entry id, else calls Flask."""
+
+    def __init__(self, app: Flask, wsgi_app: WsgiApp) -> None:
+        self.app = app
+        self.wsgi_app = wsgi_app
+        self.max_body = int(app.config["MAX_CONTENT_LENGTH"] or 0)
+
+    def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+        reading = self.reading(environ)
+        if reading is None:
+            return self.wsgi_app(environ, start_response)
+        try:
+            with self.app.app_context(), store.shared_connection():
+                _grant, result = write_entry(*reading)
+        except (FieldstationError, HTTPException):
+            return self.wsgi_app(environ, start_response)  # nothing was stored: Flask answers the refusal
+        except Exception as exc:  # noqa: BLE001 - answered as Flask answers what it did not expect
+            return self._failure(environ, start_response, exc)
+        body = str(result.entries[0].entry_id).encode()
+        start_response("200 OK", [("Content-Type", _TEXT), ("Content-Length", str(len(body)))])
+        return [body]
+
+    def reading(self, environ: dict[str, Any]) -> Reading | None:
+        """The reading this request carries, or None when it is not one for this path.
+
+        A POST's body is read here; ``wsgi.input`` is then replaced by the same
+        bytes, so the Flask app can still read it.
+        """
+        if any(name in environ for name in _FLASK_ONLY):
+            return None
+        method, path = environ.get("REQUEST_METHOD"), environ.get("PATH_INFO", "")
+        length = environ.get("CONTENT_LENGTH") or "0"
+        try:
+            if path == "/update":
+                return self._update(environ, method, length)
+            if path.startswith("/update/") and method == "GET" and length == "0" and _plain(path):
+                seed = parse_seed_path(path[len("/update/") :])
+                return seed.key, seed.device, Entry({seed.field: seed.value})
+        except (FieldstationError, HTTPException):
+            pass  # Flask parses it again and answers the error
+        return None
+
+    def _update(self, environ: dict[str, Any], method: str | None, length: str) -> Reading | None:
+        query = environ.get("QUERY_STRING", "").encode("latin-1")
+        values = dict(decode_form(query, "query string"))
+        if method == "POST":
+            mimetype = environ.get("CONTENT_TYPE", "").split(";", 1)[0].strip().lower()
+            if mimetype not in _FORM_TYPES or not length.isdigit() or int(length) > self.max_body:
+                return None
+            body = environ["wsgi.input"].read(int(length))
+            environ["wsgi.input"] = io.BytesIO(body)
+            values.update(decode_form(body, "form body"))
+        elif method != "GET" or length != "0":
+            return None
+        key = write_key(values, [environ.get(header) for header in _KEY_HEADERS])
+        return key, request_device(values), entry_from_params(values)
+
+    def _failure(
+        self, environ: dict[str, Any], start_response: Callable[..., Any], exc: Exception
+    ) -> Iterable[bytes]:
+        """Flask's answer to an unexpected error (its 500 handler), without running the request again.
+
+        The write may have reached the database before it failed, so it is not retried.
+        """
+        with self.app.request_context(environ):
+            response = self.app.handle_exception(exc)
+        return response(environ, start_response)
+
+
+def _plain(path: str) -> bool:
+    """A path Flask routes as it reads: ASCII (no re-decoding) and no ``//`` (no merged-slash redirect)."""
+    return path.isascii() and "//" not in path
+
+
+def install(app: Flask) -> None:
+    """Put :class:`DeviceWrites` in front of the app's WSGI callable (``DEVICE_HOT_PATH``, on by default)."""
+    if app.config.get("DEVICE_HOT_PATH", True) and not app.config.get("SERVER_NAME"):
+        app.wsgi_app = DeviceWrites(app, app.wsgi_app)  # type: ignore[method-assign]

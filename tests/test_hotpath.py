@@ -1,0 +1,300 @@
+"""The device hot path (``http.hotpath``) answers exactly as the Flask views do (#3).
+
+Each request goes to the app with the hot path and to the same app without it,
+on the same database. Both must give the same status, headers and body, and
+store the same entry (the second one gets the next entry id). The hot path
+must also actually take the common shapes, or it would be tested for nothing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote, urlencode
+
+import pytest
+import sqlalchemy as sa
+from flask import Flask
+from flask.testing import FlaskClient
+from hypothesis import HealthCheck, example, given, settings
+from hypothesis import strategies as st
+
+from fieldstation import manage
+from fieldstation.extensions import db
+from fieldstation.http import hotpath
+from tests.conftest import make_app
+from tests.factories import make_channel, make_user
+
+
+class Pair:
+    """One database, two apps: with the hot path (``fast``) and without (``flask``)."""
+
+    def __init__(self, app: Flask, tmp: Path) -> None:
+        self.fast = app.test_client()
+        self.flask_app = flask_app = make_app(
+            app.config["DATABASE_URL"], tmp / "flask-instance", DEVICE_HOT_PATH=False
+        )
+        assert not isinstance(flask_app.wsgi_app, hotpath.DeviceWrites)
+        self.flask = flask_app.test_client()
+        owner = make_user().user
+        self.open = make_channel(owner, "open", fields=("t", "h", "p"))
+        self.guarded = make_channel(owner, "guarded", fields=("t",))
+        manage.add_device(self.guarded.channel, "esp-1")
+        db.session.commit()
+        self.keys = {
+            "open-write": self.open.write_key,
+            "open-read": self.open.read_key,
+            "guarded-write": self.guarded.write_key,
+            "unknown": "NOSUCHKEY0000000",
+            "empty": "",
+        }
+
+
+@pytest.fixture
+def pair(app: Flask, tmp_path: Path) -> Iterator[Pair]:
+    both = Pair(app, tmp_path)
+    yield both
+    with both.flask_app.app_context():
+        db.engine.dispose()
+
+
+def newest_entries(count: int) -> list[tuple[Any, ...]]:
+    """The ``count`` newest entries of all channels, with their values by field number."""
+    rows = db.session.execute(
+        sa.text(
+            "SELECT e.channel_id, e.entry_id, e.status, e.latitude, e.longitude, e.elevation, e.ts "
+            "FROM entries e ORDER BY e.ts DESC, e.entry_id DESC LIMIT :n"
+        ),
+        {"n": count},
+    ).all()
+    result = []
+    for channel_id, entry_id, status, lat, lon, elev, ts in rows:
+        values = db.session.execute(
+            sa.text(
+                "SELECT f.number, r.value, r.text FROM readings r JOIN fields f ON f.id = r.field_id "
+                "WHERE f.channel_id = :c AND r.ts = :ts ORDER BY f.number"
+            ),
+            {"c": channel_id, "ts": ts},
+        ).all()
+        result.append((channel_id, entry_id, status, lat, lon, elev, tuple(map(tuple, values))))
+    db.session.rollback()
+    return result
+
+
+def entry_count() -> int:
+    count = int(db.session.scalar(sa.text("SELECT count(*) FROM entries")))
+    db.session.rollback()
+    return count
+
+
+def send(client: FlaskClient, request: dict[str, Any]) -> tuple[int, list[tuple[str, str]], bytes]:
+    reply = client.open(**request)
+    return reply.status_code, sorted(reply.headers.items()), reply.get_data()
+
+
+def assert_same_answer(pair: Pair, request: dict[str, Any]) -> None:
+    """Send ``request`` through both apps; their answers and what they stored must agree."""
+    before = entry_count()
+    fast = send(pair.fast, request)
+    after_fast = entry_count()
+    flask = send(pair.flask, request)
+    after_flask = entry_count()
+    stored_fast, stored_flask = after_fast - before, after_flask - after_fast
+    assert stored_fast == stored_flask, (request, fast, flask)
+    if stored_fast:
+        status, headers, body = fast
+        if body.isdigit():  # the entry id, as text: the second write has the next one
+            assert (status, int(body) + 1) == (flask[0], int(flask[2]))
+            for answer in (fast, flask):
+                assert dict(answer[1]) == {
+                    "Content-Type": "text/plain; charset=utf-8",
+                    "Content-Length": str(len(answer[2])),
+                }
+        else:  # /update.json (Flask in both): the entry's id and time differ
+            assert (status, dict(headers)["Content-Type"]) == (flask[0], dict(flask[1])["Content-Type"])
+        first, second = newest_entries(2)[::-1]
+        assert first[0] == second[0] and first[2:] == second[2:], (first, second)
+    else:
+        assert fast == flask, request
+
+
+_text = st.text(st.characters(codec="utf-8", exclude_categories=("Cs",)), max_size=12)
+_number = st.one_of(st.floats(allow_nan=True, allow_infinity=True).map(repr), st.integers().map(str))
+_value = st.one_of(_number, _text, st.sampled_from(["21.5", "-3", "1e3", "NaN", " 7 ", ""]))
+_device = st.one_of(st.sampled_from(["esp-1", "ESP-1", "esp-2", "6c:rf:7f:2b:0e:g8"]), _text)
+_PARAM_NAMES = ["field1", "field2", "field3", "field4", "field9", "status", "lat", "long", "elevation"]
+_PARAM_NAMES += ["created_at", "timezone", "headers", "other"]
+
+
+_good_value = st.one_of(
+    st.floats(-1e6, 1e6).map(str), st.integers(-(10**6), 10**6).map(str), st.sampled_from(["on", "21,5"])
+)
+_good_params = st.fixed_dictionaries(
+    {},
+    optional={
+        "field1": _good_value,
+        "field2": _good_value,
+        "field3": _good_value,
+        "status": st.text(st.characters(codec="ascii", min_codepoint=32), max_size=20),
+        "lat": st.floats(-90, 90).map(str),
+        "long": st.floats(-180, 180).map(str),
+        "elevation": st.floats(-400, 9000).map(str),
+        "mac": st.sampled_from(["esp-1", "ESP-1", "esp-2"]),
+    },
+)
+
+
+@st.composite
+def update_requests(draw: st.DrawFn, keys: list[str]) -> dict[str, Any]:
+    """A ``/update`` request as devices send it: half of them well formed, half anything."""
+    good = draw(st.booleans())
+    values: dict[str, str] = {}
+    key = draw(st.sampled_from(keys[:1] * 3 + keys[2:3] if good else keys))
+    places = ["api_key", "key", "apikey", "write_api_key", "header"] + ([] if good else ["none"])
+    where_key = draw(st.sampled_from(places))
+    if where_key not in ("header", "none"):
+        values[where_key] = key
+    if good:
+        values.update(draw(_good_params))
+    else:
+        for name in draw(st.lists(st.sampled_from(_PARAM_NAMES), max_size=5, unique=True)):
+            values[name] = draw(_value)
+        if draw(st.booleans()):
+            values["mac"] = draw(_device)
+    headers: dict[str, str] = {}
+    if where_key == "header":
+        headers[draw(st.sampled_from(["X-THINGSPEAKAPIKEY", "THINGSPEAKAPIKEY"]))] = key
+    if not good and draw(st.integers(0, 4)) == 0:
+        headers["Cookie"] = "session=x"
+    method = draw(st.sampled_from(["GET", "POST"] if good else ["GET", "POST", "HEAD", "PUT"]))
+    path = "/update" if good else draw(st.sampled_from(["/update", "/update.json", "/update/"]))
+    request: dict[str, Any] = {"method": method, "path": path, "headers": headers}
+    if method == "POST" and draw(st.booleans()):
+        content_type = draw(
+            st.sampled_from(
+                ["application/x-www-form-urlencoded", "text/plain", "", "application/json", "text/PLAIN; x=y"]
+            )
+        )
+        if content_type:
+            headers["Content-Type"] = content_type
+        split = draw(st.integers(0, len(values)))
+        items = list(values.items())
+        request["query_string"] = urlencode(items[:split])
+        request["data"] = urlencode(items[split:]).encode()
+    else:
+        request["query_string"] = urlencode(values)
+    return request
+
+
+@st.composite
+def seed_requests(draw: st.DrawFn, keys: list[str]) -> dict[str, Any]:
+    """A seed path URL, well or badly formed."""
+    if draw(st.booleans()):  # well formed
+        key = draw(st.sampled_from(keys[:1] + keys[2:3]))
+        device = draw(st.sampled_from(["esp-1", "ESP-1", "esp-2", "6c:rf:7f:2b:0e:g8"]))
+        field, data, method = draw(st.sampled_from(["1", "2", "3"])), draw(_good_value), "GET"
+    else:
+        key = draw(st.one_of(st.sampled_from(keys), _text))
+        device = draw(_device)
+        field = draw(st.one_of(st.sampled_from(["1", "2", "4", "0", "x"]), _text))
+        data, method = draw(_value), draw(st.sampled_from(["GET", "GET", "POST"]))
+    parts = [f"API_key={key}", f"mac={device}", f"field={field}", f"data={data}"]
+    if draw(st.integers(0, 9)) == 0:
+        parts = draw(st.permutations(parts))
+    path = "/update/" + "/".join(parts)
+    return {"method": method, "path": quote(path, safe="/=:"), "headers": {}}
+
+
+_SETTINGS = settings(
+    max_examples=120, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+
+
+@_SETTINGS
+@given(data=st.data())
+@example(data=None)
+def test_update_answers_as_flask_does(pair: Pair, data: st.DataObject | None) -> None:
+    keys = list(pair.keys.values())
+    if data is None:  # the common device request, for certain
+        request = {"method": "GET", "path": "/update", "query_string": f"api_key={keys[0]}&field1=21.5"}
+    else:
+        request = data.draw(update_requests(keys))
+    assert_same_answer(pair, request)
+
+
+@_SETTINGS
+@given(data=st.data())
+def test_seed_path_answers_as_flask_does(pair: Pair, data: st.DataObject) -> None:
+    assert_same_answer(pair, data.draw(seed_requests(list(pair.keys.values()))))
+
+
+def _count_flask_calls(app: Flask, monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    calls: list[str] = []
+    layer = app.wsgi_app
+    assert isinstance(layer, hotpath.DeviceWrites)
+    inner = layer.wsgi_app
+
+    def counting(environ: dict[str, Any], start_response: Any) -> Any:
+        calls.append(environ["PATH_INFO"])
+        return inner(environ, start_response)
+
+    monkeypatch.setattr(layer, "wsgi_app", counting)
+    return calls
+
+
+def test_device_requests_skip_flask_and_refusals_do_not(
+    app: Flask, pair: Pair, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    calls = _count_flask_calls(app, monkeypatch)
+    key = pair.open.write_key
+    assert pair.fast.get(f"/update?api_key={key}&field1=21.5").get_data() == b"1"
+    form = {"field1": "1", "field2": "2"}
+    reply = pair.fast.post("/update", data=form, headers={"X-THINGSPEAKAPIKEY": key})
+    assert reply.get_data() == b"2"
+    assert (
+        pair.fast.get(f"/update/API_key={pair.guarded.write_key}/mac=ESP-1/field=1/data=3").get_data() == b"1"
+    )
+    assert calls == []
+    assert pair.fast.get(f"/update?api_key={pair.open.read_key}&field1=1").status_code == 401
+    assert pair.fast.get(f"/update?api_key={key}&field7=1").get_data() == b"0"
+    assert calls == ["/update", "/update"]
+
+
+def test_rate_limited_device_gets_flasks_refusal(
+    app: Flask, pair: Pair, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pair.open.channel.min_interval_s = 60
+    db.session.commit()
+    calls = _count_flask_calls(app, monkeypatch)
+    path = f"/update?api_key={pair.open.write_key}&field1=1"
+    assert pair.fast.get(path).get_data() == b"1"
+    refused = pair.fast.get(path)
+    assert (refused.status_code, refused.get_data()) == (200, b"0")
+    assert "X-Fieldstation-Error" in refused.headers
+    assert calls == ["/update"]
+    assert entry_count() == 1
+
+
+def test_unexpected_failure_is_flasks_500_and_not_retried(
+    app: Flask, pair: Pair, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    app.config["PROPAGATE_EXCEPTIONS"] = False
+    attempts: list[object] = []
+
+    def broken(*args: object) -> None:
+        attempts.append(args)
+        raise RuntimeError("the database went away")
+
+    monkeypatch.setattr(hotpath, "write_entry", broken)
+    reply = pair.fast.get(f"/update?api_key={pair.open.write_key}&field1=1")
+    assert reply.status_code == 500
+    assert reply.get_json() == {"error": {"code": "internal_error", "message": "internal server error"}}
+    assert len(attempts) == 1
+
+
+def test_form_body_is_still_there_for_flask(pair: Pair) -> None:
+    """A refused POST reaches the Flask view with its body: the key in it is seen (401, not 'required')."""
+    reply = pair.fast.post("/update", data={"api_key": "WRONGKEY", "field1": "1"})
+    assert reply.status_code == 401
+    assert reply.headers["X-Fieldstation-Error"] == "invalid write API key"
