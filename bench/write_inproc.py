@@ -81,6 +81,7 @@ def main(argv: list[str] | None = None) -> None:
         from fieldstation import create_app
 
         app = create_app()
+        flask_only = create_app({"DEVICE_HOT_PATH": False})  # the same request through the Flask view
         auth = {"Authorization": "Basic " + base64.b64encode(f"bench:{key}".encode()).decode()}
         single_path = f"/update?api_key={key}&field1=21.5"
         counter = iter(range(10**9))
@@ -88,10 +89,13 @@ def main(argv: list[str] | None = None) -> None:
         def single() -> tuple[float, float]:
             return request(app, "GET", single_path, b"", {})
 
+        def single_flask() -> tuple[float, float]:
+            return request(flask_only, "GET", single_path, b"", {})
+
         def line() -> tuple[float, float]:
             return request(app, "POST", "/write?db=bench", line_body(next(counter)), auth)
 
-        single(), line()  # warm-up
+        single(), single_flask(), line()  # warm-up
         if args.profile:
             work, rounds = (single, args.singles) if args.profile == "single" else (line, args.batches)
             profiler = cProfile.Profile()
@@ -104,6 +108,7 @@ def main(argv: list[str] | None = None) -> None:
             return
         for name, work, rounds in (
             ("single /update", single, args.singles),
+            ("  (Flask view)", single_flask, args.singles),
             ("line 5,000", line, args.batches),
         ):
             if not rounds:

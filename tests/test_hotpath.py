@@ -8,6 +8,7 @@ must also actually take the common shapes, or it would be tested for nothing.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -111,8 +112,15 @@ def assert_same_answer(pair: Pair, request: dict[str, Any]) -> None:
                     "Content-Type": "text/plain; charset=utf-8",
                     "Content-Length": str(len(answer[2])),
                 }
-        else:  # /update.json (Flask in both): the entry's id and time differ
+        elif request["path"] == "/update.xml":  # Flask's in both
             assert (status, dict(headers)["Content-Type"]) == (flask[0], dict(flask[1])["Content-Type"])
+        else:  # /update.json: the same entry but for its id and time
+            fast_entry, flask_entry = json.loads(body), json.loads(flask[2])
+            assert fast_entry.pop("entry_id") + 1 == flask_entry.pop("entry_id")
+            del fast_entry["created_at"], flask_entry["created_at"]
+            assert (status, fast_entry) == (flask[0], flask_entry)
+            assert dict(headers)["Content-Type"] == dict(flask[1])["Content-Type"] == "application/json"
+            assert body.endswith(b"\n") == flask[2].endswith(b"\n")
         first, second = newest_entries(2)[::-1]
         assert first[0] == second[0] and first[2:] == second[2:], (first, second)
     else:
@@ -168,7 +176,8 @@ def update_requests(draw: st.DrawFn, keys: list[str]) -> dict[str, Any]:
     if not good and draw(st.integers(0, 4)) == 0:
         headers["Cookie"] = "session=x"
     method = draw(st.sampled_from(["GET", "POST"] if good else ["GET", "POST", "HEAD", "PUT"]))
-    path = "/update" if good else draw(st.sampled_from(["/update", "/update.json", "/update/"]))
+    paths = ["/update", "/update.json"] + ([] if good else ["/update.xml", "/update/"])
+    path = draw(st.sampled_from(paths))
     request: dict[str, Any] = {"method": method, "path": path, "headers": headers}
     if method == "POST" and draw(st.booleans()):
         content_type = draw(
@@ -255,6 +264,8 @@ def test_device_requests_skip_flask_and_refusals_do_not(
     assert (
         pair.fast.get(f"/update/API_key={pair.guarded.write_key}/mac=ESP-1/field=1/data=3").get_data() == b"1"
     )
+    written = pair.fast.post(f"/update.json?field1=4&api_key={key}")  # the Python package's request
+    assert (written.get_json()["entry_id"], written.get_json()["field1"]) == (3, "4")
     assert calls == []
     assert pair.fast.get(f"/update?api_key={pair.open.read_key}&field1=1").status_code == 401
     assert pair.fast.get(f"/update?api_key={key}&field7=1").get_data() == b"0"

@@ -1,8 +1,9 @@
 """Single-reading device writes, answered without Flask's request machinery (issue #3).
 
 A station's ``GET /update?api_key=…&field1=…``, the Arduino library's form
-``POST /update`` and the seed's ``GET /update/API_key=…/mac=…/field=…/data=…``
-are most of what a server of devices hears. Flask's request context, routing
+``POST /update``, the ``thingspeak`` Python package's ``POST /update.json?…`` and
+the seed's ``GET /update/API_key=…/mac=…/field=…/data=…`` are most of what a
+server of devices hears. Flask's request context, routing
 and response objects were 44% of such a request's instructions (callgrind), so
 this WSGI layer answers it with the very parts the Flask views use
 (``decode_form``, ``entry_from_params``, ``parse_seed_path``, ``auth.write_entry``)
@@ -17,16 +18,17 @@ from __future__ import annotations
 
 import io
 from collections.abc import Callable, Iterable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from werkzeug.exceptions import HTTPException
+from werkzeug.wrappers import Response
 
 from fieldstation import store
 from fieldstation.auth import write_entry
 from fieldstation.errors import FieldstationError
 from fieldstation.http.bodies import decode_form
 from fieldstation.http.seed import parse_seed_path
-from fieldstation.http.thingspeak_write import entry_from_params, request_device, write_key
+from fieldstation.http.thingspeak_write import entry_from_params, entry_json, request_device, write_key
 from fieldstation.points import Entry
 
 if TYPE_CHECKING:
@@ -58,12 +60,17 @@ class DeviceWrites:
             return self.wsgi_app(environ, start_response)
         try:
             with self.app.app_context(), store.shared_connection():
-                _grant, result = write_entry(*reading)
+                grant, result = write_entry(*reading)
+                stored = result.entries[0]
+                if environ["PATH_INFO"] == "/update.json":  # the `thingspeak` Python package's default
+                    entry = entry_json(grant.channel_id, stored.entry_id, stored.ts, reading[2])
+                    response = cast(Response, self.app.json.response(entry))  # what jsonify builds
+                    return response(environ, start_response)
         except (FieldstationError, HTTPException):
             return self.wsgi_app(environ, start_response)  # nothing was stored: Flask answers the refusal
         except Exception as exc:  # noqa: BLE001 - answered as Flask answers what it did not expect
             return self._failure(environ, start_response, exc)
-        body = str(result.entries[0].entry_id).encode()
+        body = str(stored.entry_id).encode()
         start_response("200 OK", [("Content-Type", _TEXT), ("Content-Length", str(len(body)))])
         return [body]
 
@@ -78,7 +85,7 @@ class DeviceWrites:
         method, path = environ.get("REQUEST_METHOD"), environ.get("PATH_INFO", "")
         length = environ.get("CONTENT_LENGTH") or "0"
         try:
-            if path == "/update":
+            if path in ("/update", "/update.json"):
                 return self._update(environ, method, length)
             if path.startswith("/update/") and method == "GET" and length == "0" and _plain(path):
                 seed = parse_seed_path(path[len("/update/") :])
