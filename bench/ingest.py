@@ -114,9 +114,9 @@ def database(engine: str, tmp: Path) -> Iterator[str]:
     if engine == "sqlite":
         yield f"sqlite:///{tmp / 'bench.db'}"
         return
-    from tests.pgserver import start_cluster
+    from tests.pgserver import BENCH, start_cluster
 
-    cluster = start_cluster()
+    cluster = start_cluster(BENCH)
     try:
         yield cluster.url
     finally:
@@ -416,7 +416,7 @@ def report(results: dict[str, Any], influx: dict[str, Any] | None, args: argpars
         f"{args.clients} batch clients; {os.cpu_count()} CPUs shared with the load generator"
     )
     for engine, r in results.items():
-        print(f"\n[{engine}]")
+        print(f"\n[{engine}]" + (" (fsync on, synchronous_commit off)" if engine == "postgres" else ""))
         if "single" in r:
             single = r["single"]
             print(

@@ -45,7 +45,7 @@ from fieldstation import create_app, manage  # noqa: E402
 from fieldstation.extensions import db  # noqa: E402
 from fieldstation.models import Field, KeyKind  # noqa: E402
 from fieldstation.mqtt.listener import Broker, Listener, Settings  # noqa: E402
-from tests.pgserver import start_cluster  # noqa: E402
+from tests.pgserver import BENCH, start_cluster  # noqa: E402
 from tests.servers import Mosquitto, start_mosquitto  # noqa: E402
 
 BATCH = 1000
@@ -220,7 +220,7 @@ def main() -> None:
             if engine == "sqlite":
                 url = f"sqlite:///{tmp}/bench.db"
             else:
-                cluster = start_cluster()
+                cluster = start_cluster(BENCH)
                 url = cluster.url
             app = make_app(url, f"{tmp}/instance")
             for qos in (0, 1):

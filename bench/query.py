@@ -669,10 +669,10 @@ def main() -> None:
             elif engine == "postgres":
                 from tests import pgserver
 
-                cluster = pgserver.start_cluster()
+                cluster = pgserver.start_cluster(pgserver.BENCH)
                 try:
                     results[engine] = bench_engine(
-                        "PostgreSQL (throwaway cluster, fsync off)", cluster.url, args, influx
+                        "PostgreSQL (throwaway; synchronous_commit off)", cluster.url, args, influx
                     )
                 finally:
                     cluster.stop()

@@ -69,9 +69,9 @@ def main(argv: list[str] | None = None) -> None:
     tmp = Path(tempfile.mkdtemp(prefix="fieldstation-write-inproc-"))
     cluster = None
     if args.engine == "postgres":
-        from tests.pgserver import start_cluster
+        from tests.pgserver import BENCH, start_cluster
 
-        cluster = start_cluster()
+        cluster = start_cluster(BENCH)
         url = cluster.url
     else:
         url = f"sqlite:///{tmp / 'bench.db'}"

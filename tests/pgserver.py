@@ -51,8 +51,18 @@ class Cluster:
         shutil.rmtree(os.path.dirname(self.datadir), ignore_errors=True)
 
 
-def start_cluster() -> Cluster:
-    """initdb + pg_ctl start on a free loopback port; raises RuntimeError when impossible."""
+#: Tests trade durability for speed: nothing they write must survive a crash.
+FAST = "-c fsync=off -c synchronous_commit=off -c full_page_writes=off"
+#: bench/: crash-safe files (fsync, full-page writes) and commits that do not wait for the disk,
+#: as SQLite's ``synchronous=NORMAL`` in WAL mode, which Fieldstation uses, does not either.
+BENCH = "-c fsync=on -c synchronous_commit=off -c full_page_writes=on"
+
+
+def start_cluster(durability: str = FAST) -> Cluster:
+    """initdb + pg_ctl start on a free loopback port; raises RuntimeError when impossible.
+
+    ``durability`` is :data:`FAST` (tests) or :data:`BENCH`.
+    """
     initdb, pg_ctl = find_pg_bin("initdb"), find_pg_bin("pg_ctl")
     if not initdb or not pg_ctl:
         raise RuntimeError("PostgreSQL server binaries (initdb, pg_ctl) not found")
@@ -84,8 +94,7 @@ def start_cluster() -> Cluster:
     if result.returncode:
         raise RuntimeError(f"initdb failed: {result.stderr.strip()[-500:]}")
     options = (
-        f"-p {port} -k {base} -c listen_addresses=127.0.0.1 -c fsync=off "
-        "-c synchronous_commit=off -c full_page_writes=off -c max_connections=100"
+        f"-p {port} -k {base} -c listen_addresses=127.0.0.1 {durability} -c max_connections=100"
     )
     start = [
         *prefix,

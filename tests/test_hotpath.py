@@ -309,3 +309,12 @@ def test_form_body_is_still_there_for_flask(pair: Pair) -> None:
     reply = pair.fast.post("/update", data={"api_key": "WRONGKEY", "field1": "1"})
     assert reply.status_code == 401
     assert reply.headers["X-Fieldstation-Error"] == "invalid write API key"
+
+
+@pytest.mark.parametrize("length", ["²", "-1", "1e3", " 5"])
+def test_odd_content_length_is_left_to_flask(pair: Pair, length: str) -> None:
+    layer = pair.fast.application.wsgi_app
+    assert isinstance(layer, hotpath.DeviceWrites)
+    environ = {"REQUEST_METHOD": "POST", "PATH_INFO": "/update", "QUERY_STRING": "api_key=K&field1=1"}
+    environ |= {"CONTENT_LENGTH": length, "CONTENT_TYPE": "application/x-www-form-urlencoded"}
+    assert layer.reading(environ) is None  # not read, not parsed: Flask answers it

@@ -99,7 +99,9 @@ class DeviceWrites:
         values = dict(decode_form(query, "query string"))
         if method == "POST":
             mimetype = environ.get("CONTENT_TYPE", "").split(";", 1)[0].strip().lower()
-            if mimetype not in _FORM_TYPES or not length.isdigit() or int(length) > self.max_body:
+            if mimetype not in _FORM_TYPES or not (length.isascii() and length.isdigit()):
+                return None
+            if int(length) > self.max_body:
                 return None
             body = environ["wsgi.input"].read(int(length))
             environ["wsgi.input"] = io.BytesIO(body)
