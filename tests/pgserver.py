@@ -93,9 +93,7 @@ def start_cluster(durability: str = FAST) -> Cluster:
     result = subprocess.run(run, capture_output=True, text=True, check=False)
     if result.returncode:
         raise RuntimeError(f"initdb failed: {result.stderr.strip()[-500:]}")
-    options = (
-        f"-p {port} -k {base} -c listen_addresses=127.0.0.1 {durability} -c max_connections=100"
-    )
+    options = f"-p {port} -k {base} -c listen_addresses=127.0.0.1 {durability} -c max_connections=100"
     start = [
         *prefix,
         pg_ctl,
