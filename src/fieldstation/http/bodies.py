@@ -27,6 +27,10 @@ class TooLarge(FieldstationError):
     code = "too_large"
 
 
+#: Body types ``/update`` reads as a form: ThingSpeak clients send forms without a Content-Type.
+FORM_TYPES = ("", "application/x-www-form-urlencoded", "text/plain")
+
+
 def raw_body() -> bytes:
     """The request body, inflated when ``Content-Encoding: gzip``.
 
@@ -101,7 +105,7 @@ def params() -> dict[str, str]:
     merged = dict(decode_form(request.query_string, "query string"))
     if request.method == "POST":
         mimetype = request.mimetype
-        if mimetype in ("", "application/x-www-form-urlencoded", "text/plain"):
+        if mimetype in FORM_TYPES:
             merged.update(decode_form(raw_body(), "form body"))
         elif mimetype == "multipart/form-data":
             merged.update((k, v) for k, v in request.form.items())

@@ -26,18 +26,23 @@ from werkzeug.wrappers import Response
 from fieldstation import store
 from fieldstation.auth import write_entry
 from fieldstation.errors import FieldstationError
-from fieldstation.http.bodies import decode_form
+from fieldstation.http.bodies import FORM_TYPES, decode_form
 from fieldstation.http.seed import parse_seed_path
-from fieldstation.http.thingspeak_write import entry_from_params, entry_json, request_device, write_key
+from fieldstation.http.thingspeak_write import (
+    KEY_HEADERS,
+    entry_from_params,
+    entry_json,
+    request_device,
+    write_key,
+)
 from fieldstation.points import Entry
 
 if TYPE_CHECKING:
     from flask import Flask
 
 WsgiApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
-#: What ``/update`` reads as a form body, as ``bodies.params`` does.
-_FORM_TYPES = ("", "application/x-www-form-urlencoded", "text/plain")
-_KEY_HEADERS = ("HTTP_X_THINGSPEAKAPIKEY", "HTTP_THINGSPEAKAPIKEY")
+#: The write key's headers as WSGI names them.
+_KEY_HEADERS = tuple("HTTP_" + name.replace("-", "_") for name in KEY_HEADERS)
 #: A signed-in browser (its session), or a body only Flask's readers decode.
 _FLASK_ONLY = ("HTTP_COOKIE", "HTTP_TRANSFER_ENCODING", "HTTP_CONTENT_ENCODING")
 #: The headers of Flask's ``Response(text, mimetype="text/plain")``.
@@ -99,7 +104,7 @@ class DeviceWrites:
         values = dict(decode_form(query, "query string"))
         if method == "POST":
             mimetype = environ.get("CONTENT_TYPE", "").split(";", 1)[0].strip().lower()
-            if mimetype not in _FORM_TYPES or not (length.isascii() and length.isdigit()):
+            if mimetype not in FORM_TYPES or not (length.isascii() and length.isdigit()):
                 return None
             if int(length) > self.max_body:
                 return None

@@ -43,7 +43,8 @@ thingspeak_write_bp = Blueprint("thingspeak_write", __name__)
 #: ThingSpeak channels have eight fields; the adapter exposes exactly those.
 TS_FIELDS = 8
 _FIELD_RE = re.compile(r"field([1-9][0-9]*)")
-_KEY_HEADERS = ("X-THINGSPEAKAPIKEY", "THINGSPEAKAPIKEY")
+#: Headers that carry the write key (the Arduino library sends the first).
+KEY_HEADERS = ("X-THINGSPEAKAPIKEY", "THINGSPEAKAPIKEY")
 _KEY_PARAMS = ("api_key", "key", "apikey")
 #: ``2018-01-30 10:26:02 -0500`` (ThingSpeak's bulk example): an offset after a space.
 _SPACED_OFFSET = re.compile(r"^(.*\d)\s+([+-]\d{2}:?\d{2})$")
@@ -254,7 +255,7 @@ def _check_count(count: int, limit: int) -> None:
 
 def request_key(values: Mapping[str, object]) -> str | None:
     """The write key: X-THINGSPEAKAPIKEY/THINGSPEAKAPIKEY header, else api_key/key/apikey."""
-    return write_key(values, [request.headers.get(header) for header in _KEY_HEADERS])
+    return write_key(values, [request.headers.get(header) for header in KEY_HEADERS])
 
 
 def write_key(values: Mapping[str, object], key_headers: list[str | None]) -> str | None:
