@@ -3,9 +3,10 @@
 
 No server, no load generator: each request goes through the Flask app's
 ``wsgi_app`` in this process, so the figures are the server's own work: wall
-and CPU time per single-reading ``GET /update`` and per 5,000-point line
-protocol batch, and, on PostgreSQL, the statements the server received per
-request (from its log, ``log_statement = all``: each one is at least a round
+and CPU time per single-reading ``GET /update``, per one-point ``POST /write``
+(each also through the Flask view, without the device hot path) and per
+5,000-point line protocol batch, and, on PostgreSQL, the statements the server
+received per request (from its log, ``log_statement = all``: each one is at least a round
 trip). Quick to repeat while tuning; ``bench/ingest.py`` stays the measurement
 over HTTP.
 
@@ -92,10 +93,16 @@ def main(argv: list[str] | None = None) -> None:
         def single_flask() -> tuple[float, float]:
             return request(flask_only, "GET", single_path, b"", {})
 
+        def point() -> tuple[float, float]:  # Influx firmware's one point per request
+            return request(app, "POST", "/write?db=bench", b"climate,room=lab t=21.5", auth)
+
+        def point_flask() -> tuple[float, float]:
+            return request(flask_only, "POST", "/write?db=bench", b"climate,room=lab t=21.5", auth)
+
         def line() -> tuple[float, float]:
             return request(app, "POST", "/write?db=bench", line_body(next(counter)), auth)
 
-        single(), single_flask(), line()  # warm-up
+        single(), single_flask(), point(), point_flask(), line()  # warm-up
         if args.profile:
             work, rounds = (single, args.singles) if args.profile == "single" else (line, args.batches)
             profiler = cProfile.Profile()
@@ -109,6 +116,8 @@ def main(argv: list[str] | None = None) -> None:
         for name, work, rounds in (
             ("single /update", single, args.singles),
             ("  (Flask view)", single_flask, args.singles),
+            ("single /write", point, args.singles),
+            ("  (Flask view)", point_flask, args.singles),
             ("line 5,000", line, args.batches),
         ):
             if not rounds:

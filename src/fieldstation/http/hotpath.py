@@ -9,9 +9,16 @@ this WSGI layer answers it with the very parts the Flask views use
 (``decode_form``, ``entry_from_params``, ``parse_seed_path``, ``auth.write_entry``)
 in an app context.
 
+InfluxDB's ``POST /write`` (Influx-speaking firmware posts one point per
+request) is stored by the view's own ``store_lines``, with the parameters and
+headers of werkzeug's ``Request``, as Flask reads them.
+
 It answers only what it stored. Every request of another shape, and every
 refusal, goes to the Flask app untouched: a refusal stores nothing, so Flask
 gives exactly the answer it always gave (status, body, ``X-Fieldstation-Error``).
+A partial ``/write`` (good lines stored, others rejected) is the one error
+answered here, with the blueprint's own error response: Flask would store the
+good lines again.
 """
 
 from __future__ import annotations
@@ -21,12 +28,13 @@ from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any, cast
 
 from werkzeug.exceptions import HTTPException
-from werkzeug.wrappers import Response
+from werkzeug.wrappers import Request, Response
 
 from fieldstation import store
 from fieldstation.auth import write_entry
 from fieldstation.errors import FieldstationError
 from fieldstation.http.bodies import FORM_TYPES, decode_form
+from fieldstation.http.influx_write import domain_error, key_from, no_content, partial_write, store_lines
 from fieldstation.http.seed import parse_seed_path
 from fieldstation.http.thingspeak_write import (
     KEY_HEADERS,
@@ -52,14 +60,20 @@ Reading = tuple[str | None, str | None, Entry]
 
 
 class DeviceWrites:
-    """WSGI middleware: stores a recognised single reading and answers its entry id, else calls Flask."""
+    """WSGI middleware: stores a recognised single reading (or /write) and answers it, else calls Flask."""
 
     def __init__(self, app: Flask, wsgi_app: WsgiApp) -> None:
         self.app = app
         self.wsgi_app = wsgi_app
-        self.max_body = int(app.config["MAX_CONTENT_LENGTH"] or 0)
+
+    @property
+    def max_body(self) -> int:
+        """MAX_CONTENT_LENGTH as Flask reads it, on each request (tests and admins may change it)."""
+        return int(self.app.config["MAX_CONTENT_LENGTH"] or 0)
 
     def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+        if environ.get("PATH_INFO") == "/write":
+            return self.influx_write(environ, start_response)
         reading = self.reading(environ)
         if reading is None:
             return self.wsgi_app(environ, start_response)
@@ -78,6 +92,45 @@ class DeviceWrites:
         body = str(stored.entry_id).encode()
         start_response("200 OK", [("Content-Type", _TEXT), ("Content-Length", str(len(body)))])
         return [body]
+
+    def influx_write(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+        """InfluxDB's ``POST /write``, stored by the view's own ``store_lines``; refusals go to Flask.
+
+        A partial write (good lines stored, others rejected) cannot go to Flask,
+        which would store the good lines again; it gets the blueprint's own answer.
+        """
+        body = self.body(environ)
+        if body is None:
+            return self.wsgi_app(environ, start_response)
+        request = Request(environ, populate_request=False)  # werkzeug's: args and headers as Flask reads them
+        try:
+            key = key_from(request.headers.get("Authorization", ""), request.args.get("p"))
+            with self.app.app_context(), store.shared_connection():
+                limit = int(self.app.config["MAX_FIELDS_PER_CHANNEL"])  # read as the view reads it
+                rejected = store_lines(request.args, key, lambda: body, limit)
+                response = domain_error(partial_write(rejected)) if rejected else no_content()
+        except (FieldstationError, HTTPException):
+            return self.wsgi_app(environ, start_response)  # nothing was stored: Flask answers the refusal
+        except Exception as exc:  # noqa: BLE001 - answered as Flask answers what it did not expect
+            return self._failure(environ, start_response, exc)
+        return response(environ, start_response)
+
+    def body(self, environ: dict[str, Any]) -> bytes | None:
+        """A ``POST``'s whole body as sent, or None when Flask must read it (or it is no ``POST``).
+
+        Only a plain body of a stated length within MAX_CONTENT_LENGTH is read;
+        ``wsgi.input`` is then replaced by the same bytes, so the Flask app can
+        still read it. A body shorter than its length (the client went away) is
+        left to Flask as well.
+        """
+        length = environ.get("CONTENT_LENGTH") or "0"  # none: no body, as werkzeug reads it
+        if environ.get("REQUEST_METHOD") != "POST" or any(name in environ for name in _FLASK_ONLY):
+            return None
+        if not (length.isascii() and length.isdigit()) or int(length) > self.max_body:
+            return None
+        body = environ["wsgi.input"].read(int(length))
+        environ["wsgi.input"] = io.BytesIO(body)
+        return body if len(body) == int(length) else None
 
     def reading(self, environ: dict[str, Any]) -> Reading | None:
         """The reading this request carries, or None when it is not one for this path.
@@ -104,12 +157,9 @@ class DeviceWrites:
         values = dict(decode_form(query, "query string"))
         if method == "POST":
             mimetype = environ.get("CONTENT_TYPE", "").split(";", 1)[0].strip().lower()
-            if mimetype not in FORM_TYPES or not (length.isascii() and length.isdigit()):
+            body = self.body(environ) if mimetype in FORM_TYPES else None
+            if body is None:
                 return None
-            if int(length) > self.max_body:
-                return None
-            body = environ["wsgi.input"].read(int(length))
-            environ["wsgi.input"] = io.BytesIO(body)
             values.update(decode_form(body, "form body"))
         elif method != "GET" or length != "0":
             return None

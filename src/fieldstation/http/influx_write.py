@@ -14,6 +14,7 @@ from __future__ import annotations
 import base64
 import binascii
 import re
+from collections.abc import Callable, Mapping
 
 from flask import Blueprint, Response, current_app, jsonify, request
 from werkzeug.exceptions import HTTPException
@@ -32,14 +33,22 @@ _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
 def request_key() -> str | None:
-    """The key from Basic auth (password), ``p``, or ``Authorization: Token [user:]key``.
-
-    ``/write`` and ``/query`` share it; ``p`` is read from the URL only, never from a body.
+    """The request's key (:func:`key_from`); ``/write`` and ``/query`` share it.
 
     :raise Unauthorized: an Authorization header that cannot be parsed.
     """
-    header = request.headers.get("Authorization", "")
-    scheme, _, value = header.strip().partition(" ")
+    return key_from(request.headers.get("Authorization", ""), request.args.get("p"))
+
+
+def key_from(authorization: str, password: str | None) -> str | None:
+    """The key from Basic auth (password), ``Authorization: Token [user:]key``, else ``password``.
+
+    ``password`` is the URL's ``p``, never a body's. Takes no request, so the
+    device hot path (``http.hotpath``) reads keys exactly as the views do.
+
+    :raise Unauthorized: an Authorization header that cannot be parsed.
+    """
+    scheme, _, value = authorization.strip().partition(" ")
     if scheme.lower() == "basic":
         try:
             decoded = base64.b64decode(value.strip(), validate=True).decode("utf-8")
@@ -48,7 +57,7 @@ def request_key() -> str | None:
         return decoded.partition(":")[2] or None
     if scheme.lower() == "token":
         return value.strip().rpartition(":")[2] or None
-    return request.args.get("p") or None
+    return password or None
 
 
 def batch_for(channel_id: int, body: lineprotocol.Columns, numbers: dict[str, int]) -> Batch:
@@ -75,37 +84,60 @@ def ping() -> Response:
 @influx_write_bp.post("/write")
 def write() -> Response:
     """Store line protocol; good lines are written even when others are rejected (partial write)."""
-    mac = request.args.get("mac")
-    grant = authorize_write(request_key(), normalize_device(mac) if mac else None)
-    database = request.args.get("db", "")
+    limit = int(current_app.config["MAX_FIELDS_PER_CHANNEL"])
+    rejected = store_lines(request.args, request_key(), raw_body, limit)
+    if rejected:
+        raise partial_write(rejected)
+    return no_content()
+
+
+def store_lines(
+    args: Mapping[str, str], key: str | None, read_body: Callable[[], bytes], max_fields: int
+) -> list[lineprotocol.Rejected]:
+    """Store a ``/write`` request's lines; the rejected ones, when the good ones were stored.
+
+    Every refusal raises and writes nothing, so a caller may hand the request
+    to someone else (``http.hotpath`` falls back to the Flask view). The body is
+    read only after the key and ``db`` passed, so their errors come first.
+
+    :raise Unauthorized, Forbidden: the key (and ``mac``), as :func:`authorize_write` rules.
+    :raise BadRequest: no ``db``, a body not UTF-8, an unknown precision, no good line, too many fields.
+    :raise NotFound: ``db`` is not the key's channel.
+    """
+    mac = args.get("mac")
+    grant = authorize_write(key, normalize_device(mac) if mac else None)
+    database = args.get("db", "")
     if not database:
         raise BadRequest("database is required")
     channel = store.channel_fields(grant.channel_id)
     if channel is None or not channel.named(grant.channel_id, database):
         raise NotFound(f'database not found: "{database}"')
     try:
-        text = raw_body().decode("utf-8")
-        parsed = lineprotocol.parse_columns(text, request.args.get("precision", ""))
+        text = read_body().decode("utf-8")
+        parsed = lineprotocol.parse_columns(text, args.get("precision", ""))
     except UnicodeDecodeError:
         raise BadRequest("unable to parse body: not UTF-8") from None
     except ValueError as exc:
         raise BadRequest(str(exc)) from None
-    errors = "\n".join(str(r) for r in parsed.rejected)
     if not parsed.lines:
-        if errors:
-            raise BadRequest(errors)
-        return _no_content()
+        if parsed.rejected:
+            raise BadRequest("\n".join(str(r) for r in parsed.rejected))
+        return []
     numbers = channel.numbers
     if not parsed.values.keys() <= numbers.keys():  # new series: create their fields first
-        limit = int(current_app.config["MAX_FIELDS_PER_CHANNEL"])
-        numbers = store.ensure_fields(grant.channel_id, parsed.values.keys(), limit=limit)
+        numbers = store.ensure_fields(grant.channel_id, parsed.values.keys(), limit=max_fields)
     store.write(batch_for(grant.channel_id, parsed, numbers))
-    if errors:
-        raise BadRequest(f"partial write: {errors} dropped={len(parsed.rejected)}")
-    return _no_content()
+    return parsed.rejected
 
 
-def _no_content() -> Response:
+def partial_write(rejected: list[lineprotocol.Rejected]) -> BadRequest:
+    """InfluxDB's answer to a write that stored some lines and dropped these."""
+    errors = "\n".join(str(r) for r in rejected)
+    return BadRequest(f"partial write: {errors} dropped={len(rejected)}")
+
+
+def no_content() -> Response:
+    """InfluxDB's answer to a write (``http.hotpath`` gives it too)."""
     response = Response(status=204)
     response.headers["X-Influxdb-Version"] = INFLUXDB_VERSION
     return response
@@ -121,7 +153,8 @@ def _error(status: int, message: str) -> Response:
 
 
 @influx_write_bp.errorhandler(FieldstationError)
-def _domain_error(exc: FieldstationError) -> Response:
+def domain_error(exc: FieldstationError) -> Response:
+    """InfluxDB's error body; ``http.hotpath`` answers a partial write with it too (needs an app context)."""
     message = "authorization failed" if exc.status == 401 and "parse" not in exc.message else exc.message
     return _error(exc.status, message)
 
