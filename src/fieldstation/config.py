@@ -30,7 +30,7 @@ class Config:
     #: ThingSpeak's `results` cap and default.
     MAX_RESULTS = 8000
     DEFAULT_RESULTS = 100
-    #: Single-reading device writes (``/update``) skip Flask's request machinery
+    #: Device writes (``/update``, the seed URL, ``/write``) skip Flask's request machinery
     #: (fieldstation.http.hotpath); every other request, and every refusal, is Flask's.
     DEVICE_HOT_PATH = True
     #: SQLite waits this long (ms) for another writer before giving up.
