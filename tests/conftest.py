@@ -141,6 +141,18 @@ def truncate_all() -> None:
 
 
 @pytest.fixture
+def flask_only(app: Flask, tmp_path: Path) -> Iterator[Flask]:
+    """``app`` on the same database without the device hot path: the answers it must match."""
+    from fieldstation.http.hotpath import DeviceWrites
+
+    twin = make_app(app.config["DATABASE_URL"], tmp_path / "flask-only-instance", DEVICE_HOT_PATH=False)
+    assert not isinstance(twin.wsgi_app, DeviceWrites)
+    yield twin
+    with twin.app_context():
+        db.engine.dispose()
+
+
+@pytest.fixture
 def client(app: Flask) -> FlaskClient:
     return app.test_client()
 

@@ -9,8 +9,6 @@ must also actually take the common shapes, or it would be tested for nothing.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 from urllib.parse import quote, urlencode
 
@@ -24,20 +22,15 @@ from hypothesis import strategies as st
 from fieldstation import manage
 from fieldstation.extensions import db
 from fieldstation.http import hotpath
-from tests.conftest import make_app
 from tests.factories import make_channel, make_user
 
 
 class Pair:
     """One database, two apps: with the hot path (``fast``) and without (``flask``)."""
 
-    def __init__(self, app: Flask, tmp: Path) -> None:
+    def __init__(self, app: Flask, flask_only: Flask) -> None:
         self.fast = app.test_client()
-        self.flask_app = flask_app = make_app(
-            app.config["DATABASE_URL"], tmp / "flask-instance", DEVICE_HOT_PATH=False
-        )
-        assert not isinstance(flask_app.wsgi_app, hotpath.DeviceWrites)
-        self.flask = flask_app.test_client()
+        self.flask = flask_only.test_client()
         owner = make_user().user
         self.open = make_channel(owner, "open", fields=("t", "h", "p"))
         self.guarded = make_channel(owner, "guarded", fields=("t",))
@@ -53,11 +46,8 @@ class Pair:
 
 
 @pytest.fixture
-def pair(app: Flask, tmp_path: Path) -> Iterator[Pair]:
-    both = Pair(app, tmp_path)
-    yield both
-    with both.flask_app.app_context():
-        db.engine.dispose()
+def pair(app: Flask, flask_only: Flask) -> Pair:
+    return Pair(app, flask_only)
 
 
 def newest_entries(count: int) -> list[tuple[Any, ...]]:

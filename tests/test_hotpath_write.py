@@ -12,9 +12,7 @@ from __future__ import annotations
 
 import base64
 import io
-from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
 
@@ -27,9 +25,7 @@ from influxdb import InfluxDBClient
 
 from fieldstation import manage
 from fieldstation.extensions import db
-from fieldstation.http import hotpath
 from tests import readback
-from tests.conftest import make_app
 from tests.factories import ChannelKeys, make_channel, make_user
 from tests.liveserver import dev_server
 from tests.test_hotpath import _count_flask_calls, send
@@ -74,21 +70,16 @@ class Side:
 class WritePair:
     """Two apps on one database, with the hot path (``fast``) and without (``flask``), each its own side."""
 
-    def __init__(self, app: Flask, tmp: Path) -> None:
+    def __init__(self, app: Flask, flask_only: Flask) -> None:
         self.fast = app.test_client()
-        self.flask_app = make_app(app.config["DATABASE_URL"], tmp / "flask-instance", DEVICE_HOT_PATH=False)
-        assert not isinstance(self.flask_app.wsgi_app, hotpath.DeviceWrites)
-        self.flask = self.flask_app.test_client()
+        self.flask = flask_only.test_client()
         self.fast_side, self.flask_side = Side.create("alice"), Side.create("bob")
         db.session.commit()
 
 
 @pytest.fixture
-def pair(app: Flask, tmp_path: Path) -> Iterator[WritePair]:
-    both = WritePair(app, tmp_path)
-    yield both
-    with both.flask_app.app_context():
-        db.engine.dispose()
+def pair(app: Flask, flask_only: Flask) -> WritePair:
+    return WritePair(app, flask_only)
 
 
 @dataclass(frozen=True)
