@@ -19,6 +19,7 @@ from influxdb.exceptions import InfluxDBClientError
 
 from fieldstation import lineprotocol as lp
 from fieldstation import manage
+from fieldstation.extensions import db
 from tests import readback
 from tests.factories import ChannelKeys, make_channel, make_user
 from tests.liveserver import SERVERS, uwsgi_server
@@ -322,3 +323,29 @@ def test_mac_parameter_checks_the_allow_list(client: FlaskClient, channel: Chann
     other = client.post("/write?db=sensors&mac=esp-02", data=b"m v=2", headers=basic(channel.write_key))
     assert ok.status_code == 204 and other.status_code == 403 and "error" in other.json
     assert readback.values_by_field(channel.id) == {"m v": [1.0]}
+
+
+def test_one_point_per_request_is_stored_like_any_write(
+    app: Flask, client: FlaskClient, channel: ChannelKeys
+) -> None:
+    """Server-stamped single points take the single-reading path (one statement on PostgreSQL).
+
+    Several fields and a string value in one point, a new series, the channel's rate
+    limit and an unknown key answer and store as any other write.
+    """
+    headers = basic(channel.write_key)
+    first = client.post("/write?db=sensors", data=b'room,at=lab t=21.5,h=40i,note="ok"', headers=headers)
+    assert first.status_code == 204
+    assert readback.values_by_field(channel.id) == {
+        "room,at=lab note": ["ok"],
+        "room,at=lab t": [21.5],
+        "room,at=lab h": [40.0],
+    }
+    assert len(readback.entries(channel.id)) == 1
+    channel.channel.min_interval_s = 60
+    db.session.commit()
+    limited = client.post("/write?db=sensors", data=b"room,at=lab t=22", headers=headers)
+    assert limited.status_code == 429 and "error" in limited.json
+    refused = client.post("/write?db=sensors", data=b"room,at=lab t=23", headers=basic("NOSUCHKEY0000000"))
+    assert refused.status_code == 401
+    assert readback.values_by_field(channel.id)["room,at=lab t"] == [21.5]
