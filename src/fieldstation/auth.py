@@ -73,13 +73,17 @@ def _grant(row: KeyRow | None, device: str | None) -> WriteGrant:
     return WriteGrant(channel_id, bound_device or device, key_id)
 
 
-def write_entry(raw_key: str | None, device: str | None, entry: Entry) -> tuple[WriteGrant, WriteResult]:
+def write_entry(
+    raw_key: str | None, device: str | None, entry: Entry, *, grant: WriteGrant | None = None
+) -> tuple[WriteGrant, WriteResult]:
     """Authorise a write key and store one entry with it: :func:`authorize_write`, then ``store.write``.
 
     A single server-stamped entry on PostgreSQL takes one round trip for both
     (``store.write_single``); what that statement cannot decide (a refused key,
     the rate limit, an unknown field, a taken microsecond) goes the ordinary
-    way, so every answer is the one the two steps give.
+    way, so every answer is the one the two steps give. A caller that already
+    holds the key's ``grant`` (``/write`` checks it before its ``db``) saves the
+    ordinary way its second lookup.
 
     :raise Unauthorized: no key, unknown, revoked or not a write key.
     :raise Forbidden: the device is not the key's device or not on the channel's allow-list.
@@ -96,7 +100,7 @@ def write_entry(raw_key: str | None, device: str | None, entry: Entry) -> tuple[
             if result is not None:
                 return grant, result
             return grant, store.write(Batch(grant.channel_id, [entry], device=grant.device))
-    grant = authorize_write(raw_key, device)
+    grant = grant or authorize_write(raw_key, device)
     return grant, store.write(Batch(grant.channel_id, [entry], device=grant.device))
 
 

@@ -131,7 +131,7 @@ def store_lines(
         # One entry at the server's time (firmware posting a point per request): the
         # single-reading path, one statement on PostgreSQL instead of eight.
         values = {numbers[name]: column[None] for name, column in parsed.values.items()}
-        write_entry(key, device, Entry(values))
+        write_entry(key, device, Entry(values), grant=grant)
     else:
         store.write(batch_for(grant.channel_id, parsed, numbers))
     return parsed.rejected
