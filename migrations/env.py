@@ -12,6 +12,8 @@ from logging.config import fileConfig
 from alembic import context
 from flask import current_app
 
+from fieldstation.models.base import in_schema_of
+
 config = context.config
 if config.config_file_name is not None:
     fileConfig(config.config_file_name)
@@ -29,10 +31,25 @@ def _skip_empty(context_, revision, directives):  # type: ignore[no-untyped-def]
         log.info("no changes in schema detected")
 
 
+def _for_dialect(name: str):  # type: ignore[no-untyped-def]
+    """Autogenerate compares only what the models create on this engine (``ddl_if``)."""
+
+    def include(obj, _name, _type, _reflected, _compare_to):  # type: ignore[no-untyped-def]
+        return in_schema_of(obj, name)
+
+    return include
+
+
 def run_offline() -> None:
     """Emit SQL to stdout (``fieldstation db upgrade --sql``)."""
     url = str(_db.engine.url).replace("%", "%%")
-    context.configure(url=url, target_metadata=target_metadata, literal_binds=True, **_options)
+    context.configure(
+        url=url,
+        target_metadata=target_metadata,
+        literal_binds=True,
+        include_object=_for_dialect(_db.engine.dialect.name),
+        **_options,
+    )
     with context.begin_transaction():
         context.run_migrations()
 
@@ -42,6 +59,7 @@ def run_online() -> None:
     options = dict(_options)
     options.setdefault("process_revision_directives", _skip_empty)
     with _db.engine.connect() as connection:
+        options.setdefault("include_object", _for_dialect(connection.dialect.name))
         context.configure(connection=connection, target_metadata=target_metadata, **options)
         with context.begin_transaction():
             context.run_migrations()

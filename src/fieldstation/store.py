@@ -350,11 +350,17 @@ def _statements(dialect: str) -> _Sql:
             "ON CONFLICT (field_id, ts) DO UPDATE SET value = excluded.value, text = NULL"
         ),
         insert_bare_entry=bind("INSERT INTO entries (channel_id, ts, entry_id) VALUES (?, ?, ?)"),
+        # PostgreSQL's readings and entries have no foreign keys (models.readings): the write locks
+        # its channel row (the UPDATE), then its field rows (FOR KEY SHARE, after the UPDATE, as
+        # the scalar subquery reads it: the order a channel's deletion takes them in). A field
+        # deleted before the lock is not returned; one deleted after waits for this write's commit.
         reserve_fields=(
             "WITH r AS (UPDATE channels SET last_entry_id = last_entry_id + %s, last_write_us = %s "
             "WHERE id = %s AND (min_interval_s = 0 OR last_write_us IS NULL "
-            "OR last_write_us + CAST(min_interval_s AS BIGINT) * 1000000 <= %s) RETURNING last_entry_id) "
-            "SELECT r.last_entry_id, f.number, f.id FROM r LEFT JOIN fields f ON f.channel_id = %s"
+            "OR last_write_us + CAST(min_interval_s AS BIGINT) * 1000000 <= %s) "
+            "RETURNING id, last_entry_id), "
+            "l AS (SELECT number, id FROM fields WHERE channel_id = (SELECT id FROM r) FOR KEY SHARE) "
+            "SELECT r.last_entry_id, l.number, l.id FROM r LEFT JOIN l ON true"
             if pg
             else None
         ),
@@ -414,7 +420,11 @@ def lookup_write_key(key_hash: str, device: str | None) -> KeyRow | None:
 #: to choose 401/403) and only when every field number exists; otherwise nothing is written and
 #: the caller takes the ordinary path, which names the reason. The entry is inserted at ``now``
 #: without ON CONFLICT: a taken microsecond aborts the whole statement, and the ordinary path
-#: then finds the next free one. ``{values}`` is one of the two constants below.
+#: then finds the next free one. ``readings`` has no foreign key on PostgreSQL (models.readings);
+#: ``rollup_dirty`` has, and its check, at the end of the statement, share-locks each field row
+#: (after the channel row, as ``reserve_fields`` does): a field deleted meanwhile aborts the
+#: statement the same way, and one deleted later waits for it. ``{values}`` is one of the two
+#: constants below.
 _WRITE_ONE_TEMPLATE = """
 WITH p AS (SELECT CAST(%(device)s AS VARCHAR(64)) AS device, CAST(%(now)s AS BIGINT) AS now),
 k AS (
@@ -753,7 +763,7 @@ def _lock_channel(cur: Any, sql: _Sql, channel_id: int, count: int, now: int) ->
     to the fields), saving a round trip on every write.
     """
     if sql.reserve_fields:
-        cur.execute(sql.reserve_fields, (count, now, channel_id, now, channel_id))
+        cur.execute(sql.reserve_fields, (count, now, channel_id, now))
         rows = cur.fetchall()
         if rows:
             return int(rows[0][0]), {number: fid for _, number, fid in rows if number is not None}
