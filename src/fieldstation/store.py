@@ -321,11 +321,15 @@ def _statements(dialect: str) -> _Sql:
         fields=bind("SELECT number, id FROM fields WHERE channel_id = ?"),
         taken=bind("SELECT ts FROM entries WHERE channel_id = ? AND ts >= ? AND ts < ?"),
         # The timestamps travel as one parameter: an array (PostgreSQL) or a JSON array (SQLite).
+        # Their range bounds the index scan: given only ``ts = ANY(…)``, PostgreSQL's planner
+        # read every entry of the channel and filtered: 2.7 ms per 500 stamps on a channel of
+        # 25,000 entries (0.02 ms with the range), 43 ms under the ingest bench's load, and
+        # growing with the channel.
         existing=bind(
-            "SELECT ts, entry_id FROM entries WHERE channel_id = ? AND ts = ANY(?)"
+            "SELECT ts, entry_id FROM entries WHERE channel_id = ? AND ts >= ? AND ts <= ? AND ts = ANY(?)"
             if pg
             else "SELECT ts, entry_id FROM entries "
-            "WHERE channel_id = ? AND ts IN (SELECT value FROM json_each(?))"
+            "WHERE channel_id = ? AND ts >= ? AND ts <= ? AND ts IN (SELECT value FROM json_each(?))"
         ),
         newest=bind("SELECT max(ts) FROM entries WHERE channel_id = ?"),
         give_back=bind("UPDATE channels SET last_entry_id = ? WHERE id = ?"),
@@ -886,7 +890,8 @@ def _existing_entries(cur: Any, sql: _Sql, channel_id: int, timestamps: Iterable
         return found
     for start in range(0, len(ordered), _CHUNK):
         chunk = ordered[start : start + _CHUNK]
-        cur.execute(sql.existing, (channel_id, chunk if sql.dialect == "postgresql" else json.dumps(chunk)))
+        stamps = chunk if sql.dialect == "postgresql" else json.dumps(chunk)
+        cur.execute(sql.existing, (channel_id, chunk[0], chunk[-1], stamps))
         found.update(cur.fetchall())
     return found
 
