@@ -139,87 +139,19 @@ def batch(channel_id: int, numbers: tuple[int, ...], points: int) -> Batch:
     )
 
 
-@on_postgres
-def test_a_field_deleted_during_a_batch_takes_the_batch_readings_with_it(
+def delete_during_write(
     app: Flask,
-    two: tuple[ChannelKeys, ChannelKeys],
+    channel_id: int,
     pg: psycopg.Connection[Any],
     monkeypatch: pytest.MonkeyPatch,
+    delete: str,
+    row: int,
 ) -> None:
-    first, _ = two
-    humidity = field_ids(first.id)[1]
-    locked, go_on = threading.Event(), threading.Event()
-    insert_entries = store._insert_entries
+    """Run ``delete`` (of ``row``) on the second connection while a 300-entry batch holds its locks.
 
-    def pausing(*args: Any, **kwargs: Any) -> Any:  # the write holds its locks here
-        locked.set()
-        go_on.wait(10)
-        return insert_entries(*args, **kwargs)
-
-    monkeypatch.setattr(store, "_insert_entries", pausing)
-    writer, wrote = in_thread(app, lambda: store.write(batch(first.id, (1, 2), 300)))
-    assert locked.wait(10)
-    deleter = threading.Thread(
-        target=lambda: (pg.execute("DELETE FROM fields WHERE id = %s", (humidity,)), pg.commit())
-    )
-    deleter.start()
-    assert waits(deleter), "the deletion must wait for the write holding the field"
-    go_on.set()
-    writer.join(10)
-    deleter.join(10)
-    assert "error" not in wrote and not deleter.is_alive()
-    db.session.remove()
-    assert readings_of(humidity) == 0
-    assert readings_of(field_ids(first.id)[0]) == 303
-
-
-@on_postgres
-def test_a_batch_waiting_on_a_field_being_deleted_is_refused_whole(
-    app: Flask, two: tuple[ChannelKeys, ChannelKeys], pg: psycopg.Connection[Any]
-) -> None:
-    first, _ = two
-    humidity = field_ids(first.id)[1]
-    pg.execute("DELETE FROM fields WHERE id = %s", (humidity,))  # not committed yet: the row stays locked
-    writer, wrote = in_thread(app, lambda: store.write(batch(first.id, (1, 2), 300)))
-    assert waits(writer), "the write must wait for the deletion holding the field"
-    pg.commit()
-    writer.join(10)
-    assert isinstance(wrote.get("error"), BadRequest)
-    db.session.remove()
-    assert readings_of(humidity) == 0
-    assert entries_of(first.id) == 3 and readings_of(field_ids(first.id)[0]) == 3
-
-
-@on_postgres
-def test_a_single_reading_waiting_on_a_field_being_deleted_stores_nothing(
-    app: Flask, two: tuple[ChannelKeys, ChannelKeys], pg: psycopg.Connection[Any]
-) -> None:
-    """The one-statement write (store.write_single) aborts and leaves the refusal to the ordinary path."""
-    first, _ = two
-    humidity = field_ids(first.id)[1]
-    pg.execute("DELETE FROM fields WHERE id = %s", (humidity,))
-    key = hash_key(first.write_key)
-    writer, wrote = in_thread(
-        app, lambda: store.write_single(key, None, Entry({1: 1.0, 2: 2.0}), KeyKind.WRITE.value)
-    )
-    assert waits(writer)
-    pg.commit()
-    writer.join(10)
-    assert wrote.get("result") == store.RETRY_ORDINARY, wrote
-    db.session.remove()
-    assert readings_of(humidity) == 0
-    assert entries_of(first.id) == 3 and readings_of(field_ids(first.id)[0]) == 3
-
-
-@on_postgres
-def test_a_channel_deleted_during_a_write_takes_the_write_with_it(
-    app: Flask,
-    two: tuple[ChannelKeys, ChannelKeys],
-    pg: psycopg.Connection[Any],
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    first, _ = two
-    fields = field_ids(first.id)
+    The write is held just after its locks are taken (before its entries); the
+    deletion must then wait for it, and both must finish without an error.
+    """
     locked, go_on = threading.Event(), threading.Event()
     insert_entries = store._insert_entries
 
@@ -229,20 +161,77 @@ def test_a_channel_deleted_during_a_write_takes_the_write_with_it(
         return insert_entries(*args, **kwargs)
 
     monkeypatch.setattr(store, "_insert_entries", pausing)
-    writer, wrote = in_thread(app, lambda: store.write(batch(first.id, (1, 2), 300)))
+    writer, wrote = in_thread(app, lambda: store.write(batch(channel_id, (1, 2), 300)))
     assert locked.wait(10)
-    deleter = threading.Thread(
-        target=lambda: (pg.execute("DELETE FROM channels WHERE id = %s", (first.id,)), pg.commit())
-    )
+    deleter = threading.Thread(target=lambda: (pg.execute(delete, (row,)), pg.commit()))
     deleter.start()
-    assert waits(deleter)
+    assert waits(deleter), "the deletion must wait for the write holding the row"
     go_on.set()
     writer.join(10)
     deleter.join(10)
     assert "error" not in wrote and not deleter.is_alive()
     db.session.remove()
-    assert entries_of(first.id) == 0
-    assert sum(readings_of(f) for f in fields) == 0
+
+
+@on_postgres
+@pytest.mark.parametrize("table", ["fields", "channels"])
+def test_a_row_deleted_during_a_batch_takes_the_batch_data_with_it(
+    app: Flask,
+    two: tuple[ChannelKeys, ChannelKeys],
+    pg: psycopg.Connection[Any],
+    monkeypatch: pytest.MonkeyPatch,
+    table: str,
+) -> None:
+    first, _ = two
+    temperature, humidity = field_ids(first.id)
+    row = humidity if table == "fields" else first.id
+    delete_during_write(app, first.id, pg, monkeypatch, f"DELETE FROM {table} WHERE id = %s", row)
+    assert readings_of(humidity) == 0
+    if table == "fields":
+        assert readings_of(temperature) == 303 and entries_of(first.id) == 303
+    else:
+        assert readings_of(temperature) == 0 and entries_of(first.id) == 0
+
+
+def write_while_a_field_is_deleted(
+    app: Flask, first: ChannelKeys, pg: psycopg.Connection[Any], work: Callable[[], object]
+) -> dict[str, object]:
+    """Run ``work`` while the second connection deletes field 2 (committed once the write waits).
+
+    Returns what ``work`` returned or raised; checks that nothing of it was stored.
+    """
+    humidity = field_ids(first.id)[1]
+    pg.execute("DELETE FROM fields WHERE id = %s", (humidity,))  # not committed yet: the row stays locked
+    writer, wrote = in_thread(app, work)
+    assert waits(writer), "the write must wait for the deletion holding the field"
+    pg.commit()
+    writer.join(10)
+    db.session.remove()
+    assert readings_of(humidity) == 0
+    assert entries_of(first.id) == 3 and readings_of(field_ids(first.id)[0]) == 3
+    return wrote
+
+
+@on_postgres
+def test_a_batch_waiting_on_a_field_being_deleted_is_refused_whole(
+    app: Flask, two: tuple[ChannelKeys, ChannelKeys], pg: psycopg.Connection[Any]
+) -> None:
+    first, _ = two
+    wrote = write_while_a_field_is_deleted(app, first, pg, lambda: store.write(batch(first.id, (1, 2), 300)))
+    assert isinstance(wrote.get("error"), BadRequest)
+
+
+@on_postgres
+def test_a_single_reading_waiting_on_a_field_being_deleted_stores_nothing(
+    app: Flask, two: tuple[ChannelKeys, ChannelKeys], pg: psycopg.Connection[Any]
+) -> None:
+    """The one-statement write (store.write_single) aborts and leaves the refusal to the ordinary path."""
+    first, _ = two
+    key = hash_key(first.write_key)
+    wrote = write_while_a_field_is_deleted(
+        app, first, pg, lambda: store.write_single(key, None, Entry({1: 1.0, 2: 2.0}), KeyKind.WRITE.value)
+    )
+    assert wrote.get("result") == store.RETRY_ORDINARY, wrote
 
 
 @on_postgres
