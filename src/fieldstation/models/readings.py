@@ -43,7 +43,7 @@ class Entry(Base):
         PrimaryKeyConstraint("channel_id", "ts"),
         # Serves lookups by ThingSpeak entry id.
         Index("ix_entries_channel_entry", "channel_id", "entry_id", unique=True),
-        # On SQLite only; PostgreSQL cascades by trigger instead (see ``no_fk_on_postgresql``).
+        # On SQLite only; PostgreSQL cascades by trigger instead (this module's docstring).
         ForeignKeyConstraint(["channel_id"], ["channels.id"], ondelete="CASCADE").ddl_if(dialect="sqlite"),
         {"sqlite_with_rowid": False},
     )
