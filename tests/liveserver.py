@@ -44,6 +44,13 @@ def gunicorn_server(app: Flask, workers: int = 1) -> AbstractContextManager[str]
 @contextmanager
 def production_server(app: Flask, server: str, workers: int = 1) -> Iterator[str]:
     """``server`` running the app with the command ``fieldstation serve`` uses, on a free port."""
+    with served(app, server, workers) as (url, _proc):
+        yield url
+
+
+@contextmanager
+def served(app: Flask, server: str, workers: int = 1) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
+    """:func:`production_server`, and its process too (for tests that kill its workers)."""
     port = free_port()
     env = {
         **os.environ,
@@ -62,7 +69,7 @@ def production_server(app: Flask, server: str, workers: int = 1) -> Iterator[str
     )
     try:
         _wait_for_port(port, proc, server)
-        yield f"http://127.0.0.1:{port}"
+        yield f"http://127.0.0.1:{port}", proc
     finally:
         proc.terminate()
         try:

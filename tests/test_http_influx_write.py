@@ -18,7 +18,7 @@ from influxdb import InfluxDBClient
 from influxdb.exceptions import InfluxDBClientError
 
 from fieldstation import lineprotocol as lp
-from fieldstation import manage
+from fieldstation import manage, store
 from fieldstation.extensions import db
 from tests import readback
 from tests.factories import ChannelKeys, make_channel, make_user
@@ -209,6 +209,29 @@ def test_existing_field_names_are_reused(client: FlaskClient, channel: ChannelKe
     body = b"climate,room=lab temperature=20.5 1000000000"
     assert client.post("/write?db=sensors", data=body, headers=basic(channel.write_key)).status_code == 204
     assert readback.field_names(channel.id) == ["note", "climate,room=lab temperature"]
+
+
+def test_field_made_by_another_writer_meanwhile(
+    client: FlaskClient, channel: ChannelKeys, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two writers create the same new field: the one that waited for the lock finds it made and uses it.
+
+    Found by killing workers under load (test_crash.py): the second writer's empty
+    INSERT became a 500 (NOT NULL constraint failed: fields.channel_id).
+    """
+    write = "/write?db=sensors&precision=s"
+    assert client.post(write, data=b"m v=1 1", headers=basic(channel.write_key)).status_code == 204
+    # The looks before the lock see the channel as it was before the other writer's commit.
+    real_numbers = manage.field_numbers
+    stale = store.channel_fields(channel.id)
+    assert stale is not None
+    monkeypatch.setattr(store, "channel_fields", lambda c: store.ChannelFields(stale.name, {}))
+    looks = itertools.count()
+    monkeypatch.setattr(manage, "field_numbers", lambda c: {} if next(looks) == 0 else real_numbers(c))
+    reply = client.post(write, data=b"m v=2 2", headers=basic(channel.write_key))
+    assert reply.status_code == 204, reply.data
+    assert readback.field_names(channel.id) == ["note", "m v"]
+    assert readback.values_by_field(channel.id) == {"m v": [1.0, 2.0]}
 
 
 def test_lines_without_time_share_one_server_stamp(client: FlaskClient, channel: ChannelKeys) -> None:

@@ -1122,7 +1122,8 @@ def ensure_fields(channel_id: int, names: Iterable[str], *, limit: int) -> dict[
             number += 1
             rows.append({"channel_id": channel_id, "number": number, "name": name, "created_at": utcnow()})
             known[name] = number
-        session.execute(Field.__table__.insert(), rows)  # type: ignore[attr-defined]
+        if rows:  # none when another writer made them all while this one waited for the lock
+            session.execute(Field.__table__.insert(), rows)  # type: ignore[attr-defined]
     except BaseException:
         session.rollback()
         raise
