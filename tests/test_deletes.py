@@ -23,6 +23,7 @@ from fieldstation.errors import BadRequest
 from fieldstation.extensions import db
 from fieldstation.models import KeyKind
 from fieldstation.points import Batch, Entry
+from tests.concurrency import in_thread, waits
 from tests.factories import ChannelKeys, make_channel, make_user
 
 
@@ -106,30 +107,6 @@ def pg(app: Flask) -> Iterator[psycopg.Connection[Any]]:
     url = db.engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
     with psycopg.connect(url) as conn:
         yield conn
-
-
-def in_thread(app: Flask, work: Callable[[], object]) -> tuple[threading.Thread, dict[str, object]]:
-    """Run ``work`` in an app context on another thread; its result or exception lands in the dict."""
-    out: dict[str, object] = {}
-
-    def run() -> None:
-        with app.app_context():
-            try:
-                out["result"] = work()
-            except Exception as exc:  # noqa: BLE001 - the test inspects it
-                out["error"] = exc
-            finally:
-                db.session.remove()
-
-    thread = threading.Thread(target=run, daemon=True)
-    thread.start()
-    return thread, out
-
-
-def waits(thread: threading.Thread) -> bool:
-    """The thread is still blocked a moment later (on a row lock)."""
-    thread.join(0.5)
-    return thread.is_alive()
 
 
 def batch(channel_id: int, numbers: tuple[int, ...], points: int) -> Batch:

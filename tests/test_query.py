@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import datetime as dt
+import threading
+from typing import Any
 
 import pytest
 from flask import Flask
@@ -11,6 +13,7 @@ from fieldstation import query, store
 from fieldstation.errors import BadRequest
 from fieldstation.points import Batch, Entry, datetime_to_us
 from fieldstation.query import DAY, HOUR, MINUTE, SECOND, Bucket, Point
+from tests.concurrency import in_thread, waits
 from tests.factories import ChannelKeys, make_channel, make_user
 
 T0 = 1_700_000_000 * SECOND  # 2023-11-14T22:13:20Z
@@ -179,6 +182,41 @@ def test_rollups_agree_with_raw_and_follow_late_data(channel: ChannelKeys, app: 
             fid, start - 6 * HOUR, end, every, tz
         )
     assert max(b.max or 0 for b in query.buckets(fid, base, end, DAY)) == 1000.0
+
+
+def test_two_charts_refreshing_one_field_at_once(
+    channel: ChannelKeys, app: Flask, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The second refresher waits for the first, then finds nothing left to do; no duplicate slot.
+
+    Found by a stress run on PostgreSQL: both deleted the old slots and both
+    inserted the new ones, and the second chart got a 500 (pk_rollup_minute).
+    """
+    from fieldstation import rollups
+
+    write(channel, *[Entry({1: float(i)}, ts=T0 + i * MINUTE) for i in range(180)])
+    fid = field_id(channel, 1)
+    rebuilt, go_on = threading.Event(), threading.Event()
+    rebuild = rollups._rebuild
+
+    def pausing_once(*args: Any) -> None:
+        rebuild(*args)
+        if not rebuilt.is_set():
+            rebuilt.set()
+            go_on.wait(10)
+
+    monkeypatch.setattr(rollups, "_rebuild", pausing_once)
+    first, first_out = in_thread(app, lambda: rollups.refresh(fid))
+    assert rebuilt.wait(10)
+    second, second_out = in_thread(app, lambda: rollups.refresh(fid))
+    assert waits(second), "the second refresher must wait for the first"
+    go_on.set()
+    first.join(10)
+    second.join(10)
+    assert "error" not in first_out and "error" not in second_out, (first_out, second_out)
+    assert first_out["result"] == 4  # hours 22:00 to 01:00
+    assert rollups.refresh() == 0
+    assert query.buckets(fid, T0, T0 + 3 * HOUR, HOUR) == raw_buckets(fid, T0, T0 + 3 * HOUR, HOUR)
 
 
 def test_rollups_cli_rebuilds(channel: ChannelKeys, app: Flask) -> None:

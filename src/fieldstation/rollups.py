@@ -76,35 +76,51 @@ def forget_before(session: Session | scoped_session[Any], field_id: int, cutoff:
 
 
 def refresh(field_id: int | None = None) -> int:
-    """Rebuild the marked hours of one field (or of all fields) and commit; returns hours rebuilt."""
+    """Rebuild the marked hours of one field (or of all fields) and commit; returns hours rebuilt.
+
+    Two charts of one field may refresh it at once. On PostgreSQL each refresher
+    of a field first takes a transaction-scoped advisory lock on it, then reads
+    its marks: otherwise both would delete the old slots and both insert the new
+    ones (a duplicate key), and one could clear a mark the other's writer had
+    just set, leaving the rollup stale. Writers never take that lock. On SQLite
+    the database's write lock already runs the rebuilds one after the other.
+    """
     session = db.session
     where = "" if field_id is None else " WHERE field_id = :f"
-    marks = session.execute(
-        text(f"SELECT field_id, ts, gen FROM rollup_dirty{where} ORDER BY field_id, ts"),  # noqa: S608
+    fields = session.execute(
+        text(f"SELECT DISTINCT field_id FROM rollup_dirty{where} ORDER BY field_id"),  # noqa: S608
         {"f": field_id},
-    ).all()
-    if not marks:
-        return 0
+    ).scalars()
+    rebuilt = 0
     try:
-        for fid, hours in _by_field(marks).items():
-            for lo, hi in _runs([ts for ts, _ in hours]):
+        for fid in list(fields):  # in id order, so that two refreshers of every field cannot deadlock
+            _lock_for_refresh(session, fid)
+            marks = session.execute(
+                text("SELECT ts, gen FROM rollup_dirty WHERE field_id = :f ORDER BY ts"), {"f": fid}
+            ).all()
+            if not marks:  # another refresher cleared them while this one waited
+                continue
+            for lo, hi in _runs([ts for ts, _ in marks]):
                 _rebuild(fid, lo, hi)
-        session.execute(
-            text("DELETE FROM rollup_dirty WHERE field_id = :f AND ts = :t AND gen = :g"),
-            [{"f": f, "t": t, "g": g} for f, t, g in marks],
-        )
+            session.execute(
+                text("DELETE FROM rollup_dirty WHERE field_id = :f AND ts = :t AND gen = :g"),
+                [{"f": fid, "t": t, "g": g} for t, g in marks],
+            )
+            rebuilt += len(marks)
         session.commit()
     except BaseException:
         session.rollback()
         raise
-    return len(marks)
+    return rebuilt
 
 
-def _by_field(marks: Iterable[Any]) -> dict[int, list[tuple[int, int]]]:
-    grouped: dict[int, list[tuple[int, int]]] = {}
-    for fid, ts, gen in marks:
-        grouped.setdefault(fid, []).append((ts, gen))
-    return grouped
+#: First key of the advisory locks that serialise refreshes (the second is the field id).
+_REFRESH_LOCK = 0x726F6C6C  # "roll"
+
+
+def _lock_for_refresh(session: Session | scoped_session[Any], field_id: int) -> None:
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(text("SELECT pg_advisory_xact_lock(:k, :f)"), {"k": _REFRESH_LOCK, "f": field_id})
 
 
 def _runs(hours: list[int]) -> list[tuple[int, int]]:
