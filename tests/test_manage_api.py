@@ -53,6 +53,30 @@ def test_foreign_channel_is_404_not_403(client: FlaskClient, alice: Account, bob
 
 
 @pytest.mark.parametrize(
+    ("method", "path"),
+    [
+        ("get", "/api/v1/channels/{big}"),
+        ("delete", "/api/v1/channels/{big}"),
+        ("get", "/api/v1/channels/{big}/keys"),
+        ("delete", "/api/v1/channels/{big}/fields/1"),
+        ("patch", "/api/v1/channels/{own}/fields/{big}"),
+        ("get", "/api/v1/channels/{own}/keys/{big}"),
+        ("get", "/channels/{big}/feeds.json"),
+    ],
+)
+def test_ids_beyond_integer_are_404(client: FlaskClient, alice: Account, method: str, path: str) -> None:
+    """Found by schemathesis: the database refused to bind such an id (a 500).
+
+    PostgreSQL's INTEGER stops at 2**31 - 1, SQLite's driver at 2**63 - 1.
+    """
+    own = create(client, alice, name="A").get_json()["id"]
+    for big in (2**31 - 1, 2**31, 2**63, 200599385455208988672):
+        url = path.format(big=big, own=own)
+        response = getattr(client, method)(url, json={"unit": "x"}, headers=alice.headers)
+        assert response.status_code == 404, url
+
+
+@pytest.mark.parametrize(
     "headers",
     [
         {},
