@@ -196,3 +196,7 @@ def test_unknown_route_and_method_are_json(client: FlaskClient, alice: Account) 
     assert response.status_code == 404 and response.get_json()["error"]["code"] == "not_found"
     response = client.put("/api/v1/channels", headers=alice.headers)
     assert response.status_code == 405 and "error" in response.get_json()
+    # Found by schemathesis: the JSON error lost Werkzeug's Allow header, which a 405 must carry.
+    assert set(response.headers["Allow"].split(", ")) == {"GET", "HEAD", "OPTIONS", "POST"}
+    response = client.open("/api/v1/channels/1", method="TRACE", headers=alice.headers)
+    assert response.status_code == 405 and "DELETE" in response.headers["Allow"]
