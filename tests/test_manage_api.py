@@ -147,6 +147,10 @@ def test_fields(client: FlaskClient, alice: Account) -> None:
     )
     names = [f["name"] for f in client.get(f"{location}/fields", headers=alice.headers).get_json()]
     assert names == ["t", "humidity"]
+    response = client.patch(f"{location}/fields/2", json={"name": None}, headers=alice.headers)
+    assert response.status_code == 400, "was a 409 'channel already has a field named None'"
+    response = client.patch(f"{location}/fields/2", json={"unit": None}, headers=alice.headers)
+    assert response.status_code == 200 and response.get_json()["name"] == "humidity"
     assert client.delete(f"{location}/fields/2", headers=alice.headers).status_code == 204
     assert client.get(f"{location}/fields/2", headers=alice.headers).status_code == 404
 

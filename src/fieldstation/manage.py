@@ -223,6 +223,8 @@ def update_field(field: Field, **changes: object) -> Field:
         if key not in {"name", "unit"}:
             raise BadRequest(f"unknown field setting {key!r}")
         if key == "name":
+            if value is None:  # else the NOT NULL violation read as a name clash (409)
+                raise BadRequest("name cannot be null")
             _check_name(str(value))
         setattr(field, key, value)
     _commit_unique(f"channel already has a field named {changes.get('name')!r}")
