@@ -126,6 +126,22 @@ def test_oversized_body_is_413(client: FlaskClient, alice: Account) -> None:
     assert "error" in response.get_json()
 
 
+def test_null_settings_are_refused_or_cleared_alike_on_create_and_patch(
+    client: FlaskClient, alice: Account
+) -> None:
+    """Found by schemathesis: POST took ``"public": null`` (201) where PATCH says 400."""
+    for setting in ("description", "public", "min_interval_s"):
+        response = create(client, alice, name="A", **{setting: None})
+        assert response.status_code == 400, setting
+        assert response.get_json()["error"]["message"] == f"{setting} cannot be null"
+    response = create(client, alice, name="A", latitude=None, retention_days=None, mqtt_topic_prefix=None)
+    assert response.status_code == 201
+    body = response.get_json()
+    assert body["latitude"] is None and body["public"] is False and body["description"] == ""
+    response = client.patch(response.headers["Location"], json={"public": None}, headers=alice.headers)
+    assert response.status_code == 400
+
+
 def test_update_and_delete_channel(client: FlaskClient, alice: Account) -> None:
     location = create(client, alice, name="A").headers["Location"]
     response = client.patch(location, json={"description": "roof", "public": True}, headers=alice.headers)

@@ -96,8 +96,8 @@ def create_channel(
 ) -> Channel:
     """Create a channel with named fields (one field, ``field1``, when none are named)."""
     _check_name(name)
-    channel = Channel(owner_id=owner.id, name=name, description=description, public=public)
-    _apply(channel, settings)
+    channel = Channel(owner_id=owner.id, name=name)
+    _apply(channel, {"description": description, "public": public, **settings})  # refuses nulls
     names = list(fields) or ["field1"]
     if len(set(names)) != len(names):
         raise BadRequest("field names must be unique within a channel")
