@@ -146,6 +146,8 @@ def test_too_many_entries(app: Flask, client: FlaskClient, channel: ChannelKeys)
         {"values": {"1": 1}, "time": "soon"},
         {"values": {"1": 1}, "time": 10**30},
         {"values": {"1": 1}, "time": True},
+        {"values": {"1": 1}, "time": {}},  # found by schemathesis: objects and lists were a 500
+        [{"values": {"1": 1}, "time": [1]}],
         {"values": {"1": 1}, "latitude": 91},
         {"values": {"1": 1}, "latitude": "52"},
         {"values": {"1": 1}, "status": 5},

@@ -53,6 +53,30 @@ def test_foreign_channel_is_404_not_403(client: FlaskClient, alice: Account, bob
 
 
 @pytest.mark.parametrize(
+    ("method", "path"),
+    [
+        ("get", "/api/v1/channels/{big}"),
+        ("delete", "/api/v1/channels/{big}"),
+        ("get", "/api/v1/channels/{big}/keys"),
+        ("delete", "/api/v1/channels/{big}/fields/1"),
+        ("patch", "/api/v1/channels/{own}/fields/{big}"),
+        ("get", "/api/v1/channels/{own}/keys/{big}"),
+        ("get", "/channels/{big}/feeds.json"),
+    ],
+)
+def test_ids_beyond_integer_are_404(client: FlaskClient, alice: Account, method: str, path: str) -> None:
+    """Found by schemathesis: the database refused to bind such an id (a 500).
+
+    PostgreSQL's INTEGER stops at 2**31 - 1, SQLite's driver at 2**63 - 1.
+    """
+    own = create(client, alice, name="A").get_json()["id"]
+    for big in (2**31 - 1, 2**31, 2**63, 200599385455208988672):
+        url = path.format(big=big, own=own)
+        response = getattr(client, method)(url, json={"unit": "x"}, headers=alice.headers)
+        assert response.status_code == 404, url
+
+
+@pytest.mark.parametrize(
     "headers",
     [
         {},
@@ -102,6 +126,22 @@ def test_oversized_body_is_413(client: FlaskClient, alice: Account) -> None:
     assert "error" in response.get_json()
 
 
+def test_null_settings_are_refused_or_cleared_alike_on_create_and_patch(
+    client: FlaskClient, alice: Account
+) -> None:
+    """Found by schemathesis: POST took ``"public": null`` (201) where PATCH says 400."""
+    for setting in ("description", "public", "min_interval_s"):
+        response = create(client, alice, name="A", **{setting: None})
+        assert response.status_code == 400, setting
+        assert response.get_json()["error"]["message"] == f"{setting} cannot be null"
+    response = create(client, alice, name="A", latitude=None, retention_days=None, mqtt_topic_prefix=None)
+    assert response.status_code == 201
+    body = response.get_json()
+    assert body["latitude"] is None and body["public"] is False and body["description"] == ""
+    response = client.patch(response.headers["Location"], json={"public": None}, headers=alice.headers)
+    assert response.status_code == 400
+
+
 def test_update_and_delete_channel(client: FlaskClient, alice: Account) -> None:
     location = create(client, alice, name="A").headers["Location"]
     response = client.patch(location, json={"description": "roof", "public": True}, headers=alice.headers)
@@ -123,6 +163,10 @@ def test_fields(client: FlaskClient, alice: Account) -> None:
     )
     names = [f["name"] for f in client.get(f"{location}/fields", headers=alice.headers).get_json()]
     assert names == ["t", "humidity"]
+    response = client.patch(f"{location}/fields/2", json={"name": None}, headers=alice.headers)
+    assert response.status_code == 400, "was a 409 'channel already has a field named None'"
+    response = client.patch(f"{location}/fields/2", json={"unit": None}, headers=alice.headers)
+    assert response.status_code == 200 and response.get_json()["name"] == "humidity"
     assert client.delete(f"{location}/fields/2", headers=alice.headers).status_code == 204
     assert client.get(f"{location}/fields/2", headers=alice.headers).status_code == 404
 
@@ -172,3 +216,7 @@ def test_unknown_route_and_method_are_json(client: FlaskClient, alice: Account) 
     assert response.status_code == 404 and response.get_json()["error"]["code"] == "not_found"
     response = client.put("/api/v1/channels", headers=alice.headers)
     assert response.status_code == 405 and "error" in response.get_json()
+    # Found by schemathesis: the JSON error lost Werkzeug's Allow header, which a 405 must carry.
+    assert set(response.headers["Allow"].split(", ")) == {"GET", "HEAD", "OPTIONS", "POST"}
+    response = client.open("/api/v1/channels/1", method="TRACE", headers=alice.headers)
+    assert response.status_code == 405 and "DELETE" in response.headers["Allow"]

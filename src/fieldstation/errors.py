@@ -87,7 +87,10 @@ def register_error_handlers(app: Flask) -> None:
         if _wants_html():
             return exc
         status = exc.code or 500
-        return error_body(status, _http_code(exc), exc.description or exc.name)
+        response = error_body(status, _http_code(exc), exc.description or exc.name)
+        # Werkzeug's own headers, such as the Allow that a 405 must carry (RFC 9110 §15.5.6).
+        response.headers.extend((k, v) for k, v in exc.get_headers() if k.lower() != "content-type")
+        return response
 
     @app.errorhandler(500)
     def _server_error(exc: Exception) -> Response:

@@ -96,8 +96,8 @@ def create_channel(
 ) -> Channel:
     """Create a channel with named fields (one field, ``field1``, when none are named)."""
     _check_name(name)
-    channel = Channel(owner_id=owner.id, name=name, description=description, public=public)
-    _apply(channel, settings)
+    channel = Channel(owner_id=owner.id, name=name)
+    _apply(channel, {"description": description, "public": public, **settings})  # refuses nulls
     names = list(fields) or ["field1"]
     if len(set(names)) != len(names):
         raise BadRequest("field names must be unique within a channel")
@@ -223,6 +223,8 @@ def update_field(field: Field, **changes: object) -> Field:
         if key not in {"name", "unit"}:
             raise BadRequest(f"unknown field setting {key!r}")
         if key == "name":
+            if value is None:  # else the NOT NULL violation read as a name clash (409)
+                raise BadRequest("name cannot be null")
             _check_name(str(value))
         setattr(field, key, value)
     _commit_unique(f"channel already has a field named {changes.get('name')!r}")

@@ -133,12 +133,13 @@ def epoch_to_us(number: float | int | str, unit: str | None = None) -> int:
     return check_ts(int(Decimal(text) * _UNIT_NS[unit]) // 1000)
 
 
-def parse_time(value: str | int | float, zone: dt.tzinfo = dt.UTC) -> int:
+def parse_time(value: object, zone: dt.tzinfo = dt.UTC) -> int:
     """ISO 8601 (any offset; naive times are in ``zone``) or epoch number -> µs.
 
-    Also takes ThingSpeak's ``2017-01-12 13:22:54`` (space instead of ``T``).
+    Also takes ThingSpeak's ``2017-01-12 13:22:54`` (space instead of ``T``). ``value``
+    may be any decoded JSON: an object or a list is a 400 like a boolean.
     """
-    if isinstance(value, bool):
+    if isinstance(value, bool) or not isinstance(value, str | int | float):
         raise BadRequest("timestamp must be a string or number", code="bad_time")
     if isinstance(value, int | float):
         if isinstance(value, float) and not math.isfinite(value):

@@ -128,7 +128,7 @@ def create_channel() -> Response:
     """Create a channel: 201 + Location; a duplicate name is 409."""
     user = current_api_user()
     body = parse_body(ChannelIn)
-    settings = body.model_dump(exclude={"name", "fields"}, exclude_none=True)
+    settings = body.model_dump(exclude={"name", "fields"}, exclude_unset=True)  # null: as in PATCH
     names = [f if isinstance(f, str) else f.name for f in body.fields]
     channel = manage.create_channel(user, body.name, fields=names, **settings)
     for spec, field in zip(body.fields, channel.fields, strict=False):
