@@ -21,22 +21,21 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import schemathesis
 from flask import Flask
 from hypothesis import HealthCheck, settings
-
-from fieldstation.extensions import db
-from tests.conftest import make_app, migrated_url, truncate_all
-from tests.factories import make_channel, make_user
-
-schemathesis = pytest.importorskip("schemathesis")
-from schemathesis.checks import not_a_server_error  # noqa: E402
-from schemathesis.specs.openapi.checks import (  # noqa: E402
+from schemathesis.checks import not_a_server_error
+from schemathesis.specs.openapi.checks import (
     content_type_conformance,
     negative_data_rejection,
     response_headers_conformance,
     response_schema_conformance,
     status_code_conformance,
 )
+
+from fieldstation.extensions import db
+from tests.conftest import make_app, migrated_url, truncate_all
+from tests.factories import make_channel, make_user
 
 #: The checks that judge one answer. Left out: positive_data_acceptance (see above) and the
 #: ones that replay requests (ignored_auth, use_after_free, …), which go over the network.
