@@ -74,6 +74,9 @@ def server_command(
             "--lazy-apps",  # each worker builds its own app and database pool (none shared over fork)
             "--module", app,
             "--need-app", "--die-on-term", "--strict", "--single-interpreter",
+            # A worker still loading the app misses the master's stop signal: wait for it 5 s,
+            # not 60; and a worker whose master died exits instead of serving on alone.
+            "--worker-reload-mercy", "5", "--no-orphans",
             "--buffer-size", str(HEAD_BUFFER),
             *(() if access_log else ("--disable-logging",)),
         ]  # fmt: skip
