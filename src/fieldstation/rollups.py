@@ -65,8 +65,10 @@ def forget_before(session: Session | scoped_session[Any], field_id: int, cutoff:
     """After readings before ``cutoff`` were purged: drop rollup slots that start before it.
 
     The hour holding ``cutoff`` is marked stale, so the next refresh rebuilds
-    it — and its day — from what is left.
+    it — and its day — from what is left. It takes the refreshers' lock first: a
+    refresh running meanwhile could otherwise put back slots of the purged time.
     """
+    _lock_for_refresh(session, field_id)
     for _, table in LEVELS:
         session.execute(
             text(f"DELETE FROM {table} WHERE field_id = :f AND ts < :c"),  # noqa: S608
