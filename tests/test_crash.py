@@ -26,6 +26,8 @@ from tests.liveserver import served
 BATCH = 500
 EPOCH = 1_600_000_000
 US = 1_000_000
+#: Single readings are stamped with the server's time, after this; batches lie before it.
+STAMPED = (EPOCH + 10**8) * US
 
 
 def workers(master: int) -> set[int]:
@@ -36,8 +38,8 @@ def workers(master: int) -> set[int]:
 class Load:
     """Clients writing single readings and batches until told to stop; what was acknowledged."""
 
-    def __init__(self, url: str, key: str, channel: str) -> None:
-        self.url, self.key, self.channel = url, key, channel
+    def __init__(self, url: str, key: str, channel: str, channel_id: int) -> None:
+        self.url, self.key, self.channel, self.channel_id = url, key, channel, channel_id
         self.stop = threading.Event()
         self.singles: dict[int, float] = {}  # acknowledged entry id -> value sent
         self.batches: set[int] = set()  # acknowledged batch numbers
@@ -71,21 +73,29 @@ class Load:
                 self.refused.append((reply.status_code, reply.text))
 
     def batch(self, client: int) -> None:
+        """Batches of BATCH points: line protocol from client 0, the JSON API from client 1."""
         number = client
         while not self.stop.is_set():
             first = EPOCH + number * BATCH
-            body = "\n".join(f"load v={number} {first + i}" for i in range(BATCH))
             try:
-                reply = requests.post(
-                    f"{self.url}/write",
-                    params={"db": self.channel, "precision": "s", "u": "device", "p": self.key},
-                    data=body,
-                    timeout=30,
-                )
+                if client == 0:
+                    reply = requests.post(
+                        f"{self.url}/write",
+                        params={"db": self.channel, "precision": "s", "u": "device", "p": self.key},
+                        data="\n".join(f"load v={number} {first + i}" for i in range(BATCH)),
+                        timeout=30,
+                    )
+                else:
+                    reply = requests.post(
+                        f"{self.url}/api/v1/channels/{self.channel_id}/entries",
+                        json=[{"time": first + i, "values": {"1": number}} for i in range(BATCH)],
+                        headers={"Authorization": f"Bearer {self.key}"},
+                        timeout=30,
+                    )
             except requests.ConnectionError:
                 number += 2
                 continue
-            if reply.status_code == 204:
+            if reply.status_code in (201, 204):
                 self.batches.add(number)
             else:
                 self.refused.append((reply.status_code, reply.text))
@@ -104,7 +114,8 @@ def wait_for(condition: object, timeout: float = 30) -> None:
 
 def test_killed_workers_lose_nothing_acknowledged(app: Flask) -> None:
     channel = make_channel(make_user().user, "plant", fields=["power"])
-    with served(app, "uwsgi", workers=2) as (url, proc), Load(url, channel.write_key, "plant") as load:
+    key = channel.write_key
+    with served(app, "uwsgi", workers=2) as (url, proc), Load(url, key, "plant", channel.id) as load:
         killed: set[int] = set()
         for _ in range(2):  # twice: the second time, of workers that replaced killed ones
             before = load.acknowledged()
@@ -125,9 +136,9 @@ def test_killed_workers_lose_nothing_acknowledged(app: Flask) -> None:
             sa.text(
                 "SELECT e.entry_id, r.value FROM entries e JOIN readings r ON r.ts = e.ts "
                 "JOIN fields f ON f.id = r.field_id AND f.channel_id = e.channel_id "
-                "WHERE e.channel_id = :c AND f.number = 1"
+                "WHERE e.channel_id = :c AND f.number = 1 AND e.ts >= :stamped"
             ),
-            {"c": channel.id},
+            {"c": channel.id, "stamped": STAMPED},
         ).all()
     )
     lost = {entry: value for entry, value in load.singles.items() if stored.get(entry) != value}
@@ -140,7 +151,7 @@ def test_killed_workers_lose_nothing_acknowledged(app: Flask) -> None:
             "FROM readings r JOIN fields f ON f.id = r.field_id "
             "WHERE f.channel_id = :c AND r.ts < :stamped GROUP BY (r.ts / :us - :epoch) / :size"
         ),
-        {"us": US, "epoch": EPOCH, "size": BATCH, "c": channel.id, "stamped": (EPOCH + 10**8) * US},
+        {"us": US, "epoch": EPOCH, "size": BATCH, "c": channel.id, "stamped": STAMPED},
     ).all()
     assert {number: (count, low, high) for number, count, low, high in per_batch} == {
         number: (BATCH, float(number), float(number)) for number, *_ in per_batch
