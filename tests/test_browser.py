@@ -297,3 +297,33 @@ def test_pages_work_without_javascript_and_the_examples_work_as_pasted(
     page.wait_for_url("**start=2020-01-01**")
     assert "No data in this range" in page.content()
     context.close()
+
+
+@pytest.mark.parametrize("engine_name", ["sqlite"])
+def test_sign_in_page_says_when_the_session_cookie_cannot_stick(server: LiveServer, browser: Any) -> None:
+    """Served over plain HTTP under a LAN name (a Raspberry Pi), the Secure cookie would be dropped.
+
+    Chromium maps the name to 127.0.0.1, so the origin is http://fieldstation.test, which is not
+    a secure context: the page must say why signing in will fail and what to do. On loopback
+    (``make run``) the cookie sticks and the page says nothing.
+    """
+    port = server.server.server_port
+    args = [*CHROMIUM_ARGS, "--host-resolver-rules=MAP fieldstation.test 127.0.0.1"]
+    lan = browser.browser_type.launch(executable_path=CHROMIUM, args=args)  # a second Chromium
+    try:
+        page = lan.new_page()
+        page.goto(f"http://fieldstation.test:{port}/dashboard/login")
+        notice = page.locator("#insecure-notice")
+        notice.wait_for(state="visible")
+        assert "FIELDSTATION_SESSION_COOKIE_SECURE=false" in str(notice.text_content())
+        # Signing in anyway fails (no session, so no CSRF token to match), and the page says why.
+        page.fill("input[name=username]", "alice")
+        page.fill("input[name=password]", PASSWORD)
+        page.click("button:has-text('Sign in')")
+        page.locator("text=form expired or forged").wait_for()
+        page.locator("#insecure-notice").wait_for(state="visible")
+        page.goto(f"{server.url}/dashboard/login")
+        page.wait_for_load_state("load")
+        assert page.locator("#insecure-notice").is_hidden()
+    finally:
+        lan.close()

@@ -136,6 +136,9 @@
 
   document.addEventListener("DOMContentLoaded", function () {
     attachAll();
+    // A Secure session cookie is dropped on plain http:// other than localhost: say so on sign-in.
+    var insecure = document.getElementById("insecure-notice");
+    if (insecure && !window.isSecureContext) insecure.hidden = false;
     var zoneName = document.getElementById("zone-name");
     if (zoneName) zoneName.textContent = zone;
     var stale = zoneChanged;
