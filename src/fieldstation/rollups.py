@@ -78,14 +78,16 @@ def forget_before(session: Session | scoped_session[Any], field_id: int, cutoff:
 
 
 def refresh(field_id: int | None = None) -> int:
-    """Rebuild the marked hours of one field (or of all fields) and commit; returns hours rebuilt.
+    """Rebuild the marked hours of one field (or of all fields); returns hours rebuilt.
 
-    Two charts of one field may refresh it at once. On PostgreSQL each refresher
-    of a field first takes a transaction-scoped advisory lock on it, then reads
-    its marks: otherwise both would delete the old slots and both insert the new
-    ones (a duplicate key), and one could clear a mark the other's writer had
-    just set, leaving the rollup stale. Writers never take that lock. On SQLite
-    the database's write lock already runs the rebuilds one after the other.
+    Each field is rebuilt and committed in a transaction of its own, so a refresh
+    of every field after a bulk load holds no lock for long. Two charts of one
+    field may refresh it at once: on PostgreSQL each refresher of a field first
+    takes a transaction-scoped advisory lock on it, then reads its marks.
+    Otherwise both would delete the old slots and both insert the new ones (a
+    duplicate key), and one could clear a mark the other's writer had just set,
+    leaving the rollup stale. Writers never take that lock. On SQLite the
+    database's write lock already runs the rebuilds one after the other.
     """
     session = db.session
     where = "" if field_id is None else " WHERE field_id = :f"
@@ -93,27 +95,30 @@ def refresh(field_id: int | None = None) -> int:
         text(f"SELECT DISTINCT field_id FROM rollup_dirty{where} ORDER BY field_id"),  # noqa: S608
         {"f": field_id},
     ).scalars()
-    rebuilt = 0
+    return sum(_refresh_field(session, fid) for fid in list(fields))
+
+
+def _refresh_field(session: Session | scoped_session[Any], field_id: int) -> int:
+    """Rebuild one field's marked hours and clear the marks that did not change meanwhile; commit."""
     try:
-        for fid in list(fields):  # in id order, so that two refreshers of every field cannot deadlock
-            _lock_for_refresh(session, fid)
-            marks = session.execute(
-                text("SELECT ts, gen FROM rollup_dirty WHERE field_id = :f ORDER BY ts"), {"f": fid}
-            ).all()
-            if not marks:  # another refresher cleared them while this one waited
-                continue
-            for lo, hi in _runs([ts for ts, _ in marks]):
-                _rebuild(fid, lo, hi)
-            session.execute(
-                text("DELETE FROM rollup_dirty WHERE field_id = :f AND ts = :t AND gen = :g"),
-                [{"f": fid, "t": t, "g": g} for t, g in marks],
-            )
-            rebuilt += len(marks)
+        _lock_for_refresh(session, field_id)
+        marks = session.execute(
+            text("SELECT ts, gen FROM rollup_dirty WHERE field_id = :f ORDER BY ts"), {"f": field_id}
+        ).all()
+        if not marks:  # another refresher cleared them while this one waited
+            session.rollback()
+            return 0
+        for lo, hi in _runs([ts for ts, _ in marks]):
+            _rebuild(field_id, lo, hi)
+        session.execute(
+            text("DELETE FROM rollup_dirty WHERE field_id = :f AND ts = :t AND gen = :g"),
+            [{"f": field_id, "t": t, "g": g} for t, g in marks],
+        )
         session.commit()
     except BaseException:
         session.rollback()
         raise
-    return rebuilt
+    return len(marks)
 
 
 #: First key of the advisory locks that serialise refreshes (the second is the field id).
