@@ -219,6 +219,29 @@ def test_two_charts_refreshing_one_field_at_once(
     assert query.buckets(fid, T0, T0 + 3 * HOUR, HOUR) == raw_buckets(fid, T0, T0 + 3 * HOUR, HOUR)
 
 
+def test_refresh_of_every_field_commits_field_by_field(
+    channel: ChannelKeys, app: Flask, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A refresh after a bulk load holds its locks one field at a time: what is done stays done."""
+    from fieldstation import rollups
+
+    write(channel, *[Entry({1: float(i), 2: -float(i)}, ts=T0 + i * MINUTE) for i in range(90)])
+    first, second = field_id(channel, 1), field_id(channel, 2)
+    rebuild = rollups._rebuild
+
+    def failing_on_second(fid: int, lo: int, hi: int) -> None:
+        if fid == second:
+            raise RuntimeError("disk full")
+        rebuild(fid, lo, hi)
+
+    monkeypatch.setattr(rollups, "_rebuild", failing_on_second)
+    with pytest.raises(RuntimeError):
+        rollups.refresh()
+    monkeypatch.setattr(rollups, "_rebuild", rebuild)
+    assert rollups.refresh(first) == 0  # committed before the second field failed
+    assert rollups.refresh(second) == 2  # still marked: 22:00 and 23:00
+
+
 def test_rollups_cli_rebuilds(channel: ChannelKeys, app: Flask) -> None:
     write(channel, *[Entry({1: float(i)}, ts=T0 + i * MINUTE) for i in range(120)])
     runner = app.test_cli_runner()
