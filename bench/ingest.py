@@ -238,9 +238,13 @@ def batched_load(host: str, path: str, bodies: list[bytes], headers: dict[str, s
                 if not queue:
                     return
                 body = queue.pop()
-            conn.request("POST", path, body=body, headers=headers)
-            response = conn.getresponse()
-            reply = response.read()
+            try:
+                conn.request("POST", path, body=body, headers=headers)
+                response = conn.getresponse()
+                reply = response.read()
+            except OSError as exc:
+                failures.append(repr(exc))
+                return
             if response.status not in (201, 204):
                 failures.append(f"{response.status} {reply[:200]!r}")
             conn.close()
