@@ -78,8 +78,9 @@ def write_entry(
 ) -> tuple[WriteGrant, WriteResult]:
     """Authorise a write key and store one entry with it: :func:`authorize_write`, then ``store.write``.
 
-    A single server-stamped entry on PostgreSQL takes one round trip for both
-    (``store.write_single``); what that statement cannot decide (a refused key,
+    A single server-stamped entry takes one connection checkout for both on SQLite
+    (``store.write_keyed``) and one round trip on PostgreSQL (``store.write_single``);
+    what that statement cannot decide (a refused key,
     the rate limit, an unknown field, a taken microsecond) goes the ordinary
     way, so every answer is the one the two steps give. A caller that already
     holds the key's ``grant`` (``/write`` checks it before its ``db``) saves the
@@ -92,6 +93,8 @@ def write_entry(
 
     if not raw_key:
         raise Unauthorized("a write API key is required")
+    if entry.ts is None and grant is None and store.writes_keyed():
+        return store.write_keyed(hash_key(raw_key), device, entry, lambda row: _grant(row, device))
     if entry.ts is None and store.fuses_single_writes():
         outcome = store.write_single(hash_key(raw_key), device, entry, KeyKind.WRITE.value)
         if isinstance(outcome, tuple):  # else a taken microsecond: nothing written, go the ordinary way

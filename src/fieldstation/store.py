@@ -13,13 +13,13 @@ import fcntl
 import json
 import os
 import threading
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import lru_cache
 from itertools import chain, repeat
 from operator import itemgetter
-from typing import Any, cast
+from typing import Any, Protocol, TypeVar, cast
 
 from flask import g, has_app_context, has_request_context
 from sqlalchemy import Table, update
@@ -410,10 +410,64 @@ def lookup_write_key(key_hash: str, device: str | None) -> KeyRow | None:
         with _outside_transaction() as (cursor, sql):
             cursor.execute(sql.write_key, (device, key_hash))
             row = cursor.fetchone()
+    return _key_row(row)
+
+
+def _key_row(row: Any) -> KeyRow | None:
+    """The ``write_key`` statement's row with Python types (SQLite gives 0/1 for booleans)."""
     if row is None:
         return None
     key_id, kind, channel_id, bound, restricted, allowed = row
     return int(key_id), str(kind), channel_id, bound, bool(restricted), bool(allowed)
+
+
+class Grant(Protocol):
+    """What a write key grants: the channel it writes to, and as which device."""
+
+    @property
+    def channel_id(self) -> int: ...
+
+    @property
+    def device(self) -> str | None: ...
+
+
+GrantT = TypeVar("GrantT", bound=Grant)
+
+
+def write_keyed(
+    key_hash: str, device: str | None, entry: PointEntry, authorize: Callable[[KeyRow | None], GrantT]
+) -> tuple[GrantT, WriteResult]:
+    """Look up a write key and store one server-stamped entry with it, on one pooled connection.
+
+    The single-reading path on SQLite (PostgreSQL's is :func:`write_single`):
+    one checkout for both, no session, and the lookup before the writer's turn,
+    so only the write waits for other writers. Layered through the session and
+    the request's shared connection, the same work cost a quarter more
+    (docs/performance.md). ``authorize`` applies the key's rules to its row
+    (:func:`lookup_write_key`'s shape): it returns the grant or raises, and then
+    nothing is written.
+    """
+    engine = db.engine
+    sql = _SQL[engine.dialect.name]
+    now = now_us()
+    connection = engine.raw_connection()
+    try:
+        with _driver_errors(engine.dialect, connection):
+            cursor = connection.cursor()
+            cursor.execute(sql.write_key, (device, key_hash))
+            grant = authorize(_key_row(cursor.fetchone()))
+            batch = Batch(grant.channel_id, [entry], device=grant.device)
+            with _writer_turn():
+                try:
+                    result = _write_rows(cursor, sql, batch, now)
+                    connection.commit()
+                except BaseException:
+                    if connection.is_valid:
+                        connection.rollback()
+                    raise
+            return grant, result
+    finally:
+        connection.close()
 
 
 #: PostgreSQL: key lookup, channel reserve + rate limit, entry, readings and rollup marks of one
@@ -493,6 +547,11 @@ def fuses_single_writes() -> bool:
     SQLite keeps its own single-reading path: there a statement costs no round trip.
     """
     return db.engine.dialect.name == "postgresql" and not session_busy()
+
+
+def writes_keyed() -> bool:
+    """True when :func:`write_keyed` stores a single reading: SQLite, with nothing pending in the session."""
+    return db.engine.dialect.name == "sqlite" and not session_busy()
 
 
 #: :func:`write_single` could not decide; take the ordinary path (key lookup, then :func:`write`).

@@ -78,7 +78,7 @@ class DeviceWrites:
         if reading is None:
             return self.wsgi_app(environ, start_response)
         try:
-            with self.app.app_context(), store.shared_connection():
+            with self.app.app_context():
                 grant, result = write_entry(*reading)
                 stored = result.entries[0]
                 if environ["PATH_INFO"] == "/update.json":  # the `thingspeak` Python package's default
