@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import http.client
 import itertools
 import json
 import socket
@@ -67,31 +66,6 @@ def test_thingspeak_package_bad_key_raises_http_error(app: Flask, channel: Chann
             client.update({"field1": 1})
     assert err.value.response.status_code == 401
     assert readback.readings(channel.id) == []
-
-
-def test_station_keeps_its_connection_for_several_updates(app: Flask, channel: ChannelKeys) -> None:
-    """A client that keeps its connection alive sends update after update on it (uWSGI's router).
-
-    The last request's head is 20 KB (a long status and a parameter ThingSpeak ignores):
-    uWSGI's default buffer (4 KB) would refuse it.
-    """
-    with uwsgi_server(app) as url:
-        parts = urlsplit(url)
-        conn = http.client.HTTPConnection(parts.hostname or "", parts.port, timeout=10)
-        replies, sockets = [], set()
-        for query in (
-            {"field1": "1"},
-            {"field1": "2", "field2": "3"},
-            {"field1": "4", "status": "s" * 255, "comment": "x" * 20_000},
-        ):
-            conn.request("GET", "/update?" + urlencode({"api_key": channel.write_key, **query}))
-            sockets.add(id(conn.sock))
-            response = conn.getresponse()
-            replies.append((response.status, response.read(), response.will_close))
-        conn.close()
-    assert replies == [(200, b"1", False), (200, b"2", False), (200, b"3", False)]
-    assert len(sockets) == 1
-    assert readback.values_by_field(channel.id) == {"f1": [1.0, 2.0, 4.0], "f2": [3.0]}
 
 
 # -- the Arduino library, byte for byte (PROTOCOLS.md §2) ------------------------------------

@@ -5,17 +5,9 @@ are C, so a single-reading ``/update`` spends its time in Fieldstation rather
 than in the server, and it serves about twice the requests per second of
 gunicorn's sync workers on two cores (README, "Performance"). It keeps the
 app's header case (``Content-Length``, which the ThingSpeak Arduino library
-looks for case-sensitively) and answers HTTP/1.1.
-
-Clients reach uWSGI's HTTP router, an event-driven C process that keeps their
-connections alive between requests (the ``thingspeak`` and ``influxdb``
-packages, Telegraf and browsers reuse them) and passes each request to a free
-worker over a unix socket in a private directory. An idle keep-alive
-connection thus costs no worker, and a client saves a TCP handshake per
-request: about a tenth of a single reading's CPU (docs/decisions.md). The
-router's one known flaw (uWSGI issue #2131): when a worker dies in the middle
-of a request, its client hears nothing until the keep-alive timeout
-(:data:`KEEPALIVE_S`) closes the connection.
+looks for case-sensitively) and answers HTTP/1.1. Like gunicorn's sync
+workers, it closes each connection after its response (``Connection: close``):
+a worker waiting on an idle keep-alive connection could serve no one else.
 
 gunicorn stays available (``--server gunicorn``) for platforms without a
 uWSGI wheel or a compiler to build one.
@@ -28,7 +20,6 @@ import io
 import os
 import shutil
 import sys
-import tempfile
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
@@ -61,12 +52,8 @@ def served_app() -> Flask:
     return app
 
 
-#: How long the HTTP router keeps an idle client connection open for its next request (seconds).
-KEEPALIVE_S = 5
-
-#: Largest request a worker accepts from the router (its head as uwsgi variables, the query string
-#: twice); uWSGI's default (4 KB) is too small for the long query strings of a ThingSpeak update
-#: with eight fields, status and location. Queries up to about 30 KB pass.
+#: Largest request head (request line + headers) uWSGI accepts; its default (4 KB) is too small
+#: for the long query strings of a ThingSpeak update with eight fields, status and location.
 HEAD_BUFFER = 65535
 
 
@@ -78,15 +65,11 @@ def server_command(
     :raise ValueError: an unknown server name.
     """
     if server == "uwsgi":
-        # Only this user may reach the workers: the uwsgi protocol lets a client set any variable.
-        socket = os.path.join(tempfile.mkdtemp(prefix="fieldstation-uwsgi-"), "workers.sock")
         return [
             _uwsgi(),
-            # The router: keep-alive, streamed answers (CSV export) chunked, chunked bodies
-            # (Telegraf) passed on for ChunkedInput to decode.
-            "--http", f"{host}:{port}", f"--http-keepalive={KEEPALIVE_S}", "--http-auto-chunked",
-            "--http-chunked-input",
-            "--socket", socket, "--chmod-socket=600", "--vacuum",
+            # HTTP/1.1 answers, one request per connection: a sync worker held by an idle
+            # keep-alive connection (browsers, Telegraf) would stall every other client.
+            "--http-socket", f"{host}:{port}", "--add-header", "Connection: close",
             "--master", "--processes", str(workers),
             "--lazy-apps",  # each worker builds its own app and database pool (none shared over fork)
             "--module", app,
@@ -122,7 +105,7 @@ WsgiApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
 class ChunkedInput:
     """Give WSGI apps the body of ``Transfer-Encoding: chunked`` requests under uWSGI.
 
-    uWSGI's HTTP router hands chunked bodies (Telegraf sends them) to the app
+    uWSGI's HTTP socket hands chunked bodies (Telegraf sends them) to the app
     undecoded, through its own ``uwsgi.chunked_read()`` API only; read through
     ``wsgi.input``, the body would look empty and its points would be lost.
     This reads the chunks, at most ``limit`` bytes plus one, and passes them on
