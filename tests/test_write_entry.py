@@ -1,4 +1,5 @@
-"""auth.write_entry: key check and single-reading write, in one statement on PostgreSQL (#3).
+"""auth.write_entry: key check and single-reading write, in one statement on PostgreSQL (#3)
+and on one connection checkout, outside the session, on SQLite.
 
 Every answer must be the one ``authorize_write`` followed by ``store.write`` gives, on
 both engines: what is stored, the refusals (401, 403, rate limit, unknown field) and
@@ -43,6 +44,21 @@ def fused(app: Flask, monkeypatch: pytest.MonkeyPatch) -> list[object]:
     return calls
 
 
+@pytest.fixture
+def keyed(app: Flask, monkeypatch: pytest.MonkeyPatch) -> list[object]:
+    """Grants returned by ``store.write_keyed`` (SQLite takes it, PostgreSQL never)."""
+    calls: list[object] = []
+    original = store.write_keyed
+
+    def spy(*args: Any, **kwargs: Any) -> Any:
+        grant, result = original(*args, **kwargs)
+        calls.append(grant)
+        return grant, result
+
+    monkeypatch.setattr(store, "write_keyed", spy)
+    return calls
+
+
 def fused_expected() -> bool:
     return db.engine.dialect.name == "postgresql"
 
@@ -52,13 +68,15 @@ def counter(channel_id: int) -> int:
     return int(db.session.scalar(query, {"c": channel_id}))
 
 
-def test_stores_the_entry_its_values_and_rollup_mark(channel: ChannelKeys, fused: list[object]) -> None:
+def test_stores_the_entry_its_values_and_rollup_mark(
+    channel: ChannelKeys, fused: list[object], keyed: list[object]
+) -> None:
     before = store.now_us()
     grant, result = auth.write_entry(
         channel.write_key, None, Entry({1: 21.5, 2: "warm"}, status="ok", latitude=1.5, longitude=2.5)
     )
     assert grant.channel_id == channel.id
-    assert len(fused) == (1 if fused_expected() else 0)
+    assert (len(fused), len(keyed)) == ((1, 0) if fused_expected() else (0, 1))
     [stored] = result.entries
     assert stored.entry_id == 1 and stored.created and before <= stored.ts <= store.now_us()
     assert result.points == 2
@@ -79,7 +97,7 @@ def test_stores_the_entry_its_values_and_rollup_mark(channel: ChannelKeys, fused
         (2, text.entries[0].ts, None, "open"),
     ]
     assert entries(channel.id)[3] == (4, status.entries[0].ts, "only a status") and status.points == 0
-    assert len(fused) == (4 if fused_expected() else 0)
+    assert (len(fused), len(keyed)) == ((4, 0) if fused_expected() else (0, 4))
 
 
 @pytest.mark.parametrize("which", ["wrong", "read", "revoked", "user", "missing"])
