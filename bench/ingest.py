@@ -12,8 +12,14 @@ from separate processes on 127.0.0.1 and prints:
   ratio to raw ``executemany`` of the same rows into the same database;
 - the same workloads against InfluxDB 1.x when ``influxd`` is installed.
 
-Usage: ``.venv/bin/python bench/ingest.py`` (about a minute and a half);
-``--duration 10 --batches 40`` for steadier figures; ``--engines sqlite``;
+Every server stays up for the whole engine, and the workloads run in rounds
+(``--rounds``, 3), each round visiting every server in turn: the rate of the
+same code drifts by a quarter within minutes on a shared machine, so each ratio
+is taken within a round and the bench prints the rounds' medians with their
+range. InfluxDB gets a moment to finish compacting after each of its runs.
+
+Usage: ``.venv/bin/python bench/ingest.py`` (about two minutes);
+``--duration 6 --batches 40`` for steadier figures; ``--engines sqlite``;
 ``--only batch`` or ``--only single`` skips the other workloads.
 The load comes from ``wrk`` when installed (Debian package ``wrk``), else from
 a Python load generator (several processes with http.client).
@@ -30,6 +36,7 @@ import re
 import shutil
 import socket
 import sqlite3
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -37,6 +44,7 @@ import threading
 import time
 from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -348,46 +356,141 @@ def settle() -> None:
     os.sync()
 
 
-def run_engine(engine: str, args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
+def run_engine(engine: str, args: argparse.Namespace, tmp: Path, influx: Influx | None) -> dict[str, Any]:
     out: dict[str, Any] = {}
     with database(engine, tmp) as url:
         env, key, channel_id = prepare(url, tmp / f"instance-{engine}")
         settle()
-        single_path = f"/update?api_key={key}&field1=21.5"
-        if args.only != "batch":
-            for baseline in ("gunicorn", args.server) if args.server != "gunicorn" else ("gunicorn",):
-                with serve(baseline, "ingest:bare_app()", env, args.workers) as host:
-                    single_load(host, single_path, args.connections, 1)  # warm-up
-                    out[f"bare_{baseline}"] = single_load(host, single_path, args.connections, args.duration)
         from fieldstation.serving import APP  # what `fieldstation serve` runs
 
-        settle()
-        with serve(args.server, APP, env, args.workers) as host:
-            single_load(host, single_path, args.connections, 1)
-            if args.only == "single":
-                out["single"] = single_load(host, single_path, args.connections, args.duration)
-                return out
+        with contextlib.ExitStack() as servers:
+            host = servers.enter_context(serve(args.server, APP, env, args.workers))
             if args.only != "batch":
-                out["single"] = single_load(host, single_path, args.connections, args.duration)
-            auth = "Basic " + base64.b64encode(f"bench:{key}".encode()).decode()
-            lp = [line_body(b) for b in range(args.batches)]
-            settle()
-            out["line"] = batched_load(host, "/write?db=bench", lp, {"Authorization": auth}, args.clients)
-            js = [json_body(args.batches + b) for b in range(args.batches)]
-            headers = {"Authorization": f"Bearer {key}", "Content-Type": "application/json"}
-            out["json"] = batched_load(
-                host, f"/api/v1/channels/{channel_id}/entries", js, headers, args.clients
-            )
-        settle()
-        out["raw"] = raw_executemany(url, args.batches)
+                targets = {"single": f"{host}/update?api_key={key}&field1=21.5"}
+                for baseline in ("gunicorn", args.server) if args.server != "gunicorn" else ("gunicorn",):
+                    bare = servers.enter_context(serve(baseline, "ingest:bare_app()", env, args.workers))
+                    targets[f"bare_{baseline}"] = f"{bare}/update?api_key={key}&field1=21.5"
+                out.update(single_rounds(targets, influx, args))
+            if args.only == "single":
+                return out
+            out.update(batch_rounds(url, host, key, channel_id, influx, args))
     return out
 
 
-def run_influx(args: argparse.Namespace, tmp: Path) -> dict[str, Any] | None:
-    """The same workloads against InfluxDB 1.x, when `influxd` is installed."""
+def batch_rounds(
+    url: str, host: str, key: str, channel_id: int, influx: Influx | None, args: argparse.Namespace
+) -> dict[str, Any]:
+    """5,000-point batches in rounds: line protocol, JSON API, raw inserts, InfluxDB's line protocol.
+
+    Every batch carries new timestamps (InfluxDB's too), as a logger's would, and
+    every ratio is taken within a round. Returns each workload's median rate,
+    every round's rates, and the medians (and ranges) of the rounds' ratios.
+    """
+    auth = {"Authorization": "Basic " + base64.b64encode(f"bench:{key}".encode()).decode()}
+    headers = {"Authorization": f"Bearer {key}", "Content-Type": "application/json"}
+    entries = f"/api/v1/channels/{channel_id}/entries"
+
+    def numbers(count: int) -> range:
+        first = args.batch_offset
+        args.batch_offset += count
+        return range(first, first + count)
+
+    warm = numbers(2)  # the workers' first batches (imports, caches), not timed
+    batched_load(host, "/write?db=bench", [line_body(b) for b in warm], auth, args.clients)
+    batched_load(host, entries, [json_body(b) for b in numbers(2)], headers, args.clients)
+    rates: dict[str, list[float]] = {}
+    for _ in range(args.rounds):
+        batches = numbers(args.batches)
+        settle()
+        line = batched_load(host, "/write?db=bench", [line_body(b) for b in batches], auth, args.clients)
+        settle()
+        bodies = [json_body(b) for b in numbers(args.batches)]
+        figures = {"line": line, "json": batched_load(host, entries, bodies, headers, args.clients)}
+        settle()
+        figures.update({f"raw_{method}": rate for method, rate in raw_executemany(url, args.batches).items()})
+        if influx:
+            settle()
+            bodies = [line_body(b) for b in batches]
+            figures["influx_line"] = batched_load(influx.host, "/write?db=bench", bodies, {}, args.clients)
+            quiet(influx.pid)
+        for name, rate in figures.items():
+            rates.setdefault(name, []).append(rate)
+    out: dict[str, Any] = {name: statistics.median(r) for name, r in rates.items()}
+    out["batch_rounds"] = rates
+    pairs = {"line_over_raw": ("line", "raw_executemany"), "json_over_raw": ("json", "raw_executemany")}
+    if influx:
+        pairs["line_over_influx"] = ("line", "influx_line")
+    for name, (top, bottom) in pairs.items():
+        ratios = sorted(a / b for a, b in zip(rates[top], rates[bottom], strict=True))
+        out[name] = {"median": statistics.median(ratios), "low": ratios[0], "high": ratios[-1]}
+    return out
+
+
+@dataclass(frozen=True)
+class Influx:
+    """A running InfluxDB: where it listens, and its process (to wait for its background work)."""
+
+    host: str
+    pid: int
+
+
+#: InfluxDB's single-point write, as wrk posts it (its Lua script).
+INFLUX_POST = 'wrk.method = "POST"\nwrk.body = "single v=21.5"\n'
+
+
+def single_rounds(targets: dict[str, str], influx: Influx | None, args: argparse.Namespace) -> dict[str, Any]:
+    """Single-reading load on every target in turn, ``args.rounds`` times: ``name -> figures``.
+
+    On a shared machine the rate of the same code drifts by a quarter within
+    minutes, so each ratio is taken between runs made one after the other in
+    the same round, and the figures are the rounds' medians.
+    """
+    if influx:
+        targets = {**targets, "influx": f"{influx.host}/write?db=bench"}
+        script = Path(tempfile.mkstemp(suffix=".lua")[1])
+        script.write_text(INFLUX_POST)
+    rounds: dict[str, list[dict[str, float]]] = {name: [] for name in targets}
+    for number in range(args.rounds):
+        for name, target in targets.items():
+            host, _, path = target.partition("/")
+            if number == 0:  # warm-up: workers' first requests, InfluxDB's first shard
+                load(name, host, "/" + path, args, 1, script if influx else None)
+            settle()
+            rounds[name].append(load(name, host, "/" + path, args, args.duration, script if influx else None))
+            if name == "influx" and influx:
+                quiet(influx.pid)
+    if influx:
+        script.unlink()
+    return {name: _median_round(runs, rounds["single"]) for name, runs in rounds.items()}
+
+
+def load(
+    name: str, host: str, path: str, args: argparse.Namespace, duration: float, script: Path | None
+) -> dict[str, float]:
+    """One timed single-reading run against ``host`` (InfluxDB gets its POST)."""
+    if name == "influx":
+        if not shutil.which("wrk"):
+            raise RuntimeError("InfluxDB's single-point writes need wrk")
+        return wrk(f"http://{host}{path}", args.connections, duration, str(script))
+    return single_load(host, path, args.connections, duration)
+
+
+def _median_round(runs: list[dict[str, float]], single: list[dict[str, float]]) -> dict[str, Any]:
+    """Each figure's median over the rounds, every round's rate, and Fieldstation's rate over this."""
+    ratios = sorted(s["rps"] / r["rps"] for s, r in zip(single, runs, strict=True))
+    figures: dict[str, Any] = {key: statistics.median(run[key] for run in runs) for key in runs[0]}
+    figures["rounds"] = [run["rps"] for run in runs]
+    figures["single_over_this"] = {"median": statistics.median(ratios), "low": ratios[0], "high": ratios[-1]}
+    return figures
+
+
+@contextlib.contextmanager
+def influx_server(tmp: Path) -> Iterator[Influx | None]:
+    """A throwaway InfluxDB 1.x with database ``bench``, when `influxd` is installed."""
     influxd = shutil.which("influxd") or (os.path.exists("/usr/bin/influxd") and "/usr/bin/influxd")
     if not influxd:
-        return None
+        yield None
+        return
     port, rpc = free_port(), free_port()
     home = tmp / "influx"
     config = home / "influxdb.conf"
@@ -402,84 +505,109 @@ def run_influx(args: argparse.Namespace, tmp: Path) -> dict[str, Any] | None:
     )
     try:
         wait_for(port, proc)
-        settle()
         host = f"127.0.0.1:{port}"
         subprocess.run(
-            ["curl", "-s", "-XPOST", f"http://{host}/query", "--data-urlencode", "q=CREATE DATABASE bench"]
+            ["curl", "-s", "-XPOST", f"http://{host}/query", "--data-urlencode", "q=CREATE DATABASE bench"],
+            check=True,
+            capture_output=True,
         )
-        script = home / "post.lua"
-        script.write_text('wrk.method = "POST"\nwrk.body = "single v=21.5"\n')
-        result: dict[str, Any] = {}
-        if args.only != "batch":
-            result["single"] = wrk(
-                f"http://{host}/write?db=bench", args.connections, args.duration, str(script)
-            )
-        if args.only != "single":
-            lp = [line_body(b) for b in range(args.batches)]
-            result["line"] = batched_load(host, "/write?db=bench", lp, {}, args.clients)
-        return result
+        yield Influx(host, proc.pid)
     finally:
         proc.terminate()
         proc.wait(15)
+        if proc.stderr:
+            proc.stderr.close()
+
+
+def quiet(pid: int, timeout: float = 20) -> None:
+    """Wait until process ``pid`` stops working in the background (below 8% of a core for 0.25 s).
+
+    InfluxDB compacts what it was sent after the request is answered; left alone,
+    that work would run during the next workload, whichever server it measures.
+    """
+    ticks = os.sysconf("SC_CLK_TCK")
+
+    def cpu() -> float:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / ticks  # utime + stime
+
+    deadline = time.monotonic() + timeout
+    before = cpu()
+    while time.monotonic() < deadline:
+        time.sleep(0.25)
+        now = cpu()
+        if now - before < 0.02:
+            return
+        before = now
 
 
 # -- report ----------------------------------------------------------------------------------
 
 
-def report(results: dict[str, Any], influx: dict[str, Any] | None, args: argparse.Namespace) -> None:
-    load = "wrk -t2" if shutil.which("wrk") else "Python load generator"
+def report(results: dict[str, Any], influx: bool, args: argparse.Namespace) -> None:
+    generator = "wrk -t2" if shutil.which("wrk") else "Python load generator"
     print(
         f"\nFieldstation ingest bench: {args.server} and gunicorn, {args.workers} workers, "
-        f"{args.connections} connections "
-        f"({load}), {args.duration:g} s runs, {args.batches} batches of {POINTS_PER_BATCH} points, "
-        f"{args.clients} batch clients; {os.cpu_count()} CPUs shared with the load generator"
+        f"{args.connections} connections ({generator}), single readings in {args.rounds} rounds of "
+        f"{args.duration:g} s per server, and {args.rounds} rounds of {args.batches} batches of "
+        f"{POINTS_PER_BATCH} points per format, interleaved; {args.clients} batch clients; "
+        f"{os.cpu_count()} CPUs shared with the load generator"
     )
     for engine, r in results.items():
         print(f"\n[{engine}]" + (" (fsync on, synchronous_commit off)" if engine == "postgres" else ""))
         if "single" in r:
-            single = r["single"]
-            print(
-                f"  single reading  /update ({args.server:<8})  {single['rps']:9,.0f} req/s  "
-                f"p50 {single['p50_ms']:.1f} ms  p99 {single['p99_ms']:.1f} ms  errors {single['errors']:.0f}"
-            )
+            print(_single_line("single reading  /update", args.server, r["single"], None))
             for key in sorted(k for k in r if k.startswith("bare_")):
-                bare, server = r[key], key.removeprefix("bare_")
                 print(
-                    f"  bare Flask      /update ({server:<8})  {bare['rps']:9,.0f} req/s  "
-                    f"p50 {bare['p50_ms']:.1f} ms  p99 {bare['p99_ms']:.1f} ms   "
-                    f"ratio single / this: {single['rps'] / bare['rps']:.2f}x"
+                    _single_line(
+                        "bare Flask      /update", key.removeprefix("bare_"), r[key], "single / this"
+                    )
                 )
-        for method, rate in r.get("raw", {}).items():
-            print(f"  raw {method:<11} (same rows)  {rate:11,.0f} points/s")
-        for name in ("line", "json"):
+            if "influx" in r:
+                print(_single_line("InfluxDB        /write ", "influxd", r["influx"], "single / InfluxDB"))
+        for method in ("executemany", "copy"):
+            if f"raw_{method}" in r:
+                print(_batch_line(f"raw {method:<11} (same rows)", r, f"raw_{method}", None, ""))
+        for name, label in (("line", "line protocol"), ("json", "JSON API")):
             if name in r:
-                label = "line protocol" if name == "line" else "JSON API"
-                print(
-                    f"  batched {label:<14}       {r[name]:11,.0f} points/s   "
-                    f"ratio to raw executemany {r[name] / r['raw']['executemany']:.2f}x"
-                )
-        if influx:
-            versus = []
-            if "single" in r and "single" in influx:
-                versus.append(f"single {r['single']['rps'] / influx['single']['rps']:.2f}x")
-            if "line" in r and "line" in influx:
-                versus.append(f"line protocol {r['line'] / influx['line']:.2f}x")
-            print(f"    vs InfluxDB: {', '.join(versus)}")
-    if influx:
-        figures = []
-        if "single" in influx:
-            figures.append(f"single {influx['single']['rps']:,.0f} req/s")
-        if "line" in influx:
-            figures.append(f"batched {influx['line']:,.0f} points/s")
-        print(f"\n[influxdb] {'; '.join(figures)}")
-    else:
+                says = f"{label} / raw executemany"
+                print(_batch_line(f"batched {label:<13}", r, name, f"{name}_over_raw", says))
+        if "influx_line" in r:
+            says = "line protocol / InfluxDB's"
+            print(_batch_line("InfluxDB line protocol", r, "influx_line", "line_over_influx", says))
+    if not influx:
         print("\n[influxdb] skipped: influxd is not installed (Debian package `influxdb`)")
+
+
+def _batch_line(label: str, r: dict[str, Any], name: str, ratio: str | None, says: str) -> str:
+    """A batched result: median rate and its rounds, and the median ratio of the rounds."""
+    rounds = "/".join(f"{rate:,.0f}" for rate in r["batch_rounds"][name])
+    line = f"  {label:<29} {r[name]:11,.0f} points/s  (rounds {rounds})"
+    return line + (_ratio(says, r[ratio]) if ratio else "")
+
+
+def _single_line(label: str, server: str, figures: dict[str, Any], ratio: str | None) -> str:
+    """A single-reading result: median rate, its rounds, latencies and the median ratio of the rounds."""
+    rounds = "/".join(f"{rate:,.0f}" for rate in figures["rounds"])
+    line = (
+        f"  {label} ({server:<8})  {figures['rps']:9,.0f} req/s  p50 {figures['p50_ms']:.1f} ms  "
+        f"p99 {figures['p99_ms']:.1f} ms  errors {figures['errors']:.0f}  (rounds {rounds})"
+    )
+    return line + (_ratio(ratio, figures["single_over_this"]) if ratio else "")
+
+
+def _ratio(label: str, spread: dict[str, float]) -> str:
+    """A ratio's median over the rounds, and its lowest and highest round."""
+    return (
+        f"\n      ratio {label}: {spread['median']:.2f}x (rounds {spread['low']:.2f}-{spread['high']:.2f}x)"
+    )
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--engines", default="sqlite,postgres", help="comma-separated: sqlite, postgres")
-    parser.add_argument("--duration", type=float, default=5, help="seconds per single-reading run")
+    parser.add_argument("--duration", type=float, default=3, help="seconds per single-reading run")
+    parser.add_argument("--rounds", type=int, default=3, help="single-reading runs per server, interleaved")
     parser.add_argument("--batches", type=int, default=20, help="5,000-point batches per format")
     parser.add_argument("--connections", type=int, default=16)
     parser.add_argument("--workers", type=int, default=2, help="server worker processes")
@@ -492,15 +620,16 @@ def main(argv: list[str] | None = None) -> None:
     )
     parser.add_argument("--json", dest="json_out", help="also write the figures to this file")
     args = parser.parse_args(argv)
+    args.batch_offset = 0  # batch numbers used so far: every batch sent carries new timestamps
     tmp = Path(tempfile.mkdtemp(prefix="fieldstation-bench-"))
     try:
-        results = {engine: run_engine(engine, args, tmp) for engine in args.engines.split(",")}
-        influx = run_influx(args, tmp)
+        with influx_server(tmp) as influx:
+            results = {engine: run_engine(engine, args, tmp, influx) for engine in args.engines.split(",")}
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-    report(results, influx, args)
+    report(results, influx is not None, args)
     if args.json_out:
-        Path(args.json_out).write_text(json.dumps({"results": results, "influxdb": influx}, indent=2))
+        Path(args.json_out).write_text(json.dumps(results, indent=2))
 
 
 if __name__ == "__main__":
