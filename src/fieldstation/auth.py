@@ -79,10 +79,10 @@ def write_entry(
     """Authorise a write key and store one entry with it: :func:`authorize_write`, then ``store.write``.
 
     A single server-stamped entry takes one connection checkout for both on SQLite
-    (``store.write_keyed``) and one round trip on PostgreSQL (``store.write_single``);
-    what that statement cannot decide (a refused key,
-    the rate limit, an unknown field, a taken microsecond) goes the ordinary
-    way, so every answer is the one the two steps give. A caller that already
+    (``store.write_keyed``) and one round trip on PostgreSQL (``store.write_single``).
+    What PostgreSQL's statement cannot decide (a refused key, the rate limit, an
+    unknown field, a taken microsecond) goes the ordinary way, so every answer is
+    the one the two steps give. A caller that already
     holds the key's ``grant`` (``/write`` checks it before its ``db``) saves the
     ordinary way its second lookup.
 

@@ -442,7 +442,7 @@ def write_keyed(
     The single-reading path on SQLite (PostgreSQL's is :func:`write_single`):
     one checkout for both, no session, and the lookup before the writer's turn,
     so only the write waits for other writers. Layered through the session and
-    the request's shared connection, the same work cost a quarter more
+    the request's shared connection, the same work cost 12–25% more
     (docs/performance.md). ``authorize`` applies the key's rules to its row
     (:func:`lookup_write_key`'s shape): it returns the grant or raises, and then
     nothing is written.
