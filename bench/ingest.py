@@ -42,7 +42,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -421,9 +421,14 @@ def batch_rounds(
     if influx:
         pairs["line_over_influx"] = ("line", "influx_line")
     for name, (top, bottom) in pairs.items():
-        ratios = sorted(a / b for a, b in zip(rates[top], rates[bottom], strict=True))
-        out[name] = {"median": statistics.median(ratios), "low": ratios[0], "high": ratios[-1]}
+        out[name] = spread(a / b for a, b in zip(rates[top], rates[bottom], strict=True))
     return out
+
+
+def spread(ratios: Iterable[float]) -> dict[str, float]:
+    """The median of the rounds' ratios, and the lowest and highest."""
+    ordered = sorted(ratios)
+    return {"median": statistics.median(ordered), "low": ordered[0], "high": ordered[-1]}
 
 
 @dataclass(frozen=True)
@@ -445,22 +450,23 @@ def single_rounds(targets: dict[str, str], influx: Influx | None, args: argparse
     minutes, so each ratio is taken between runs made one after the other in
     the same round, and the figures are the rounds' medians.
     """
+    script = None
     if influx:
         targets = {**targets, "influx": f"{influx.host}/write?db=bench"}
-        script = Path(tempfile.mkstemp(suffix=".lua")[1])
+        script = Path(tempfile.mkdtemp(prefix="fieldstation-bench-wrk-")) / "post.lua"
         script.write_text(INFLUX_POST)
     rounds: dict[str, list[dict[str, float]]] = {name: [] for name in targets}
     for number in range(args.rounds):
         for name, target in targets.items():
             host, _, path = target.partition("/")
             if number == 0:  # warm-up: workers' first requests, InfluxDB's first shard
-                load(name, host, "/" + path, args, 1, script if influx else None)
+                load(name, host, "/" + path, args, 1, script)
             settle()
-            rounds[name].append(load(name, host, "/" + path, args, args.duration, script if influx else None))
+            rounds[name].append(load(name, host, "/" + path, args, args.duration, script))
             if name == "influx" and influx:
                 quiet(influx.pid)
-    if influx:
-        script.unlink()
+    if script:
+        shutil.rmtree(script.parent)
     return {name: _median_round(runs, rounds["single"]) for name, runs in rounds.items()}
 
 
@@ -477,10 +483,9 @@ def load(
 
 def _median_round(runs: list[dict[str, float]], single: list[dict[str, float]]) -> dict[str, Any]:
     """Each figure's median over the rounds, every round's rate, and Fieldstation's rate over this."""
-    ratios = sorted(s["rps"] / r["rps"] for s, r in zip(single, runs, strict=True))
     figures: dict[str, Any] = {key: statistics.median(run[key] for run in runs) for key in runs[0]}
     figures["rounds"] = [run["rps"] for run in runs]
-    figures["single_over_this"] = {"median": statistics.median(ratios), "low": ratios[0], "high": ratios[-1]}
+    figures["single_over_this"] = spread(s["rps"] / r["rps"] for s, r in zip(single, runs, strict=True))
     return figures
 
 
