@@ -111,6 +111,33 @@ def test_fill_options(client: FlaskClient, channel: ChannelKeys) -> None:
     assert [v[1] for v in desc["results"][0]["series"][0]["values"]] == [19.0, 18.0]
 
 
+@pytest.mark.parametrize(
+    ("epoch", "first"),
+    [
+        (None, "2020-01-01T00:00:00Z"),
+        ("ns", T0 * 1000),
+        ("u", T0),
+        ("ms", T0 // 1000),
+        ("s", T0 // SECOND),
+        ("m", T0 // MINUTE),
+    ],
+)
+def test_one_series_in_every_epoch_keeps_text_values(
+    client: FlaskClient, channel: ChannelKeys, epoch: str | None, first: object
+) -> None:
+    """A Grafana panel's raw query (one series): times in the unit asked for, text readings as text."""
+    store.write(Batch(channel.id, [Entry({4: "low"}, ts=T0 + 10 * MINUTE)]))
+    q = "SELECT battery FROM sensors WHERE time >= 1577836800s"
+    args = {"q": q, "db": "sensors", "p": channel.read_key}
+    if epoch:
+        args["epoch"] = epoch
+    rows = client.get("/query", query_string=args).get_json()["results"][0]["series"][0]["values"]
+    assert len(rows) == 11 and rows[0] == [first, 3.7] and rows[-1][1] == "low"
+    step = {None: None, "ns": MINUTE * 1000, "u": MINUTE, "ms": MINUTE // 1000, "s": 60, "m": 1}[epoch]
+    if step is not None:
+        assert rows[-1][0] - rows[0][0] == 10 * step
+
+
 def test_show_statements_for_grafana(client: FlaskClient, channel: ChannelKeys) -> None:
     q = (
         'SHOW FIELD KEYS FROM "climate"; SHOW TAG KEYS FROM "climate";'

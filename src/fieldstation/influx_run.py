@@ -249,14 +249,14 @@ def _raw_table(stmt: Select, members: list[Series], epoch: str | None) -> tuple[
     if len(columns) == 1 and len(wanted) == 1:
         # One series, as a Grafana panel asks: the driver's rows, in order, formatted at once.
         got = query.series_rows(wanted[0][1].field_id, start, end, limit=bound, descending=stmt.descending)
-        stamps = [ts for ts, _ in got.pairs]
         texts = got.texts
-        cells = (
-            [value for _, value in got.pairs]
-            if not texts
-            else [v if v is not None else texts.get(ts) for ts, v in got.pairs]
-        )
-        return names, list(zip(_times(stamps, epoch), cells, strict=True))
+        pairs = got.pairs
+        if texts:
+            pairs = [(ts, v if v is not None else texts.get(ts)) for ts, v in pairs]
+        unit = EPOCH_US.get(epoch or "")
+        if unit is not None:  # epoch=ms, as Grafana asks: one pass, the driver's tuples serialise as arrays
+            return names, pairs if unit == 1 else [(ts // unit, value) for ts, value in pairs]
+        return names, list(zip(_times([ts for ts, _ in pairs], epoch), [v for _, v in pairs], strict=True))
     table: dict[int, list[Any]] = {}
     for index, s in wanted:
         for point in query.series(s.field_id, start, end, limit=bound, descending=stmt.descending):
