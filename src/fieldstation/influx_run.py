@@ -250,7 +250,7 @@ def _raw_table(stmt: Select, members: list[Series], epoch: str | None) -> tuple[
         # One series, as a Grafana panel asks: the driver's rows, in order, formatted at once.
         got = query.series_rows(wanted[0][1].field_id, start, end, limit=bound, descending=stmt.descending)
         texts = got.texts
-        pairs = got.pairs
+        pairs: list[tuple[int, Any]] = got.pairs
         if texts:
             pairs = [(ts, v if v is not None else texts.get(ts)) for ts, v in pairs]
         unit = EPOCH_US.get(epoch or "")
