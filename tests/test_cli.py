@@ -112,3 +112,29 @@ def test_db_commands_in_a_real_shell(app, tmp_path) -> None:  # type: ignore[no-
         )
         assert result.returncode == 0, result.stderr
         assert expected in result.stdout
+
+
+def test_first_init_on_a_fresh_machine_writes_the_instance_secret(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """README's deployment path without ``make run``: ``fieldstation init`` in production, no secret set."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("FIELDSTATION_")}
+    env |= {
+        "FIELDSTATION_INSTANCE_PATH": str(tmp_path / "instance"),
+        "FIELDSTATION_ADMIN_PASSWORD": "pw-long-enough",
+    }
+    script = os.path.join(os.path.dirname(sys.executable), "fieldstation")
+    result = subprocess.run(
+        [script, "init"], env=env, capture_output=True, text=True, timeout=60, check=False
+    )
+    assert result.returncode == 0, result.stderr
+    assert "created admin account 'admin'" in result.stdout
+    config = tmp_path / "instance" / "config.py"
+    assert re.search(r"SECRET_KEY = '[0-9a-f]{64}'", config.read_text())
+    assert config.stat().st_mode & 0o777 == 0o600
+    assert (tmp_path / "instance" / "fieldstation.db").exists()
+
+    env["FIELDSTATION_ENV"] = "staging"
+    result = subprocess.run(
+        [script, "init"], env=env, capture_output=True, text=True, timeout=60, check=False
+    )
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert "FIELDSTATION_ENV must be one of" in result.stderr

@@ -171,6 +171,23 @@ def test_fields(client: FlaskClient, alice: Account) -> None:
     assert client.get(f"{location}/fields/2", headers=alice.headers).status_code == 404
 
 
+def test_fields_made_by_hand_meet_max_fields_per_channel(app, client: FlaskClient, alice: Account) -> None:  # type: ignore[no-untyped-def]
+    """The limit line protocol's new fields meet holds for the API (and the CLI and dashboard) too."""
+    app.config["MAX_FIELDS_PER_CHANNEL"] = 2
+    response = create(client, alice, name="Wide", fields=["a", "b", "c"])
+    assert response.status_code == 400 and response.get_json()["error"]["code"] == "too_many_fields"
+    assert client.get("/api/v1/channels", headers=alice.headers).get_json() == []
+    location = create(client, alice, name="A", fields=["a", "b"]).headers["Location"]
+    response = client.post(f"{location}/fields", json={"name": "c"}, headers=alice.headers)
+    assert response.status_code == 400 and "at most 2 fields" in response.get_json()["error"]["message"]
+    assert [f["name"] for f in client.get(f"{location}/fields", headers=alice.headers).get_json()] == [
+        "a",
+        "b",
+    ]
+    assert client.delete(f"{location}/fields/2", headers=alice.headers).status_code == 204
+    assert client.post(f"{location}/fields", json={"name": "c"}, headers=alice.headers).status_code == 201
+
+
 def test_keys_shown_once_and_revocable(client: FlaskClient, alice: Account) -> None:
     location = create(client, alice, name="A").headers["Location"]
     response = client.post(

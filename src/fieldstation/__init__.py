@@ -9,7 +9,7 @@ from typing import Any
 
 from flask import Flask
 
-from fieldstation.config import CONFIGS, DEV_SECRET_KEY, Config
+from fieldstation.config import CONFIGS, DEV_SECRET_KEY, Config, ConfigError
 from fieldstation.serving import adapt_to_server
 
 #: The repository root holds ``migrations/`` (the package is installed editable).
@@ -25,7 +25,7 @@ def create_app(config: Mapping[str, Any] | str | None = None) -> Flask:
     """
     env_name = config if isinstance(config, str) else os.environ.get("FIELDSTATION_ENV", "production")
     if env_name not in CONFIGS:
-        raise RuntimeError(f"FIELDSTATION_ENV must be one of {', '.join(CONFIGS)}, not {env_name!r}")
+        raise ConfigError(f"FIELDSTATION_ENV must be one of {', '.join(CONFIGS)}, not {env_name!r}")
     app = Flask(__name__, instance_path=default_instance_path(), instance_relative_config=True)
     app.config.from_object(CONFIGS[env_name])
     app.config.from_pyfile("config.py", silent=True)
@@ -61,7 +61,7 @@ def _finish_config(app: Flask, env_name: str) -> None:
         app.config["SQLALCHEMY_ENGINE_OPTIONS"] = options
     app.config["FIELDSTATION_ENV"] = env_name
     if env_name == "production" and app.config["SECRET_KEY"] in (None, "", DEV_SECRET_KEY):
-        raise RuntimeError(
+        raise ConfigError(
             "refusing to start in production with the default SECRET_KEY: set FIELDSTATION_SECRET_KEY "
             f"or SECRET_KEY in {Path(app.instance_path) / 'config.py'} "
             "(`python -m fieldstation.instance` writes one)"

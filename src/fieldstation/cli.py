@@ -310,9 +310,21 @@ def register_commands(app: Flask) -> None:
 
 
 def _create_app() -> Flask:
-    from fieldstation import create_app
+    """The app for a command; on first use the instance's ``config.py`` is written, as ``make run`` does.
 
-    return create_app()
+    Without it a production app has no SECRET_KEY and refuses to start, so a
+    fresh ``fieldstation init`` would fail; a key in the environment makes it unneeded.
+    """
+    from fieldstation import create_app, default_instance_path
+    from fieldstation.config import ConfigError
+    from fieldstation.instance import ensure_config
+
+    if not os.environ.get("FIELDSTATION_SECRET_KEY"):
+        ensure_config(default_instance_path())
+    try:
+        return create_app()
+    except ConfigError as exc:  # no SECRET_KEY yet, an unknown FIELDSTATION_ENV: one line, no traceback
+        raise click.ClickException(str(exc)) from None
 
 
 @click.group(cls=FlaskGroup, create_app=_create_app, add_version_option=False)

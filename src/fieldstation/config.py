@@ -10,6 +10,10 @@ from __future__ import annotations
 DEV_SECRET_KEY = "dev-only-not-secret"
 
 
+class ConfigError(RuntimeError):
+    """A setting the app cannot start with; the CLI prints it as one line."""
+
+
 class Config:
     """Defaults shared by every environment."""
 

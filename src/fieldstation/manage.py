@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from flask import current_app
 from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from werkzeug.security import check_password_hash, generate_password_hash
@@ -103,6 +104,7 @@ def create_channel(
         raise BadRequest("field names must be unique within a channel")
     for name_ in names:
         _check_name(name_)
+    _check_field_count(len(names))
     channel.fields = [Field(number=i, name=n) for i, n in enumerate(names, start=1)]
     db.session.add(channel)
     _commit_unique(f"you already have a channel named {name!r}")
@@ -194,10 +196,21 @@ def add_field(channel: Channel, name: str, *, unit: str | None = None, number: i
         ) + 1
     if number < 1:
         raise BadRequest("field numbers start at 1")
+    count = db.session.scalar(select(func.count()).where(Field.channel_id == channel.id)) or 0
+    _check_field_count(count + 1)
     field = Field(channel_id=channel.id, number=number, name=name, unit=unit)
     db.session.add(field)
     _commit_unique(f"channel already has a field {number} or a field named {name!r}")
     return field
+
+
+def _check_field_count(count: int) -> None:
+    """The same limit line protocol's new fields meet (``store``), for fields made by hand."""
+    limit = int(current_app.config["MAX_FIELDS_PER_CHANNEL"])
+    if count > limit:
+        raise BadRequest(
+            f"a channel has at most {limit} fields (MAX_FIELDS_PER_CHANNEL)", code="too_many_fields"
+        )
 
 
 def field_numbers(channel_id: int) -> dict[str, int]:
