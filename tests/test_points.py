@@ -66,9 +66,20 @@ def test_epoch_units() -> None:
         epoch_to_us("1", "fortnights")
 
 
-def test_unknown_zone() -> None:
+@pytest.mark.parametrize("name", ["Mars/Olympus", "America", "Etc", "a" * 300, "../../etc/passwd", "UTC\x00"])
+def test_unknown_zone(name: str) -> None:
+    """Folders of the zone database and names too long for a file name are unknown zones too."""
     with pytest.raises(BadRequest, match="time zone"):
-        get_zone("Mars/Olympus")
+        get_zone(name)
+
+
+@given(st.text(max_size=300))
+def test_any_zone_name_resolves_or_is_a_bad_request(name: str) -> None:
+    try:
+        zone: object = get_zone(name)
+    except BadRequest as exc:
+        zone = exc.code
+    assert isinstance(zone, dt.tzinfo) or zone == "bad_timezone"
 
 
 @given(

@@ -10,7 +10,7 @@ from typing import Any
 from flask import Flask
 
 from fieldstation.config import CONFIGS, DEV_SECRET_KEY, Config, ConfigError
-from fieldstation.serving import adapt_to_server
+from fieldstation.serving import adapt_to_server, refuse_unreadable_body
 
 #: The repository root holds ``migrations/`` (the package is installed editable).
 ROOT = Path(__file__).resolve().parents[2]
@@ -40,6 +40,7 @@ def create_app(config: Mapping[str, Any] | str | None = None) -> Flask:
     from fieldstation.http import hotpath
 
     hotpath.install(app)
+    app.before_request(refuse_unreadable_body)
     max_body = app.config["MAX_CONTENT_LENGTH"] or Config.MAX_CONTENT_LENGTH
     app.wsgi_app = adapt_to_server(app.wsgi_app, int(max_body))  # type: ignore[method-assign,assignment]
     return app

@@ -50,6 +50,9 @@ class Config:
     MQTT_TASMOTA: dict[str, object] = {}
     #: E-mail rules for ``fieldstation mail`` (docs/workers.md).
     MAIL_RULES: list[dict[str, object]] = []
+    #: The session cookie is never sent with another site's requests (CSRF), in every environment.
+    SESSION_COOKIE_SAMESITE = "Lax"
+    SESSION_COOKIE_HTTPONLY = True
     JSON_SORT_KEYS = False
     TESTING = False
     DEBUG = False
@@ -72,8 +75,6 @@ class ProductionConfig(Config):
     """Production: a real SECRET_KEY is required (checked in create_app)."""
 
     SESSION_COOKIE_SECURE = True
-    SESSION_COOKIE_HTTPONLY = True
-    SESSION_COOKIE_SAMESITE = "Lax"
 
 
 CONFIGS: dict[str, type[Config]] = {

@@ -9,9 +9,10 @@ statements separated by ``;``) into statement objects with absolute times
   FROM [<db>.][<rp>.]<measurement> [WHERE …] [GROUP BY time(<d>)[, <tag>…|*]]
   [fill(none|null|previous|<number>)] [ORDER BY time [ASC|DESC]] [LIMIT n] [tz('<zone>')]``
 * ``WHERE``: ``AND`` of ``time <op> <time>`` (``now() - 6h``, ``'2020-01-01T00:00:00Z'``,
-  ``1577836800000ms``, bare integers are ns) and ``<tag> = | != '<value>'``, parentheses allowed.
-* ``SHOW DATABASES | MEASUREMENTS | FIELD KEYS | TAG KEYS | TAG VALUES WITH KEY = "k" |
-  RETENTION POLICIES`` (``ON <db>``, ``FROM <m>``, ``LIMIT n``) and ``CREATE DATABASE <name>``.
+  ``1577836800000ms``, bare integers are ns) and ``<tag> = | != '<value>'``, parentheses allowed
+  (at most :data:`MAX_NESTING` deep).
+* ``SHOW DATABASES``; ``SHOW MEASUREMENTS | FIELD KEYS | TAG KEYS | TAG VALUES WITH KEY = "k" |
+  RETENTION POLICIES`` (``ON <db>``, ``FROM <m>``, ``LIMIT n``); ``CREATE DATABASE <name>``.
 """
 
 from __future__ import annotations
@@ -24,6 +25,8 @@ from fieldstation.points import MAX_TS_US, MIN_TS_US, parse_time
 
 #: Longest query text accepted.
 MAX_QUERY = 16_384
+#: Deepest parentheses in a WHERE clause (Grafana nests two or three).
+MAX_NESTING = 32
 FUNCTIONS = ("mean", "min", "max", "sum", "count", "first", "last")
 #: InfluxQL duration units in µs (ns rounds down to µs).
 DURATION_US = {"ns": 0.001, "u": 1, "µ": 1, "us": 1, "ms": 1000, "s": 10**6, "m": 60 * 10**6}
@@ -155,6 +158,7 @@ class _Parser:
         self.tokens = tokens
         self.i = 0
         self.now = now
+        self.depth = 0  # open parentheses in WHERE
 
     # -- token helpers --
 
@@ -308,8 +312,12 @@ class _Parser:
 
     def term(self, stmt: Select) -> None:
         if self.accept_op("("):
+            self.depth += 1
+            if self.depth > MAX_NESTING:  # each level is a Python frame: bounded before the stack is
+                raise InfluxQLError(f"error parsing query: parentheses nested deeper than {MAX_NESTING}")
             self.condition(stmt)
             self.expect_op(")")
+            self.depth -= 1
             return
         left = self.ident("time or tag key")
         op = self.tok.text if self.tok.kind == "op" else ""

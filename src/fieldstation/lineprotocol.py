@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from itertools import repeat
 from operator import floordiv, itemgetter, mul
 
-from fieldstation.points import MAX_TEXT, MAX_TS_US, MIN_TS_US
+from fieldstation.points import MAX_TEXT, MAX_TS_US, MIN_TS_US, UNSTORABLE
 
 #: Nanoseconds per unit of the ``precision`` query parameter (InfluxDB 1.x names and aliases).
 PRECISION_NS = {
@@ -621,8 +621,8 @@ def _parse_value(raw: str) -> FieldValue:
         if len(raw) < 2 or raw[-1] != '"' or ends_escaped(raw[:-1]):
             raise LineError("invalid string field value")
         text = unescape(raw[1:-1], '"\\')
-        if len(text) > MAX_TEXT or "\x00" in text:
-            raise LineError(f"string values are at most {MAX_TEXT} characters, without NUL")
+        if len(text) > MAX_TEXT or UNSTORABLE.search(text):
+            raise LineError(f"string values are at most {MAX_TEXT} characters, without control characters")
         return text
     if raw in _TRUE:
         return 1.0

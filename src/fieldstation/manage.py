@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import math
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from contextvars import ContextVar
 
 from flask import current_app
 from sqlalchemy import func, select
@@ -14,7 +17,7 @@ from fieldstation.errors import BadRequest, Conflict, NotFound
 from fieldstation.extensions import db
 from fieldstation.models import ApiKey, Channel, Device, Field, KeyKind, User
 from fieldstation.models.base import utcnow
-from fieldstation.points import normalize_device
+from fieldstation.points import UNSTORABLE, normalize_device, plain_int
 
 MIN_PASSWORD = 8
 
@@ -32,7 +35,7 @@ def create_user(username: str, password: str, *, is_admin: bool = False) -> User
         raise Conflict(f"user {username!r} exists")
     user = User(username=username, password_hash=generate_password_hash(password), is_admin=is_admin)
     db.session.add(user)
-    db.session.commit()
+    _commit()
     return user
 
 
@@ -40,7 +43,7 @@ def set_password(user: User, password: str) -> None:
     """Replace a user's password."""
     _check_password(password)
     user.password_hash = generate_password_hash(password)
-    db.session.commit()
+    _commit()
 
 
 def authenticate(username: str, password: str) -> User | None:
@@ -143,13 +146,17 @@ def _apply(channel: Channel, changes: dict[str, object]) -> None:
             raise BadRequest(f"unknown channel setting {key!r}")
         if value is None and key in _REQUIRED:
             raise BadRequest(f"{key} cannot be null")
+        if isinstance(value, str) and UNSTORABLE.search(value):
+            raise BadRequest(f"{key} may not hold control characters")
+        if isinstance(value, float) and not math.isfinite(value):  # JSON's Infinity, NaN
+            raise BadRequest(f"{key} must be a finite number")
         setattr(channel, key, value)
 
 
 def delete_channel(channel: Channel) -> None:
     """Delete a channel with its fields, keys, entries and readings."""
     db.session.delete(channel)
-    db.session.commit()
+    _commit()
 
 
 def channels_of(user: User) -> list[Channel]:
@@ -174,8 +181,8 @@ def find_channel(ref: str, owner: User | None = None) -> Channel:
     :raise NotFound: no such channel, or the name is ambiguous without an owner.
     """
     query = select(Channel)
-    by_id = ref.isascii() and ref.isdigit()
-    query = query.where(Channel.id == int(ref)) if by_id else query.where(Channel.name == ref)
+    number = plain_int(ref)
+    query = query.where(Channel.id == number) if number is not None else query.where(Channel.name == ref)
     if owner is not None:
         query = query.where(Channel.owner_id == owner.id)
     found = list(db.session.scalars(query.limit(2)))
@@ -247,7 +254,7 @@ def update_field(field: Field, **changes: object) -> Field:
 def delete_field(field: Field) -> None:
     """Delete a field and its readings."""
     db.session.delete(field)
-    db.session.commit()
+    _commit()
 
 
 # -- keys ------------------------------------------------------------------------------------
@@ -291,7 +298,7 @@ def create_key(
         label=label,
     )
     db.session.add(key)
-    db.session.commit()
+    _commit()
     return key, raw
 
 
@@ -313,7 +320,7 @@ def revoke_key(key: ApiKey) -> None:
     """Revoke a key; it is refused from the next request on."""
     if key.revoked_at is None:
         key.revoked_at = utcnow()
-        db.session.commit()
+        _commit()
 
 
 def key_by_id(key_id: int, *, channel: Channel | None = None, user: User | None = None) -> ApiKey:
@@ -353,21 +360,51 @@ def remove_device(channel: Channel, device_id: str) -> None:
     if device is None:
         raise NotFound("device not on the allow-list")
     db.session.delete(device)
-    db.session.commit()
+    _commit()
 
 
 # -- helpers ---------------------------------------------------------------------------------
 
 
 def _check_name(name: str) -> None:
-    if not name.strip() or len(name) > 255:
-        raise BadRequest("names must be 1-255 characters")
+    if not name.strip() or len(name) > 255 or UNSTORABLE.search(name):
+        raise BadRequest("names must be 1-255 characters, without control characters")
+
+
+#: Inside :func:`one_change`: the operations only flush, and the context commits them together.
+_DEFERRED: ContextVar[bool] = ContextVar("fieldstation_manage_deferred", default=False)
+
+
+@contextmanager
+def one_change() -> Iterator[None]:
+    """Run several operations as one transaction: all of them are saved, or none.
+
+    A form that renames a channel and its fields (the dashboard's edit page) must not
+    keep the rename when a later field name clashes (409).
+    """
+    token = _DEFERRED.set(True)
+    try:
+        yield
+        db.session.commit()
+    except BaseException:
+        db.session.rollback()
+        raise
+    finally:
+        _DEFERRED.reset(token)
+
+
+def _commit() -> None:
+    """Commit, or inside :func:`one_change` only flush (constraint errors surface here alike)."""
+    if _DEFERRED.get():
+        db.session.flush()
+    else:
+        db.session.commit()
 
 
 def _commit_unique(message: str) -> None:
     """Commit; a unique-constraint violation becomes a 409 and changes nothing."""
     try:
-        db.session.commit()
+        _commit()
     except IntegrityError:
         db.session.rollback()
         raise Conflict(message) from None

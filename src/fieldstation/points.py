@@ -23,6 +23,10 @@ US = 1_000_000
 MIN_TS_US = -2_208_988_800 * US
 MAX_TS_US = 9_223_372_036_854_775_807 // 1000
 MAX_TEXT = 255
+#: What stored text may not hold: C0 controls but tab, newline and return, U+FFFE/U+FFFF (none of
+#: them can be written in XML, which ThingSpeak's ``.xml`` answers are) and lone surrogates (no
+#: UTF-8 form, so no database column either).
+UNSTORABLE = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
 
 Value = float | str
 
@@ -99,8 +103,8 @@ def get_zone(name: str | None) -> dt.tzinfo:
         return dt.UTC
     try:
         return ZoneInfo(name)
-    except (ZoneInfoNotFoundError, ValueError) as exc:
-        raise BadRequest(f"unknown time zone {name!r}", code="bad_timezone") from exc
+    except (ZoneInfoNotFoundError, ValueError, OSError) as exc:  # OSError: a folder ("America"), a long name
+        raise BadRequest(f"unknown time zone {name[:64]!r}", code="bad_timezone") from exc
 
 
 _EPOCH_RE = re.compile(r"-?\d+(\.\d+)?")
@@ -185,8 +189,8 @@ def parse_value(raw: object) -> Value:
     except ValueError:
         if len(text) > MAX_TEXT:
             raise BadRequest(f"text values are at most {MAX_TEXT} characters", code="bad_value") from None
-        if "\x00" in text:
-            raise BadRequest("text values may not contain NUL", code="bad_value") from None
+        if UNSTORABLE.search(text):
+            raise BadRequest("text values may not hold control characters", code="bad_value") from None
         return text
     if not math.isfinite(number):
         raise BadRequest("values must be finite numbers", code="bad_value")
@@ -206,14 +210,29 @@ def parse_float(raw: object, name: str) -> float:
     return number
 
 
+#: The largest magnitude of each bounded location member, in degrees.
+LOCATION_BOUNDS = {"latitude": 90.0, "longitude": 180.0}
+
+
+def parse_location(raw: object, name: str) -> float:
+    """``latitude``, ``longitude`` (within their degrees) or ``elevation``, read alike by every way in."""
+    number = parse_float(raw, name)
+    bound = LOCATION_BOUNDS.get(name)
+    if bound is not None and not -bound <= number <= bound:
+        raise BadRequest(f"{name} must be between -{bound:g} and {bound:g}", code="bad_value")
+    return number
+
+
 def clean_status(raw: object) -> str | None:
-    """Status text: at most 255 characters, no NUL."""
+    """Status text: at most 255 characters, no control characters but tab and line breaks."""
     if raw is None:
         return None
     if not isinstance(raw, str):
         raise BadRequest("status must be a string", code="bad_status")
-    if len(raw) > MAX_TEXT or "\x00" in raw:
-        raise BadRequest(f"status is at most {MAX_TEXT} characters, without NUL", code="bad_status")
+    if len(raw) > MAX_TEXT or UNSTORABLE.search(raw):
+        raise BadRequest(
+            f"status is at most {MAX_TEXT} characters, without control characters", code="bad_status"
+        )
     return raw
 
 
@@ -225,3 +244,15 @@ def normalize_device(raw: str) -> str:
     if not _DEVICE_RE.fullmatch(raw):
         raise BadRequest("device ids are 1-64 letters, digits and ':-._'", code="bad_device")
     return raw.lower()
+
+
+def plain_int(text: str, max_digits: int = 18) -> int | None:
+    """A non-negative integer written as 1 to ``max_digits`` ASCII digits, else None.
+
+    Numbers in paths, parameters, cookies and CSV headers go through here: ``int()``
+    of a string of more than 4,300 digits raises, and 18 digits always fit a
+    database's 64-bit integer.
+    """
+    if 0 < len(text) <= max_digits and text.isascii() and text.isdigit():
+        return int(text)
+    return None

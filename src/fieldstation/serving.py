@@ -110,6 +110,12 @@ class ChunkedInput:
     ``wsgi.input``, the body would look empty and its points would be lost.
     This reads the chunks, at most ``limit`` bytes plus one, and passes them on
     with a Content-Length, so the app's size limit applies as to any body.
+
+    A body uWSGI cannot decode (a chunk extension, a bad or huge size, no last
+    chunk) raises in ``chunked_read``; one it decodes to nothing (it reads a size
+    of ``zz`` as the last chunk) would look like an empty write. Either is marked
+    :data:`UNREADABLE` and left chunked, and Flask answers it 400
+    (:func:`refuse_unreadable_body`) in the shape of the endpoint it was sent to.
     """
 
     def __init__(self, app: WsgiApp, limit: int) -> None:
@@ -122,15 +128,38 @@ class ChunkedInput:
             import uwsgi  # present inside uWSGI workers only
 
             body = bytearray()
-            while len(body) <= self.limit:
-                chunk = uwsgi.chunked_read()
-                if not chunk:
-                    break
-                body += chunk
+            try:
+                while len(body) <= self.limit:
+                    chunk = uwsgi.chunked_read()
+                    if not chunk:
+                        break
+                    body += chunk
+            except OSError:
+                body.clear()
+            if not body:
+                environ[UNREADABLE] = True
+                return self.app(environ, start_response)
             environ["wsgi.input"] = io.BytesIO(bytes(body))
             environ["CONTENT_LENGTH"] = str(len(body))
             environ.pop("HTTP_TRANSFER_ENCODING", None)
         return self.app(environ, start_response)
+
+
+#: WSGI environ key: the request's chunked body could not be decoded (see :class:`ChunkedInput`).
+UNREADABLE = "fieldstation.unreadable_body"
+
+
+def refuse_unreadable_body() -> None:
+    """Flask ``before_request``: 400 for a body :class:`ChunkedInput` could not decode.
+
+    :raise BadRequest: the body was marked unreadable.
+    """
+    from flask import request
+
+    from fieldstation.errors import BadRequest
+
+    if request.environ.get(UNREADABLE):
+        raise BadRequest("chunked body is malformed or empty", code="bad_body")
 
 
 def adapt_to_server(wsgi_app: WsgiApp, max_body: int) -> WsgiApp:

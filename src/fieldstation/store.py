@@ -32,7 +32,7 @@ from fieldstation.errors import BadRequest, Conflict, NotFound, RateLimited
 from fieldstation.extensions import db
 from fieldstation.models import Channel, Entry, Field, Reading
 from fieldstation.models.base import utcnow
-from fieldstation.points import Batch, Value, now_us
+from fieldstation.points import UNSTORABLE, Batch, Value, now_us, plain_int
 from fieldstation.points import Entry as PointEntry
 
 #: Bound on how many server-stamped timestamps are probed for a free microsecond.
@@ -1112,7 +1112,7 @@ class ChannelFields:
 
     def named(self, channel_id: int, ref: str) -> bool:
         """True when ``ref`` names this channel, by id or by name (InfluxDB's ``db`` parameter)."""
-        return ref == self.name or (ref.isascii() and ref.isdigit() and int(ref) == channel_id)
+        return ref == self.name or plain_int(ref) == channel_id
 
 
 def channel_fields(channel_id: int) -> ChannelFields | None:
@@ -1157,8 +1157,11 @@ def ensure_fields(channel_id: int, names: Iterable[str], *, limit: int) -> dict[
     session = db.session
     try:
         for name in missing:
-            if not name.strip() or len(name) > 255:
-                raise BadRequest(f"field names are 1-255 characters: {name[:60]!r}…", code="bad_field_name")
+            if not name.strip() or len(name) > 255 or UNSTORABLE.search(name):
+                raise BadRequest(
+                    f"field names are 1-255 characters, without control characters: {name[:60]!r}…",
+                    code="bad_field_name",
+                )
         locked = session.execute(
             update(Channel)
             .where(Channel.id == channel_id)

@@ -15,7 +15,7 @@ from fieldstation.dashboard.ranges import viewer_zone
 from fieldstation.dashboard.session import login_required, me
 from fieldstation.errors import BadRequest, FieldstationError
 from fieldstation.models import Channel
-from fieldstation.points import normalize_device
+from fieldstation.points import normalize_device, plain_int
 
 #: Empty field rows offered on the create and edit forms.
 NEW_FIELD_ROWS = 8
@@ -138,29 +138,40 @@ def _rows(form: ChannelForm) -> list[dict[str, Any]]:
 
 
 def _create(form: ChannelForm) -> Channel:
+    """The channel, its fields' units and its devices, saved together or not at all."""
     settings = _settings(form)
     devices = _devices(form)
     named = [r for r in _rows(form) if (r["name"] or "").strip()]
-    channel = manage.create_channel(
-        me(), settings.pop("name"), fields=[r["name"].strip() for r in named], **settings
-    )
-    for row, field in zip(named, channel.fields, strict=False):
-        if (row["unit"] or "").strip():
-            manage.update_field(field, unit=row["unit"].strip())
-    for device in devices:
-        manage.add_device(channel, device)
+    with manage.one_change():
+        channel = manage.create_channel(
+            me(), settings.pop("name"), fields=[r["name"].strip() for r in named], **settings
+        )
+        for row, field in zip(named, channel.fields, strict=False):
+            if (row["unit"] or "").strip():
+                manage.update_field(field, unit=row["unit"].strip())
+        for device in devices:
+            manage.add_device(channel, device)
     return channel
 
 
 def _update(channel: Channel, form: ChannelForm) -> None:
+    """Every change of the form in one transaction: a refusal part-way (a field name
+    that clashes, 409) keeps none of them, so the page's error is the whole story."""
     settings = _settings(form)
     devices = _devices(form)
+    with manage.one_change():
+        _apply_form(channel, settings, devices, _rows(form))
+
+
+def _apply_form(
+    channel: Channel, settings: dict[str, Any], devices: list[str], rows: list[dict[str, Any]]
+) -> None:
     manage.update_channel(channel, **settings)
     by_number = {f.number: f for f in channel.fields}
-    for row in _rows(form):
+    for row in rows:
         name, unit = (row["name"] or "").strip(), (row["unit"] or "").strip() or None
         raw_number = str(row["number"] or "")
-        number = int(raw_number) if raw_number.isascii() and raw_number.isdigit() else None
+        number = plain_int(raw_number)
         field = by_number.get(number) if number is not None else None
         if field is not None and row["remove"]:
             manage.delete_field(field)

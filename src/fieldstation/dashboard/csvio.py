@@ -18,7 +18,7 @@ from typing import IO
 from fieldstation import store
 from fieldstation.errors import BadRequest, FieldstationError
 from fieldstation.models import Channel
-from fieldstation.points import Batch, Entry, clean_status, parse_float, parse_time, parse_value
+from fieldstation.points import Batch, Entry, clean_status, parse_location, parse_time, parse_value, plain_int
 
 #: Entries per store.write call on import: one transaction each, big enough to be fast.
 IMPORT_BATCH = 1000
@@ -116,8 +116,9 @@ def _columns(channel: Channel, header: list[str], report: ImportReport) -> _Colu
         key = name.lower()
         if index == time_col or key == "entry_id" or not key:
             continue
-        if key.startswith("field") and key[5:].isascii() and key[5:].isdigit() and int(key[5:]) in numbers:
-            fields[index] = int(key[5:])
+        number = plain_int(key[5:]) if key.startswith("field") else None
+        if number is not None and number in numbers:
+            fields[index] = number
         elif key in by_name:
             fields[index] = by_name[key]
         elif key in ("status", "elevation") or key in _LOCATION:
@@ -142,7 +143,7 @@ def _entry(row: list[str], columns: _Columns, zone: dt.tzinfo) -> Entry:
     if not values:
         raise BadRequest("the row has no values")
     given = {name: cell(index) for index, name in columns.meta.items() if cell(index)}
-    location = {k: parse_float(v, k) for k, v in given.items() if k != "status"}
+    location = {k: parse_location(v, k) for k, v in given.items() if k != "status"}
     return Entry(
         values=values,
         ts=ts,

@@ -8,6 +8,7 @@ from collections.abc import Sequence
 from fieldstation import charts, query
 from fieldstation.dashboard.ranges import Window
 from fieldstation.models import Channel, Field
+from fieldstation.points import plain_int
 
 
 def _zone_name(zone: dt.tzinfo) -> str | None:
@@ -56,7 +57,7 @@ def pair_of(channel: Channel, wanted: str | None) -> tuple[Field, Field] | None:
     fields: Sequence[Field] = channel.fields
     by_number = {f.number: f for f in fields}
     if wanted:
-        numbers = [int(n) for n in wanted.split(",") if n.strip().isascii() and n.strip().isdigit()]
+        numbers = [plain_int(n.strip()) for n in wanted.split(",")]
         chosen = [by_number[n] for n in numbers if n in by_number]
         if len(chosen) == 2 and chosen[0] is not chosen[1]:
             return chosen[0], chosen[1]

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from urllib.parse import unquote
 
 from fieldstation.errors import BadRequest, FieldstationError
-from fieldstation.points import US, get_zone, now_us, parse_time
+from fieldstation.points import US, get_zone, now_us, parse_time, plain_int
 
 HOUR = 3600 * US
 DAY = 24 * HOUR
@@ -109,12 +109,13 @@ def chart_width(
     """
     param, cookie = ("wide", WIDE_COOKIE) if wide else ("width", WIDTH_COOKIE)
     for raw in (args.get(param), cookies.get(cookie)):
-        if raw and raw.isascii() and raw.isdigit():
-            return min(max(int(raw), 240), 4000)
+        pixels = plain_int(raw or "")
+        if pixels is not None:
+            return min(max(pixels, 240), 4000)
     return default
 
 
 def chart_height(args: Mapping[str, str], default: int = 260) -> int:
     """Chart height from ``?height=``, kept between 120 and 2000."""
-    raw = args.get("height", "")
-    return min(max(int(raw), 120), 2000) if raw.isascii() and raw.isdigit() else default
+    pixels = plain_int(args.get("height", ""))
+    return min(max(pixels, 120), 2000) if pixels is not None else default

@@ -17,6 +17,7 @@ from flask_login import login_required as _login_required
 from fieldstation.errors import NotFound
 from fieldstation.extensions import db
 from fieldstation.models import User
+from fieldstation.points import plain_int
 
 login_manager = LoginManager()
 F = TypeVar("F", bound=Callable[..., Any])
@@ -106,9 +107,10 @@ def _forget_cached_user() -> None:
 
 def _load(session_id: str) -> SessionUser | None:
     user_id, _, tag = session_id.partition(":")
-    if not (user_id.isascii() and user_id.isdigit()):
+    number = plain_int(user_id)
+    if number is None:
         return None
-    user = db.session.get(User, int(user_id))
+    user = db.session.get(User, number)
     if user is None or user.password_hash[-16:] != tag:
         return None
     return SessionUser(user)

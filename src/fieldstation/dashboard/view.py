@@ -21,7 +21,7 @@ from fieldstation.dashboard.ranges import (
 from fieldstation.dashboard.session import login_required, me, signed_in
 from fieldstation.errors import NotFound
 from fieldstation.models import Channel
-from fieldstation.points import MIN_TS_US, now_us
+from fieldstation.points import MIN_TS_US, now_us, plain_int
 
 #: Seconds between the page script's polls of the live endpoint.
 POLL_SECONDS = 5
@@ -145,10 +145,11 @@ def _results_window(field_id: int) -> Window | None:
     """ThingSpeak's ``results=N`` (and no other range): from the N-th newest reading until now."""
     raw = request.args.get("results", "")
     other_range = any(request.args.get(k) for k in ("range", "days", "minutes", "start", "end"))
-    if not (raw.isascii() and raw.isdigit()) or other_range:
+    results = plain_int(raw)
+    if results is None or other_range:
         return None
     now = now_us()
-    newest = query.series(field_id, MIN_TS_US, now + 1, limit=min(max(int(raw), 1), 8000), descending=True)
+    newest = query.series(field_id, MIN_TS_US, now + 1, limit=min(max(results, 1), 8000), descending=True)
     return Window(newest[-1].ts, now + 1, None) if newest else None
 
 

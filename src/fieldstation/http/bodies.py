@@ -108,5 +108,14 @@ def params() -> dict[str, str]:
         if mimetype in FORM_TYPES:
             merged.update(decode_form(raw_body(), "form body"))
         elif mimetype == "multipart/form-data":
-            merged.update((k, v) for k, v in request.form.items())
+            merged.update(_multipart())
     return merged
+
+
+def _multipart() -> dict[str, str]:
+    """A multipart form's fields. werkzeug decodes each part with replacement characters,
+    so a U+FFFD marks bytes that were not UTF-8: refused, as :func:`decode_form` refuses them."""
+    form = request.form
+    if any("\ufffd" in key or "\ufffd" in value for key, value in form.items(multi=True)):
+        raise BadRequest("multipart form body is not valid UTF-8", code="bad_encoding")
+    return dict(form.items())

@@ -1,7 +1,8 @@
 """JSON read API under /api/v1: readings, buckets, latest values and streamed exports.
 
 Access: a read or write key of the channel, or the owner's user key
-(``api_key`` parameter, ``X-THINGSPEAKAPIKEY``, or ``Authorization: Bearer``);
+(``api_key``/``key`` parameter, ``X-THINGSPEAKAPIKEY``, ``Authorization: Bearer`` or
+``X-Fieldstation-Key``: :func:`fieldstation.http.readaccess.read_key`);
 public channels need none. Unknown and forbidden channels are both 404.
 """
 

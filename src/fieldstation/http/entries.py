@@ -30,13 +30,12 @@ from fieldstation.points import (
     Value,
     clean_status,
     normalize_device,
-    parse_float,
+    parse_location,
     parse_time,
     parse_value,
 )
 
 _MEMBERS = {"time", "values", "status", "latitude", "longitude", "elevation"}
-_BOUNDS = {"latitude": 90.0, "longitude": 180.0}
 _PLACE = frozenset(("latitude", "longitude", "elevation"))
 _NOWHERE: tuple[float | None, ...] = (None, None, None)
 _FLOAT = {float}
@@ -142,11 +141,7 @@ def _location(raw: object, name: str) -> float | None:
         return None
     if isinstance(raw, bool) or not isinstance(raw, int | float):
         raise BadRequest(f"{name} must be a number", code="bad_value")
-    number = parse_float(raw, name)
-    bound = _BOUNDS.get(name)
-    if bound is not None and not -bound <= number <= bound:
-        raise BadRequest(f"{name} must be between -{bound:g} and {bound:g}", code="bad_value")
-    return number
+    return parse_location(raw, name)
 
 
 def authorize_channel(channel_id: int, device: str | None) -> str | None:

@@ -31,6 +31,8 @@ def json_body() -> Any:
         return json.loads(raw)
     except (ValueError, UnicodeDecodeError) as exc:
         raise BadRequest(f"request body is not valid JSON: {exc}", code="invalid_json") from None
+    except RecursionError:  # [[[[… nested deeper than the interpreter's stack
+        raise BadRequest("request body is nested too deeply", code="invalid_json") from None
 
 
 def parse_body(model: type[M]) -> M:

@@ -10,7 +10,8 @@ from fieldstation.query import ChannelInfo
 
 
 def read_key() -> str | None:
-    """The key of a read request: ``api_key``/``key`` query parameter, ThingSpeak's headers, or Bearer."""
+    """The key of a read request: ``api_key``/``key`` parameter, ThingSpeak's headers, then the user
+    key's (``Authorization: Bearer`` or ``X-Fieldstation-Key``)."""
     return (
         request.args.get("api_key")
         or request.args.get("key")

@@ -16,7 +16,7 @@ from werkzeug.exceptions import HTTPException
 
 from fieldstation.auth import write_entry
 from fieldstation.errors import BadRequest, FieldstationError
-from fieldstation.points import Entry, Value, normalize_device, parse_value
+from fieldstation.points import Entry, Value, normalize_device, parse_value, plain_int
 
 seed_bp = Blueprint("seed", __name__)
 
@@ -46,11 +46,12 @@ def parse_seed_path(rest: str) -> SeedReading:
     key, device, field, data = match.groups()
     if not key:
         raise BadRequest("API_key is empty", code="bad_path")
-    if not field.isascii() or not field.isdigit() or not 1 <= int(field) <= 10_000:
+    number = plain_int(field, 5)
+    if number is None or not 1 <= number <= 10_000:
         raise BadRequest("field must be a field number (1, 2, …)", code="unknown_field")
     if not data.strip():
         raise BadRequest("data is empty", code="bad_value")
-    return SeedReading(key, normalize_device(device), int(field), parse_value(data))
+    return SeedReading(key, normalize_device(device), number, parse_value(data))
 
 
 @seed_bp.route("/update/<path:rest>", methods=["GET", "POST"])
@@ -59,9 +60,19 @@ def seed_update(rest: str) -> Response:
     if request.method == "HEAD":  # link checkers and prefetchers must not write
         raise BadRequest("HEAD does not write; use GET or POST", code="head")
     request.get_data()  # the body is unused, but one over MAX_CONTENT_LENGTH is still a 413
-    reading = parse_seed_path(rest)
+    reading = parse_seed_path(_strict(rest))
     _grant, result = write_entry(reading.key, reading.device, Entry({reading.field: reading.value}))
     return Response(str(result.entries[0].entry_id), mimetype="text/plain")
+
+
+def _strict(rest: str) -> str:
+    """The routed path, refused when its bytes are not UTF-8 (werkzeug decodes them with
+    replacement characters, which would be stored as the reading's text)."""
+    try:
+        request.environ.get("PATH_INFO", "").encode("latin-1").decode("utf-8")
+    except UnicodeError:
+        raise BadRequest("the path is not valid UTF-8", code="bad_encoding") from None
+    return rest
 
 
 @seed_bp.errorhandler(FieldstationError)

@@ -23,7 +23,7 @@ from fieldstation.errors import FieldstationError, NotFound
 from fieldstation.http.readaccess import channel_or_none
 from fieldstation.jsonprovider import encode
 from fieldstation.params import FeedOptions
-from fieldstation.points import US, now_us
+from fieldstation.points import UNSTORABLE, US, now_us
 from fieldstation.query import ChannelInfo, FieldInfo
 
 thingspeak_read_bp = Blueprint("thingspeak_read", __name__)
@@ -253,7 +253,7 @@ def _xml_value(parent: ET.Element, key: str, value: Any) -> None:
     elif isinstance(value, bool) or not isinstance(value, int):
         kind = {"created-at": "dateTime", "updated-at": "dateTime"}.get(tag)
         element = ET.SubElement(parent, tag, type=kind) if kind else ET.SubElement(parent, tag)
-        element.text = str(value)
+        element.text = UNSTORABLE.sub("\ufffd", str(value))  # text stored before writes refused these
     else:
         ET.SubElement(parent, tag, type="integer").text = str(value)
 

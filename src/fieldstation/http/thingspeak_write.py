@@ -28,11 +28,13 @@ from fieldstation.points import (
     Batch,
     Entry,
     Value,
+    check_ts,
     clean_status,
     get_zone,
     normalize_device,
     now_us,
     parse_float,
+    parse_location,
     parse_time,
     parse_value,
     us_to_datetime,
@@ -111,8 +113,8 @@ def _entry(
     longitude: object,
     elevation: object,
 ) -> Entry:
-    lat = _location(latitude, "latitude", 90)
-    lon = _location(longitude, "longitude", 180)
+    lat = _location(latitude, "latitude")
+    lon = _location(longitude, "longitude")
     elev = None if elevation is None else parse_float(elevation, "elevation")
     text = clean_status(status)
     if not fields and text is None and lat is None and lon is None and elev is None:
@@ -120,13 +122,8 @@ def _entry(
     return Entry(fields, ts=ts, status=text, latitude=lat, longitude=lon, elevation=elev)
 
 
-def _location(raw: object, name: str, bound: float) -> float | None:
-    if raw is None:
-        return None
-    number = parse_float(raw, name)
-    if not -bound <= number <= bound:
-        raise BadRequest(f"{name} must be between -{bound:g} and {bound:g}", code="bad_value")
-    return number
+def _location(raw: object, name: str) -> float | None:
+    return None if raw is None else parse_location(raw, name)
 
 
 def entries_from_bulk_json(body: object, now: int, limit: int) -> list[Entry]:
@@ -225,7 +222,8 @@ def _anchor(rows: list[tuple[Entry, float | None]], now: int) -> list[Entry]:
     """Give relative updates absolute times: the last one is ``now``, each earlier one is
     its successor's time minus the successor's delta (ThingSpeak: "seconds since the last entry").
 
-    :raise BadRequest: absolute and relative times mixed in one request.
+    :raise BadRequest: absolute and relative times mixed in one request, or deltas that add up
+        to a time before 1900 (each delta is bounded; their sum is not).
     """
     deltas = [delta for _, delta in rows]
     if all(d is None for d in deltas):
@@ -235,6 +233,7 @@ def _anchor(rows: list[tuple[Entry, float | None]], now: int) -> list[Entry]:
     times = [now]
     for delta in reversed(deltas[1:]):
         times.append(times[-1] - round(float(delta or 0) * 1_000_000))
+    check_ts(times[-1])
     times.reverse()
     return [_with_ts(entry, ts) for (entry, _), ts in zip(rows, times, strict=True)]
 
