@@ -408,6 +408,24 @@ def test_csv_download_of_the_range_shown_uploads_again(web: FlaskClient) -> None
     ]
 
 
+def test_csv_import_is_whole_on_a_rate_limited_channel(web: FlaskClient) -> None:
+    """The minimum interval paces devices; the owner's file of history is written in full."""
+    owner = make_user()
+    keys = make_channel(owner.user, "weather", ("temperature", "humidity"))
+    manage.update_channel(keys.channel, min_interval_s=60)
+    sign_in(web)
+    base = now_us() // US - 10_000
+    rows = "".join(f"{base + i},{i}\n" for i in range(2500))  # three of the import's batches
+    report = web.post(
+        f"/dashboard/channels/{keys.id}/import",
+        data={"file": (io.BytesIO(f"time,temperature\n{rows}".encode()), "history.csv")},
+        content_type="multipart/form-data",
+    )
+    assert report.status_code == 200 and "imported <strong>2500</strong> rows" in report.text
+    device = web.get(f"/update?api_key={keys.write_key}&field1=1")
+    assert device.text == "0" and "every 60 s" in device.headers["X-Fieldstation-Error"]
+
+
 def test_csv_upload_reports_each_bad_row_and_imports_nothing(web: FlaskClient) -> None:
     owner = make_user()
     keys = make_channel(owner.user, "weather", ("temperature", "humidity"))

@@ -62,6 +62,9 @@ class Batch:
     #: Device that sent it (MAC address or other id), checked against the allow-list.
     device: str | None = None
     series: dict[int, Series] | None = None
+    #: False for the owner's own imports (the dashboard's CSV upload): the channel's minimum
+    #: interval between updates paces devices, not a file of history written in batches.
+    rate_limited: bool = True
 
     @classmethod
     def of_series(cls, channel_id: int, times: Iterable[int | None], series: dict[int, Series]) -> Batch:
