@@ -290,3 +290,27 @@ def test_chunked_bodies_uwsgi_cannot_decode_are_400(app: Flask, channel: Channel
     assert reply.status == 400, body
     assert json.loads(body)["error"].startswith("chunked body is malformed")
     assert "chunky" not in readback.field_names(channel.id)
+
+
+def test_nul_in_free_text_and_names_is_400_not_a_database_error(app: Flask, channel: ChannelKeys) -> None:
+    """PostgreSQL's text cannot hold NUL: each of these was a 500 there."""
+    app.config["WTF_CSRF_ENABLED"] = False
+    client = app.test_client()
+    owner = make_user("bob")
+    made = client.post("/api/v1/channels", json={"name": "b"}, headers=owner.headers)
+    base = made.headers["Location"]
+    for method, path, body in [
+        ("post", f"{base}/fields", {"name": "ok", "unit": "a\x00b"}),
+        ("patch", f"{base}/fields/1", {"unit": "\x00"}),
+        ("post", f"{base}/keys", {"kind": "read", "label": "a\x00b"}),
+        ("post", f"{base}/devices", {"device": "d1", "label": "a\x00b"}),
+    ]:
+        response = getattr(client, method)(path, json=body, headers=owner.headers)
+        assert response.status_code == 400 and "control characters" in response.text, (path, response.text)
+    assert [f["name"] for f in client.get(f"{base}/fields", headers=owner.headers).get_json()] == ["field1"]
+    login = client.post("/dashboard/login", data={"username": "a\x00b", "password": "whatever-it-is"})
+    assert login.status_code == 401 and "Wrong username or password" in login.text
+    answer = client.get(
+        "/query", query_string={"db": "a\x00b", "q": "SHOW MEASUREMENTS", "p": channel.read_key}
+    )
+    assert "database not found" in answer.text

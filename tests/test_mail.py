@@ -350,6 +350,30 @@ def test_store_refusal_leaves_the_mail_unseen(
     assert unseen(imap_server, folder) == [SEED_SUBJECTS[0]]
 
 
+def _nested(depth: int, subject: str) -> bytes:
+    """A message whose MIME parts nest ``depth`` deep (the email parser recurses once per level)."""
+    raw = f"Subject: {subject}\r\nContent-Type: multipart/mixed; boundary=b0\r\n\r\n".encode()
+    for i in range(1, depth):
+        raw += b"--b%d\r\nContent-Type: multipart/mixed; boundary=b%d\r\n\r\n" % (i - 1, i)
+    return raw + b"--b%d\r\nContent-Type: text/plain\r\n\r\nhi\r\n" % (depth - 1)
+
+
+def test_a_mail_nested_thousands_deep_is_refused_and_the_rest_are_stored(
+    app: Flask, runner: FlaskCliRunner, imap_server: Dovecot, folder: str
+) -> None:
+    channel = make_channel(make_user().user, "motion", ("motion",))
+    app.config["MAIL_RULES"] = [rule(channel.id)]
+    deliver(imap_server, folder, SEED_SUBJECTS[0])
+    with imap(imap_server) as conn:
+        assert conn.append(f'"{folder}"', "", None, _nested(2000, SEED_SUBJECTS[1]))[0] == "OK"
+    deliver(imap_server, folder, SEED_SUBJECTS[2])
+    result = runner.invoke(args=["mail", imap_server.url(folder)])
+    assert result.exit_code == 0, result.output
+    assert "stored 2, unmatched 0, failed 1" in result.output and "nested too deeply" in result.output
+    assert len(events(channel.id)) == 2
+    assert unseen(imap_server, folder) == [SEED_SUBJECTS[1]]
+
+
 def test_unreachable_server_is_one_line(app: Flask, runner: FlaskCliRunner) -> None:
     # (A wrong password would do too, but Dovecot then slows every later login from 127.0.0.1.)
     app.config["MAIL_RULES"] = [rule(1)]

@@ -28,8 +28,8 @@ MIN_PASSWORD = 8
 def create_user(username: str, password: str, *, is_admin: bool = False) -> User:
     """Create an account; usernames are unique."""
     username = username.strip()
-    if not username or len(username) > 80:
-        raise BadRequest("username must be 1-80 characters")
+    if not username or len(username) > 80 or UNSTORABLE.search(username):
+        raise BadRequest("username must be 1-80 characters, without control characters")
     _check_password(password)
     if db.session.scalar(select(User.id).where(User.username == username)) is not None:
         raise Conflict(f"user {username!r} exists")
@@ -48,6 +48,8 @@ def set_password(user: User, password: str) -> None:
 
 def authenticate(username: str, password: str) -> User | None:
     """The user with these credentials, or None."""
+    if UNSTORABLE.search(username):  # no such name can exist (and PostgreSQL cannot compare a NUL)
+        return None
     user = db.session.scalar(select(User).where(User.username == username))
     if user is None or not check_password_hash(user.password_hash, password):
         return None
@@ -59,7 +61,11 @@ def get_user(username: str) -> User:
 
     :raise NotFound: no such user.
     """
-    user = db.session.scalar(select(User).where(User.username == username))
+    user = (
+        None
+        if UNSTORABLE.search(username)
+        else db.session.scalar(select(User).where(User.username == username))
+    )
     if user is None:
         raise NotFound(f"no user {username!r}")
     return user
@@ -146,8 +152,7 @@ def _apply(channel: Channel, changes: dict[str, object]) -> None:
             raise BadRequest(f"unknown channel setting {key!r}")
         if value is None and key in _REQUIRED:
             raise BadRequest(f"{key} cannot be null")
-        if isinstance(value, str) and UNSTORABLE.search(value):
-            raise BadRequest(f"{key} may not hold control characters")
+        _check_text(value, key)
         if isinstance(value, float) and not math.isfinite(value):  # JSON's Infinity, NaN
             raise BadRequest(f"{key} must be a finite number")
         setattr(channel, key, value)
@@ -180,6 +185,8 @@ def find_channel(ref: str, owner: User | None = None) -> Channel:
 
     :raise NotFound: no such channel, or the name is ambiguous without an owner.
     """
+    if UNSTORABLE.search(ref):
+        raise NotFound(f"no channel {ref[:60]!r}")
     query = select(Channel)
     number = plain_int(ref)
     query = query.where(Channel.id == number) if number is not None else query.where(Channel.name == ref)
@@ -197,6 +204,7 @@ def find_channel(ref: str, owner: User | None = None) -> Channel:
 def add_field(channel: Channel, name: str, *, unit: str | None = None, number: int | None = None) -> Field:
     """Add a field; its number is the next free one unless given."""
     _check_name(name)
+    _check_text(unit, "unit")
     if number is None:
         number = (
             db.session.scalar(select(func.max(Field.number)).where(Field.channel_id == channel.id)) or 0
@@ -246,6 +254,7 @@ def update_field(field: Field, **changes: object) -> Field:
             if value is None:  # else the NOT NULL violation read as a name clash (409)
                 raise BadRequest("name cannot be null")
             _check_name(str(value))
+        _check_text(value, key)
         setattr(field, key, value)
     _commit_unique(f"channel already has a field named {changes.get('name')!r}")
     return field
@@ -272,6 +281,7 @@ def create_key(
 
     A user has one user key: creating a new one revokes the old.
     """
+    _check_text(label, "label")
     if kind == KeyKind.USER:
         if channel is not None or device is not None:
             raise BadRequest("user keys belong to a user, not a channel or device")
@@ -343,6 +353,7 @@ def key_by_id(key_id: int, *, channel: Channel | None = None, user: User | None 
 
 def add_device(channel: Channel, device_id: str, *, label: str | None = None) -> Device:
     """Allow a device (MAC address or other id) to write; a non-empty list restricts writes."""
+    _check_text(label, "label")
     device = Device(channel_id=channel.id, device_id=normalize_device(device_id), label=label)
     db.session.add(device)
     _commit_unique(f"device {device.device_id} is already allowed")
@@ -391,6 +402,12 @@ def one_change() -> Iterator[None]:
         raise
     finally:
         _DEFERRED.reset(token)
+
+
+def _check_text(value: object, what: str) -> None:
+    """Free text (units, labels, descriptions) holds nothing a database or an XML answer refuses."""
+    if isinstance(value, str) and UNSTORABLE.search(value):
+        raise BadRequest(f"{what} may not hold control characters")
 
 
 def _commit() -> None:

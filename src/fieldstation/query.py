@@ -25,7 +25,7 @@ from sqlalchemy import select, text
 from fieldstation.errors import BadRequest
 from fieldstation.extensions import db
 from fieldstation.models import Channel, Field
-from fieldstation.points import MAX_TS_US, MIN_TS_US, US, get_zone
+from fieldstation.points import MAX_TS_US, MIN_TS_US, UNSTORABLE, US, get_zone
 
 SECOND = US
 MINUTE = 60 * SECOND
@@ -337,6 +337,8 @@ def find_database(name: str, scope: KeyScope | None) -> Database | None:
     Grafana sends a query per panel, and loading every readable channel with the ORM
     to pick one cost more than the 24-hour query itself.
     """
+    if UNSTORABLE.search(name):  # no channel is named so (and PostgreSQL cannot compare a NUL)
+        return None
     digits = name.isascii() and name.isdigit() and len(name) < 19 and str(int(name)) == name
     ident = int(name) if digits else None
     owner, channel = (scope.owner_id, scope.channel_id) if scope else (None, None)

@@ -181,6 +181,8 @@ def _mail(envelope: bytes, raw: bytes) -> Mail:
         body = _body(message)
     except (ValueError, TypeError, LookupError, AttributeError) as exc:
         raise BadRequest(f"unreadable message: {exc}") from None
+    except RecursionError:  # MIME parts nested thousands deep: the parser recurses once per level
+        raise BadRequest("unreadable message: MIME parts nested too deeply") from None
     return Mail(
         subject=subject,
         body=body,
