@@ -61,11 +61,9 @@ def get_user(username: str) -> User:
 
     :raise NotFound: no such user.
     """
-    user = (
-        None
-        if UNSTORABLE.search(username)
-        else db.session.scalar(select(User).where(User.username == username))
-    )
+    if UNSTORABLE.search(username):  # no such name can exist (and PostgreSQL cannot compare a NUL)
+        raise NotFound(f"no user {username[:80]!r}")
+    user = db.session.scalar(select(User).where(User.username == username))
     if user is None:
         raise NotFound(f"no user {username!r}")
     return user
