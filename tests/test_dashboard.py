@@ -11,6 +11,7 @@ from flask.testing import FlaskClient
 
 from fieldstation import auth, manage, store
 from fieldstation.errors import Unauthorized
+from fieldstation.extensions import db
 from fieldstation.models import KeyKind
 from fieldstation.points import US, Batch, Entry, now_us
 from tests.factories import PASSWORD, make_channel, make_user
@@ -79,6 +80,44 @@ def test_session_cookie_is_httponly_samesite_and_secure_in_production(web: Flask
     assert "HttpOnly" in cookie
     assert "SameSite=Lax" in cookie
     assert "Secure" in cookie  # the tests run ProductionConfig's cookie settings
+
+
+def test_wrong_passwords_in_a_row_make_the_account_wait(web: FlaskClient) -> None:
+    """Five wrong passwords, then even the right one waits (429) until the wait is over."""
+    account = make_user()
+    for _ in range(manage.SIGN_IN_FREE_TRIES):
+        assert (
+            web.post("/dashboard/login", data={"username": "alice", "password": "guess"}).status_code == 401
+        )
+    waiting = web.post("/dashboard/login", data={"username": "alice", "password": PASSWORD})
+    assert waiting.status_code == 429 and "Too many wrong passwords; try again in 1 min" in waiting.text
+    assert web.get("/dashboard/channels").status_code == 302  # not signed in
+    other = make_user("bob")  # other accounts are not held up
+    assert web.post("/dashboard/login", data={"username": "bob", "password": PASSWORD}).status_code == 302
+    web.post("/dashboard/logout")
+
+    user = db.session.get(type(account.user), account.user.id)
+    assert user is not None and other.user.failed_sign_ins == 0
+    user.last_failed_sign_in_us -= manage.SIGN_IN_WAIT_S * US  # the wait has passed
+    db.session.commit()
+    assert web.post("/dashboard/login", data={"username": "alice", "password": PASSWORD}).status_code == 302
+    db.session.refresh(user)
+    assert user.failed_sign_ins == 0 and user.last_failed_sign_in_us is None
+    assert [manage.sign_in_wait(n) for n in (4, 5, 6, 7, 20)] == [0, 30, 60, 120, 900]
+
+
+def test_pages_cannot_be_framed_but_the_embeddable_chart_can(web: FlaskClient) -> None:
+    keys = make_channel(make_user().user, "weather", public=True)
+    sign_in(web)
+    page = web.get(f"/dashboard/channels/{keys.id}")
+    assert page.headers["X-Frame-Options"] == "DENY"
+    assert page.headers["Content-Security-Policy"] == "frame-ancestors 'none'"
+    assert page.headers["Cache-Control"] == "no-store" and page.headers["X-Content-Type-Options"] == "nosniff"
+    embed = web.get(f"/channels/{keys.id}/charts/1")
+    assert embed.status_code == 200 and "X-Frame-Options" not in embed.headers
+    assert "Content-Security-Policy" not in embed.headers
+    feed = web.get(f"/channels/{keys.id}/feeds.json")
+    assert feed.headers["X-Content-Type-Options"] == "nosniff"
 
 
 def test_device_requests_get_no_session_and_pages_still_do(app: Flask) -> None:

@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 from fieldstation.errors import BadRequest
 from fieldstation.mqtt.listener import merge
-from fieldstation.mqtt.topics import TasmotaMap, TopicConfig, parse
+from fieldstation.mqtt.topics import TasmotaMap, TopicConfig, loggable, parse
 from fieldstation.points import MAX_TS_US, MIN_TS_US, Batch, Entry, parse_time
 
 TASMOTA = {
@@ -220,3 +220,17 @@ def test_form_fast_path_reads_like_parse_qsl(pairs: list[tuple[str, str]]) -> No
         except BadRequest as exc:
             outcomes.append(exc.message)
     assert outcomes[0] == outcomes[1]
+
+
+@pytest.mark.parametrize(
+    ("topic", "shown"),
+    [
+        ("channels/1/publish/TJTLQG5AZL1A5TMJ", "channels/1/publish/TJTL…"),
+        ("channels/3/publish/fields/field1/7P6U8ALK41U199JL", "channels/3/publish/fields/field1/7P6U…"),
+        ("channels/3/publish/fields/field1", "channels/3/publish/fields/field1"),
+        ("channels/3/publish", "channels/3/publish"),
+        ("tele/kitchen/SENSOR", "tele/kitchen/SENSOR"),
+    ],
+)
+def test_logged_topics_never_show_a_whole_write_key(topic: str, shown: str) -> None:
+    assert loggable(topic) == shown

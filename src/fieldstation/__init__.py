@@ -90,7 +90,7 @@ def register_extensions(app: Flask) -> None:
 def register_blueprints(app: Flask) -> None:
     """Mount every interface and the shared error handlers."""
     from fieldstation.errors import register_error_handlers
-    from fieldstation.http import RowNumber, api_bp
+    from fieldstation.http import RowNumber, api_bp, no_sniffing
     from fieldstation.http import data as _data  # noqa: F401  (routes on api_bp)
     from fieldstation.http import entries as _entries  # noqa: F401  (routes on api_bp)
     from fieldstation.http import manage as _manage  # noqa: F401  (routes on api_bp)
@@ -99,6 +99,7 @@ def register_blueprints(app: Flask) -> None:
     app.url_map.converters["int"] = RowNumber  # before any rule is added
     register_error_handlers(app)
     app.register_blueprint(api_bp)
+    app.after_request(no_sniffing)
     from fieldstation.http.influx_query import influx_query_bp
     from fieldstation.http.influx_write import influx_write_bp
     from fieldstation.http.seed import seed_bp

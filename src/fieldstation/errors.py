@@ -56,7 +56,7 @@ class Conflict(FieldstationError):
 
 
 class RateLimited(FieldstationError):
-    """The channel's minimum interval between updates has not passed."""
+    """Too soon: the channel's minimum interval between updates, or the sign-in throttle."""
 
     status = 429
     code = "rate_limited"

@@ -45,6 +45,22 @@ def _check_csrf() -> None:
         raise BadRequest(f"form expired or forged: {exc}", code="csrf") from None
 
 
+#: Endpoints other sites may frame: ThingSpeak's embeddable chart.
+FRAMEABLE = {"dashboard.embed_chart"}
+
+
+@bp.after_request
+def _page_headers(response: Response) -> Response:
+    """No other site frames a dashboard page (clickjacking: a framed Delete button is still a
+    click), and pages, which may show a key once, are not kept in caches."""
+    if request.endpoint not in FRAMEABLE:
+        response.headers["X-Frame-Options"] = "DENY"
+        response.headers["Content-Security-Policy"] = "frame-ancestors 'none'"
+    if response.mimetype == "text/html":
+        response.headers["Cache-Control"] = "no-store"
+    return response
+
+
 @bp.errorhandler(FieldstationError)
 def _error_page(exc: FieldstationError) -> tuple[str, int]:
     """Dashboard errors are pages, not JSON."""

@@ -12,7 +12,7 @@ from fieldstation import manage
 from fieldstation.dashboard import bp
 from fieldstation.dashboard.forms import ActionForm, LoginForm, PasswordForm, UserForm
 from fieldstation.dashboard.session import SessionUser, login_required, require_admin, signed_in
-from fieldstation.errors import FieldstationError
+from fieldstation.errors import FieldstationError, RateLimited
 
 
 @bp.route("/dashboard/login", methods=["GET", "POST"])
@@ -22,7 +22,11 @@ def login() -> Response | str | tuple[str, int]:
         return redirect(url_for("dashboard.my_channels"))
     form = LoginForm(next=request.args.get("next", ""))
     if form.validate_on_submit():
-        user = manage.authenticate(form.username.data or "", form.password.data or "")
+        try:
+            user = manage.authenticate(form.username.data or "", form.password.data or "")
+        except RateLimited as exc:
+            flash(f"{exc.message[:1].upper()}{exc.message[1:]}.", "error")
+            return render_template("dashboard/login.html", form=form), 429
         if user is not None:
             login_user(SessionUser(user))
             return redirect(_safe_next(form.next.data))

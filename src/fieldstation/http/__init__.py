@@ -5,6 +5,7 @@ from __future__ import annotations
 from flask import Blueprint
 from werkzeug.exceptions import NotFound
 from werkzeug.routing import IntegerConverter
+from werkzeug.wrappers import Response
 
 #: Native JSON API (management and data), under /api/v1.
 api_bp = Blueprint("api", __name__, url_prefix="/api/v1")
@@ -24,3 +25,13 @@ class RowNumber(IntegerConverter):
         if number > 2**31 - 1:
             raise NotFound()
         return number
+
+
+def no_sniffing(response: Response) -> Response:
+    """Every answer (app ``after_request``): browsers take its Content-Type as given.
+
+    Text a device wrote comes back in ``last.txt``, CSV and SVG answers; a browser
+    that guessed HTML or script from it would run it.
+    """
+    response.headers.setdefault("X-Content-Type-Options", "nosniff")
+    return response

@@ -346,7 +346,7 @@ class Listener:
                 raise
             except Exception:  # noqa: BLE001 - see _handle
                 self.stats.bad += 1
-                log.exception("could not store the message on %s", message.topic)
+                log.exception("could not store the message on %s", topics.loggable(message.topic))
 
     def _store(self, group: Sequence[Incoming]) -> None:
         accepted = [m for m in (self._accept(message) for message in group) if m is not None]
@@ -384,7 +384,7 @@ class Listener:
             message = topics.parse(incoming.topic, incoming.payload, self._config)
         except BadRequest as exc:
             self.stats.bad += 1
-            log.warning("bad message on %s: %s", incoming.topic, exc.message)
+            log.warning("bad message on %s: %s", topics.loggable(incoming.topic), exc.message)
             return None
         try:
             self._authorise(message)
@@ -408,7 +408,7 @@ class Listener:
 
     def _refuse(self, topic: str, exc: FieldstationError) -> None:
         self.stats.refused += 1
-        log.warning("refused message on %s: %s", topic, exc.message)
+        log.warning("refused message on %s: %s", topics.loggable(topic), exc.message)
 
 
 def _capture(func: Callable[..., Any], *args: Any) -> Callable[[], Any]:

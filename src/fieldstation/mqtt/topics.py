@@ -120,6 +120,21 @@ def _parse(topic: str, payload: bytes, config: TopicConfig) -> Message:
     raise BadRequest(f"unknown topic scheme: {topic[:100]!r}", code="bad_topic")
 
 
+def loggable(topic: str) -> str:
+    """The topic as logs show it: a write key in it cut to its first four characters.
+
+    ThingSpeak's older topics carry the key (``channels/<id>/publish/<key>``,
+    ``…/fields/field<N>/<key>``); a refused message's log line must not hand out a
+    working key to whoever reads the logs. The dashboard lists keys by the same prefix.
+    """
+    parts = topic.split("/")
+    if len(parts) >= 4 and parts[0] == "channels" and parts[2] == "publish":
+        at = 5 if parts[3] == "fields" else 3
+        if at < len(parts) and parts[at]:
+            parts[at] = parts[at][:4] + "…"
+    return "/".join(parts)[:200]
+
+
 # -- ThingSpeak ------------------------------------------------------------------------------
 
 
@@ -136,7 +151,7 @@ def _thingspeak(topic: str, parts: list[str], payload: bytes) -> Message:
     if len(rest) == 1:
         key = _topic_key(rest[0])
     elif rest:
-        raise BadRequest(f"unknown ThingSpeak topic: {topic[:100]!r}", code="bad_topic")
+        raise BadRequest(f"unknown ThingSpeak topic: {loggable(topic)!r}", code="bad_topic")
     entry, payload_key = _form_entry(_text(payload))
     return Message(topic, Batch(channel_id, [entry]), key or payload_key)
 
