@@ -137,11 +137,23 @@ def test_device_requests_get_no_session_and_pages_still_do(app: Flask) -> None:
     assert csrf_of(first_visit.text)
 
 
-def test_sign_out_ends_the_session(web: FlaskClient) -> None:
+def test_sign_out_ends_the_session(app: Flask, web: FlaskClient) -> None:
+    """Every session of the account ends, a copied cookie and another browser's included."""
     make_user()
     sign_in(web)
+    cookie = web.get_cookie("session")
+    assert cookie is not None and "correct" not in cookie.value
+    laptop = app.test_client()
+    sign_in(laptop)
+    assert laptop.get("/dashboard/channels").status_code == 200
     assert web.post("/dashboard/logout").status_code == 302
     assert web.get("/dashboard/channels").status_code == 302
+    thief = app.test_client()
+    thief.set_cookie("session", cookie.value)
+    assert thief.get("/dashboard/channels").status_code == 302, "a copied cookie must not outlive sign-out"
+    assert laptop.get("/dashboard/channels").status_code == 302
+    sign_in(web)  # signing in again works
+    assert web.get("/dashboard/channels").status_code == 200
 
 
 def test_csrf_rejects_a_forged_post(app: Flask) -> None:

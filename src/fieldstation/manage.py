@@ -96,6 +96,12 @@ def authenticate(username: str, password: str) -> User | None:
     return None
 
 
+def end_sessions(user: User) -> None:
+    """End every dashboard session of the account (signing out): their cookies are bound to the epoch."""
+    db.session.execute(update(User).where(User.id == user.id).values(session_epoch=User.session_epoch + 1))
+    _commit()
+
+
 @functools.cache
 def _unmatchable_hash() -> str:
     """A password hash no one knows the password of, made once per process (hashing is slow on purpose)."""

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from urllib.parse import urlsplit
 
-from flask import flash, redirect, render_template, request, url_for
+from flask import flash, redirect, render_template, request, session, url_for
 from flask_login import login_user, logout_user
 from werkzeug.wrappers import Response
 
@@ -28,6 +28,7 @@ def login() -> Response | str | tuple[str, int]:
             flash(f"{exc.message[:1].upper()}{exc.message[1:]}.", "error")
             return render_template("dashboard/login.html", form=form), 429
         if user is not None:
+            session.clear()  # nothing of the signed-out visit (its CSRF token) carries into the new session
             login_user(SessionUser(user))
             return redirect(_safe_next(form.next.data))
         flash("Wrong username or password.", "error")
@@ -44,9 +45,17 @@ def _safe_next(target: str | None) -> str:
 
 @bp.post("/dashboard/logout")
 def logout() -> Response:
-    """Sign out (a POST with a CSRF token, so another site cannot sign you out)."""
+    """Sign out everywhere (a POST with a CSRF token, so another site cannot sign you out).
+
+    The account's session epoch moves on, so every cookie of it stops working,
+    this browser's and any copy of it alike.
+    """
+    user = signed_in()
+    if user is not None:
+        manage.end_sessions(user)
     logout_user()
-    flash("Signed out.", "info")
+    session.clear()
+    flash("Signed out, on every device.", "info")
     return redirect(url_for("dashboard.login"))
 
 

@@ -6,6 +6,8 @@ password reset signs out every other browser of that user.
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 from collections.abc import Callable
 from typing import Any, TypeVar, cast
 
@@ -39,8 +41,14 @@ class SessionUser:
         self.user = user
 
     def get_id(self) -> str:
-        """Id and password-hash tail: changing the password invalidates old sessions."""
-        return f"{self.user.id}:{self.user.password_hash[-16:]}"
+        """The id and a tag of the password hash and session epoch: a new password, or signing
+        out (which moves the epoch on), ends every session of the account, copied cookies too."""
+        return f"{self.user.id}:{session_tag(self.user)}"
+
+
+def session_tag(user: User) -> str:
+    """What a session cookie holds of the account besides its id (not the hash itself)."""
+    return hashlib.sha256(f"{user.password_hash}|{user.session_epoch}".encode()).hexdigest()[:24]
 
 
 class CookieSessions(SecureCookieSessionInterface):
@@ -96,13 +104,15 @@ def init_login(app: Flask) -> None:
 
 
 def _forget_cached_user() -> None:
-    """Load the user afresh for each request.
+    """Load the user and the CSRF token afresh for each request.
 
-    Flask-Login caches the user on ``g``, which lives in the app context; when
-    several requests share one app context (the test client inside an app
-    context, scripts) the first request's user would otherwise carry over.
+    Flask-Login caches the user, and Flask-WTF the signed CSRF token, on ``g``,
+    which lives in the app context; when several requests share one app context
+    (the test client inside an app context, scripts) the first request's would
+    otherwise carry over, the token even past a session cleared at sign-in.
     """
     g.pop("_login_user", None)
+    g.pop("csrf_token", None)
 
 
 def _load(session_id: str) -> SessionUser | None:
@@ -111,7 +121,7 @@ def _load(session_id: str) -> SessionUser | None:
     if number is None:
         return None
     user = db.session.get(User, number)
-    if user is None or user.password_hash[-16:] != tag:
+    if user is None or not hmac.compare_digest(session_tag(user), tag):
         return None
     return SessionUser(user)
 

@@ -32,6 +32,8 @@ class User(Base):
     #: Wrong passwords in a row, and when the last one came (µs): the sign-in throttle's state.
     failed_sign_ins: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     last_failed_sign_in_us: Mapped[int | None] = mapped_column(BigInteger)
+    #: Every session cookie of the account is bound to it; signing out moves it on (dashboard.session).
+    session_epoch: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
 
     channels = relationship("Channel", back_populates="owner", cascade="all, delete-orphan")
 

@@ -1,11 +1,13 @@
-"""Users: consecutive failed sign-ins and the time of the last one, for the sign-in throttle.
+"""Users: the sign-in throttle's count of wrong passwords, and a session epoch for signing out.
 
 After five wrong passwords in a row an account takes no password for a while
 (``manage.authenticate``), so that passwords cannot be guessed at the speed
-of the server. The state lives in the database: every worker and every host
-sees the same count.
+of the server. Signing out moves the account's session epoch on, which every
+session cookie of the account is bound to (``dashboard.session``), so a copied
+cookie stops working too. Both live in the database: every worker and every
+host sees the same state.
 
-Revision ID: 0004_sign_in_throttle
+Revision ID: 0004_sign_in_guard
 Revises: 0003_pg_cascade_triggers
 Create Date: 2026-11-25
 """
@@ -14,7 +16,7 @@ from alembic import op
 
 
 # revision identifiers, used by Alembic.
-revision = '0004_sign_in_throttle'
+revision = '0004_sign_in_guard'
 down_revision = '0003_pg_cascade_triggers'
 branch_labels = None
 depends_on = None
@@ -24,9 +26,11 @@ def upgrade():
     with op.batch_alter_table('users') as batch:
         batch.add_column(sa.Column('failed_sign_ins', sa.Integer(), nullable=False, server_default='0'))
         batch.add_column(sa.Column('last_failed_sign_in_us', sa.BigInteger(), nullable=True))
+        batch.add_column(sa.Column('session_epoch', sa.Integer(), nullable=False, server_default='0'))
 
 
 def downgrade():
     with op.batch_alter_table('users') as batch:
+        batch.drop_column('session_epoch')
         batch.drop_column('last_failed_sign_in_us')
         batch.drop_column('failed_sign_ins')
