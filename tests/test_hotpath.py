@@ -101,6 +101,7 @@ def assert_same_answer(pair: Pair, request: dict[str, Any]) -> None:
                 assert dict(answer[1]) == {
                     "Content-Type": "text/plain; charset=utf-8",
                     "Content-Length": str(len(answer[2])),
+                    "X-Content-Type-Options": "nosniff",
                 }
         elif request["path"] == "/update.xml":  # Flask's in both
             assert (status, dict(headers)["Content-Type"]) == (flask[0], dict(flask[1])["Content-Type"])

@@ -33,6 +33,7 @@ from werkzeug.wrappers import Request, Response
 from fieldstation import store
 from fieldstation.auth import write_entry
 from fieldstation.errors import FieldstationError
+from fieldstation.http import NOSNIFF, no_sniffing
 from fieldstation.http.bodies import FORM_TYPES, decode_form
 from fieldstation.http.influx_write import domain_error, key_from, no_content, partial_write, store_lines
 from fieldstation.http.seed import parse_seed_path
@@ -84,13 +85,13 @@ class DeviceWrites:
                 if environ["PATH_INFO"] == "/update.json":  # the `thingspeak` Python package's default
                     entry = entry_json(grant.channel_id, stored.entry_id, stored.ts, reading[2])
                     response = cast(Response, self.app.json.response(entry))  # what jsonify builds
-                    return response(environ, start_response)
+                    return no_sniffing(response)(environ, start_response)
         except (FieldstationError, HTTPException):
             return self.wsgi_app(environ, start_response)  # nothing was stored: Flask answers the refusal
         except Exception as exc:  # noqa: BLE001 - answered as Flask answers what it did not expect
             return self._failure(environ, start_response, exc)
         body = str(stored.entry_id).encode()
-        start_response("200 OK", [("Content-Type", _TEXT), ("Content-Length", str(len(body)))])
+        start_response("200 OK", [("Content-Type", _TEXT), ("Content-Length", str(len(body))), NOSNIFF])
         return [body]
 
     def influx_write(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
@@ -113,7 +114,7 @@ class DeviceWrites:
             return self.wsgi_app(environ, start_response)  # nothing was stored: Flask answers the refusal
         except Exception as exc:  # noqa: BLE001 - answered as Flask answers what it did not expect
             return self._failure(environ, start_response, exc)
-        return response(environ, start_response)
+        return no_sniffing(response)(environ, start_response)
 
     def body(self, environ: dict[str, Any]) -> bytes | None:
         """A ``POST``'s whole body as sent, or None when Flask must read it (or it is no ``POST``).
