@@ -1,7 +1,9 @@
-"""Who is signed in: Flask-Login around the User model, without changing the model.
+"""Who is signed in: Flask-Login around the User model.
 
-The session stores the user id plus the tail of the password hash, so a
-password reset signs out every other browser of that user.
+The session stores the user id plus a tag of the password hash and the
+account's session epoch (:func:`session_tag`), so a password reset, or signing
+out (which moves the epoch on), ends every session of that user, copied
+cookies included.
 """
 
 from __future__ import annotations
