@@ -30,7 +30,8 @@ def upgrade():
 
 
 def downgrade():
-    with op.batch_alter_table('users') as batch:
-        batch.drop_column('session_epoch')
-        batch.drop_column('last_failed_sign_in_us')
-        batch.drop_column('failed_sign_ins')
+    # SQLite drops these columns itself (3.35+). Alembic's batch mode would copy the table and
+    # drop the old one instead, and with foreign keys on, dropping ``users`` deletes every
+    # channel, key and reading by cascade.
+    for column in ('session_epoch', 'last_failed_sign_in_us', 'failed_sign_ins'):
+        op.drop_column('users', column)
