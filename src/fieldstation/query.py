@@ -22,6 +22,7 @@ from typing import Any, NamedTuple
 
 from sqlalchemy import select, text
 
+from fieldstation import blocks
 from fieldstation.errors import BadRequest
 from fieldstation.extensions import db
 from fieldstation.models import Channel, Field
@@ -97,6 +98,7 @@ class _Sql:
 
     #: PostgreSQL: lists travel as arrays (SQLite: as JSON text for json_each), results in binary.
     arrays: bool
+    dialect: str
     channel: str
     series_asc: str
     series_desc: str
@@ -116,6 +118,7 @@ def _statements(dialect: str) -> _Sql:
     series = "SELECT ts, value FROM readings WHERE field_id = ? AND ts >= ? AND ts < ? ORDER BY ts "
     return _Sql(
         arrays=pg,
+        dialect=dialect,
         # One row per field in the span (or one with NULL fields); the 12th column says whether
         # the key may read. Parameters: key hash, lowest and highest field number, channel id.
         channel=bind(
@@ -531,7 +534,8 @@ def series_rows(
     """:func:`series` as the driver's plain tuples.
 
     The hottest read (charts, firmware, the 24-hour window): fixed statements on
-    the driver's cursor, no SQLAlchemy Row objects.
+    the driver's cursor, no SQLAlchemy Row objects. Long reads take whole hours
+    from the read blocks (:mod:`fieldstation.blocks`); a short one is one statement.
     """
     limit = _check_limit(limit)
     lo, hi = start, end
@@ -542,8 +546,12 @@ def series_rows(
             lo = max(lo, after + 1)
     texts: dict[int, str | None] = {}
     with _cursor() as (cursor, sql):
-        cursor.execute(sql.series_desc if descending else sql.series_asc, (field_id, lo, hi, limit))
-        pairs: list[tuple[int, float | None]] = cursor.fetchall()
+        pairs: list[tuple[int, float | None]]
+        if limit >= blocks.WORTHWHILE and hi - lo > 2 * HOUR:
+            pairs = blocks.read(cursor, sql.dialect, field_id, lo, hi, limit, descending)
+        else:
+            cursor.execute(sql.series_desc if descending else sql.series_asc, (field_id, lo, hi, limit))
+            pairs = cursor.fetchall()
         missing = [ts for ts, value in pairs if value is None]
         if missing:
             stamps = missing if sql.arrays else json.dumps(missing)

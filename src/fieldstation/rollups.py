@@ -27,6 +27,7 @@ from flask.cli import with_appcontext
 from sqlalchemy import Table, text
 from sqlalchemy.dialects import postgresql, sqlite
 
+from fieldstation import blocks
 from fieldstation.extensions import db
 from fieldstation.models import RollupDirty
 
@@ -62,14 +63,14 @@ def mark_dirty(session: Session | scoped_session[Any], readings: Iterable[Mappin
 
 
 def forget_before(session: Session | scoped_session[Any], field_id: int, cutoff: int) -> None:
-    """After readings before ``cutoff`` were purged: drop rollup slots that start before it.
+    """After readings before ``cutoff`` were purged: drop rollup slots and blocks that start before it.
 
     The hour holding ``cutoff`` is marked stale, so the next refresh rebuilds
     it — and its day — from what is left. It takes the refreshers' lock first: a
     refresh running meanwhile could otherwise put back slots of the purged time.
     """
     _lock_for_refresh(session, field_id)
-    for _, table in LEVELS:
+    for table in (*(name for _, name in LEVELS), "reading_blocks"):
         session.execute(
             text(f"DELETE FROM {table} WHERE field_id = :f AND ts < :c"),  # noqa: S608
             {"f": field_id, "c": cutoff},
@@ -142,7 +143,7 @@ def _runs(hours: list[int]) -> list[tuple[int, int]]:
 
 
 def _rebuild(field_id: int, lo: int, hi: int) -> None:
-    """Recompute minute and hour rows in [lo, hi) and the day rows of the days it touches."""
+    """Recompute minute and hour rows in [lo, hi), the day rows of the days it touches, and the blocks."""
     day_lo, day_hi = lo // DAY * DAY, -(-hi // DAY) * DAY
     spans = ((lo, hi), (lo, hi), (day_lo, day_hi))
     source = "readings"
@@ -154,6 +155,12 @@ def _rebuild(field_id: int, lo: int, hi: int) -> None:
         )
         db.session.execute(text(_insert_sql(table, source)), params)
         source = table
+    connection = db.session.connection()
+    cursor = connection.connection.cursor()
+    try:
+        blocks.rebuild(cursor, connection.dialect.name, field_id, lo, hi)
+    finally:
+        cursor.close()
 
 
 def _insert_sql(table: str, source: str) -> str:

@@ -4,7 +4,7 @@ from fieldstation.models.accounts import ApiKey, KeyKind, User
 from fieldstation.models.base import Base
 from fieldstation.models.channels import Channel, Device, Field
 from fieldstation.models.readings import Entry, Reading
-from fieldstation.models.rollups import RollupDay, RollupDirty, RollupHour, RollupMinute
+from fieldstation.models.rollups import ReadingBlock, RollupDay, RollupDirty, RollupHour, RollupMinute
 
 __all__ = [
     "ApiKey",
@@ -15,6 +15,7 @@ __all__ = [
     "Field",
     "KeyKind",
     "Reading",
+    "ReadingBlock",
     "RollupDay",
     "RollupDirty",
     "RollupHour",

@@ -8,7 +8,7 @@ readings, so they can be dropped and recomputed at any time.
 
 from __future__ import annotations
 
-from sqlalchemy import BigInteger, Float, ForeignKey, Integer, PrimaryKeyConstraint
+from sqlalchemy import BigInteger, Float, ForeignKey, Integer, LargeBinary, PrimaryKeyConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
 from fieldstation.models.base import Base
@@ -59,3 +59,29 @@ class RollupDirty(Base):
     field_id: Mapped[int] = mapped_column(ForeignKey("fields.id", ondelete="CASCADE"))
     ts: Mapped[int] = mapped_column(BigInteger)
     gen: Mapped[int] = mapped_column(Integer, default=1)
+
+
+class ReadingBlock(Base):
+    """One hour of one field's readings packed into one row, for long raw reads (:mod:`fieldstation.blocks`).
+
+    Derived data, rebuilt with the rollups from the same marks. A rowid table on
+    SQLite (its rows are a few kilobytes: clustering them would spill every row
+    to overflow pages); ``data`` is stored uncompressed on PostgreSQL (migration 0005).
+    """
+
+    __tablename__ = "reading_blocks"
+    __table_args__ = (PrimaryKeyConstraint("field_id", "ts"),)
+
+    field_id: Mapped[int] = mapped_column(ForeignKey("fields.id", ondelete="CASCADE"))
+    #: Start of the hour.
+    ts: Mapped[int] = mapped_column(BigInteger)
+    #: Readings in the hour.
+    n: Mapped[int] = mapped_column(Integer)
+    #: Time of the first reading.
+    t0: Mapped[int] = mapped_column(BigInteger)
+    #: Microseconds between readings when they are evenly spaced (no time array stored), else 0.
+    step: Mapped[int] = mapped_column(BigInteger)
+    #: Readings that are text (their value is NaN in ``data``; the text stays in ``readings``).
+    texts: Mapped[int] = mapped_column(Integer)
+    #: Little-endian int64 times (only when ``step`` is 0), then float64 values.
+    data: Mapped[bytes] = mapped_column(LargeBinary)
