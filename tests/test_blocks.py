@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import os
 import math
 from typing import Any
 
@@ -10,7 +11,7 @@ import pytest
 from flask import Flask
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from sqlalchemy import text
+from sqlalchemy import select, text
 
 from fieldstation import blocks, query, retention, rollups, store
 from fieldstation.extensions import db
@@ -21,13 +22,21 @@ from tests.factories import ChannelKeys, make_channel, make_user
 BASE = 1_700_000_000 * SECOND - (1_700_000_000 * SECOND) % DAY  # 2023-11-14T00:00:00Z
 EXAMPLES = itertools.count()
 PROPERTY = settings(
-    max_examples=50, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+    max_examples=int(os.environ.get("BLOCK_EXAMPLES", "50")), deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )
 
 
 @pytest.fixture
 def channel(app: Flask) -> ChannelKeys:
     return make_channel(make_user().user)
+
+
+def owner() -> Any:
+    """One account for every example of a test (hashing a password per example is slow)."""
+    from fieldstation.models import User
+
+    found = db.session.scalar(select(User).where(User.username == "owner"))
+    return found if found is not None else make_user("owner").user
 
 
 def field_id(channel_id: int) -> int:
@@ -174,7 +183,7 @@ def test_reads_agree_with_the_readings(
     after: int | None,
 ) -> None:
     """Any mix of packed, marked, late and text readings reads back as the readings hold it."""
-    keys = make_channel(make_user(f"user{next(EXAMPLES)}").user)
+    keys = make_channel(owner(), f"channel {next(EXAMPLES)}")
     fid = field_id(keys.id)
     if regular:  # an evenly spaced run, as a sensor on a timer writes
         store.write(Batch(keys.id, [Entry({1: float(i)}, ts=BASE + i * regular) for i in range(300)]))

@@ -309,3 +309,33 @@ def test_latest_entry_of_a_wide_channel_has_every_value(app: Flask) -> None:
     assert last is not None and last.values == {n: n + 0.5 for n in range(1, 31, 2)}
     rows = query.entries(wide.id, None, None, limit=5)
     assert rows[0].values == {n: float(n) for n in range(1, 31)}
+
+
+def test_sums_beyond_the_float_range_are_infinite_not_a_failure(channel: ChannelKeys, app: Flask) -> None:
+    """Two readings of 1e308 in one minute: PostgreSQL's float8 sum raised, and every chart was a 500."""
+    from fieldstation import rollups
+
+    base = T0 - T0 % DAY
+    write(
+        channel,
+        Entry({1: 1e308}, ts=base + SECOND),
+        Entry({1: 1e308}, ts=base + 2 * SECOND),
+        Entry({1: 1e200}, ts=base + 2 * HOUR),
+        Entry({1: 3e200}, ts=base + 2 * HOUR + SECOND),
+        Entry({1: -1.5e308}, ts=base + 3 * HOUR),
+    )
+    fid = field_id(channel, 1)
+    hourly = query.buckets(fid, base, base + DAY, HOUR)  # refreshes the rollups first
+    assert rollups.refresh() == 0
+    assert [(b.start, b.count, b.sum) for b in hourly] == [
+        (base, 2, float("inf")),
+        (base + 2 * HOUR, 2, 4e200),
+        (base + 3 * HOUR, 1, -1.5e308),
+    ]
+    assert hourly == raw_buckets(fid, base, base + DAY, HOUR)
+    assert query.buckets(fid, base, base + DAY, DAY)[0].sum == float("inf")
+    assert query.medians(fid, base, base + DAY, HOUR) == [
+        (base, 1e308),
+        (base + 2 * HOUR, 2e200),
+        (base + 3 * HOUR, -1.5e308),
+    ]

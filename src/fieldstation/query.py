@@ -814,6 +814,28 @@ def _to_us(moment: dt.datetime) -> int:
     return (delta.days * 86_400 + delta.seconds) * US + delta.microseconds
 
 
+#: The largest float, as an SQL literal.
+_FLOAT_MAX = "1.7976931348623157e308"
+
+
+def sum_sql(column: str) -> str:
+    """The sum of a float column that never fails, as SQL for the session's engine.
+
+    PostgreSQL raises on a float8 sum beyond the float range (two readings of
+    1e308 in one slot made every chart of the field a 500), so there the sum is
+    taken exactly in ``numeric`` and turned into ±Infinity beyond the range, as
+    SQLite's own sum already gives. Infinities of both signs add up to NaN on
+    PostgreSQL; SQLite cannot hold NaN and gives NULL, which reads as 0 here.
+    """
+    if db.session.get_bind().dialect.name != "postgresql":
+        return f"coalesce(sum({column}), 0.0)"
+    exact = f"sum({column}::numeric)"
+    return (
+        f"CASE WHEN {exact} > {_FLOAT_MAX} THEN 'Infinity'::float8 "
+        f"WHEN {exact} < -{_FLOAT_MAX} THEN '-Infinity'::float8 ELSE {exact}::float8 END"
+    )
+
+
 def raw_partials(field_id: int, start: int, end: int, plan: _Plan) -> list[tuple[int, Partial]]:
     """Bucket partials straight from the readings of one field (numeric values only)."""
     params: dict[str, Any] = {"f": field_id, "a": start, "z": end}
@@ -821,7 +843,7 @@ def raw_partials(field_id: int, start: int, end: int, plan: _Plan) -> list[tuple
     rows = db.session.execute(
         text(
             "WITH g AS ("  # noqa: S608 - key is built from constants and bound parameters
-            f" SELECT {key} AS b, count(value) AS n, sum(value) AS s, min(value) AS lo,"
+            f" SELECT {key} AS b, count(value) AS n, {sum_sql('value')} AS s, min(value) AS lo,"
             "  max(value) AS hi, min(ts) AS t0, max(ts) AS t1"
             " FROM readings WHERE field_id = :f AND ts >= :a AND ts < :z AND value IS NOT NULL"
             " GROUP BY 1)"
@@ -859,7 +881,10 @@ def medians(
             f" k AS (SELECT {key} AS b, value FROM r),"
             " o AS (SELECT b, value, row_number() OVER (PARTITION BY b ORDER BY value) AS i,"
             " count(*) OVER (PARTITION BY b) AS c FROM k)"
-            " SELECT b, avg(value) FROM o WHERE i IN ((c + 1) / 2, (c + 2) / 2) GROUP BY b ORDER BY b"
+            # The middle value, or halves of the middle two (their sum may overflow; PostgreSQL's
+            # avg() of two floats near 1e200 does).
+            " SELECT b, CASE WHEN count(*) = 1 THEN min(value) ELSE min(value) / 2 + max(value) / 2 END"
+            " FROM o WHERE i IN ((c + 1) / 2, (c + 2) / 2) GROUP BY b ORDER BY b"
         ),
         params,
     ).all()

@@ -15,6 +15,9 @@ reads 8,760 hour rows instead. How they stay true:
 * :func:`aggregate` picks the coarsest rollup whose slots fit the buckets,
   reads the window's aligned interior from it and the ragged ends from the
   next finer level, down to the raw readings.
+
+A refresh also repacks the marked hours' read blocks (:mod:`fieldstation.blocks`),
+which long raw reads take instead of the readings.
 """
 
 from __future__ import annotations
@@ -165,13 +168,15 @@ def _rebuild(field_id: int, lo: int, hi: int) -> None:
 
 def _insert_sql(table: str, source: str) -> str:
     """INSERT … SELECT of one level's slots from the finer level (or the readings)."""
+    from fieldstation.query import sum_sql
+
     slot = "((ts + :s) / :w) * :w - :s"
     if source == "readings":
-        agg = "count(value) AS n, sum(value) AS s, min(value) AS lo, max(value) AS hi"
+        agg = f"count(value) AS n, {sum_sql('value')} AS s, min(value) AS lo, max(value) AS hi"
         where = " AND value IS NOT NULL"
         first, last = "rf.value", "rl.value"
     else:
-        agg = "sum(n) AS n, sum(sum) AS s, min(min) AS lo, max(max) AS hi"
+        agg = f"sum(n) AS n, {sum_sql('sum')} AS s, min(min) AS lo, max(max) AS hi"
         where = ""
         first, last = "rf.first", "rl.last"
     return (
@@ -230,13 +235,13 @@ def _pieces(field_id: int, start: int, end: int, plan: _Plan, level: int) -> lis
 
 def level_partials(table: str, field_id: int, start: int, end: int, plan: _Plan) -> list[tuple[int, Partial]]:
     """Bucket partials from one rollup table (its slots lie wholly inside one bucket each)."""
-    from fieldstation.query import Partial
+    from fieldstation.query import Partial, sum_sql
 
     params: dict[str, Any] = {"f": field_id, "a": start, "z": end}
     key = plan.key_sql("ts", params)
     rows = db.session.execute(
         text(
-            f"WITH g AS (SELECT {key} AS b, sum(n) AS n, sum(sum) AS s, min(min) AS lo,"  # noqa: S608
+            f"WITH g AS (SELECT {key} AS b, sum(n) AS n, {sum_sql('sum')} AS s, min(min) AS lo,"  # noqa: S608
             f" max(max) AS hi, min(ts) AS t0, max(ts) AS t1"
             f" FROM {table} WHERE field_id = :f AND ts >= :a AND ts < :z GROUP BY 1)"
             f" SELECT g.b, g.n, g.s, g.lo, g.hi, rf.first, rl.last FROM g"
@@ -254,13 +259,13 @@ def level_partials(table: str, field_id: int, start: int, end: int, plan: _Plan)
 
 @click.group("rollups")
 def rollups_group() -> None:
-    """Maintain the per-minute/hour/day rollups behind long-range charts."""
+    """Maintain the per-minute/hour/day rollups behind long-range charts, and the read blocks."""
 
 
 @rollups_group.command("refresh")
 @with_appcontext
 def refresh_command() -> None:
-    """Rebuild every hour marked stale by writes (run after bulk loads; queries also do it)."""
+    """Rebuild every hour marked stale by writes: rollups and read blocks (after bulk loads, upgrades)."""
     click.echo(f"rebuilt {refresh()} stale hours")
 
 
