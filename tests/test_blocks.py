@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import itertools
-import os
 import math
+import os
 from typing import Any
 
 import pytest
@@ -21,8 +21,11 @@ from tests.factories import ChannelKeys, make_channel, make_user
 
 BASE = 1_700_000_000 * SECOND - (1_700_000_000 * SECOND) % DAY  # 2023-11-14T00:00:00Z
 EXAMPLES = itertools.count()
+#: BLOCK_EXAMPLES=1000 explores further on a local run.
 PROPERTY = settings(
-    max_examples=int(os.environ.get("BLOCK_EXAMPLES", "50")), deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+    max_examples=int(os.environ.get("BLOCK_EXAMPLES", "50")),
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
 )
 
 
