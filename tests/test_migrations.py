@@ -68,7 +68,7 @@ def test_a_step_down_and_up_keeps_the_data(fresh_app) -> None:  # type: ignore[n
     with db.engine.connect() as conn:
         before = tuple(conn.exec_driver_sql(counts).one())
     assert before == (1, 2, 1)
-    for revision in ("0003_pg_cascade_triggers", "0002_rollups"):
+    for revision in ("0004_sign_in_guard", "0003_pg_cascade_triggers", "0002_rollups"):
         downgrade(revision=revision)
         with db.engine.connect() as conn:
             assert tuple(conn.exec_driver_sql(counts).one()) == before, revision
@@ -100,3 +100,25 @@ def test_readings_are_clustered(fresh_app) -> None:  # type: ignore[no-untyped-d
                 "SELECT indexdef FROM pg_indexes WHERE indexname = 'pk_readings'"
             ).scalar()
             assert "INCLUDE (value)" in str(index)
+
+
+def test_upgrading_to_read_blocks_marks_every_hour_with_readings(fresh_app) -> None:  # type: ignore[no-untyped-def]
+    """Migration 0005: a clean hour without a block must hold no readings, so existing hours are marked."""
+    from fieldstation import query, rollups
+
+    upgrade(revision="0004_sign_in_guard")
+    keys = make_channel(manage.create_user("alice", "long-enough-pw"), "weather")
+    channel_id, hour = keys.id, 3_600_000_000
+    store.write(
+        Batch(channel_id, [Entry({1: float(i)}, ts=1_700_000_000_000_000 + i * hour) for i in range(5)])
+    )
+    with db.engine.begin() as conn:  # as after a rollup refresh under 0004: no hour is marked
+        conn.exec_driver_sql("DELETE FROM rollup_dirty")
+    db.session.remove()
+    upgrade()
+    field = query.field_of(channel_id, 1)
+    assert field is not None
+    window = (1_700_000_000_000_000 - hour, 1_700_000_000_000_000 + 10 * hour)
+    assert [v for _, v in query.series_rows(field.id, *window, limit=1000).pairs] == [0.0, 1.0, 2.0, 3.0, 4.0]
+    assert rollups.refresh() == 5
+    assert [v for _, v in query.series_rows(field.id, *window, limit=1000).pairs] == [0.0, 1.0, 2.0, 3.0, 4.0]

@@ -47,7 +47,8 @@ Pair = tuple[int, float | None]
 
 @dataclass(frozen=True, slots=True)
 class _Sql:
-    marks: str
+    marks_asc: str
+    marks_desc: str
     blocks_asc: str
     blocks_desc: str
     raw_asc: str
@@ -65,8 +66,13 @@ def _statements(dialect: str) -> _Sql:
         "SELECT ts, n, t0, step, texts, data FROM reading_blocks WHERE field_id = ? AND ts >= ? AND ts < ? "
     )
     raw = "SELECT ts, value FROM readings WHERE field_id = ? AND ts >= ? AND ts < ? ORDER BY ts "
+    marks = (
+        "SELECT ts, -1, 0, 0, 0, NULL FROM rollup_dirty WHERE field_id = ? AND ts >= ? AND ts < ? UNION ALL "
+    )
     return _Sql(
-        marks=bind("SELECT ts FROM rollup_dirty WHERE field_id = ? AND ts >= ? AND ts < ?"),
+        # Constants only; every value is a bound parameter.
+        marks_asc=bind(f"{marks}SELECT * FROM ({blocks}ORDER BY ts LIMIT ?) b"),  # noqa: S608
+        marks_desc=bind(f"{marks}SELECT * FROM ({blocks}ORDER BY ts DESC LIMIT ?) b"),  # noqa: S608
         blocks_asc=bind(blocks + "ORDER BY ts LIMIT ?"),
         blocks_desc=bind(blocks + "ORDER BY ts DESC LIMIT ?"),
         raw_asc=bind(raw + "ASC LIMIT ?"),
@@ -150,12 +156,17 @@ def read(
     """
     sql = _SQL[dialect]
     first = lo - lo % HOUR
-    cursor.execute(sql.marks, (field_id, first, hi))
-    marked = sorted(ts for (ts,) in cursor.fetchall())
+    # The window's marks and the first page of blocks in one statement (marks have n = -1).
+    cursor.execute(
+        sql.marks_desc if descending else sql.marks_asc, (field_id, first, hi, field_id, first, hi, PAGE)
+    )
+    rows = cursor.fetchall()
+    marked = sorted(row[0] for row in rows if row[1] < 0)
+    page = sorted((row for row in rows if row[1] >= 0), key=_hour_of, reverse=descending)
     out: list[Pair] = []
     pieces = heapq.merge(
         _raw_runs(marked, lo, hi, descending),
-        _clean_blocks(cursor, sql, field_id, first, hi, descending, set(marked)),
+        _clean_blocks(cursor, sql, field_id, (first, hi), descending, set(marked), page),
         key=_hour_of,
         reverse=descending,
     )
@@ -191,12 +202,17 @@ def _raw_runs(marked: list[int], lo: int, hi: int, descending: bool) -> list[_Pi
 
 
 def _clean_blocks(
-    cursor: Any, sql: _Sql, field_id: int, a: int, z: int, descending: bool, marked: set[int]
+    cursor: Any,
+    sql: _Sql,
+    field_id: int,
+    window: tuple[int, int],
+    descending: bool,
+    marked: set[int],
+    rows: list[Any],
 ) -> Iterator[_Piece]:
-    """Blocks of unmarked hours in ``[a, z)`` in the direction of travel, a page per statement."""
+    """Blocks of unmarked hours in ``window`` in the direction of travel, from the first page ``rows`` on."""
+    a, z = window
     while True:
-        cursor.execute(sql.blocks_desc if descending else sql.blocks_asc, (field_id, a, z, PAGE))
-        rows = cursor.fetchall()
         for row in rows:
             if row[0] not in marked:
                 yield row[0], row, 0, 0
@@ -206,6 +222,8 @@ def _clean_blocks(
             z = rows[-1][0]
         else:
             a = rows[-1][0] + 1
+        cursor.execute(sql.blocks_desc if descending else sql.blocks_asc, (field_id, a, z, PAGE))
+        rows = cursor.fetchall()
 
 
 def _decoded(block: Any, lo: int, hi: int, descending: bool, want: int) -> list[Pair]:
