@@ -323,6 +323,8 @@ def test_sums_beyond_the_float_range_are_infinite_not_a_failure(channel: Channel
         Entry({1: 1e200}, ts=base + 2 * HOUR),
         Entry({1: 3e200}, ts=base + 2 * HOUR + SECOND),
         Entry({1: -1.5e308}, ts=base + 3 * HOUR),
+        Entry({1: 0.1}, ts=base + 4 * HOUR),
+        Entry({1: 0.2}, ts=base + 4 * HOUR + SECOND),
     )
     fid = field_id(channel, 1)
     hourly = query.buckets(fid, base, base + DAY, HOUR)  # refreshes the rollups first
@@ -331,6 +333,7 @@ def test_sums_beyond_the_float_range_are_infinite_not_a_failure(channel: Channel
         (base, 2, float("inf")),
         (base + 2 * HOUR, 2, 4e200),
         (base + 3 * HOUR, 1, -1.5e308),
+        (base + 4 * HOUR, 2, 0.1 + 0.2),  # every bit, as the floats add (not 0.3)
     ]
     assert hourly == raw_buckets(fid, base, base + DAY, HOUR)
     assert query.buckets(fid, base, base + DAY, DAY)[0].sum == float("inf")
@@ -338,4 +341,5 @@ def test_sums_beyond_the_float_range_are_infinite_not_a_failure(channel: Channel
         (base, 1e308),
         (base + 2 * HOUR, 2e200),
         (base + 3 * HOUR, -1.5e308),
+        (base + 4 * HOUR, 0.1 / 2 + 0.2 / 2),
     ]

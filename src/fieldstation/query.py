@@ -814,25 +814,30 @@ def _to_us(moment: dt.datetime) -> int:
     return (delta.days * 86_400 + delta.seconds) * US + delta.microseconds
 
 
-#: The largest float, as an SQL literal.
-_FLOAT_MAX = "1.7976931348623157e308"
+#: Sums on PostgreSQL are taken of values scaled by 2**-64 (exact: a power of two), so that
+#: they cannot overflow, and scaled back where the result fits (the largest float / 2**64).
+_SCALE_DOWN = "5.421010862427522e-20::float8"
+_SCALE_UP = "18446744073709551616::float8"
+_SCALED_MAX = "9.745314011399998e288::float8"
 
 
 def sum_sql(column: str) -> str:
     """The sum of a float column that never fails, as SQL for the session's engine.
 
     PostgreSQL raises on a float8 sum beyond the float range (two readings of
-    1e308 in one slot made every chart of the field a 500), so there the sum is
-    taken exactly in ``numeric`` and turned into ±Infinity beyond the range, as
-    SQLite's own sum already gives. Infinities of both signs add up to NaN on
-    PostgreSQL; SQLite cannot hold NaN and gives NULL, which reads as 0 here.
+    1e308 in one slot made every chart of the field a 500). There the values are
+    summed scaled down by 2**-64, which changes no bit of the result (scaling by a
+    power of two and rounding commute, short of values under 1e-289), and the sum
+    is scaled back up, or is ±Infinity beyond the float range, as SQLite's own sum
+    gives. Infinities of both signs add up to NaN, which reads as +Infinity on
+    PostgreSQL; SQLite cannot hold NaN and gives NULL, which reads as 0.
     """
     if db.session.get_bind().dialect.name != "postgresql":
         return f"coalesce(sum({column}), 0.0)"
-    exact = f"sum({column}::numeric)"
+    scaled = f"sum({column} * {_SCALE_DOWN})"
     return (
-        f"CASE WHEN {exact} > {_FLOAT_MAX} THEN 'Infinity'::float8 "
-        f"WHEN {exact} < -{_FLOAT_MAX} THEN '-Infinity'::float8 ELSE {exact}::float8 END"
+        f"CASE WHEN {scaled} > {_SCALED_MAX} THEN 'Infinity'::float8 "
+        f"WHEN {scaled} < -{_SCALED_MAX} THEN '-Infinity'::float8 ELSE {scaled} * {_SCALE_UP} END"
     )
 
 
