@@ -372,3 +372,50 @@ def test_one_point_per_request_is_stored_like_any_write(
     refused = client.post("/write?db=sensors", data=b"room,at=lab t=23", headers=basic("NOSUCHKEY0000000"))
     assert refused.status_code == 401
     assert readback.values_by_field(channel.id)["room,at=lab t"] == [21.5]
+
+
+def test_the_channels_own_measurement_writes_to_its_plain_fields(client: FlaskClient, app: Flask) -> None:
+    """``weather temperature=…`` on channel weather fills field ``temperature``, which reads as that series.
+
+    Before, it made a field ``weather temperature``, and InfluxQL then showed two fields as
+    ``weather``'s ``temperature``.
+    """
+    from fieldstation import query
+
+    keys = make_channel(make_user("wendy").user, name="weather", fields=["temperature", "humidity"])
+    body = (
+        b"weather temperature=21.5,humidity=40 1700000000000000000\n"
+        b"weather,room=lab temperature=19 1700000060000000000\n"
+        b"weather air\\ temp=7 1700000000000000000\n"
+        b"garden temperature=12 1700000000000000000\n"
+    )
+    response = client.post("/write?db=weather&precision=ns", data=body, headers=basic(keys.write_key))
+    assert response.status_code == 204, response.get_data(as_text=True)
+    names = {f.number: f.name for f in query.read_access(keys.id, keys.read_key).fields}  # type: ignore[union-attr]
+    assert names == {
+        1: "temperature",
+        2: "humidity",
+        3: "garden temperature",
+        4: "weather air\\ temp",  # "air temp" as a plain name would read as measurement air, key temp
+        5: "weather,room=lab temperature",
+    }
+    query_answer = client.get(
+        "/query",
+        query_string={"db": "weather", "q": "SELECT temperature, humidity FROM weather", "epoch": "s"},
+        headers=basic(keys.read_key),
+    ).get_json()
+    assert query_answer["results"][0]["series"][0]["values"] == [
+        [1700000000, 21.5, 40.0],
+        [1700000060, 19.0, None],
+    ]
+
+
+def test_fields_line_protocol_named_before_keep_their_values(client: FlaskClient, app: Flask) -> None:
+    keys = make_channel(make_user("wanda").user, name="weather", fields=["weather temperature"])
+    response = client.post(
+        "/write?db=weather", data=b"weather temperature=3 1700000000000000000", headers=basic(keys.write_key)
+    )
+    assert response.status_code == 204
+    from fieldstation import query
+
+    assert [f.name for f in query.read_access(keys.id, keys.read_key).fields] == ["weather temperature"]  # type: ignore[union-attr]

@@ -9,6 +9,7 @@ field (made by ThingSpeak writes, the JSON API or by hand) reads as field key
 
 from __future__ import annotations
 
+from collections.abc import Container
 from dataclasses import dataclass
 
 from fieldstation.lineprotocol import ends_escaped, split_unescaped, unescape
@@ -46,3 +47,23 @@ def parse_field_name(name: str, channel_name: str) -> SeriesName:
             return plain
         tags.append((unescape(pair[0]), unescape(pair[1])))
     return SeriesName(unescape(series[0]), tuple(sorted(tags)), unescape(halves[1]))
+
+
+def write_target(series: str, channel_name: str, existing: Container[str]) -> str:
+    """The field a line-protocol series writes to: a field of its own name, else the plain field it reads as.
+
+    Reads show a field not named like line protocol (``temperature``, made by a
+    ThingSpeak write) as field key ``temperature`` of the measurement named after
+    the channel. So on channel ``weather`` the line ``weather temperature=21``
+    writes to that field (made with the plain name when missing), rather than
+    make a second field that reads as the same series. A field already named as
+    the series (line protocol made such fields before this rule) keeps its
+    values; a key that would read differently as a plain name (``air\\ temp``)
+    keeps the series name.
+    """
+    if series in existing:
+        return series
+    name = parse_field_name(series, channel_name)
+    if name.measurement != channel_name or name.tags or parse_field_name(name.key, channel_name) != name:
+        return series
+    return name.key

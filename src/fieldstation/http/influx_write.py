@@ -24,6 +24,7 @@ from fieldstation.auth import authorize_write, write_entry
 from fieldstation.errors import BadRequest, FieldstationError, NotFound, Unauthorized
 from fieldstation.http.bodies import raw_body
 from fieldstation.points import Batch, Entry, Series, normalize_device
+from fieldstation.seriesnames import write_target
 
 influx_write_bp = Blueprint("influx_write", __name__)
 
@@ -125,8 +126,12 @@ def store_lines(
             raise BadRequest("\n".join(str(r) for r in parsed.rejected))
         return []
     numbers = channel.numbers
-    if not parsed.values.keys() <= numbers.keys():  # new series: create their fields first
-        numbers = store.ensure_fields(grant.channel_id, parsed.values.keys(), limit=max_fields)
+    if not parsed.values.keys() <= numbers.keys():  # new series, or ones that write to plain fields
+        targets = {name: write_target(name, channel.name, numbers) for name in parsed.values}
+        wanted = set(targets.values())
+        if not wanted <= numbers.keys():  # create the missing fields first
+            numbers = store.ensure_fields(grant.channel_id, wanted, limit=max_fields)
+        numbers = {name: numbers[target] for name, target in targets.items()}
     if parsed.times.keys() == {None}:
         # One entry at the server's time (firmware posting a point per request): the
         # single-reading path, one statement on PostgreSQL instead of eight.
