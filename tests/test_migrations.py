@@ -60,18 +60,21 @@ def test_a_step_down_and_up_keeps_the_data(fresh_app) -> None:  # type: ignore[n
     owner = manage.create_user("alice", "long-enough-pw")
     keys = make_channel(owner, "weather")
     store.write(Batch(keys.id, [Entry({1: 21.5})]))
+    from fieldstation import rollups
+
+    rollups.refresh()  # a slot of one reading: 0006's downgrade fills its min, max, first, last
     db.session.remove()
     counts = (
         "SELECT (SELECT count(*) FROM channels), (SELECT count(*) FROM api_keys),"
-        " (SELECT count(*) FROM readings)"
+        " (SELECT count(*) FROM readings), (SELECT count(*) FROM rollup_minute WHERE min = 21.5)"
     )
     with db.engine.connect() as conn:
         before = tuple(conn.exec_driver_sql(counts).one())
-    assert before == (1, 2, 1)
-    for revision in ("0004_sign_in_guard", "0003_pg_cascade_triggers", "0002_rollups"):
+    assert before == (1, 2, 1, 0)
+    for revision in ("0005_reading_blocks", "0004_sign_in_guard", "0003_pg_cascade_triggers", "0002_rollups"):
         downgrade(revision=revision)
         with db.engine.connect() as conn:
-            assert tuple(conn.exec_driver_sql(counts).one()) == before, revision
+            assert tuple(conn.exec_driver_sql(counts).one()) == (*before[:3], 1), revision
     upgrade()
     assert manage.authenticate("alice", "long-enough-pw") is not None
 
@@ -93,8 +96,9 @@ def test_readings_are_clustered(fresh_app) -> None:  # type: ignore[no-untyped-d
     upgrade()
     with db.engine.connect() as conn:
         if conn.dialect.name == "sqlite":
-            sql = conn.exec_driver_sql("SELECT sql FROM sqlite_master WHERE name = 'readings'").scalar()
-            assert "WITHOUT ROWID" in str(sql)
+            for table in ("readings", "rollup_minute", "rollup_hour", "rollup_day"):  # 0006 rebuilt rollups
+                sql = conn.exec_driver_sql(f"SELECT sql FROM sqlite_master WHERE name = '{table}'").scalar()
+                assert "WITHOUT ROWID" in str(sql), table
         else:
             index = conn.exec_driver_sql(
                 "SELECT indexdef FROM pg_indexes WHERE indexname = 'pk_readings'"
@@ -122,3 +126,29 @@ def test_upgrading_to_read_blocks_marks_every_hour_with_readings(fresh_app) -> N
     assert [v for _, v in query.series_rows(field.id, *window, limit=1000).pairs] == [0.0, 1.0, 2.0, 3.0, 4.0]
     assert rollups.refresh() == 5
     assert [v for _, v in query.series_rows(field.id, *window, limit=1000).pairs] == [0.0, 1.0, 2.0, 3.0, 4.0]
+
+
+def test_upgrading_compacts_slots_of_one_reading(fresh_app) -> None:  # type: ignore[no-untyped-def]
+    """Migration 0006 empties min, max, first and last of slots whose sum is their one reading."""
+    upgrade(revision="0005_reading_blocks")
+    keys = make_channel(manage.create_user("alice", "long-enough-pw"), "weather")
+    channel_id = keys.id
+    db.session.remove()
+    slots = [(1, 2.5, 2.5, 2.5, 2.5, 2.5), (2, 5.0, 2.0, 3.0, 2.0, 3.0), (1, 0.5, 0.5, 0.5, 0.5, 0.5)]
+    with db.engine.begin() as conn:
+        field_id = conn.exec_driver_sql(
+            f"SELECT id FROM fields WHERE channel_id = {channel_id} AND number = 1"
+        ).scalar()
+        for minute, slot in enumerate(slots):
+            values = ", ".join(map(str, (field_id, minute * 60_000_000, *slot)))
+            conn.exec_driver_sql(f"INSERT INTO rollup_minute VALUES ({values})")
+    upgrade()
+    with db.engine.connect() as conn:
+        rows = conn.exec_driver_sql(
+            "SELECT n, sum, min, max, first, last FROM rollup_minute ORDER BY ts"
+        ).all()
+    assert [tuple(r) for r in rows] == [
+        (1, 2.5, None, None, None, None),
+        (2, 5.0, 2.0, 3.0, 2.0, 3.0),
+        (1, 0.5, None, None, None, None),
+    ]

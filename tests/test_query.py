@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import datetime as dt
+import itertools
 import threading
 from typing import Any
 
 import pytest
 from flask import Flask
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from fieldstation import query, store
 from fieldstation.errors import BadRequest
@@ -343,3 +346,32 @@ def test_sums_beyond_the_float_range_are_infinite_not_a_failure(channel: Channel
         (base + 3 * HOUR, -1.5e308),
         (base + 4 * HOUR, 0.1 / 2 + 0.2 / 2),
     ]
+
+
+_ROLLUP_EXAMPLES = itertools.count()
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    readings=st.lists(
+        st.tuples(
+            st.integers(min_value=0, max_value=2 * 24 * 60 * 4).map(lambda q: q * 15 * SECOND),
+            st.one_of(st.floats(min_value=-1e6, max_value=1e6, allow_nan=False), st.just("open")),
+        ),
+        min_size=1,
+        max_size=200,
+        unique_by=lambda r: r[0],
+    ),
+    every=st.sampled_from([MINUTE, 5 * MINUTE, HOUR, 3 * HOUR, DAY]),
+    edges=st.tuples(st.integers(0, 6 * HOUR), st.integers(0, 6 * HOUR)),
+)
+def test_rollups_agree_with_raw_for_any_readings(
+    app: Flask, readings: list[tuple[int, float | str]], every: int, edges: tuple[int, int]
+) -> None:
+    """Sparse, dense and text readings: buckets from rollups (some slots of one reading) equal raw ones."""
+    keys = make_channel(make_user(f"r{next(_ROLLUP_EXAMPLES)}").user)
+    base = T0 - T0 % DAY
+    write(keys, *[Entry({1: value}, ts=base + ts) for ts, value in readings])
+    fid = field_id(keys, 1)
+    start, end = base - edges[0], base + 2 * DAY + edges[1]
+    assert query.buckets(fid, start, end, every) == raw_buckets(fid, start, end, every)

@@ -816,9 +816,12 @@ def _to_us(moment: dt.datetime) -> int:
 
 #: Sums on PostgreSQL are taken of values scaled by 2**-64 (exact: a power of two), so that
 #: they cannot overflow, and scaled back where the result fits (the largest float / 2**64).
+#: Values under 2**-900 are summed apart, unscaled: scaled, the tiniest would underflow,
+#: which PostgreSQL raises as an error too.
 _SCALE_DOWN = "5.421010862427522e-20::float8"
 _SCALE_UP = "18446744073709551616::float8"
 _SCALED_MAX = "9.745314011399998e288::float8"
+_TINY = "1.1830521861667747e-271::float8"
 
 
 def sum_sql(column: str) -> str:
@@ -827,17 +830,18 @@ def sum_sql(column: str) -> str:
     PostgreSQL raises on a float8 sum beyond the float range (two readings of
     1e308 in one slot made every chart of the field a 500). There the values are
     summed scaled down by 2**-64, which changes no bit of the result (scaling by a
-    power of two and rounding commute, short of values under 1e-289), and the sum
+    power of two and rounding commute while no value is subnormal), and the sum
     is scaled back up, or is ±Infinity beyond the float range, as SQLite's own sum
     gives. Infinities of both signs add up to NaN, which reads as +Infinity on
     PostgreSQL; SQLite cannot hold NaN and gives NULL, which reads as 0.
     """
     if db.session.get_bind().dialect.name != "postgresql":
         return f"coalesce(sum({column}), 0.0)"
-    scaled = f"sum({column} * {_SCALE_DOWN})"
+    big = f"coalesce(sum(CASE WHEN abs({column}) >= {_TINY} THEN {column} * {_SCALE_DOWN} END), 0)"
+    tiny = f"coalesce(sum(CASE WHEN abs({column}) < {_TINY} THEN {column} END), 0)"
     return (
-        f"CASE WHEN {scaled} > {_SCALED_MAX} THEN 'Infinity'::float8 "
-        f"WHEN {scaled} < -{_SCALED_MAX} THEN '-Infinity'::float8 ELSE {scaled} * {_SCALE_UP} END"
+        f"CASE WHEN {big} > {_SCALED_MAX} THEN 'Infinity'::float8 "
+        f"WHEN {big} < -{_SCALED_MAX} THEN '-Infinity'::float8 ELSE {big} * {_SCALE_UP} + {tiny} END"
     )
 
 

@@ -167,26 +167,46 @@ def _rebuild(field_id: int, lo: int, hi: int) -> None:
 
 
 def _insert_sql(table: str, source: str) -> str:
-    """INSERT … SELECT of one level's slots from the finer level (or the readings)."""
+    """INSERT … SELECT of one level's slots from the finer level (or the readings).
+
+    A slot of one reading stores only its sum, which is the reading (min, max,
+    first and last are NULL and read as the sum): a sensor writing once a minute
+    or slower makes one minute slot per reading, and full rows made the minute
+    rollup twice the size of the readings.
+    """
     from fieldstation.query import sum_sql
 
     slot = "((ts + :s) / :w) * :w - :s"
     if source == "readings":
-        agg = f"count(value) AS n, {sum_sql('value')} AS s, min(value) AS lo, max(value) AS hi"
+        n, total, lo, hi, first, last = (
+            "count(value)",
+            sum_sql("value"),
+            "min(value)",
+            "max(value)",
+            "rf.value",
+            "rl.value",
+        )
         where = " AND value IS NOT NULL"
-        first, last = "rf.value", "rl.value"
     else:
-        agg = f"sum(n) AS n, {sum_sql('sum')} AS s, min(min) AS lo, max(max) AS hi"
+        n, total, lo, hi = "sum(n)", sum_sql("sum"), f"min({_MIN})", f"max({_MAX})"
+        first, last = "coalesce(rf.first, rf.sum)", "coalesce(rl.last, rl.sum)"
         where = ""
-        first, last = "rf.first", "rl.last"
+    single = "g.n = 1 AND g.s = g.lo"  # the sum is the reading, bit for bit
     return (
-        f"WITH g AS (SELECT {slot} AS b, {agg}, min(ts) AS t0, max(ts) AS t1"  # noqa: S608
-        f" FROM {source} WHERE field_id = :f AND ts >= :a AND ts < :z{where} GROUP BY 1)"
+        f"WITH g AS (SELECT {slot} AS b, {n} AS n, {total} AS s, {lo} AS lo, {hi} AS hi,"  # noqa: S608
+        f" min(ts) AS t0, max(ts) AS t1 FROM {source} WHERE field_id = :f AND ts >= :a AND ts < :z{where}"
+        " GROUP BY 1)"
         f" INSERT INTO {table} (field_id, ts, n, sum, min, max, first, last)"
-        f" SELECT :f, g.b, g.n, g.s, g.lo, g.hi, {first}, {last} FROM g"
+        f" SELECT :f, g.b, g.n, g.s, CASE WHEN {single} THEN NULL ELSE g.lo END,"
+        f" CASE WHEN {single} THEN NULL ELSE g.hi END, CASE WHEN {single} THEN NULL ELSE {first} END,"
+        f" CASE WHEN {single} THEN NULL ELSE {last} END FROM g"
         f" JOIN {source} rf ON rf.field_id = :f AND rf.ts = g.t0"
         f" JOIN {source} rl ON rl.field_id = :f AND rl.ts = g.t1"
     )
+
+
+#: A slot's min and max (NULL in a slot of one reading, whose sum is the reading).
+_MIN, _MAX = "coalesce(min, sum)", "coalesce(max, sum)"
 
 
 # -- reading ----------------------------------------------------------------------------------
@@ -241,10 +261,10 @@ def level_partials(table: str, field_id: int, start: int, end: int, plan: _Plan)
     key = plan.key_sql("ts", params)
     rows = db.session.execute(
         text(
-            f"WITH g AS (SELECT {key} AS b, sum(n) AS n, {sum_sql('sum')} AS s, min(min) AS lo,"  # noqa: S608
-            f" max(max) AS hi, min(ts) AS t0, max(ts) AS t1"
+            f"WITH g AS (SELECT {key} AS b, sum(n) AS n, {sum_sql('sum')} AS s, min({_MIN}) AS lo,"  # noqa: S608
+            f" max({_MAX}) AS hi, min(ts) AS t0, max(ts) AS t1"
             f" FROM {table} WHERE field_id = :f AND ts >= :a AND ts < :z GROUP BY 1)"
-            f" SELECT g.b, g.n, g.s, g.lo, g.hi, rf.first, rl.last FROM g"
+            f" SELECT g.b, g.n, g.s, g.lo, g.hi, coalesce(rf.first, rf.sum), coalesce(rl.last, rl.sum) FROM g"
             f" JOIN {table} rf ON rf.field_id = :f AND rf.ts = g.t0"
             f" JOIN {table} rl ON rl.field_id = :f AND rl.ts = g.t1"
             " ORDER BY g.b"

@@ -19,10 +19,11 @@ class _RollupColumns:
     ts: Mapped[int] = mapped_column(BigInteger)
     n: Mapped[int] = mapped_column(Integer)
     sum: Mapped[float] = mapped_column(Float)
-    min: Mapped[float] = mapped_column(Float)
-    max: Mapped[float] = mapped_column(Float)
-    first: Mapped[float] = mapped_column(Float)
-    last: Mapped[float] = mapped_column(Float)
+    #: min, max, first and last are NULL in a slot of one reading: its sum is the reading.
+    min: Mapped[float | None] = mapped_column(Float)
+    max: Mapped[float | None] = mapped_column(Float)
+    first: Mapped[float | None] = mapped_column(Float)
+    last: Mapped[float | None] = mapped_column(Float)
 
 
 class RollupMinute(_RollupColumns, Base):
