@@ -213,3 +213,22 @@ def test_database_names_resolve_among_readable_channels(client: FlaskClient, cha
     manage.revoke_key(auth.find_key(user_key) or ApiKey())
     args = {"q": "SELECT battery FROM sensors", "db": "sensors", "p": user_key}
     assert client.get("/query", query_string=args).status_code == 401  # revoked: refused at once
+
+
+def test_series_that_differ_by_tags_keep_their_own_rows(client: FlaskClient, channel: ChannelKeys) -> None:
+    """Without GROUP BY, points of two tag sets at one time are two rows, as InfluxDB answers.
+
+    Before, the later series' point overwrote the earlier one's in a row per time.
+    """
+    window = f"time >= {T0 * 1000} AND time < {(T0 + 2 * MINUTE) * 1000}"
+    q = f"SELECT temperature, humidity FROM climate WHERE {window}"
+    answer = client.get(
+        "/query", query_string={"db": "sensors", "q": q, "epoch": "s", "p": channel.read_key}
+    ).get_json()
+    t = T0 // SECOND
+    assert answer["results"][0]["series"][0]["values"] == [
+        [t, 20.0, 50.0],  # device esp01 (lab): its two fields share a row
+        [t, 10.0, None],  # device esp02 (hall)
+        [t + 60, 21.0, 50.0],
+        [t + 60, 11.0, None],
+    ]

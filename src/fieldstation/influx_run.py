@@ -257,13 +257,16 @@ def _raw_table(stmt: Select, members: list[Series], epoch: str | None) -> tuple[
         if unit is not None:  # epoch=ms, as Grafana asks: one pass, the driver's tuples serialise as arrays
             return names, pairs if unit == 1 else [(ts // unit, value) for ts, value in pairs]
         return names, list(zip(_times([ts for ts, _ in pairs], epoch), [v for _, v in pairs], strict=True))
-    table: dict[int, list[Any]] = {}
+    # A row per time and tag set, as InfluxDB answers: points of series that differ only by
+    # tags are rows of their own even at the same time, fields of one series share a row.
+    table: dict[tuple[int, tuple[tuple[str, str], ...]], list[Any]] = {}
     for index, s in wanted:
         for point in query.series(s.field_id, start, end, limit=bound, descending=stmt.descending):
-            row = table.setdefault(point.ts, [None] * len(columns))
+            row = table.setdefault((point.ts, s.name.tags), [None] * len(columns))
             row[index] = point.value if point.value is not None else point.text
-    stamps = sorted(table, reverse=stmt.descending)[:bound]
-    return names, [[time, *table[ts]] for time, ts in zip(_times(stamps, epoch), stamps, strict=True)]
+    order = sorted(table, reverse=stmt.descending)[:bound]
+    times = _times([ts for ts, _ in order], epoch)
+    return names, [[time, *table[key]] for time, key in zip(times, order, strict=True)]
 
 
 def _aggregate_rows(stmt: Select, members: list[Series]) -> tuple[list[str], list[tuple[int, list[Any]]]]:
