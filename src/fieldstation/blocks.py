@@ -51,8 +51,6 @@ class _Sql:
     marks_desc: str
     blocks_asc: str
     blocks_desc: str
-    raw_asc: str
-    raw_desc: str
     rows: str
     delete: str
     insert: str
@@ -75,8 +73,6 @@ def _statements(dialect: str) -> _Sql:
         marks_desc=bind(f"{marks}SELECT * FROM ({blocks}ORDER BY ts DESC LIMIT ?) b"),  # noqa: S608
         blocks_asc=bind(blocks + "ORDER BY ts LIMIT ?"),
         blocks_desc=bind(blocks + "ORDER BY ts DESC LIMIT ?"),
-        raw_asc=bind(raw + "ASC LIMIT ?"),
-        raw_desc=bind(raw + "DESC LIMIT ?"),
         rows=bind(raw),
         delete=bind("DELETE FROM reading_blocks WHERE field_id = ? AND ts >= ? AND ts < ?"),
         insert=bind(
@@ -146,13 +142,14 @@ def rebuild(cursor: Any, dialect: str, field_id: int, lo: int, hi: int) -> None:
 
 
 def read(
-    cursor: Any, dialect: str, field_id: int, lo: int, hi: int, limit: int, descending: bool
+    cursor: Any, dialect: str, raw: str, field_id: int, lo: int, hi: int, limit: int, descending: bool
 ) -> list[Pair]:
     """Readings of one field in ``[lo, hi)`` as ``(ts, value)`` in the order asked, at most ``limit``.
 
-    Value is None for a text reading. Marked hours come from the readings (one
-    statement per run of consecutive marked hours), the rest from their blocks,
-    fetched a page at a time in the direction of travel until ``limit`` is met.
+    Value is None for a text reading. Marked hours come from the readings, by the
+    caller's range statement ``raw`` (field, from, to, limit; in the order asked),
+    one per run of consecutive marked hours; the rest from their blocks, fetched
+    a page at a time in the direction of travel until ``limit`` is met.
     """
     sql = _SQL[dialect]
     first = lo - lo % HOUR
@@ -173,7 +170,7 @@ def read(
     for _, block, a, z in pieces:
         want = limit - len(out)
         if block is None:
-            cursor.execute(sql.raw_desc if descending else sql.raw_asc, (field_id, a, z, want))
+            cursor.execute(raw, (field_id, a, z, want))
             out += cursor.fetchall()
         else:
             out += _decoded(block, lo, hi, descending, want)

@@ -547,10 +547,11 @@ def series_rows(
     texts: dict[int, str | None] = {}
     with _cursor() as (cursor, sql):
         pairs: list[tuple[int, float | None]]
+        statement = sql.series_desc if descending else sql.series_asc
         if limit >= blocks.WORTHWHILE and hi - lo > 2 * HOUR:
-            pairs = blocks.read(cursor, sql.dialect, field_id, lo, hi, limit, descending)
+            pairs = blocks.read(cursor, sql.dialect, statement, field_id, lo, hi, limit, descending)
         else:
-            cursor.execute(sql.series_desc if descending else sql.series_asc, (field_id, lo, hi, limit))
+            cursor.execute(statement, (field_id, lo, hi, limit))
             pairs = cursor.fetchall()
         missing = [ts for ts, value in pairs if value is None]
         if missing:
