@@ -58,27 +58,38 @@ def raw_body() -> bytes:
 def gunzip(data: bytes, limit: int) -> bytes:
     """Inflate a gzip body (one or more members) to at most ``limit`` bytes.
 
+    Each step either inflates up to 64 KiB or ends a member, so the loop runs at
+    most ``limit / 64 KiB`` plus one step per member: no input makes it spin.
+    (A member's end must be read from ``eof``: zlib leaves the input past it in
+    ``unused_data`` and, when the output cap stopped it, in ``unconsumed_tail``
+    too, which a loop on "input left" would feed back forever.)
+
     :raise TooLarge: it inflates beyond ``limit``.
     :raise BadRequest: it is not valid, complete gzip.
     """
     out = bytearray()
     pending = data
-    while pending:
-        inflater = zlib.decompressobj(wbits=16 + zlib.MAX_WBITS)
-        try:
-            while pending:
+    try:
+        while pending:
+            inflater = zlib.decompressobj(wbits=16 + zlib.MAX_WBITS)
+            while not inflater.eof:
                 out += inflater.decompress(pending, _READ)
-                pending = inflater.unconsumed_tail
                 if len(out) > limit:
                     raise TooLarge(f"body inflates to more than {limit} bytes")
-            out += inflater.flush()  # at most one window (32 KiB) once the input is consumed
-            if len(out) > limit:
-                raise TooLarge(f"body inflates to more than {limit} bytes")
-            if not inflater.eof:
-                raise BadRequest("truncated gzip body", code="bad_gzip")
-        except zlib.error as exc:
-            raise BadRequest(f"malformed gzip body: {exc}", code="bad_gzip") from None
-        pending = inflater.unused_data.lstrip(b"\x00")
+                if inflater.eof:
+                    break
+                if not inflater.unconsumed_tail:
+                    # Input spent, member unfinished: what is left lies in zlib's window.
+                    out += inflater.flush()
+                    if len(out) > limit:
+                        raise TooLarge(f"body inflates to more than {limit} bytes")
+                    if not inflater.eof:
+                        raise BadRequest("truncated gzip body", code="bad_gzip")
+                    break
+                pending = inflater.unconsumed_tail
+            pending = inflater.unused_data.lstrip(b"\x00")
+    except zlib.error as exc:
+        raise BadRequest(f"malformed gzip body: {exc}", code="bad_gzip") from None
     return bytes(out)
 
 
