@@ -3,7 +3,7 @@
     .venv/bin/python bench/chart.py [--minutes 525600]
 
 Loads the readings through store.write (the one write path), then times
-``query.buckets`` alone and the whole chart (buckets + SVG) at 800 px, and
+``rollups.buckets`` alone and the whole chart (buckets + SVG) at 800 px, and
 prints medians of 5 runs with their ratio. Target: under 300 ms (issue #5).
 """
 
@@ -18,10 +18,12 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from fieldstation import charts, create_app, manage, query, store
+from fieldstation import charts, create_app, manage, rollups, store
+from fieldstation.buckets import auto_every
 from fieldstation.dashboard import plots
 from fieldstation.dashboard.ranges import Window
-from fieldstation.points import US, Batch, Entry
+from fieldstation.points import Batch, Entry
+from fieldstation.timeunits import US
 
 WIDTH = 800
 BATCH = 5000
@@ -65,14 +67,14 @@ def main() -> None:
 
             zone = dt.UTC
             win = Window(start, end, None)
-            every = query.auto_every(start, end, charts.POINTS_PER_PX * charts.plot_width(WIDTH))
-            cold = median_ms(lambda: query.buckets(field.id, start, end, every), runs=1)
-            bare = median_ms(lambda: query.buckets(field.id, start, end, every))
+            every = auto_every(start, end, charts.POINTS_PER_PX * charts.plot_width(WIDTH))
+            cold = median_ms(lambda: rollups.buckets(field.id, start, end, every), runs=1)
+            bare = median_ms(lambda: rollups.buckets(field.id, start, end, every))
             chart = median_ms(lambda: plots.field_chart(field, win, zone, WIDTH))
-            count = len(query.buckets(field.id, start, end, every))
+            count = len(rollups.buckets(field.id, start, end, every))
             print(f"bucket width {every // US} s -> {count:,} buckets for {charts.plot_width(WIDTH)} px")
             print(f"first bucket query (builds rollups): {cold:.1f} ms")
-            print(f"bare query.buckets: {bare:.1f} ms (median of 5)")
+            print(f"bare rollups.buckets: {bare:.1f} ms (median of 5)")
             print(f"whole chart (buckets + SVG): {chart:.1f} ms (median of 5), target < 300 ms")
             print(f"ratio chart / bare query: {chart / bare:.2f}")
             if args.svg:

@@ -17,6 +17,7 @@ from fieldstation import create_app
 from fieldstation.extensions import db
 from fieldstation.models import Base
 from tests import pgserver
+from tests.factories import Account, ChannelKeys, make_channel, make_user
 
 IN_CI = os.environ.get("CI", "").lower() == "true"
 
@@ -150,6 +151,23 @@ def flask_only(app: Flask, tmp_path: Path) -> Iterator[Flask]:
     yield twin
     with twin.app_context():
         db.engine.dispose()
+
+
+@pytest.fixture
+def owner(app: Flask) -> Account:
+    """The user "alice", with a user key."""
+    return make_user()
+
+
+@pytest.fixture
+def channel(owner: Account, request: pytest.FixtureRequest) -> ChannelKeys:
+    """A channel of ``owner`` ("alice"), with a write and a read key.
+
+    ``@pytest.mark.channel(name=..., fields=[...], public=True)`` on a test or module
+    shapes it; a module that needs readings in it overrides this fixture and writes them.
+    """
+    marker = request.node.get_closest_marker("channel")
+    return make_channel(owner.user, **(marker.kwargs if marker else {}))
 
 
 @pytest.fixture

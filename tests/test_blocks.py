@@ -7,7 +7,6 @@ import math
 import os
 from typing import Any
 
-import pytest
 from flask import Flask
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -16,7 +15,7 @@ from sqlalchemy import select, text
 from fieldstation import blocks, query, retention, rollups, store
 from fieldstation.extensions import db
 from fieldstation.points import Batch, Entry
-from fieldstation.query import DAY, HOUR, MINUTE, SECOND
+from fieldstation.timeunits import DAY, HOUR, MINUTE, SECOND
 from tests.factories import ChannelKeys, make_channel, make_user
 
 BASE = 1_700_000_000 * SECOND - (1_700_000_000 * SECOND) % DAY  # 2023-11-14T00:00:00Z
@@ -27,11 +26,6 @@ PROPERTY = settings(
     deadline=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture],
 )
-
-
-@pytest.fixture
-def channel(app: Flask) -> ChannelKeys:
-    return make_channel(make_user().user)
 
 
 def owner() -> Any:

@@ -13,7 +13,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from fieldstation import charts
-from fieldstation.charts import DAY, HOUR, MINUTE, US, Frame, Sample, Series
+from fieldstation.charts import Frame, Sample, Series
+from fieldstation.timeunits import DAY, HOUR, MINUTE, US
 
 T0 = 1_795_000_000 * US  # 2026-11-18
 ZONES = [dt.UTC, ZoneInfo("Europe/Berlin"), ZoneInfo("America/New_York"), ZoneInfo("Asia/Kolkata")]
@@ -157,8 +158,12 @@ def test_time_ticks_follow_daylight_saving_changes() -> None:
     berlin = ZoneInfo("Europe/Berlin")
     start = int(dt.datetime(2026, 3, 28, 12, tzinfo=berlin).timestamp()) * US
     ticks = charts.time_ticks(start, start + 2 * DAY, berlin, 8)
+    assert len(ticks) >= 7
     for tick in ticks:
         assert dt.datetime.fromtimestamp(tick.at / US, berlin).hour % 6 == 0
+    # The night the clocks go forward, one 6-hour step of local time is 5 hours long.
+    steps = {b.at - a.at for a, b in zip(ticks, ticks[1:], strict=False)}
+    assert steps == {6 * HOUR, 5 * HOUR}
 
 
 def test_month_ticks_in_a_month_view() -> None:

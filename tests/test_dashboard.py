@@ -13,7 +13,8 @@ from fieldstation import auth, manage, store
 from fieldstation.errors import Unauthorized
 from fieldstation.extensions import db
 from fieldstation.models import KeyKind
-from fieldstation.points import US, Batch, Entry, now_us
+from fieldstation.points import Batch, Entry
+from fieldstation.timeunits import US, now_us
 from tests.factories import PASSWORD, make_channel, make_user
 
 

@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from fieldstation.dashboard import csvio, ranges
 from fieldstation.errors import BadRequest
 from fieldstation.models import Channel, Field
-from fieldstation.points import US
+from fieldstation.timeunits import US
 
 NOW = 1_795_000_000 * US
 

@@ -17,11 +17,10 @@ import pytest
 import sqlalchemy as sa
 from flask import Flask
 
-from fieldstation import manage, store
+from fieldstation import ingest, manage, store
 from fieldstation.auth import hash_key
 from fieldstation.errors import BadRequest
 from fieldstation.extensions import db
-from fieldstation.models import KeyKind
 from fieldstation.points import Batch, Entry
 from tests.concurrency import in_thread, waits
 from tests.factories import ChannelKeys, make_channel, make_user
@@ -202,13 +201,13 @@ def test_a_batch_waiting_on_a_field_being_deleted_is_refused_whole(
 def test_a_single_reading_waiting_on_a_field_being_deleted_stores_nothing(
     app: Flask, two: tuple[ChannelKeys, ChannelKeys], pg: psycopg.Connection[Any]
 ) -> None:
-    """The one-statement write (store.write_single) aborts and leaves the refusal to the ordinary path."""
+    """The one-statement write (ingest.write_single) aborts and leaves the refusal to the ordinary path."""
     first, _ = two
     key = hash_key(first.write_key)
     wrote = write_while_a_field_is_deleted(
-        app, first, pg, lambda: store.write_single(key, None, Entry({1: 1.0, 2: 2.0}), KeyKind.WRITE.value)
+        app, first, pg, lambda: ingest.write_single(key, None, Entry({1: 1.0, 2: 2.0}))
     )
-    assert wrote.get("result") == store.RETRY_ORDINARY, wrote
+    assert wrote.get("result") == ingest.RETRY_ORDINARY, wrote
 
 
 @on_postgres

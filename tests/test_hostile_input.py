@@ -17,15 +17,19 @@ from flask.testing import FlaskClient
 from fieldstation import store
 from fieldstation.points import Batch, Entry
 from tests import readback
-from tests.factories import PASSWORD, ChannelKeys, make_channel, make_user
+from tests.factories import PASSWORD, ChannelKeys, make_user
 from tests.liveserver import uwsgi_server
 
 HUGE = "9" * 5000  # int() refuses strings of more than 4,300 digits
 
 
+pytestmark = pytest.mark.channel(public=True)
+
+
 @pytest.fixture
-def channel(app: Flask) -> ChannelKeys:
-    keys = make_channel(make_user().user, public=True)
+def channel(channel: ChannelKeys) -> ChannelKeys:
+    """The shared channel, public, with one entry."""
+    keys = channel
     store.write(Batch(keys.id, [Entry({1: 20.0, 2: 50.0})]))
     return keys
 

@@ -1,8 +1,9 @@
 """The device hot path (``http.hotpath``) answers exactly as the Flask views do (#3).
 
 Each request goes to the app with the hot path and to the same app without it,
-on the same database. Both must give the same status, headers and body, and
-store the same entry (the second one gets the next entry id). The hot path
+on the same database, each with its own user, channels and keys (alike on both
+sides). Both must give the same status, headers and body, and store the same
+entry. The hot path
 must also actually take the common shapes, or it would be tested for nothing.
 """
 
@@ -25,21 +26,69 @@ from fieldstation.http import hotpath
 from tests.factories import make_channel, make_user
 
 
-class Pair:
-    """One database, two apps: with the hot path (``fast``) and without (``flask``)."""
+class Side:
+    """One app's own user and channels ("open", and "guarded" with an allow-list), alike on both sides."""
 
-    def __init__(self, app: Flask, flask_only: Flask) -> None:
-        self.fast = app.test_client()
-        self.flask = flask_only.test_client()
-        owner = make_user().user
+    def __init__(self, app: Flask, username: str) -> None:
+        self.client = app.test_client()
+        owner = make_user(username).user
         self.open = make_channel(owner, "open", fields=("t", "h", "p"))
         self.guarded = make_channel(owner, "guarded", fields=("t",))
         manage.add_device(self.guarded.channel, "esp-1")
         db.session.commit()
         self.keys = {
-            "open-write": self.open.write_key,
-            "open-read": self.open.read_key,
-            "guarded-write": self.guarded.write_key,
+            OPEN_WRITE: self.open.write_key,
+            OPEN_READ: self.open.read_key,
+            GUARDED_WRITE: self.guarded.write_key,
+        }
+
+    def concrete(self, request: dict[str, Any]) -> dict[str, Any]:
+        """``request`` with this side's keys in place of the placeholders."""
+
+        def fill(text: str) -> str:
+            for placeholder, key in self.keys.items():
+                text = text.replace(placeholder, key)
+            return text
+
+        filled = dict(
+            request,
+            path=fill(request["path"]),
+            headers={k: fill(v) for k, v in request.get("headers", {}).items()},
+        )
+        if "query_string" in request:
+            filled["query_string"] = fill(request["query_string"])
+        if "data" in request:
+            filled["data"] = fill(request["data"].decode()).encode()
+        return filled
+
+    def entry_count(self) -> int:
+        count = int(
+            db.session.scalar(
+                sa.text("SELECT count(*) FROM entries WHERE channel_id IN (:a, :b)"),
+                {"a": self.open.id, "b": self.guarded.id},
+            )
+        )
+        db.session.rollback()
+        return count
+
+
+#: Placeholders the generated requests carry for each side's real keys (key-shaped, never a real key).
+OPEN_WRITE, OPEN_READ, GUARDED_WRITE = "PLACEOPENWRITE00", "PLACEOPENREAD000", "PLACEGUARDWRITE0"
+
+
+class Pair:
+    """One database, two apps: with the hot path (``fast``) and without (``flask``), each with its
+    own user and channels, so that neither answer depends on what the other app wrote."""
+
+    def __init__(self, app: Flask, flask_only: Flask) -> None:
+        self.fast_side = Side(app, "alice")
+        self.flask_side = Side(flask_only, "bob")
+        self.fast, self.flask = self.fast_side.client, self.flask_side.client
+        self.open, self.guarded = self.fast_side.open, self.fast_side.guarded
+        self.keys = {
+            "open-write": OPEN_WRITE,
+            "open-read": OPEN_READ,
+            "guarded-write": GUARDED_WRITE,
             "unknown": "NOSUCHKEY0000000",
             "empty": "",
         }
@@ -50,27 +99,25 @@ def pair(app: Flask, flask_only: Flask) -> Pair:
     return Pair(app, flask_only)
 
 
-def newest_entries(count: int) -> list[tuple[Any, ...]]:
-    """The ``count`` newest entries of all channels, with their values by field number."""
-    rows = db.session.execute(
+def newest_entry(channel_ids: tuple[int, int]) -> tuple[Any, ...]:
+    """The newest entry of these channels: (channel name, entry id, status, location, values by field)."""
+    channel_id, entry_id, status, lat, lon, elev, ts = db.session.execute(
         sa.text(
             "SELECT e.channel_id, e.entry_id, e.status, e.latitude, e.longitude, e.elevation, e.ts "
-            "FROM entries e ORDER BY e.ts DESC, e.entry_id DESC LIMIT :n"
+            "FROM entries e WHERE e.channel_id IN (:a, :b) ORDER BY e.ts DESC, e.entry_id DESC LIMIT 1"
         ),
-        {"n": count},
+        {"a": channel_ids[0], "b": channel_ids[1]},
+    ).one()
+    name = db.session.scalar(sa.text("SELECT name FROM channels WHERE id = :c"), {"c": channel_id})
+    values = db.session.execute(
+        sa.text(
+            "SELECT f.number, r.value, r.text FROM readings r JOIN fields f ON f.id = r.field_id "
+            "WHERE f.channel_id = :c AND r.ts = :ts ORDER BY f.number"
+        ),
+        {"c": channel_id, "ts": ts},
     ).all()
-    result = []
-    for channel_id, entry_id, status, lat, lon, elev, ts in rows:
-        values = db.session.execute(
-            sa.text(
-                "SELECT f.number, r.value, r.text FROM readings r JOIN fields f ON f.id = r.field_id "
-                "WHERE f.channel_id = :c AND r.ts = :ts ORDER BY f.number"
-            ),
-            {"c": channel_id, "ts": ts},
-        ).all()
-        result.append((channel_id, entry_id, status, lat, lon, elev, tuple(map(tuple, values))))
     db.session.rollback()
-    return result
+    return (name, entry_id, status, lat, lon, elev, tuple(map(tuple, values)))
 
 
 def entry_count() -> int:
@@ -85,37 +132,36 @@ def send(client: FlaskClient, request: dict[str, Any]) -> tuple[int, list[tuple[
 
 
 def assert_same_answer(pair: Pair, request: dict[str, Any]) -> None:
-    """Send ``request`` through both apps; their answers and what they stored must agree."""
-    before = entry_count()
-    fast = send(pair.fast, request)
-    after_fast = entry_count()
-    flask = send(pair.flask, request)
-    after_flask = entry_count()
-    stored_fast, stored_flask = after_fast - before, after_flask - after_fast
+    """Send ``request`` through both apps, each with its own keys; answers and what they stored must agree."""
+    answers = []
+    for side in (pair.fast_side, pair.flask_side):
+        before = side.entry_count()
+        answers.append((send(side.client, side.concrete(request)), side.entry_count() - before))
+    (fast, stored_fast), (flask, stored_flask) = answers
     assert stored_fast == stored_flask, (request, fast, flask)
-    if stored_fast:
-        status, headers, body = fast
-        if body.isdigit():  # the entry id, as text: the second write has the next one
-            assert (status, int(body) + 1) == (flask[0], int(flask[2]))
-            for answer in (fast, flask):
-                assert dict(answer[1]) == {
-                    "Content-Type": "text/plain; charset=utf-8",
-                    "Content-Length": str(len(answer[2])),
-                    "X-Content-Type-Options": "nosniff",
-                }
-        elif request["path"] == "/update.xml":  # Flask's in both
-            assert (status, dict(headers)["Content-Type"]) == (flask[0], dict(flask[1])["Content-Type"])
-        else:  # /update.json: the same entry but for its id and time
-            fast_entry, flask_entry = json.loads(body), json.loads(flask[2])
-            assert fast_entry.pop("entry_id") + 1 == flask_entry.pop("entry_id")
-            del fast_entry["created_at"], flask_entry["created_at"]
-            assert (status, fast_entry) == (flask[0], flask_entry)
-            assert dict(headers)["Content-Type"] == dict(flask[1])["Content-Type"] == "application/json"
-            assert body.endswith(b"\n") == flask[2].endswith(b"\n")
-        first, second = newest_entries(2)[::-1]
-        assert first[0] == second[0] and first[2:] == second[2:], (first, second)
-    else:
+    if not stored_fast:
         assert fast == flask, request
+        return
+    status, headers, body = fast
+    if body.isdigit():  # the entry id, as text: the same on both sides
+        assert fast == flask, request
+        assert dict(headers) == {
+            "Content-Type": "text/plain; charset=utf-8",
+            "Content-Length": str(len(body)),
+            "X-Content-Type-Options": "nosniff",
+        }
+    elif request["path"] == "/update.xml":  # Flask's in both
+        assert (status, dict(headers)["Content-Type"]) == (flask[0], dict(flask[1])["Content-Type"])
+    else:  # /update.json: the same entry but for its channel and time
+        fast_entry, flask_entry = json.loads(body), json.loads(flask[2])
+        for name in ("created_at", "channel_id"):
+            fast_entry.pop(name, None)
+            flask_entry.pop(name, None)
+        assert (status, fast_entry) == (flask[0], flask_entry)
+        assert dict(headers)["Content-Type"] == dict(flask[1])["Content-Type"] == "application/json"
+        assert body.endswith(b"\n") == flask[2].endswith(b"\n")
+    sides = [(side.open.id, side.guarded.id) for side in (pair.fast_side, pair.flask_side)]
+    assert newest_entry(sides[0]) == newest_entry(sides[1])
 
 
 _text = st.text(st.characters(codec="utf-8", exclude_categories=("Cs",)), max_size=12)

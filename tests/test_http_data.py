@@ -7,12 +7,11 @@ import io
 import json
 
 import pytest
-from flask import Flask
 from flask.testing import FlaskClient
 
 from fieldstation import store
 from fieldstation.points import Batch, Entry
-from fieldstation.query import HOUR, MINUTE, SECOND
+from fieldstation.timeunits import HOUR, MINUTE, SECOND
 from tests.factories import ChannelKeys, make_channel, make_user
 
 T0 = 1_700_000_000 * SECOND - (1_700_000_000 * SECOND) % HOUR  # 2023-11-14T22:00:00Z
@@ -20,8 +19,9 @@ ISO0 = "2023-11-14T22:00:00Z"
 
 
 @pytest.fixture
-def channel(app: Flask) -> ChannelKeys:
-    keys = make_channel(make_user().user)
+def channel(channel: ChannelKeys) -> ChannelKeys:
+    """The shared channel with two hours of readings, statuses and a text value."""
+    keys = channel
     store.write(
         Batch(
             keys.id,

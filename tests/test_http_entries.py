@@ -15,21 +15,12 @@ from hypothesis import strategies as st
 
 from fieldstation.errors import BadRequest
 from fieldstation.http.entries import decode_json, iso_time
-from fieldstation.points import MAX_TS_US, MIN_TS_US, parse_time, us_to_datetime
+from fieldstation.points import parse_time
+from fieldstation.timeunits import MAX_TS_US, MIN_TS_US, us_to_datetime
 from tests import readback
 from tests.factories import Account, ChannelKeys, make_channel, make_user
 
 _names = itertools.count()
-
-
-@pytest.fixture
-def owner(app: Flask) -> Account:
-    return make_user()
-
-
-@pytest.fixture
-def channel(owner: Account) -> ChannelKeys:
-    return make_channel(owner.user)
 
 
 def post(client: FlaskClient, channel_id: int, body: Any, key: str, **kwargs: Any) -> Any:

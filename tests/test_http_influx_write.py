@@ -18,7 +18,7 @@ from influxdb import InfluxDBClient
 from influxdb.exceptions import InfluxDBClientError
 
 from fieldstation import lineprotocol as lp
-from fieldstation import manage, store
+from fieldstation import manage
 from fieldstation.extensions import db
 from tests import readback
 from tests.factories import ChannelKeys, make_channel, make_user
@@ -27,9 +27,7 @@ from tests.liveserver import SERVERS, uwsgi_server
 _names = itertools.count()
 
 
-@pytest.fixture
-def channel(app: Flask) -> ChannelKeys:
-    return make_channel(make_user().user, name="sensors", fields=["note"])
+pytestmark = pytest.mark.channel(name="sensors", fields=["note"])
 
 
 def basic(key: str, user: str = "alice") -> dict[str, str]:
@@ -223,9 +221,9 @@ def test_field_made_by_another_writer_meanwhile(
     assert client.post(write, data=b"m v=1 1", headers=basic(channel.write_key)).status_code == 204
     # The looks before the lock see the channel as it was before the other writer's commit.
     real_numbers = manage.field_numbers
-    stale = store.channel_fields(channel.id)
+    stale = manage.channel_fields(channel.id)
     assert stale is not None
-    monkeypatch.setattr(store, "channel_fields", lambda c: store.ChannelFields(stale.name, {}))
+    monkeypatch.setattr(manage, "channel_fields", lambda c: manage.ChannelFields(stale.name, {}))
     looks = itertools.count()
     monkeypatch.setattr(manage, "field_numbers", lambda c: {} if next(looks) == 0 else real_numbers(c))
     reply = client.post(write, data=b"m v=2 2", headers=basic(channel.write_key))

@@ -13,7 +13,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from tests import readback
-from tests.factories import ChannelKeys, make_channel, make_user
+from tests.factories import ChannelKeys
 from tests.liveserver import SERVERS
 
 ENDPOINTS = [
@@ -35,11 +35,6 @@ _CONTENT_TYPES = [
     "text/plain; charset=utf-8",
     "application/octet-stream",
 ]
-
-
-@pytest.fixture
-def channel(app: Flask) -> ChannelKeys:
-    return make_channel(make_user().user)
 
 
 def _path(template: str, channel: ChannelKeys) -> str:

@@ -20,11 +20,6 @@ from tests.factories import ChannelKeys, make_channel, make_user
 _names = itertools.count()
 
 
-@pytest.fixture
-def channel(app: Flask) -> ChannelKeys:
-    return make_channel(make_user().user)
-
-
 def seed_url(key: str, mac: str, field: object, data: str) -> str:
     return f"/update/API_key={key}/mac={mac}/field={field}/data={data}"
 

@@ -25,9 +25,7 @@ from tests.liveserver import SERVERS, uwsgi_server
 _names = itertools.count()
 
 
-@pytest.fixture
-def channel(app: Flask) -> ChannelKeys:
-    return make_channel(make_user().user, fields=[f"f{i}" for i in range(1, 9)])
+pytestmark = pytest.mark.channel(fields=[f"f{i}" for i in range(1, 9)])
 
 
 @pytest.fixture(params=list(SERVERS))

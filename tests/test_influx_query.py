@@ -14,7 +14,7 @@ from influxdb.exceptions import InfluxDBClientError
 from fieldstation import auth, manage, store
 from fieldstation.models import ApiKey, KeyKind
 from fieldstation.points import Batch, Entry
-from fieldstation.query import MINUTE, SECOND
+from fieldstation.timeunits import MINUTE, SECOND
 from tests.factories import ChannelKeys, make_channel, make_user
 from tests.liveserver import serve
 
@@ -24,9 +24,13 @@ HALL = "climate,device=esp02,room=hall temperature"
 HUM = "climate,device=esp01,room=lab humidity"
 
 
+pytestmark = pytest.mark.channel(name="sensors", fields=(LAB, HALL, HUM, "battery"))
+
+
 @pytest.fixture
-def channel(app: Flask) -> ChannelKeys:
-    keys = make_channel(make_user().user, "sensors", fields=(LAB, HALL, HUM, "battery"))
+def channel(channel: ChannelKeys) -> ChannelKeys:
+    """The shared channel "sensors" with ten minutes of readings."""
+    keys = channel
     store.write(
         Batch(
             keys.id,

@@ -19,7 +19,8 @@ from collections.abc import Callable
 import requests
 from flask import Flask
 
-from fieldstation import query
+from fieldstation import rollups
+from fieldstation.buckets import Bucket
 from tests.factories import make_channel, make_user
 from tests.liveserver import uwsgi_server
 from tests.test_query import raw_buckets
@@ -98,13 +99,13 @@ def test_every_way_in_and_out_at_once(app: Flask) -> None:
     # The rollups the charts rebuilt while writes went on agree with the raw readings.
     field = channel.channel.fields[0].id
     start, end = (T0 - 3600) * US, (T0 + 3600) * US
-    from_rollups = query.buckets(field, start, end, 60 * US)
+    from_rollups = rollups.buckets(field, start, end, 60 * US)
     assert from_rollups and [summary(b) for b in from_rollups] == [
         summary(b) for b in raw_buckets(field, start, end, 60 * US)
     ]
 
 
-def summary(bucket: query.Bucket) -> tuple[object, ...]:
+def summary(bucket: Bucket) -> tuple[object, ...]:
     """A bucket with its sums rounded: minute sums added in another order may differ in the last bit."""
     return (
         bucket.start,

@@ -27,7 +27,7 @@ from fieldstation.extensions import db
 from fieldstation.mail.poller import Mailbox, _mail, parse_every
 from fieldstation.mail.rules import Mail, load_rules, to_batch
 from fieldstation.models import Entry, Field, Reading
-from fieldstation.points import datetime_to_us
+from fieldstation.timeunits import datetime_to_us
 from tests.conftest import unavailable
 from tests.factories import make_channel, make_user
 from tests.pgserver import free_port
@@ -397,7 +397,7 @@ def test_every_loop_runs_as_its_own_process(
     command = [
         sys.executable,
         "-c",
-        "from fieldstation.cli import main; main()",
+        "from fieldstation.__main__ import main; main()",
         "mail",
         imap_server.url(folder),
     ]

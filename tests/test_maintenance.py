@@ -9,7 +9,7 @@ from pathlib import Path
 from flask import Flask
 from flask.testing import FlaskCliRunner
 
-from fieldstation import manage, store
+from fieldstation import manage, rollups, store
 from fieldstation.points import Batch, Entry
 from fieldstation.retention import DAY_US, purge
 from tests.factories import make_channel, make_user
@@ -42,17 +42,15 @@ def test_purge_older_than_all_channels(app: Flask) -> None:
 
 
 def test_purge_keeps_rollups_true(app: Flask) -> None:
-    from fieldstation import query
-
     ch = make_channel(make_user().user)
     field_id = ch.channel.fields[0].id
     hour = 3_600_000_000
     base = NOW // (24 * hour) * (24 * hour)
     store.write(Batch(ch.id, [Entry({1: float(i)}, ts=base + i * hour) for i in range(6)]))
-    day = query.buckets(field_id, base, base + 24 * hour, 24 * hour)
+    day = rollups.buckets(field_id, base, base + 24 * hour, 24 * hour)
     assert [(b.count, b.min, b.max) for b in day] == [(6, 0.0, 5.0)]
     purge(older_than_days=0, now=base + 2 * hour + 1)  # drops hours 0, 1, 2
-    day = query.buckets(field_id, base, base + 24 * hour, 24 * hour)
+    day = rollups.buckets(field_id, base, base + 24 * hour, 24 * hour)
     assert [(b.count, b.min, b.max) for b in day] == [(3, 3.0, 5.0)]
 
 

@@ -240,7 +240,7 @@ def _worker_process(app: Flask, broker: Mosquitto, tmp_path: Path, client_id: st
         "FIELDSTATION_INSTANCE_PATH": str(tmp_path / "worker-instance"),
         "FIELDSTATION_MQTT_BATCH_SIZE": "100",
     }
-    code = "from fieldstation.cli import main; main()"
+    code = "from fieldstation.__main__ import main; main()"
     command = [
         sys.executable,
         "-c",

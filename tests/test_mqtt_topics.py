@@ -12,7 +12,8 @@ from hypothesis import strategies as st
 from fieldstation.errors import BadRequest
 from fieldstation.mqtt.listener import merge
 from fieldstation.mqtt.topics import TasmotaMap, TopicConfig, loggable, parse
-from fieldstation.points import MAX_TS_US, MIN_TS_US, Batch, Entry, parse_time
+from fieldstation.points import Batch, Entry, parse_time
+from fieldstation.timeunits import MAX_TS_US, MIN_TS_US
 
 TASMOTA = {
     "livingroom": TasmotaMap(7, {"AM2301.Temperature": 1, "AM2301.Humidity": 2}),

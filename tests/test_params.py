@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 
 from fieldstation import params
 from fieldstation.errors import BadRequest
-from fieldstation.points import MAX_TS_US, MIN_TS_US, US, datetime_to_us
+from fieldstation.timeunits import MAX_TS_US, MIN_TS_US, US, datetime_to_us
 
 NOW = 1_700_000_000 * US
 H = 3600 * US

@@ -11,17 +11,14 @@ from hypothesis import strategies as st
 
 from fieldstation.errors import BadRequest
 from fieldstation.points import (
-    MAX_TS_US,
-    MIN_TS_US,
-    datetime_to_us,
     epoch_to_us,
     get_zone,
     normalize_device,
     parse_float,
     parse_time,
     parse_value,
-    us_to_datetime,
 )
+from fieldstation.timeunits import MAX_TS_US, MIN_TS_US, datetime_to_us, us_to_datetime
 
 T0 = 1_577_836_800_000_000  # 2020-01-01T00:00:00Z in µs
 

@@ -13,18 +13,16 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from fieldstation import query, store
+from fieldstation.buckets import Bucket, Plan, auto_every
 from fieldstation.errors import BadRequest
-from fieldstation.points import Batch, Entry, datetime_to_us
-from fieldstation.query import DAY, HOUR, MINUTE, SECOND, Bucket, Point
+from fieldstation.points import Batch, Entry
+from fieldstation.query import Point
+from fieldstation.rollups import buckets, raw_partials
+from fieldstation.timeunits import DAY, HOUR, MINUTE, SECOND, datetime_to_us
 from tests.concurrency import in_thread, waits
 from tests.factories import ChannelKeys, make_channel, make_user
 
 T0 = 1_700_000_000 * SECOND  # 2023-11-14T22:13:20Z
-
-
-@pytest.fixture
-def channel(app: Flask) -> ChannelKeys:
-    return make_channel(make_user().user)
 
 
 def field_id(channel: ChannelKeys, number: int) -> int:
@@ -95,13 +93,13 @@ def test_buckets_aggregate_numbers_and_skip_text(channel: ChannelKeys) -> None:
         Entry({1: 10.0}, ts=start + 2 * HOUR + MINUTE),
     )
     fid = field_id(channel, 1)
-    got = query.buckets(fid, start, start + 3 * HOUR, HOUR)
+    got = buckets(fid, start, start + 3 * HOUR, HOUR)
     assert got == [
         Bucket(start, 3, 2.0, 1.0, 3.0, 6.0, 1.0, 2.0),
         Bucket(start + 2 * HOUR, 1, 10.0, 10.0, 10.0, 10.0, 10.0, 10.0),
     ]
     # A window cutting a bucket only counts the readings inside it.
-    cut = query.buckets(fid, start + 5 * MINUTE, start + 3 * HOUR, HOUR)
+    cut = buckets(fid, start + 5 * MINUTE, start + 3 * HOUR, HOUR)
     assert cut[0] == Bucket(start, 2, 2.5, 2.0, 3.0, 5.0, 3.0, 2.0)
 
 
@@ -118,26 +116,26 @@ def test_day_buckets_follow_local_midnight_across_dst(channel: ChannelKeys) -> N
         Entry({1: 8.0}, ts=day3 + 30 * MINUTE),
     )
     fid = field_id(channel, 1)
-    got = query.buckets(fid, day1, day3 + DAY, DAY, tz="Europe/Berlin")
+    got = buckets(fid, day1, day3 + DAY, DAY, tz="Europe/Berlin")
     assert [(b.start, b.sum) for b in got] == [(day1, 1.0), (day2, 6.0), (day3, 8.0)]
-    utc = query.buckets(fid, day1, day3 + DAY, DAY)
+    utc = buckets(fid, day1, day3 + DAY, DAY)
     assert [b.start % DAY for b in utc] == [0] * len(utc)
 
 
 def test_week_buckets_align_to_epoch_days(channel: ChannelKeys) -> None:
     write(channel, Entry({1: 1.0}, ts=T0))
-    (bucket,) = query.buckets(field_id(channel, 1), T0 - 30 * DAY, T0 + DAY, 7 * DAY)
+    (bucket,) = buckets(field_id(channel, 1), T0 - 30 * DAY, T0 + DAY, 7 * DAY)
     assert bucket.start % (7 * DAY) == 0 and bucket.start <= T0 < bucket.start + 7 * DAY
 
 
 def test_bucket_bounds_are_enforced(channel: ChannelKeys) -> None:
     fid = field_id(channel, 1)
     with pytest.raises(BadRequest, match="buckets"):
-        query.buckets(fid, 0, 365 * DAY, SECOND)
+        buckets(fid, 0, 365 * DAY, SECOND)
     with pytest.raises(BadRequest, match="after end"):
-        query.buckets(fid, 10, 0, SECOND)
+        buckets(fid, 10, 0, SECOND)
     with pytest.raises(BadRequest, match="zone"):
-        query.buckets(fid, 0, DAY, HOUR, tz="Mars/Olympus")
+        buckets(fid, 0, DAY, HOUR, tz="Mars/Olympus")
     with pytest.raises(BadRequest):
         query.series(fid, 0, DAY, limit=0)
 
@@ -154,16 +152,15 @@ def test_bucket_bounds_are_enforced(channel: ChannelKeys) -> None:
     ],
 )
 def test_auto_every_picks_a_nice_width(span: int, points: int, width: int) -> None:
-    assert query.auto_every(0, span, points) == width
+    assert auto_every(0, span, points) == width
     assert -(-span // width) <= points or width == 30 * DAY
 
 
 def raw_buckets(fid: int, start: int, end: int, every: int, tz: str | None = None) -> list[Bucket]:
     """The same buckets straight from the readings, bypassing the rollups."""
     from fieldstation.points import get_zone
-    from fieldstation.query import _Plan, raw_partials
 
-    plan = _Plan.make(start, end, every, get_zone(tz))
+    plan = Plan.make(start, end, every, get_zone(tz))
     return [plan.bucket(k, p) for k, p in raw_partials(fid, start, end, plan)]
 
 
@@ -176,15 +173,15 @@ def test_rollups_agree_with_raw_and_follow_late_data(channel: ChannelKeys, app: 
     start, end = base + 5 * HOUR + 17 * SECOND, base + 7 * DAY - 3 * MINUTE
     cases = [(HOUR, None), (12 * HOUR, None), (DAY, None), (DAY, "Europe/Berlin"), (5 * MINUTE, None)]
     for every, tz in cases:
-        assert query.buckets(fid, start, end, every, tz=tz) == raw_buckets(fid, start, end, every, tz)
+        assert buckets(fid, start, end, every, tz=tz) == raw_buckets(fid, start, end, every, tz)
     assert rollups.refresh() == 0  # the first query rebuilt every stale hour
     # Late data into an hour that is already rolled up, and a number turned into text.
     write(channel, Entry({1: 1000.0}, ts=base + DAY + 30 * SECOND), Entry({1: "gap"}, ts=base + 13 * SECOND))
     for every, tz in cases:
-        assert query.buckets(fid, start - 6 * HOUR, end, every, tz=tz) == raw_buckets(
+        assert buckets(fid, start - 6 * HOUR, end, every, tz=tz) == raw_buckets(
             fid, start - 6 * HOUR, end, every, tz
         )
-    assert max(b.max or 0 for b in query.buckets(fid, base, end, DAY)) == 1000.0
+    assert max(b.max or 0 for b in buckets(fid, base, end, DAY)) == 1000.0
 
 
 def test_two_charts_refreshing_one_field_at_once(
@@ -219,7 +216,7 @@ def test_two_charts_refreshing_one_field_at_once(
     assert "error" not in first_out and "error" not in second_out, (first_out, second_out)
     assert first_out["result"] == 4  # hours 22:00 to 01:00
     assert rollups.refresh() == 0
-    assert query.buckets(fid, T0, T0 + 3 * HOUR, HOUR) == raw_buckets(fid, T0, T0 + 3 * HOUR, HOUR)
+    assert buckets(fid, T0, T0 + 3 * HOUR, HOUR) == raw_buckets(fid, T0, T0 + 3 * HOUR, HOUR)
 
 
 def test_refresh_of_every_field_commits_field_by_field(
@@ -252,7 +249,7 @@ def test_rollups_cli_rebuilds(channel: ChannelKeys, app: Flask) -> None:
     result = runner.invoke(args=["rollups", "rebuild"])
     assert result.exit_code == 0, result.output
     fid = field_id(channel, 1)
-    assert query.buckets(fid, T0, T0 + 2 * HOUR, HOUR) == raw_buckets(fid, T0, T0 + 2 * HOUR, HOUR)
+    assert buckets(fid, T0, T0 + 2 * HOUR, HOUR) == raw_buckets(fid, T0, T0 + 2 * HOUR, HOUR)
 
 
 def test_read_access_follows_can_read(app: Flask) -> None:
@@ -330,7 +327,7 @@ def test_sums_beyond_the_float_range_are_infinite_not_a_failure(channel: Channel
         Entry({1: 0.2}, ts=base + 4 * HOUR + SECOND),
     )
     fid = field_id(channel, 1)
-    hourly = query.buckets(fid, base, base + DAY, HOUR)  # refreshes the rollups first
+    hourly = buckets(fid, base, base + DAY, HOUR)  # refreshes the rollups first
     assert rollups.refresh() == 0
     assert [(b.start, b.count, b.sum) for b in hourly] == [
         (base, 2, float("inf")),
@@ -339,7 +336,7 @@ def test_sums_beyond_the_float_range_are_infinite_not_a_failure(channel: Channel
         (base + 4 * HOUR, 2, 0.1 + 0.2),  # every bit, as the floats add (not 0.3)
     ]
     assert hourly == raw_buckets(fid, base, base + DAY, HOUR)
-    assert query.buckets(fid, base, base + DAY, DAY)[0].sum == float("inf")
+    assert buckets(fid, base, base + DAY, DAY)[0].sum == float("inf")
     assert query.medians(fid, base, base + DAY, HOUR) == [
         (base, 1e308),
         (base + 2 * HOUR, 2e200),
@@ -374,4 +371,4 @@ def test_rollups_agree_with_raw_for_any_readings(
     write(keys, *[Entry({1: value}, ts=base + ts) for ts, value in readings])
     fid = field_id(keys, 1)
     start, end = base - edges[0], base + 2 * DAY + edges[1]
-    assert query.buckets(fid, start, end, every) == raw_buckets(fid, start, end, every)
+    assert buckets(fid, start, end, every) == raw_buckets(fid, start, end, every)

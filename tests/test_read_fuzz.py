@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import pytest
-from flask import Flask
 from flask.testing import FlaskClient
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from fieldstation import store
 from fieldstation.points import Batch, Entry
-from tests.factories import ChannelKeys, make_channel, make_user
+from tests.factories import ChannelKeys
 
 PARAMS = [
     "start", "end", "tz", "fields", "limit", "order", "cursor", "every", "fn", "points",
@@ -24,9 +23,13 @@ queries = st.dictionaries(st.sampled_from(PARAMS), values, max_size=4)
 FUZZ = settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 
 
+pytestmark = pytest.mark.channel(public=True)
+
+
 @pytest.fixture
-def channel(app: Flask) -> ChannelKeys:
-    keys = make_channel(make_user().user, public=True)
+def channel(channel: ChannelKeys) -> ChannelKeys:
+    """The shared channel, public, with half an hour of readings and texts."""
+    keys = channel
     store.write(
         Batch(
             keys.id,

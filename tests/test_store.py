@@ -6,11 +6,11 @@ import pytest
 import sqlalchemy as sa
 from flask import Flask
 
+from fieldstation import db as database
 from fieldstation import manage, store
 from fieldstation.errors import BadRequest, NotFound, RateLimited
 from fieldstation.extensions import db
 from fieldstation.points import Batch, Entry
-from tests.factories import make_channel, make_user
 
 
 def readings(channel_id: int) -> list[tuple[int, int, float | None, str | None]]:
@@ -30,11 +30,6 @@ def entries(channel_id: int) -> list[tuple[int, int, str | None]]:
         {"c": channel_id},
     )
     return [tuple(r) for r in rows]  # type: ignore[misc]
-
-
-@pytest.fixture
-def channel(app: Flask):  # type: ignore[no-untyped-def]
-    return make_channel(make_user().user)
 
 
 def test_write_assigns_entry_ids_and_stores_values(channel) -> None:  # type: ignore[no-untyped-def]
@@ -153,7 +148,7 @@ def test_driver_errors_surface_as_sqlalchemy_errors(app: Flask) -> None:
 
     dialect = db.engine.dialect
     connection = db.session.connection()
-    with pytest.raises(OperationalError), store._driver_errors(dialect, connection):
+    with pytest.raises(OperationalError), database.driver_errors(connection):
         raise dialect.loaded_dbapi.OperationalError("simulated outage")
 
 

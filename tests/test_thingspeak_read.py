@@ -13,8 +13,8 @@ from flask import Flask
 from flask.testing import FlaskClient
 
 from fieldstation import store
-from fieldstation.points import Batch, Entry, now_us
-from fieldstation.query import MINUTE, SECOND
+from fieldstation.points import Batch, Entry
+from fieldstation.timeunits import MINUTE, SECOND, now_us
 from tests.factories import ChannelKeys, make_channel, make_user
 from tests.liveserver import serve
 
@@ -22,8 +22,9 @@ T0 = 1_577_836_800 * SECOND  # 2020-01-01T00:00:00Z
 
 
 @pytest.fixture
-def channel(app: Flask) -> ChannelKeys:
-    keys = make_channel(make_user().user)
+def channel(channel: ChannelKeys) -> ChannelKeys:
+    """The shared channel with three entries: values, a status, a location."""
+    keys = channel
     store.write(
         Batch(
             keys.id,

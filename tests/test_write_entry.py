@@ -15,47 +15,43 @@ import pytest
 import sqlalchemy as sa
 from flask import Flask
 
-from fieldstation import auth, manage, rollups, store
+from fieldstation import ingest, manage, store
 from fieldstation.errors import BadRequest, Forbidden, RateLimited, Unauthorized
 from fieldstation.extensions import db
 from fieldstation.models import ApiKey, KeyKind
 from fieldstation.points import Batch, Entry
+from fieldstation.timeunits import HOUR, now_us, slot_start
 from tests.factories import ChannelKeys, make_channel, make_user
 from tests.test_store import entries, readings
 
 
 @pytest.fixture
-def channel(app: Flask) -> ChannelKeys:
-    return make_channel(make_user().user)
-
-
-@pytest.fixture
 def fused(app: Flask, monkeypatch: pytest.MonkeyPatch) -> list[object]:
-    """Outcomes of ``store.write_single`` calls (PostgreSQL takes it, SQLite never)."""
+    """Outcomes of ``ingest.write_single`` calls (PostgreSQL takes it, SQLite never)."""
     calls: list[object] = []
-    original = store.write_single
+    original = ingest.write_single
 
     def spy(*args: Any, **kwargs: Any) -> Any:
         outcome = original(*args, **kwargs)
         calls.append(outcome)
         return outcome
 
-    monkeypatch.setattr(store, "write_single", spy)
+    monkeypatch.setattr(ingest, "write_single", spy)
     return calls
 
 
 @pytest.fixture
 def keyed(app: Flask, monkeypatch: pytest.MonkeyPatch) -> list[object]:
-    """Grants returned by ``store.write_keyed`` (SQLite takes it, PostgreSQL never)."""
+    """Grants returned by ``ingest._write_keyed`` (SQLite takes it, PostgreSQL never)."""
     calls: list[object] = []
-    original = store.write_keyed
+    original = ingest._write_keyed
 
     def spy(*args: Any, **kwargs: Any) -> Any:
         grant, result = original(*args, **kwargs)
         calls.append(grant)
         return grant, result
 
-    monkeypatch.setattr(store, "write_keyed", spy)
+    monkeypatch.setattr(ingest, "_write_keyed", spy)
     return calls
 
 
@@ -71,26 +67,26 @@ def counter(channel_id: int) -> int:
 def test_stores_the_entry_its_values_and_rollup_mark(
     channel: ChannelKeys, fused: list[object], keyed: list[object]
 ) -> None:
-    before = store.now_us()
-    grant, result = auth.write_entry(
+    before = now_us()
+    grant, result = ingest.write_entry(
         channel.write_key, None, Entry({1: 21.5, 2: "warm"}, status="ok", latitude=1.5, longitude=2.5)
     )
     assert grant.channel_id == channel.id
     assert (len(fused), len(keyed)) == ((1, 0) if fused_expected() else (0, 1))
     [stored] = result.entries
-    assert stored.entry_id == 1 and stored.created and before <= stored.ts <= store.now_us()
+    assert stored.entry_id == 1 and stored.created and before <= stored.ts <= now_us()
     assert result.points == 2
     assert readings(channel.id) == [(1, stored.ts, 21.5, None), (2, stored.ts, None, "warm")]
     assert entries(channel.id) == [(1, stored.ts, "ok")]
     location = db.session.execute(sa.text("SELECT latitude, longitude, elevation FROM entries")).one()
     assert tuple(location) == (1.5, 2.5, None)
-    hour = stored.ts // rollups.HOUR * rollups.HOUR
+    hour = slot_start(stored.ts, HOUR)
     marks = db.session.execute(sa.text("SELECT ts, gen FROM rollup_dirty ORDER BY field_id")).all()
     assert [tuple(m) for m in marks] == [(hour, 1), (hour, 1)]
     db.session.commit()  # a session with a transaction going takes the ordinary path, joining it
-    _, second = auth.write_entry(channel.write_key, None, Entry({1: 22.0}))
-    _, text = auth.write_entry(channel.write_key, None, Entry({2: "open"}))
-    _, status = auth.write_entry(channel.write_key, None, Entry({}, status="only a status"))
+    _, second = ingest.write_entry(channel.write_key, None, Entry({1: 22.0}))
+    _, text = ingest.write_entry(channel.write_key, None, Entry({2: "open"}))
+    _, status = ingest.write_entry(channel.write_key, None, Entry({}, status="only a status"))
     assert [r.entries[0].entry_id for r in (second, text, status)] == [2, 3, 4] and counter(channel.id) == 4
     assert readings(channel.id)[2:] == [
         (1, second.entries[0].ts, 22.0, None),
@@ -113,7 +109,7 @@ def test_keys_that_cannot_write_are_401_and_store_nothing(channel: ChannelKeys, 
     if which == "revoked":
         manage.revoke_key(db.session.scalars(sa.select(ApiKey).where(ApiKey.kind == KeyKind.WRITE)).one())
     with pytest.raises(Unauthorized):
-        auth.write_entry(key, None, Entry({1: 1.0}))
+        ingest.write_entry(key, None, Entry({1: 1.0}))
     assert readings(channel.id) == [] and counter(channel.id) == 0
 
 
@@ -121,16 +117,16 @@ def test_devices_are_checked_before_anything_is_stored(app: Flask, fused: list[o
     owner = make_user().user
     bound = make_channel(owner, "bound", device="esp-1")
     with pytest.raises(Forbidden):
-        auth.write_entry(bound.write_key, "esp-2", Entry({1: 1.0}))
-    grant, _ = auth.write_entry(bound.write_key, None, Entry({1: 2.0}))
+        ingest.write_entry(bound.write_key, "esp-2", Entry({1: 1.0}))
+    grant, _ = ingest.write_entry(bound.write_key, None, Entry({1: 2.0}))
     assert grant.device == "esp-1"
     listed = make_channel(owner, "listed")
     manage.add_device(listed.channel, "esp-9")
     with pytest.raises(Forbidden):
-        auth.write_entry(listed.write_key, "esp-3", Entry({1: 3.0}))
+        ingest.write_entry(listed.write_key, "esp-3", Entry({1: 3.0}))
     with pytest.raises(Forbidden):
-        auth.write_entry(listed.write_key, None, Entry({1: 4.0}))
-    auth.write_entry(listed.write_key, "esp-9", Entry({1: 5.0}))
+        ingest.write_entry(listed.write_key, None, Entry({1: 4.0}))
+    ingest.write_entry(listed.write_key, "esp-9", Entry({1: 5.0}))
     assert [r[2] for r in readings(bound.id)] == [2.0]
     assert [r[2] for r in readings(listed.id)] == [5.0]
     assert counter(bound.id) == 1 and counter(listed.id) == 1
@@ -138,13 +134,13 @@ def test_devices_are_checked_before_anything_is_stored(app: Flask, fused: list[o
 
 def test_refusals_of_the_channel_are_the_ordinary_ones(channel: ChannelKeys, fused: list[object]) -> None:
     with pytest.raises(BadRequest, match="channel has no field 7"):
-        auth.write_entry(channel.write_key, None, Entry({1: 1.0, 7: 2.0}))
+        ingest.write_entry(channel.write_key, None, Entry({1: 1.0, 7: 2.0}))
     assert readings(channel.id) == [] and counter(channel.id) == 0
     manage.update_channel(channel.channel, min_interval_s=60)
     db.session.commit()
-    auth.write_entry(channel.write_key, None, Entry({1: 1.0}))
+    ingest.write_entry(channel.write_key, None, Entry({1: 1.0}))
     with pytest.raises(RateLimited):
-        auth.write_entry(channel.write_key, None, Entry({1: 2.0}))
+        ingest.write_entry(channel.write_key, None, Entry({1: 2.0}))
     assert [r[2] for r in readings(channel.id)] == [1.0] and counter(channel.id) == 1
     if fused_expected():  # each refusal was the fused statement's, then the ordinary path's
         assert [outcome[1] is None for outcome in fused] == [True, False, True]  # type: ignore[index]
@@ -153,12 +149,13 @@ def test_refusals_of_the_channel_are_the_ordinary_ones(channel: ChannelKeys, fus
 def test_a_taken_microsecond_moves_the_stamp_and_overwrites_nothing(
     channel: ChannelKeys, fused: list[object], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    taken = store.now_us() - 1_000_000
+    taken = now_us() - 1_000_000
     store.write(Batch(channel.id, [Entry({1: 1.0}, ts=taken)]))
     monkeypatch.setattr(store, "now_us", lambda: taken)
-    _, result = auth.write_entry(channel.write_key, None, Entry({1: 2.0}))
+    monkeypatch.setattr(ingest, "now_us", lambda: taken)
+    _, result = ingest.write_entry(channel.write_key, None, Entry({1: 2.0}))
     if fused_expected():
-        assert fused == [store.RETRY_ORDINARY]
+        assert fused == [ingest.RETRY_ORDINARY]
     assert result.entries[0].ts == taken + 1 and result.entries[0].entry_id == 2
     assert readings(channel.id) == [(1, taken, 1.0, None), (1, taken + 1, 2.0, None)]
     assert counter(channel.id) == 2
@@ -167,7 +164,7 @@ def test_a_taken_microsecond_moves_the_stamp_and_overwrites_nothing(
 @pytest.mark.parametrize("engine_name", ["postgres"])  # the server ends pooled connections
 def test_a_connection_the_server_dropped_is_replaced(channel: ChannelKeys) -> None:
     channel_id = channel.id
-    auth.write_entry(channel.write_key, None, Entry({1: 1.0}))  # leaves a pooled connection behind
+    ingest.write_entry(channel.write_key, None, Entry({1: 1.0}))  # leaves a pooled connection behind
     db.session.commit()
     with db.engine.connect() as conn:
         conn.execute(
@@ -179,5 +176,5 @@ def test_a_connection_the_server_dropped_is_replaced(channel: ChannelKeys) -> No
         )
     time.sleep(0.2)  # the FATAL message reaches the pooled sockets
     db.session.remove()
-    auth.write_entry(channel.write_key, None, Entry({1: 2.0}))
+    ingest.write_entry(channel.write_key, None, Entry({1: 2.0}))
     assert [r[2] for r in readings(channel_id)] == [1.0, 2.0]

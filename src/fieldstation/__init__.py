@@ -10,10 +10,8 @@ from typing import Any
 from flask import Flask
 
 from fieldstation.config import CONFIGS, DEV_SECRET_KEY, Config, ConfigError
+from fieldstation.instance import ROOT, default_instance_path
 from fieldstation.serving import adapt_to_server, refuse_unreadable_body
-
-#: The repository root holds ``migrations/`` (the package is installed editable).
-ROOT = Path(__file__).resolve().parents[2]
 
 
 def create_app(config: Mapping[str, Any] | str | None = None) -> Flask:
@@ -69,32 +67,25 @@ def _finish_config(app: Flask, env_name: str) -> None:
         )
 
 
-def default_instance_path() -> str:
-    """The instance folder: FIELDSTATION_INSTANCE_PATH, else ``instance/`` in the checkout."""
-    return os.environ.get("FIELDSTATION_INSTANCE_PATH") or str(ROOT / "instance")
-
-
 def register_extensions(app: Flask) -> None:
     """Bind the database and migrations."""
     from fieldstation import db as database
     from fieldstation import jsonprovider
     from fieldstation.extensions import db, migrate
-    from fieldstation.store import release_request_connection
 
     jsonprovider.init_app(app)
     database.init_app(app)
-    app.teardown_request(release_request_connection)
     migrate.init_app(app, db, directory=str(ROOT / "migrations"))
 
 
 def register_blueprints(app: Flask) -> None:
     """Mount every interface and the shared error handlers."""
-    from fieldstation.errors import register_error_handlers
     from fieldstation.http import RowNumber, api_bp, no_sniffing
     from fieldstation.http import data as _data  # noqa: F401  (routes on api_bp)
     from fieldstation.http import entries as _entries  # noqa: F401  (routes on api_bp)
     from fieldstation.http import manage as _manage  # noqa: F401  (routes on api_bp)
     from fieldstation.http import openapi as _openapi  # noqa: F401  (routes on api_bp)
+    from fieldstation.http.errors import register_error_handlers
 
     app.url_map.converters["int"] = RowNumber  # before any rule is added
     register_error_handlers(app)

@@ -6,8 +6,8 @@ block holds one (field, hour) as packed arrays, and 24 of them decode in a
 fraction of that time. Blocks are derived data, like the rollups, and kept
 true by the same marks:
 
-* ``store.write`` marks every (field, hour) it touches
-  (:func:`fieldstation.rollups.mark_dirty`);
+* every writer of readings marks each (field, hour) it touches
+  (``store.mark_dirty_sql``);
 * a rollup refresh (the first chart of a field, ``fieldstation rollups
   refresh``) repacks the marked hours in the same transaction as their
   rollups (:func:`rebuild`);
@@ -32,7 +32,10 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
-HOUR = 3_600_000_000
+from fieldstation import db as database
+from fieldstation.db import Dialect
+from fieldstation.timeunits import HOUR
+
 #: Blocks fetched per statement; a 24-hour read takes one page.
 PAGE = 48
 #: Reads asking for fewer rows (ThingSpeak's default 100, the latest few) stay one statement.
@@ -56,9 +59,8 @@ class _Sql:
     insert: str
 
 
-def _statements(dialect: str) -> _Sql:
-    def bind(statement: str) -> str:
-        return statement.replace("?", "%s") if dialect == "postgresql" else statement
+def _statements(d: Dialect) -> _Sql:
+    bind = d.bind
 
     blocks = (
         "SELECT ts, n, t0, step, texts, data FROM reading_blocks WHERE field_id = ? AND ts >= ? AND ts < ? "
@@ -81,7 +83,7 @@ def _statements(dialect: str) -> _Sql:
     )
 
 
-_SQL = {name: _statements(name) for name in ("sqlite", "postgresql")}
+_SQL = database.per_dialect(_statements)
 
 
 # -- packing ----------------------------------------------------------------------------------
@@ -120,9 +122,9 @@ def unpack(n: int, t0: int, step: int, data: bytes) -> tuple[range | array[int],
     return times, values
 
 
-def rebuild(cursor: Any, dialect: str, field_id: int, lo: int, hi: int) -> None:
+def rebuild(cursor: Any, dialect: Dialect, field_id: int, lo: int, hi: int) -> None:
     """Repack the hours in ``[lo, hi)`` (whole hours) from the readings, in the caller's transaction."""
-    sql = _SQL[dialect]
+    sql = _SQL[dialect.name]
     cursor.execute(sql.delete, (field_id, lo, hi))
     for a in range(lo, hi, _PACK_SPAN):
         cursor.execute(sql.rows, (field_id, a, min(hi, a + _PACK_SPAN)))
@@ -142,7 +144,7 @@ def rebuild(cursor: Any, dialect: str, field_id: int, lo: int, hi: int) -> None:
 
 
 def read(
-    cursor: Any, dialect: str, raw: str, field_id: int, lo: int, hi: int, limit: int, descending: bool
+    cursor: Any, dialect: Dialect, raw: str, field_id: int, lo: int, hi: int, limit: int, descending: bool
 ) -> list[Pair]:
     """Readings of one field in ``[lo, hi)`` as ``(ts, value)`` in the order asked, at most ``limit``.
 
@@ -151,7 +153,7 @@ def read(
     one per run of consecutive marked hours; the rest from their blocks, fetched
     a page at a time in the direction of travel until ``limit`` is met.
     """
-    sql = _SQL[dialect]
+    sql = _SQL[dialect.name]
     first = lo - lo % HOUR
     # The window's marks and the first page of blocks in one statement (marks have n = -1).
     cursor.execute(

@@ -1,7 +1,7 @@
 """SVG line charts drawn on the server from time buckets. Pure: no Flask, no database.
 
 A chart gets at most about two buckets per horizontal pixel (the caller picks
-the width with ``query.auto_every``), so a year of one-minute data costs what
+the width with ``buckets.auto_every``), so a year of one-minute data costs what
 an hour does. Each bucket becomes one sample: its average as the line, its
 minimum and maximum as a shaded band when it aggregates more than one
 reading. The line breaks where data is missing instead of bridging the gap.
@@ -21,10 +21,8 @@ from dataclasses import dataclass
 from html import escape
 from typing import Protocol
 
-US = 1_000_000
-MINUTE = 60 * US
-HOUR = 60 * MINUTE
-DAY = 24 * HOUR
+from fieldstation.timeunits import DAY, MINUTE, NICE_WIDTHS, US, datetime_to_us, us_to_datetime
+
 #: Pixels one time label needs (the widest, "Nov 30", is about 40 px at 11 px): labels never overlap.
 TIME_LABEL_PX = 64
 #: Pixels between value labels (11 px text plus air).
@@ -33,17 +31,15 @@ VALUE_LABEL_PX = 34
 POINTS_PER_PX = 2
 PALETTE = ("#1f6fb2", "#c2410c", "#15803d", "#7e22ce", "#b91c1c", "#0f766e", "#a16207", "#4338ca")
 
-_EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
-_SUB_DAY_STEPS = [
-    s * US for s in (1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200, 10800, 21600, 43200)
-]
+#: Tick steps under a day: the bucket widths' "nice" steps.
+_SUB_DAY_STEPS = [width for width in NICE_WIDTHS if width < DAY]
 _DAY_STEPS = (1, 2, 3, 7, 14)
 _MONTH_STEPS = (1, 2, 3, 6)
 _YEAR_STEPS = (1, 2, 5, 10, 20, 50, 100)
 
 
 class BucketLike(Protocol):
-    """What a chart needs of ``query.Bucket``."""
+    """What a chart needs of ``buckets.Bucket``."""
 
     @property
     def start(self) -> int: ...
@@ -289,12 +285,7 @@ def time_ticks(start: int, end: int, zone: dt.tzinfo, max_ticks: int) -> list[Ti
 
 
 def _to_local(ts: int, zone: dt.tzinfo) -> dt.datetime:
-    return (_EPOCH + dt.timedelta(microseconds=ts)).astimezone(zone)
-
-
-def _to_us(moment: dt.datetime) -> int:
-    delta = moment - _EPOCH
-    return (delta.days * 86_400 + delta.seconds) * US + delta.microseconds
+    return us_to_datetime(ts).astimezone(zone)
 
 
 def _sub_day_ticks(start: int, end: int, zone: dt.tzinfo, step: int) -> list[Tick]:
@@ -328,7 +319,7 @@ def _calendar_ticks(start: int, end: int, zone: dt.tzinfo, unit: str, n: int) ->
     """Local midnights of every ``n``-th day (weeks start on Monday), month or year."""
     ticks = []
     for day, label in _calendar_days(_to_local(start, zone).date(), _to_local(end, zone).date(), unit, n):
-        ts = _to_us(dt.datetime(day.year, day.month, day.day, tzinfo=zone))
+        ts = datetime_to_us(dt.datetime(day.year, day.month, day.day, tzinfo=zone))
         if start <= ts <= end:
             ticks.append(Tick(ts, label))
     return ticks

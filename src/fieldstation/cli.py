@@ -14,7 +14,7 @@ from typing import Any, TypeVar
 
 import click
 from flask import Flask
-from flask.cli import FlaskGroup, with_appcontext
+from flask.cli import with_appcontext
 from sqlalchemy import select
 
 from fieldstation import manage
@@ -307,26 +307,3 @@ def register_commands(app: Flask) -> None:
     """Attach the commands to ``app.cli`` (and so to ``flask --app fieldstation``)."""
     for command in COMMANDS:
         app.cli.add_command(command)
-
-
-def _create_app() -> Flask:
-    """The app for a command; on first use the instance's ``config.py`` is written, as ``make run`` does.
-
-    Without it a production app has no SECRET_KEY and refuses to start, so a
-    fresh ``fieldstation init`` would fail; a key in the environment makes it unneeded.
-    """
-    from fieldstation import create_app, default_instance_path
-    from fieldstation.config import ConfigError
-    from fieldstation.instance import ensure_config
-
-    if not os.environ.get("FIELDSTATION_SECRET_KEY"):
-        ensure_config(default_instance_path())
-    try:
-        return create_app()
-    except ConfigError as exc:  # no SECRET_KEY yet, an unknown FIELDSTATION_ENV: one line, no traceback
-        raise click.ClickException(str(exc)) from None
-
-
-@click.group(cls=FlaskGroup, create_app=_create_app, add_version_option=False)
-def main() -> None:
-    """Fieldstation: a self-hosted server for sensor data."""

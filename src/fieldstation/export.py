@@ -15,6 +15,7 @@ from typing import Protocol
 
 from fieldstation import query
 from fieldstation.params import format_time, format_times
+from fieldstation.points import number_text
 
 
 class NamedField(Protocol):
@@ -38,7 +39,7 @@ def _number(value: float | str | None) -> str:
         return ""
     if isinstance(value, str):
         return value
-    return repr(value) if value != int(value) or abs(value) >= 1e16 else str(int(value))
+    return number_text(value)
 
 
 def field_csv(field: NamedField, start: int, end: int, page: int = 5000) -> Iterator[str]:

@@ -12,17 +12,16 @@ import functools
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import case, or_, select
-
-from fieldstation import query
+from fieldstation import query, rollups
+from fieldstation.auth import KeyScope, key_scope
+from fieldstation.buckets import Bucket, bucket_starts
 from fieldstation.errors import BadRequest, FieldstationError, Unauthorized
-from fieldstation.extensions import db
 from fieldstation.influxql import Column, CreateDatabase, Select, Show, Statement
-from fieldstation.models import Channel
 from fieldstation.params import format_time, format_times
-from fieldstation.points import MAX_TS_US, MIN_TS_US, get_zone
-from fieldstation.query import MAX_LIMIT, Bucket
+from fieldstation.points import get_zone
+from fieldstation.query import MAX_LIMIT
 from fieldstation.seriesnames import SeriesName, parse_field_name
+from fieldstation.timeunits import MAX_TS_US, MIN_TS_US
 
 #: Most values one raw SELECT returns (rows x columns x series).
 MAX_CELLS = 1_000_000
@@ -52,11 +51,10 @@ class Databases:
 
     def __init__(self, raw_key: str | None) -> None:
         self.raw_key = raw_key
-        self.scope: query.KeyScope | None = None
-        if raw_key:
-            self.scope = query.key_scope(raw_key)
-            if self.scope is None:
-                raise Unauthorized("authorization failed")
+        scope = key_scope(raw_key)
+        if scope is None:
+            raise Unauthorized("authorization failed")
+        self.scope: KeyScope = scope
 
     def find(self, name: str) -> query.Database:
         """The readable channel called ``name`` (or with that id), with all its fields.
@@ -72,15 +70,7 @@ class Databases:
 
     def names(self) -> list[str]:
         """Names of every readable channel: the key's own first, then public ones, oldest first."""
-        scope = self.scope or query.KeyScope(None, None)
-        own = or_(Channel.owner_id == scope.owner_id, Channel.id == scope.channel_id)
-        rows = db.session.execute(
-            select(Channel.name)
-            .where(or_(Channel.public.is_(True), own))
-            .order_by(case((own, 0), else_=1), Channel.id)
-            .limit(10_000)
-        )
-        return list(dict.fromkeys(name for (name,) in rows))
+        return query.readable_names(self.scope)
 
 
 def run(statements: list[Statement], raw_key: str | None, database: str, epoch: str | None) -> dict[str, Any]:
@@ -276,7 +266,7 @@ def _aggregate_rows(stmt: Select, members: list[Series]) -> tuple[list[str], lis
         start = MIN_TS_US if stmt.start is None else stmt.start
         end = MAX_TS_US + 1 if stmt.end is None else stmt.end
         cells = [
-            _combine(c, [query.summary(s.field_id, start, end) for s in _fields_for(c, members)])
+            _combine(c, [rollups.summary(s.field_id, start, end) for s in _fields_for(c, members)])
             for c in stmt.columns
         ]
         if all(cell is None for cell in cells):
@@ -284,7 +274,7 @@ def _aggregate_rows(stmt: Select, members: list[Series]) -> tuple[list[str], lis
         return names, [(0 if stmt.start is None else stmt.start, cells)]
     if stmt.start is None:
         raise BadRequest("GROUP BY time() needs a lower time bound in WHERE (time > now() - 1h)")
-    from fieldstation.points import now_us
+    from fieldstation.timeunits import now_us
 
     end = now_us() + 1 if stmt.end is None else stmt.end
     zone = get_zone(stmt.tz)
@@ -292,10 +282,10 @@ def _aggregate_rows(stmt: Select, members: list[Series]) -> tuple[list[str], lis
     for column in stmt.columns:
         by_start: dict[int, list[Bucket | None]] = {}
         for s in _fields_for(column, members):
-            for b in query.buckets(s.field_id, stmt.start, end, stmt.every, tz=zone):
+            for b in rollups.buckets(s.field_id, stmt.start, end, stmt.every, tz=zone):
                 by_start.setdefault(b.start, []).append(b)
         per_column.append({ts: _combine(column, parts) for ts, parts in by_start.items()})
-    starts = query.bucket_starts(stmt.start, end, stmt.every, tz=zone)
+    starts = bucket_starts(stmt.start, end, stmt.every, tz=zone)
     rows = []
     previous: list[Any] = [None] * len(stmt.columns)
     for ts in starts:

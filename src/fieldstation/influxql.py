@@ -21,7 +21,8 @@ import re
 from dataclasses import dataclass, field
 
 from fieldstation.errors import BadRequest
-from fieldstation.points import MAX_TS_US, MIN_TS_US, parse_time
+from fieldstation.points import parse_time
+from fieldstation.timeunits import MAX_TS_US, MIN_TS_US
 
 #: Longest query text accepted.
 MAX_QUERY = 16_384

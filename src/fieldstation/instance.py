@@ -11,12 +11,20 @@ import secrets
 import sys
 from pathlib import Path
 
+#: The checkout's root: ``instance/`` and ``migrations/`` live there (the package is installed editable).
+ROOT = Path(__file__).resolve().parents[2]
+
 TEMPLATE = """\
 # Fieldstation instance configuration: secrets and site settings. Never commit this file.
 # Every setting can also be given as an environment variable FIELDSTATION_<NAME>.
 SECRET_KEY = {secret!r}
 # DATABASE_URL = "postgresql+psycopg://fieldstation:password@127.0.0.1:5432/fieldstation"
 """
+
+
+def default_instance_path() -> str:
+    """The instance folder: FIELDSTATION_INSTANCE_PATH, else ``instance/`` in the checkout."""
+    return os.environ.get("FIELDSTATION_INSTANCE_PATH") or str(ROOT / "instance")
 
 
 def ensure_config(instance_path: str) -> Path:
@@ -33,8 +41,6 @@ def ensure_config(instance_path: str) -> Path:
 
 def main() -> None:
     """Entry point of ``python -m fieldstation.instance``."""
-    from fieldstation import default_instance_path
-
     path = ensure_config(default_instance_path())
     sys.stdout.write(f"instance configuration: {path}\n")
 

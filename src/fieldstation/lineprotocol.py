@@ -23,7 +23,8 @@ from dataclasses import dataclass, field
 from itertools import repeat
 from operator import floordiv, itemgetter, mul
 
-from fieldstation.points import MAX_TEXT, MAX_TS_US, MIN_TS_US, UNSTORABLE
+from fieldstation.points import MAX_TEXT, UNSTORABLE
+from fieldstation.timeunits import MAX_TS_US, MIN_TS_US
 
 #: Nanoseconds per unit of the ``precision`` query parameter (InfluxDB 1.x names and aliases).
 PRECISION_NS = {

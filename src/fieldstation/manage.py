@@ -5,21 +5,24 @@ from __future__ import annotations
 import functools
 import math
 import secrets
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from contextvars import ContextVar
+from dataclasses import dataclass
 
 from flask import current_app
 from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
 from werkzeug.security import check_password_hash, generate_password_hash
 
+from fieldstation import db as database
 from fieldstation.auth import generate_key, hash_key
 from fieldstation.errors import BadRequest, Conflict, NotFound, RateLimited
 from fieldstation.extensions import db
 from fieldstation.models import ApiKey, Channel, Device, Field, KeyKind, User
 from fieldstation.models.base import utcnow
-from fieldstation.points import UNSTORABLE, US, normalize_device, now_us, plain_int
+from fieldstation.points import UNSTORABLE, normalize_device, plain_int
+from fieldstation.timeunits import US, now_us
 
 MIN_PASSWORD = 8
 
@@ -282,6 +285,97 @@ def field_numbers(channel_id: int) -> dict[str, int]:
     """A channel's field names mapped to their numbers (for adapters that take names)."""
     rows = db.session.execute(select(Field.name, Field.number).where(Field.channel_id == channel_id))
     return dict(rows.tuples().all())
+
+
+# -- fields named by writers (line protocol, JSON) ----------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class ChannelFields:
+    """A channel's name and its fields' numbers by name."""
+
+    name: str
+    numbers: dict[str, int]
+
+    def named(self, channel_id: int, ref: str) -> bool:
+        """True when ``ref`` names this channel, by id or by name (InfluxDB's ``db`` parameter)."""
+        return ref == self.name or plain_int(ref) == channel_id
+
+
+_CHANNEL_FIELDS = database.per_dialect(
+    lambda d: d.bind(
+        "SELECT c.name, f.name, f.number FROM channels c LEFT JOIN fields f ON f.channel_id = c.id "
+        "WHERE c.id = ?"
+    )
+)
+
+
+def channel_fields(channel_id: int) -> ChannelFields | None:
+    """The channel's name and field numbers (None: no such channel), in one fixed statement.
+
+    Batch adapters look these up on every request; without the ORM the
+    request's session stays idle, so ``store.write`` takes its own connection
+    (and the writers' queue) instead of the session's.
+    """
+    with database.cursor(_CHANNEL_FIELDS) as (cursor, statement):
+        cursor.execute(statement, (channel_id,))
+        rows = cursor.fetchall()
+    if not rows:
+        return None
+    return ChannelFields(rows[0][0], {name: number for _, name, number in rows if name is not None})
+
+
+def ensure_fields(channel_id: int, names: Iterable[str], *, limit: int) -> dict[str, int]:
+    """Numbers of the named fields, creating the missing ones with the next free numbers.
+
+    New fields are flushed, not committed: the ``store.write`` that follows in
+    the same request commits them with the data, or rolls both back. The
+    channel row is locked before fields are added, so two writers creating
+    the same field serialise instead of colliding on the unique name.
+
+    :raise BadRequest: a name over 255 characters, or more than ``limit`` fields.
+    """
+    wanted = set(names)
+    known = field_numbers(channel_id)
+    missing = sorted(wanted - known.keys())
+    if not missing:
+        return {name: known[name] for name in wanted}
+    session = db.session
+    try:
+        for name in missing:
+            if not name.strip() or len(name) > 255 or UNSTORABLE.search(name):
+                raise BadRequest(
+                    f"field names are 1-255 characters, without control characters: {name[:60]!r}…",
+                    code="bad_field_name",
+                )
+        locked = session.execute(
+            update(Channel)
+            .where(Channel.id == channel_id)
+            .values(last_entry_id=Channel.last_entry_id)
+            .returning(Channel.id)
+        ).scalar()
+        if locked is None:
+            raise NotFound("channel not found")
+        known = field_numbers(channel_id)  # another writer may have added some meanwhile
+        missing = sorted(wanted - known.keys())
+        if len(known) + len(missing) > limit:
+            raise BadRequest(
+                f"this write would give the channel {len(known) + len(missing)} fields; "
+                f"the limit is {limit} (MAX_FIELDS_PER_CHANNEL)",
+                code="too_many_fields",
+            )
+        number = max(known.values(), default=0)
+        rows = []
+        for name in missing:
+            number += 1
+            rows.append({"channel_id": channel_id, "number": number, "name": name, "created_at": utcnow()})
+            known[name] = number
+        if rows:  # none when another writer made them all while this one waited for the lock
+            session.execute(Field.__table__.insert(), rows)  # type: ignore[attr-defined]
+    except BaseException:
+        session.rollback()
+        raise
+    return {name: known[name] for name in wanted}
 
 
 def get_field(channel: Channel, number: int) -> Field:

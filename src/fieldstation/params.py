@@ -15,7 +15,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 from fieldstation.errors import BadRequest
-from fieldstation.points import MAX_TS_US, MIN_TS_US, US, check_ts, get_zone, parse_time
+from fieldstation.points import check_ts, get_zone, parse_time
+from fieldstation.timeunits import HOUR, MAX_TS_US, MIN_TS_US, US
 
 #: Duration units: s, m, h, d, w (and ms/us for InfluxDB-style durations).
 UNITS = {"us": 1, "u": 1, "µs": 1, "ms": 1000, "s": US, "m": 60 * US, "h": 3600 * US, "d": 86_400 * US}
@@ -182,7 +183,6 @@ def parse_float_param(raw: str | None, name: str) -> float | None:
     return value
 
 
-_HOUR_US = 3600 * US
 #: ``MM:SS`` of every second of an hour.
 _MM_SS = tuple(f"{m:02d}:{s:02d}" for m in range(60) for s in range(60))
 _MM_SS_Z = tuple(f"{text}Z" for text in _MM_SS)
@@ -203,7 +203,7 @@ def format_time(ts: int, zone: dt.tzinfo = dt.UTC, *, seconds: bool = False) -> 
     200,000 rows/s).
     """
     if zone is dt.UTC and MIN_TS_US <= ts <= MAX_TS_US:
-        hour, rest = divmod(ts, _HOUR_US)
+        hour, rest = divmod(ts, HOUR)
         secs, micros = divmod(rest, US)
         if micros and not seconds:
             return f"{_hour_text(hour)}{_MM_SS[secs]}.{micros:06d}Z"
@@ -232,8 +232,8 @@ def format_times(stamps: Iterable[int], zone: dt.tzinfo = dt.UTC, *, seconds: bo
             if not MIN_TS_US <= ts <= MAX_TS_US:
                 add(format_time(ts, zone, seconds=seconds))
                 continue
-            hour = ts // _HOUR_US
-            low, high, prefix = hour * _HOUR_US, (hour + 1) * _HOUR_US, _hour_text(hour)
+            hour = ts // HOUR
+            low, high, prefix = hour * HOUR, (hour + 1) * HOUR, _hour_text(hour)
         into = ts - low
         if into % US and not seconds:
             add(format_time(ts, zone))

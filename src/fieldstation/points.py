@@ -10,18 +10,14 @@ from __future__ import annotations
 import datetime as dt
 import math
 import re
-import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from fieldstation.errors import BadRequest
+from fieldstation.timeunits import MAX_TS_US, MIN_TS_US, datetime_to_us
 
-US = 1_000_000
-#: Accepted timestamps: 1900-01-01 .. 2262-04-11 (the int64 nanosecond range).
-MIN_TS_US = -2_208_988_800 * US
-MAX_TS_US = 9_223_372_036_854_775_807 // 1000
 MAX_TEXT = 255
 #: What stored text may not hold: C0 controls but tab, newline and return, U+FFFE/U+FFFF (none of
 #: them can be written in XML, which ThingSpeak's ``.xml`` answers are) and lone surrogates (no
@@ -59,7 +55,8 @@ class Batch:
 
     channel_id: int
     entries: list[Entry] = field(default_factory=list)
-    #: Device that sent it (MAC address or other id), checked against the allow-list.
+    #: The device the write counts as (MAC address or other id): the key's bound device, else the
+    #: one the request named. ``auth`` checked it against the allow-list before the batch was made.
     device: str | None = None
     series: dict[int, Series] | None = None
     #: False for the owner's own imports (the dashboard's CSV upload): the channel's minimum
@@ -75,22 +72,6 @@ class Batch:
     def point_count(self) -> int:
         """Number of (field, timestamp, value) readings in the batch."""
         return sum(len(e.values) for e in self.entries) + sum(map(len, (self.series or {}).values()))
-
-
-def now_us() -> int:
-    """Server time as integer microseconds since the epoch."""
-    return time.time_ns() // 1000
-
-
-def datetime_to_us(value: dt.datetime) -> int:
-    """Aware datetime -> µs since the epoch, exact (no float rounding)."""
-    delta = value - dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
-    return (delta.days * 86_400 + delta.seconds) * US + delta.microseconds
-
-
-def us_to_datetime(ts: int) -> dt.datetime:
-    """µs since the epoch -> aware UTC datetime."""
-    return dt.datetime(1970, 1, 1, tzinfo=dt.UTC) + dt.timedelta(microseconds=ts)
 
 
 def check_ts(ts: int) -> int:
@@ -198,6 +179,16 @@ def parse_value(raw: object) -> Value:
     if not math.isfinite(number):
         raise BadRequest("values must be finite numbers", code="bad_value")
     return number
+
+
+#: Integral numbers below this are written without ``.0`` (as ThingSpeak writes them); from it
+#: on ``repr`` keeps every digit (1e16 itself would otherwise print as 17 digits of an int).
+PLAIN_INTEGER_BELOW = 1e16
+
+
+def number_text(value: float) -> str:
+    """A stored number as every answer writes it: ``21`` for 21.0, ``21.5``, ``1e+16``."""
+    return str(int(value)) if value.is_integer() and abs(value) < PLAIN_INTEGER_BELOW else repr(value)
 
 
 def parse_float(raw: object, name: str) -> float:

@@ -15,7 +15,7 @@ from sqlalchemy import delete, select
 from fieldstation import rollups
 from fieldstation.extensions import db
 from fieldstation.models import Channel, Entry, Field, Reading
-from fieldstation.points import US, now_us
+from fieldstation.timeunits import US, now_us
 
 DAY_US = 86_400 * US
 

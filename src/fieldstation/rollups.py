@@ -1,20 +1,22 @@
-"""Rollups: per-minute, per-hour and per-day aggregates that make long-range charts cheap.
+"""Time buckets, and the per-minute, per-hour and per-day rollups that make long ones cheap.
 
-A year of one-minute data is 525,600 readings; a 1,000-bucket chart over it
-reads 8,760 hour rows instead. How they stay true:
+:func:`buckets` and :func:`summary` answer every aggregate read but medians
+(:mod:`fieldstation.query`). A year of one-minute data is 525,600 readings; a
+1,000-bucket chart over it reads 8,760 hour rows instead. How they stay true:
 
-* ``store.write`` calls :func:`mark_dirty` (one line): it upserts a mark per
-  (field, hour) the batch touched, bumping a generation counter. Writes stay
-  cheap: no aggregation on the ingest path.
+* every writer of readings marks each (field, hour) it touched in its own
+  transaction (``store.mark_dirty_sql``), bumping a generation counter. Writes
+  stay cheap: no aggregation on the ingest path.
 * Before :func:`aggregate` reads a field's rollups it calls :func:`refresh`,
   which rebuilds the marked hours from the readings (minute rows from raw,
   hour rows from minute rows, day rows from hour rows) and clears each mark
   only if its generation is unchanged, so late data arriving meanwhile stays
   marked. ``fieldstation rollups refresh`` does the same for every field (a
   job for cron after bulk loads).
-* :func:`aggregate` picks the coarsest rollup whose slots fit the buckets,
-  reads the window's aligned interior from it and the ragged ends from the
-  next finer level, down to the raw readings.
+* :func:`aggregate` picks the coarsest rollup whose slots fit the buckets
+  (:meth:`fieldstation.buckets.Plan.aligned`), reads the window's aligned
+  interior from it and the ragged ends from the next finer level, down to the
+  raw readings.
 
 A refresh also repacks the marked hours' read blocks (:mod:`fieldstation.blocks`),
 which long raw reads take instead of the readings.
@@ -22,47 +24,74 @@ which long raw reads take instead of the readings.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
-from typing import TYPE_CHECKING, Any
+import datetime as dt
+from collections.abc import Iterable
+from typing import Any
 
 import click
 from flask.cli import with_appcontext
-from sqlalchemy import Table, text
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy import text
+from sqlalchemy.orm import Session, scoped_session
 
 from fieldstation import blocks
+from fieldstation import db as database
+from fieldstation.buckets import Bucket, Partial, Plan, check_window, plan, whole
 from fieldstation.extensions import db
-from fieldstation.models import RollupDirty
+from fieldstation.store import mark_dirty_sql
+from fieldstation.timeunits import DAY, FLOOR_SHIFT, HOUR, MINUTE, slot_start, slot_start_sql
 
-if TYPE_CHECKING:
-    from sqlalchemy.orm import Session, scoped_session
-
-    from fieldstation.query import Partial, _Plan
-
-MINUTE = 60_000_000
-HOUR = 60 * MINUTE
-DAY = 24 * HOUR
-#: A multiple of a day larger than any |ts|: integer division then floors on both engines.
-_SHIFT = 2_208_988_800_000_000 + DAY
 #: (slot width, table), finest first. Table names are constants, never input.
 LEVELS: tuple[tuple[int, str], ...] = ((MINUTE, "rollup_minute"), (HOUR, "rollup_hour"), (DAY, "rollup_day"))
 #: Most dirty hours one refresh statement covers, so a refresh after a bulk load stays bounded.
 _RUN_HOURS = 24 * 31
+_MARK = text(mark_dirty_sql("VALUES (:f, :t, 1)"))
 
 
-def mark_dirty(session: Session | scoped_session[Any], readings: Iterable[Mapping[str, Any]]) -> None:
-    """Mark the (field, hour) slots of freshly written readings stale, in the writer's transaction."""
-    hours = sorted({(r["field_id"], r["ts"] // HOUR * HOUR) for r in readings})
-    if not hours:
-        return
-    dialect = session.get_bind().dialect.name
-    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
-    table: Table = RollupDirty.__table__  # type: ignore[assignment]
-    stmt = insert(table)
-    stmt = stmt.on_conflict_do_update(
-        index_elements=[table.c.field_id, table.c.ts], set_={"gen": table.c.gen + 1}
+# -- reading ----------------------------------------------------------------------------------
+
+
+def buckets(
+    field_id: int, start: int, end: int, every: int, *, tz: str | dt.tzinfo | None = None
+) -> list[Bucket]:
+    """Non-empty buckets of ``every`` µs over ``[start, end)``, oldest first.
+
+    Widths under a day align to the epoch (UTC); whole-day widths align to
+    local midnight in ``tz`` (DST-aware: such a bucket may be 23 or 25 hours).
+    Partial buckets at the window's ends only hold the readings inside it.
+
+    :raise BadRequest: reversed window, bad width or more than MAX_BUCKETS buckets.
+    """
+    planned = plan(start, end, every, tz)
+    if end <= start:
+        return []
+    partials = aggregate(field_id, start, end, planned)
+    return [planned.bucket(key, part) for key, part in partials.items()]
+
+
+def summary(field_id: int, start: int, end: int) -> Bucket | None:
+    """Aggregates of every numeric reading of one field in ``[start, end)`` (None when there are none)."""
+    check_window(start, end)
+    if end <= start:
+        return None
+    parts = list(aggregate(field_id, start, end, whole(start, end)).values())
+    if not parts:
+        return None
+    total = parts[0]
+    for part in parts[1:]:
+        total = total.merge(part)
+    return Bucket(
+        start, total.count, total.sum / total.count, total.min, total.max, total.sum, total.first, total.last
     )
-    session.execute(stmt, [{"field_id": f, "ts": h, "gen": 1} for f, h in hours])
+
+
+# -- upkeep -----------------------------------------------------------------------------------
+
+
+def mark_dirty(session: Session | scoped_session[Any], readings: Iterable[tuple[int, int]]) -> None:
+    """Mark the (field, hour) slots of (field id, ts) readings stale, in the session's transaction."""
+    hours = sorted({(field_id, slot_start(ts, HOUR)) for field_id, ts in readings})
+    if hours:
+        session.execute(_MARK, [{"f": f, "t": h} for f, h in hours])
 
 
 def forget_before(session: Session | scoped_session[Any], field_id: int, cutoff: int) -> None:
@@ -78,7 +107,7 @@ def forget_before(session: Session | scoped_session[Any], field_id: int, cutoff:
             text(f"DELETE FROM {table} WHERE field_id = :f AND ts < :c"),  # noqa: S608
             {"f": field_id, "c": cutoff},
         )
-    mark_dirty(session, [{"field_id": field_id, "ts": cutoff}])
+    mark_dirty(session, [(field_id, cutoff)])
 
 
 def refresh(field_id: int | None = None) -> int:
@@ -130,7 +159,7 @@ _REFRESH_LOCK = 0x726F6C6C  # "roll"
 
 
 def _lock_for_refresh(session: Session | scoped_session[Any], field_id: int) -> None:
-    if session.get_bind().dialect.name == "postgresql":
+    if database.dialect().advisory_locks:
         session.execute(text("SELECT pg_advisory_xact_lock(:k, :f)"), {"k": _REFRESH_LOCK, "f": field_id})
 
 
@@ -151,7 +180,7 @@ def _rebuild(field_id: int, lo: int, hi: int) -> None:
     spans = ((lo, hi), (lo, hi), (day_lo, day_hi))
     source = "readings"
     for (width, table), (a, z) in zip(LEVELS, spans, strict=True):
-        params = {"f": field_id, "a": a, "z": z, "w": width, "s": _SHIFT}
+        params = {"f": field_id, "a": a, "z": z, "w": width, "s": FLOOR_SHIFT}
         db.session.execute(
             text(f"DELETE FROM {table} WHERE field_id = :f AND ts >= :a AND ts < :z"),  # noqa: S608
             params,
@@ -161,7 +190,7 @@ def _rebuild(field_id: int, lo: int, hi: int) -> None:
     connection = db.session.connection()
     cursor = connection.connection.cursor()
     try:
-        blocks.rebuild(cursor, connection.dialect.name, field_id, lo, hi)
+        blocks.rebuild(cursor, database.dialect(), field_id, lo, hi)
     finally:
         cursor.close()
 
@@ -174,9 +203,7 @@ def _insert_sql(table: str, source: str) -> str:
     or slower makes one minute slot per reading, and full rows made the minute
     rollup twice the size of the readings.
     """
-    from fieldstation.query import sum_sql
-
-    slot = "((ts + :s) / :w) * :w - :s"
+    slot = slot_start_sql("ts", ":w", ":s")
     if source == "readings":
         n, total, lo, hi, first, last = (
             "count(value)",
@@ -209,10 +236,44 @@ def _insert_sql(table: str, source: str) -> str:
 _MIN, _MAX = "coalesce(min, sum)", "coalesce(max, sum)"
 
 
-# -- reading ----------------------------------------------------------------------------------
+#: Sums on PostgreSQL are taken of values scaled by 2**-64 (exact: a power of two), so that
+#: they cannot overflow, and scaled back where the result fits (the largest float / 2**64).
+#: Values under 2**-900 are summed apart, unscaled: scaled, the tiniest would underflow,
+#: which PostgreSQL raises as an error too.
+_SCALE_DOWN = "5.421010862427522e-20::float8"
+_SCALE_UP = "18446744073709551616::float8"
+_SCALED_MAX = "9.745314011399998e288::float8"
+_TINY = "1.1830521861667747e-271::float8"
 
 
-def aggregate(field_id: int, start: int, end: int, plan: _Plan) -> dict[int, Partial]:
+def sum_sql(column: str) -> str:
+    """The sum of a float column that never fails, as SQL for the session's engine.
+
+    PostgreSQL raises on a float8 sum beyond the float range (two readings of
+    1e308 in one slot made every chart of the field a 500). There the values are
+    summed scaled down by 2**-64, which changes no bit of the result (scaling by a
+    power of two and rounding commute while no value is subnormal), and the sum
+    is scaled back up, or is ±Infinity beyond the float range, as SQLite's own sum
+    gives. Infinities of both signs add up to NaN, which reads as +Infinity on
+    PostgreSQL; SQLite cannot hold NaN and gives NULL, which reads as 0.
+    """
+    if not database.dialect().float_overflow_raises:
+        return f"coalesce(sum({column}), 0.0)"
+    big = f"coalesce(sum(CASE WHEN abs({column}) >= {_TINY} THEN {column} * {_SCALE_DOWN} END), 0)"
+    tiny = f"coalesce(sum(CASE WHEN abs({column}) < {_TINY} THEN {column} END), 0)"
+    return (
+        f"CASE WHEN {big} > {_SCALED_MAX} THEN 'Infinity'::float8 "
+        f"WHEN {big} < -{_SCALED_MAX} THEN '-Infinity'::float8 ELSE {big} * {_SCALE_UP} + {tiny} END"
+    )
+
+
+def raw_partials(field_id: int, start: int, end: int, plan: Plan) -> list[tuple[int, Partial]]:
+    """Bucket partials straight from the readings of one field (numeric values only)."""
+    where = " AND value IS NOT NULL"
+    return _partials("readings", "value", "value", "rf.value", "rl.value", where, field_id, start, end, plan)
+
+
+def aggregate(field_id: int, start: int, end: int, plan: Plan) -> dict[int, Partial]:
     """Partials by bucket key over ``[start, end)``, oldest first, from the coarsest fitting level."""
     usable = [i for i, (width, _) in enumerate(LEVELS) if plan.aligned(width)]
     level = usable[-1] if usable else -1
@@ -234,10 +295,8 @@ def _has_marks(field_id: int) -> bool:
     )
 
 
-def _pieces(field_id: int, start: int, end: int, plan: _Plan, level: int) -> list[tuple[int, Partial]]:
+def _pieces(field_id: int, start: int, end: int, plan: Plan, level: int) -> list[tuple[int, Partial]]:
     """Partials in time order: finer levels for the ragged ends, this level for the aligned middle."""
-    from fieldstation.query import raw_partials
-
     if start >= end:
         return []
     if level < 0:
@@ -253,20 +312,43 @@ def _pieces(field_id: int, start: int, end: int, plan: _Plan, level: int) -> lis
     )
 
 
-def level_partials(table: str, field_id: int, start: int, end: int, plan: _Plan) -> list[tuple[int, Partial]]:
+def level_partials(table: str, field_id: int, start: int, end: int, plan: Plan) -> list[tuple[int, Partial]]:
     """Bucket partials from one rollup table (its slots lie wholly inside one bucket each)."""
-    from fieldstation.query import Partial, sum_sql
+    first, last = "coalesce(rf.first, rf.sum)", "coalesce(rl.last, rl.sum)"
+    return _partials(
+        table, "sum", _MIN, first, last, "", field_id, start, end, plan, counts="sum(n)", hi=_MAX
+    )
 
+
+def _partials(
+    source: str,
+    total: str,
+    lo: str,
+    first: str,
+    last: str,
+    where: str,
+    field_id: int,
+    start: int,
+    end: int,
+    plan: Plan,
+    *,
+    counts: str = "count(value)",
+    hi: str | None = None,
+) -> list[tuple[int, Partial]]:
+    """Bucket partials of one field from ``source`` (the readings or a rollup table): one statement.
+
+    ``source`` and the column expressions are constants of this module, never input.
+    """
     params: dict[str, Any] = {"f": field_id, "a": start, "z": end}
     key = plan.key_sql("ts", params)
     rows = db.session.execute(
         text(
-            f"WITH g AS (SELECT {key} AS b, sum(n) AS n, {sum_sql('sum')} AS s, min({_MIN}) AS lo,"  # noqa: S608
-            f" max({_MAX}) AS hi, min(ts) AS t0, max(ts) AS t1"
-            f" FROM {table} WHERE field_id = :f AND ts >= :a AND ts < :z GROUP BY 1)"
-            f" SELECT g.b, g.n, g.s, g.lo, g.hi, coalesce(rf.first, rf.sum), coalesce(rl.last, rl.sum) FROM g"
-            f" JOIN {table} rf ON rf.field_id = :f AND rf.ts = g.t0"
-            f" JOIN {table} rl ON rl.field_id = :f AND rl.ts = g.t1"
+            f"WITH g AS (SELECT {key} AS b, {counts} AS n, {sum_sql(total)} AS s, min({lo}) AS lo,"  # noqa: S608
+            f" max({hi or lo}) AS hi, min(ts) AS t0, max(ts) AS t1"
+            f" FROM {source} WHERE field_id = :f AND ts >= :a AND ts < :z{where} GROUP BY 1)"
+            f" SELECT g.b, g.n, g.s, g.lo, g.hi, {first}, {last} FROM g"
+            f" JOIN {source} rf ON rf.field_id = :f AND rf.ts = g.t0"
+            f" JOIN {source} rl ON rl.field_id = :f AND rl.ts = g.t1"
             " ORDER BY g.b"
         ),
         params,
@@ -293,13 +375,8 @@ def refresh_command() -> None:
 @with_appcontext
 def rebuild_command() -> None:
     """Mark every hour that has readings stale, then rebuild all rollups from the readings."""
-    db.session.execute(
-        text(
-            "INSERT INTO rollup_dirty (field_id, ts, gen) SELECT DISTINCT field_id,"
-            " ((ts + :s) / :h) * :h - :s, 1 FROM readings WHERE true"
-            " ON CONFLICT (field_id, ts) DO UPDATE SET gen = rollup_dirty.gen + 1"
-        ),
-        {"s": _SHIFT, "h": HOUR},
-    )
+    # WHERE true: SQLite needs it to tell the upsert's ON CONFLICT from a join's ON.
+    rows = f"SELECT DISTINCT field_id, {slot_start_sql('ts', ':h', ':s')}, 1 FROM readings WHERE true"  # noqa: S608
+    db.session.execute(text(mark_dirty_sql(rows)), {"s": FLOOR_SHIFT, "h": HOUR})
     db.session.commit()
     click.echo(f"rebuilt {refresh()} hours")

@@ -15,41 +15,18 @@ uWSGI wheel or a compiler to build one.
 
 from __future__ import annotations
 
-import gc
 import io
 import os
 import shutil
 import sys
 from collections.abc import Callable, Iterable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-if TYPE_CHECKING:
-    from flask import Flask
+from fieldstation.errors import BadRequest
 
 SERVERS = ("uwsgi", "gunicorn")
 #: What the server imports: the application factory, as a server process runs it.
-APP = "fieldstation.serving:served_app()"
-#: The collector's youngest-generation threshold in a worker (CPython's default is 700).
-GC_YOUNG = 10_000
-
-
-def served_app() -> Flask:
-    """:func:`fieldstation.create_app` for a long-lived worker process, with the collector tuned.
-
-    What exists once the app is built (modules, the app, SQLAlchemy's caches) lives
-    as long as the worker: ``gc.freeze()`` takes it out of every later collection.
-    A 1,440-row read makes about ten thousand short-lived objects, which at
-    CPython's default threshold set off a dozen young collections per request;
-    both together were a tenth of the 24-hour InfluxQL query's CPU (issue #4).
-    Reference counting still frees nearly everything at once; only cycles wait longer.
-    """
-    from fieldstation import create_app
-
-    app = create_app()
-    gc.collect()
-    gc.freeze()
-    gc.set_threshold(GC_YOUNG, *gc.get_threshold()[1:])
-    return app
+APP = "fieldstation.wsgi:served_app()"
 
 
 #: Largest request head (request line + headers) uWSGI accepts; its default (4 KB) is too small
@@ -155,8 +132,6 @@ def refuse_unreadable_body() -> None:
     :raise BadRequest: the body was marked unreadable.
     """
     from flask import request
-
-    from fieldstation.errors import BadRequest
 
     if request.environ.get(UNREADABLE):
         raise BadRequest("chunked body is malformed or empty", code="bad_body")

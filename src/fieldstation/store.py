@@ -1,4 +1,12 @@
-"""The only writer of readings: one batch, one transaction.
+"""The batch engine, the only writer of entries and readings: one batch, one transaction.
+
+:func:`write` and :func:`write_many` are the API; :func:`write_rows` is the
+engine itself, on a cursor inside the caller's transaction, for
+:mod:`fieldstation.ingest`'s single readings. Where a write runs: on a pooled
+connection of its own (the usual request, nothing pending in the session), or
+inside the session's transaction when the request has written through it (new
+fields from line protocol, the MQTT worker's groups); :mod:`fieldstation.db`
+picks the route.
 
 Order of statements matters. The first statement is an UPDATE of the channel
 row: it takes the channel's row lock on PostgreSQL and SQLite's write lock (so
@@ -9,31 +17,19 @@ Everything after it sees a stable channel.
 
 from __future__ import annotations
 
-import fcntl
-import json
-import os
-import threading
-from collections.abc import Callable, Iterable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from itertools import chain, repeat
 from operator import itemgetter
-from typing import Any, Protocol, TypeVar, cast
+from typing import Any, cast
 
-from flask import g, has_app_context, has_request_context
-from sqlalchemy import Table, update
-from sqlalchemy.engine import Dialect
-from sqlalchemy.exc import DBAPIError
-from sqlalchemy.orm import Session, scoped_session
-
-from fieldstation import manage, rollups
+from fieldstation import db as database
+from fieldstation.db import Dialect
 from fieldstation.errors import BadRequest, Conflict, NotFound, RateLimited
 from fieldstation.extensions import db
-from fieldstation.models import Channel, Entry, Field, Reading
-from fieldstation.models.base import utcnow
-from fieldstation.points import MAX_TS_US, UNSTORABLE, Batch, Value, now_us, plain_int
-from fieldstation.points import Entry as PointEntry
+from fieldstation.points import Batch, Entry, Value
+from fieldstation.timeunits import HOUR, MAX_TS_US, US, now_us, slot_start
 
 #: Bound on how many server-stamped timestamps are probed for a free microsecond.
 _STAMP_WINDOW_US = 10_000
@@ -45,11 +41,6 @@ _COPY = {
     "entries": "COPY entries (channel_id, ts, entry_id, status, latitude, longitude, elevation) FROM STDIN",
     "bare_entries": "COPY entries (channel_id, ts, entry_id) FROM STDIN",
 }
-
-
-AnySession = Session | scoped_session[Any]
-ENTRIES: Table = Entry.__table__  # type: ignore[assignment]
-READINGS: Table = Reading.__table__  # type: ignore[assignment]
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,15 +77,16 @@ def write(batch: Batch, *, now: int | None = None) -> WriteResult:
     """
     now = now_us() if now is None else now
     session = db.session
-    if not session_busy():
+    if not database.session_busy():
         if _is_batch(batch):
             return _write_own_batch(batch, now)
         # Nothing pending in the session (the usual request): the request's pooled connection,
         # without the session's bookkeeping, a third of a single reading's cost.
-        with _writer_turn(), _own_transaction() as (cursor, sql):
-            return _write_rows(cursor, sql, batch, now)
+        with database.writer_turn(), database.transaction(STATEMENTS) as (cursor, sql):
+            return write_rows(cursor, sql, batch, now)
     try:
-        result = _write(session, batch, now)
+        with database.session_cursor(STATEMENTS) as (cursor, sql):
+            result = write_rows(cursor, sql, batch, now)
         session.commit()
     except BaseException:
         session.rollback()
@@ -111,7 +103,8 @@ def write_many(batches: Sequence[Batch], *, now: int | None = None) -> list[Writ
     session = db.session
     stamp = now_us() if now is None else now
     try:
-        results = [_write(session, batch, stamp) for batch in batches]
+        with database.session_cursor(STATEMENTS) as (cursor, sql):
+            results = [write_rows(cursor, sql, batch, stamp) for batch in batches]
         session.commit()
     except BaseException:
         session.rollback()
@@ -119,168 +112,42 @@ def write_many(batches: Sequence[Batch], *, now: int | None = None) -> list[Writ
     return results
 
 
-def session_busy() -> bool:
-    """True when this request's session has a transaction going (its writes must join it)."""
-    return bool(db.session.registry.has() and db.session().in_transaction())
+# The write path runs fixed statements on the driver's cursor (a pooled connection of the
+# request's own, or the session's inside its transaction: see fieldstation.db): building
+# and compiling SQLAlchemy constructs cost more than the database work for a single
+# reading (docs/performance.md). Every value is a bound parameter.
 
 
-_TURN_FILES: dict[str, int] = {}
-_TURN_LOCK = threading.Lock()
+def rate_limit_passes_sql(channel: str, now: str) -> str:
+    """The channel row ``channel`` accepts a write at ``now``: its minimum interval has passed.
 
-
-@contextmanager
-def _writer_turn() -> Iterator[None]:
-    """On SQLite, queue writers of all processes on an flock before the write transaction.
-
-    SQLite's busy handler sleeps 1, 2, 5, 10… ms when another process holds the
-    write lock; a blocked flock wakes the moment the lock is released.
+    The rate limit's one statement; every write's first statement (the channel
+    row's UPDATE) carries it, so the check and the stamp are one atomic step.
     """
-    engine = db.engine
-    if engine.dialect.name != "sqlite" or engine.url.database in (None, "", ":memory:"):
-        yield
-        return
-    path = engine.url.database + "-writer"
-    with _TURN_LOCK:  # an flock does not exclude threads of one process (they share the fd)
-        fd = _TURN_FILES.get(path)
-        if fd is None:
-            fd = _TURN_FILES[path] = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
-        fcntl.flock(fd, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(fd, fcntl.LOCK_UN)
+    return (
+        f"({channel}.min_interval_s = 0 OR {channel}.last_write_us IS NULL "
+        f"OR {channel}.last_write_us + CAST({channel}.min_interval_s AS BIGINT) * {US} <= {now})"
+    )
 
 
-_HELD = "fieldstation_connection"
+def mark_dirty_sql(rows: str) -> str:
+    """Mark (field id, hour) rollup slots stale: ``rows`` gives them (a VALUES list or a SELECT).
 
-
-@contextmanager
-def _borrowed() -> Iterator[Any]:
-    """A pooled DBAPI connection: the request's own, else a fresh checkout returned afterwards.
-
-    A request checks a connection out once (one pre-ping on PostgreSQL) for its
-    key lookup and its write; :func:`release_request_connection` returns it.
+    The generation goes up on every mark, so a refresh clears only marks it has
+    seen (:mod:`fieldstation.rollups`). Every writer of readings runs this in its
+    own transaction.
     """
-    if not has_request_context() and not (has_app_context() and g.get(_SHARING)):
-        connection = db.engine.raw_connection()
-        try:
-            yield connection
-        finally:
-            connection.close()
-        return
-    held = g.get(_HELD)
-    if held is None or not held.is_valid:
-        held = db.engine.raw_connection()
-        setattr(g, _HELD, held)
-    yield held
-
-
-def release_request_connection(_exc: BaseException | None = None) -> None:
-    """Return the request's connection to the pool (a ``teardown_request`` hook)."""
-    held = g.pop(_HELD, None)
-    if held is not None:
-        held.close()
-
-
-_SHARING = "fieldstation_sharing"
-
-
-@contextmanager
-def shared_connection() -> Iterator[None]:
-    """Let this block's statements share one pooled connection, as a request's do.
-
-    For work done in an app context without a request (``http.hotpath``): the
-    key lookup and the write then take one checkout, not two.
-    """
-    setattr(g, _SHARING, True)
-    try:
-        yield
-    finally:
-        g.pop(_SHARING, None)
-        release_request_connection()
-
-
-@contextmanager
-def _own_transaction() -> Iterator[tuple[Any, _Sql]]:
-    """A pooled DBAPI connection, committed when the block succeeds and rolled back otherwise."""
-    engine = db.engine
-    with _borrowed() as connection, _driver_errors(engine.dialect, connection):
-        cursor = connection.cursor()
-        try:
-            yield cursor, _SQL[engine.dialect.name]
-            connection.commit()
-        except BaseException:
-            if connection.is_valid:
-                connection.rollback()
-            raise
-        finally:
-            if connection.is_valid:
-                cursor.close()
-
-
-@contextmanager
-def autocommit_connection() -> Iterator[tuple[Any, str]]:
-    """The request's pooled DBAPI connection for statements that need no transaction, and the dialect.
-
-    Autocommit on PostgreSQL: psycopg would otherwise wrap them in BEGIN … COMMIT
-    (or ROLLBACK), two more round trips; SQLite's driver opens no transaction for a
-    SELECT. Driver errors come out as SQLAlchemy's.
-    """
-    engine = db.engine
-    with _borrowed() as connection, _driver_errors(engine.dialect, connection):
-        postgres = engine.dialect.name == "postgresql"
-        if postgres:
-            connection.driver_connection.autocommit = True
-        try:
-            yield connection, engine.dialect.name
-        finally:
-            if postgres and connection.is_valid:
-                connection.driver_connection.autocommit = False
-
-
-@contextmanager
-def _outside_transaction() -> Iterator[tuple[Any, _Sql]]:
-    """A cursor for one read that needs no transaction (see :func:`autocommit_connection`)."""
-    with autocommit_connection() as (connection, dialect):
-        cursor = connection.cursor()
-        try:
-            yield cursor, _SQL[dialect]
-        finally:
-            if connection.is_valid:
-                cursor.close()
-
-
-@contextmanager
-def _driver_errors(dialect: Dialect, connection: Any) -> Iterator[None]:
-    """Raise the driver's errors as SQLAlchemy's, as its own execute would.
-
-    Callers tell a database outage from bad data by SQLAlchemy's exception
-    classes (the MQTT worker waits out ``OperationalError``); a connection the
-    server dropped is invalidated so the pool does not hand it out again.
-    """
-    dbapi = dialect.loaded_dbapi
-    try:
-        yield
-    except dbapi.Error as exc:
-        dropped = dialect.is_disconnect(exc, getattr(connection, "dbapi_connection", None), None)
-        if dropped:
-            connection.invalidate(exc)
-        raise DBAPIError.instance(
-            None, None, exc, dbapi.Error, connection_invalidated=dropped, dialect=dialect
-        ) from exc
-
-
-# The write path runs fixed statements on the session's own DBAPI connection,
-# inside the session's transaction: building and compiling SQLAlchemy
-# constructs cost more than the database work for a single reading (see
-# docs/performance.md). Every value is a bound parameter.
+    return (
+        f"INSERT INTO rollup_dirty (field_id, ts, gen) {rows} "
+        "ON CONFLICT (field_id, ts) DO UPDATE SET gen = rollup_dirty.gen + 1"
+    )
 
 
 @dataclass(frozen=True, slots=True)
 class _Sql:
     """The write path's statements in one dialect's parameter style."""
 
-    dialect: str
+    dialect: Dialect
     reserve: str
     interval: str
     fields: str
@@ -296,26 +163,19 @@ class _Sql:
     upsert_number: str
     #: ``insert_entry`` without metadata: no four NULL parameters.
     insert_bare_entry: str
-    write_key: str
     mark_dirty: str
-    channel_fields: str
     #: PostgreSQL only: ``reserve`` and ``fields`` in one round trip.
     reserve_fields: str | None
 
 
-def _statements(dialect: str) -> _Sql:
-    """The statements, written with ``?`` and given ``%s`` for psycopg; no value is ever formatted in."""
-    pg = dialect == "postgresql"
-
-    def bind(statement: str) -> str:
-        return statement.replace("?", "%s") if pg else statement
-
+def _statements(d: Dialect) -> _Sql:
+    """The statements, written with ``?`` and bound for each driver; no value is ever formatted in."""
+    bind = d.bind
     return _Sql(
-        dialect=dialect,
+        dialect=d,
         reserve=bind(
-            "UPDATE channels SET last_entry_id = last_entry_id + ?, last_write_us = ? "
-            "WHERE id = ? AND (min_interval_s = 0 OR last_write_us IS NULL "
-            "OR last_write_us + CAST(min_interval_s AS BIGINT) * 1000000 <= ?) RETURNING last_entry_id"
+            "UPDATE channels SET last_entry_id = last_entry_id + ?, last_write_us = ? "  # noqa: S608
+            f"WHERE id = ? AND {rate_limit_passes_sql('channels', '?')} RETURNING last_entry_id"
         ),
         interval=bind("SELECT min_interval_s FROM channels WHERE id = ?"),
         fields=bind("SELECT number, id FROM fields WHERE channel_id = ?"),
@@ -326,10 +186,8 @@ def _statements(dialect: str) -> _Sql:
         # 25,000 entries (0.02 ms with the range), 43 ms under the ingest bench's load, and
         # growing with the channel.
         existing=bind(
-            "SELECT ts, entry_id FROM entries WHERE channel_id = ? AND ts >= ? AND ts <= ? AND ts = ANY(?)"
-            if pg
-            else "SELECT ts, entry_id FROM entries "
-            "WHERE channel_id = ? AND ts >= ? AND ts <= ? AND ts IN (SELECT value FROM json_each(?))"
+            "SELECT ts, entry_id FROM entries WHERE channel_id = ? AND ts >= ? AND ts <= ? "  # noqa: S608
+            f"AND {d.in_list('ts')}"
         ),
         newest=bind("SELECT max(ts) FROM entries WHERE channel_id = ?"),
         give_back=bind("UPDATE channels SET last_entry_id = ? WHERE id = ?"),
@@ -359,272 +217,30 @@ def _statements(dialect: str) -> _Sql:
         # the scalar subquery reads it: the order a channel's deletion takes them in). A field
         # deleted before the lock is not returned; one deleted after waits for this write's commit.
         reserve_fields=(
-            "WITH r AS (UPDATE channels SET last_entry_id = last_entry_id + %s, last_write_us = %s "
-            "WHERE id = %s AND (min_interval_s = 0 OR last_write_us IS NULL "
-            "OR last_write_us + CAST(min_interval_s AS BIGINT) * 1000000 <= %s) "
-            "RETURNING id, last_entry_id), "
-            "l AS (SELECT number, id FROM fields WHERE channel_id = (SELECT id FROM r) FOR KEY SHARE) "
-            "SELECT r.last_entry_id, l.number, l.id FROM r LEFT JOIN l ON true"
-            if pg
+            bind(
+                "WITH r AS (UPDATE channels SET last_entry_id = last_entry_id + ?, last_write_us = ? "  # noqa: S608
+                f"WHERE id = ? AND {rate_limit_passes_sql('channels', '?')} "
+                "RETURNING id, last_entry_id), "
+                "l AS (SELECT number, id FROM fields WHERE channel_id = (SELECT id FROM r) FOR KEY SHARE) "
+                "SELECT r.last_entry_id, l.number, l.id FROM r LEFT JOIN l ON true"
+            )
+            if d.round_trips
             else None
         ),
-        channel_fields=bind(
-            "SELECT c.name, f.name, f.number FROM channels c LEFT JOIN fields f ON f.channel_id = c.id "
-            "WHERE c.id = ?"
-        ),
-        mark_dirty=bind(
-            "INSERT INTO rollup_dirty (field_id, ts, gen) VALUES (?, ?, 1) "
-            "ON CONFLICT (field_id, ts) DO UPDATE SET gen = rollup_dirty.gen + 1"
-        ),
-        # A key bound to a device writes as that device, so the allow-list check uses it.
-        write_key=bind(
-            "SELECT k.id, k.kind, k.channel_id, k.device_id, "
-            "EXISTS (SELECT 1 FROM devices d WHERE d.channel_id = k.channel_id), "
-            "EXISTS (SELECT 1 FROM devices d WHERE d.channel_id = k.channel_id "
-            "AND d.device_id = COALESCE(k.device_id, CAST(? AS VARCHAR(64)))) "
-            "FROM api_keys k WHERE k.key_hash = ? AND k.revoked_at IS NULL"
-        ),
+        mark_dirty=bind(mark_dirty_sql("VALUES (?, ?, 1)")),
     )
 
 
-_SQL = {name: _statements(name) for name in ("sqlite", "postgresql")}
+#: The write path's statements for each engine (see :func:`fieldstation.db.per_dialect`).
+STATEMENTS = database.per_dialect(_statements)
 
 
-KeyRow = tuple[int, str, int | None, str | None, bool, bool]
+def write_rows(cur: Any, sql: _Sql, batch: Batch, now: int, prepared: _Prepared | None = None) -> WriteResult:
+    """The whole write, on one cursor inside the caller's transaction (which commits it).
 
-
-def lookup_write_key(key_hash: str, device: str | None) -> KeyRow | None:
-    """(id, kind, channel id, bound device, channel restricts devices, device allowed) of a live key.
-
-    Every write runs this first, so it is one fixed statement (see auth.authorize_write).
+    For callers that own the connection (:mod:`fieldstation.ingest`'s single
+    readings); others call :func:`write`.
     """
-    session = db.session
-    if session_busy():  # see what the session's pending transaction sees
-        connection = session.connection()
-        with _driver_errors(connection.dialect, connection):
-            cursor = connection.connection.cursor()
-            cursor.execute(_SQL[connection.dialect.name].write_key, (device, key_hash))
-            row = cursor.fetchone()
-            cursor.close()
-    else:
-        with _outside_transaction() as (cursor, sql):
-            cursor.execute(sql.write_key, (device, key_hash))
-            row = cursor.fetchone()
-    return _key_row(row)
-
-
-def _key_row(row: Any) -> KeyRow | None:
-    """The ``write_key`` statement's row with Python types (SQLite gives 0/1 for booleans)."""
-    if row is None:
-        return None
-    key_id, kind, channel_id, bound, restricted, allowed = row
-    return int(key_id), str(kind), channel_id, bound, bool(restricted), bool(allowed)
-
-
-class Grant(Protocol):
-    """What a write key grants: the channel it writes to, and as which device."""
-
-    @property
-    def channel_id(self) -> int: ...
-
-    @property
-    def device(self) -> str | None: ...
-
-
-GrantT = TypeVar("GrantT", bound=Grant)
-
-
-def write_keyed(
-    key_hash: str, device: str | None, entry: PointEntry, authorize: Callable[[KeyRow | None], GrantT]
-) -> tuple[GrantT, WriteResult]:
-    """Look up a write key and store one server-stamped entry with it, on one pooled connection.
-
-    The single-reading path on SQLite (PostgreSQL's is :func:`write_single`):
-    one checkout for both, no session, and the lookup before the writer's turn,
-    so only the write waits for other writers. Layered through the session and
-    the request's shared connection, the same work cost 12–25% more
-    (docs/performance.md). ``authorize`` applies the key's rules to its row
-    (:func:`lookup_write_key`'s shape): it returns the grant or raises, and then
-    nothing is written.
-    """
-    engine = db.engine
-    sql = _SQL[engine.dialect.name]
-    now = now_us()
-    connection = engine.raw_connection()
-    try:
-        with _driver_errors(engine.dialect, connection):
-            cursor = connection.cursor()
-            cursor.execute(sql.write_key, (device, key_hash))
-            grant = authorize(_key_row(cursor.fetchone()))
-            batch = Batch(grant.channel_id, [entry], device=grant.device)
-            with _writer_turn():
-                try:
-                    result = _write_rows(cursor, sql, batch, now)
-                    connection.commit()
-                except BaseException:
-                    if connection.is_valid:
-                        connection.rollback()
-                    raise
-            return grant, result
-    finally:
-        connection.close()
-
-
-#: PostgreSQL: key lookup, channel reserve + rate limit, entry, readings and rollup marks of one
-#: server-stamped entry in ONE statement. Run in autocommit, it is its own transaction: all of it
-#: commits before the answer arrives, or none of it. Every data-modifying part hangs off the
-#: channel UPDATE, which runs only for a write key that passes the rules of
-#: ``auth.authorize_write`` (the same conjunction; Python applies them again to the returned row
-#: to choose 401/403) and only when every field number exists; otherwise nothing is written and
-#: the caller takes the ordinary path, which names the reason. The entry is inserted at ``now``
-#: without ON CONFLICT: a taken microsecond aborts the whole statement, and the ordinary path
-#: then finds the next free one. ``readings`` has no foreign key on PostgreSQL (models.readings);
-#: ``rollup_dirty`` has, and its check, at the end of the statement, share-locks each field row
-#: (after the channel row, as ``reserve_fields`` does): a field deleted meanwhile aborts the
-#: statement the same way, and one deleted later waits for it. ``{values}`` is one of the two
-#: constants below.
-_WRITE_ONE_TEMPLATE = """
-WITH p AS (SELECT CAST(%(device)s AS VARCHAR(64)) AS device, CAST(%(now)s AS BIGINT) AS now),
-k AS (
-  SELECT k.id, k.kind, k.channel_id, k.device_id,
-         EXISTS (SELECT 1 FROM devices d WHERE d.channel_id = k.channel_id) AS restricted,
-         EXISTS (SELECT 1 FROM devices d WHERE d.channel_id = k.channel_id
-                 AND d.device_id = COALESCE(k.device_id, p.device)) AS allowed
-  FROM api_keys k, p WHERE k.key_hash = %(key_hash)s AND k.revoked_at IS NULL
-),
-v AS ({values}),
-f AS (
-  SELECT f.id, v.value, v.text
-  FROM k JOIN fields f ON f.channel_id = k.channel_id JOIN v ON f.number = v.number
-),
-r AS (
-  UPDATE channels c SET last_entry_id = c.last_entry_id + 1, last_write_us = p.now
-  FROM k, p
-  WHERE c.id = k.channel_id AND k.kind = %(write_kind)s
-    AND (k.device_id IS NULL OR p.device IS NULL OR k.device_id = p.device)
-    AND (NOT k.restricted OR k.allowed)
-    AND (c.min_interval_s = 0 OR c.last_write_us IS NULL
-         OR c.last_write_us + CAST(c.min_interval_s AS BIGINT) * 1000000 <= p.now)
-    AND (SELECT count(*) FROM f) = %(count)s
-  RETURNING c.id, c.last_entry_id
-),
-e AS (
-  INSERT INTO entries (channel_id, ts, entry_id, status, latitude, longitude, elevation)
-  SELECT r.id, p.now, r.last_entry_id, %(status)s, %(latitude)s, %(longitude)s, %(elevation)s FROM r, p
-  RETURNING entry_id, ts
-),
-w AS (
-  INSERT INTO readings (field_id, ts, value, text) SELECT f.id, e.ts, f.value, f.text FROM f, e
-  ON CONFLICT (field_id, ts) DO UPDATE SET value = excluded.value, text = excluded.text
-),
-m AS (
-  INSERT INTO rollup_dirty (field_id, ts, gen) SELECT f.id, e.ts / %(hour)s * %(hour)s, 1 FROM f, e
-  ON CONFLICT (field_id, ts) DO UPDATE SET gen = rollup_dirty.gen + 1
-)
-SELECT k.id, k.kind, k.channel_id, k.device_id, k.restricted, k.allowed, (SELECT entry_id FROM e) FROM k
-"""
-#: The statement for one value (the usual device) binds scalars, for any other count arrays:
-#: psycopg adapts the three arrays in about 20 µs, scalars in a third of that.
-_WRITE_ONE = {
-    True: _WRITE_ONE_TEMPLATE.replace(
-        "{values}",
-        "SELECT CAST(%(number)s AS INTEGER) AS number, CAST(%(value)s AS DOUBLE PRECISION) AS value, "
-        "CAST(%(text)s AS VARCHAR(255)) AS text",
-    ),
-    False: _WRITE_ONE_TEMPLATE.replace(
-        "{values}",
-        "SELECT * FROM unnest(CAST(%(numbers)s AS INTEGER[]), CAST(%(values)s AS DOUBLE PRECISION[]), "
-        "CAST(%(texts)s AS VARCHAR(255)[])) AS v (number, value, text)",
-    ),
-}
-
-
-def fuses_single_writes() -> bool:
-    """True when :func:`write_single` can store a reading with its key check in one round trip.
-
-    PostgreSQL only, and only when the request's session has nothing pending
-    (a write that must join the session's transaction takes the ordinary path).
-    SQLite keeps its own single-reading path: there a statement costs no round trip.
-    """
-    return db.engine.dialect.name == "postgresql" and not session_busy()
-
-
-def writes_keyed() -> bool:
-    """True when :func:`write_keyed` stores a single reading: SQLite, with nothing pending in the session."""
-    return db.engine.dialect.name == "sqlite" and not session_busy()
-
-
-#: :func:`write_single` could not decide; take the ordinary path (key lookup, then :func:`write`).
-RETRY_ORDINARY = "retry"
-
-
-def write_single(
-    key_hash: str, device: str | None, entry: PointEntry, write_kind: str, *, now: int | None = None
-) -> tuple[KeyRow | None, WriteResult | None] | str:
-    """Look up a write key and store one server-stamped entry with it, in one statement (PostgreSQL).
-
-    Returns the key row (as :func:`lookup_write_key` does) and what was stored,
-    or ``None`` for the latter when nothing was: the key fails the rules, the
-    channel refuses the write (rate limit, unknown field) or the row cannot say.
-    The caller applies the key rules to the row and, for a good key, takes the
-    ordinary path, which raises the exact error. :data:`RETRY_ORDINARY` when the
-    statement failed on a taken microsecond: nothing was written.
-    """
-    if entry.ts is not None:
-        raise ValueError("write_single stores server-stamped entries only")
-    now = now_us() if now is None else now
-    values = entry.values
-    params: dict[str, object] = {
-        "device": device,
-        "now": now,
-        "key_hash": key_hash,
-        "write_kind": write_kind,
-        "count": len(values),
-        "status": entry.status,
-        "latitude": entry.latitude,
-        "longitude": entry.longitude,
-        "elevation": entry.elevation,
-        "hour": rollups.HOUR,
-    }
-    one = len(values) == 1
-    if one:
-        [(params["number"], value)] = values.items()
-        params["value"], params["text"] = (None, value) if isinstance(value, str) else (value, None)
-    else:
-        params["numbers"] = list(values)
-        params["values"] = [None if isinstance(v, str) else v for v in values.values()]
-        params["texts"] = [v if isinstance(v, str) else None for v in values.values()]
-    engine = db.engine
-    with _outside_transaction() as (cursor, _sql):
-        try:
-            cursor.execute(_WRITE_ONE[one], params)
-        except engine.dialect.loaded_dbapi.IntegrityError:
-            return RETRY_ORDINARY  # autocommit: the failed statement left nothing behind
-        row = cursor.fetchone()
-    if row is None:
-        return None, None
-    key_id, kind, channel_id, bound, restricted, allowed, entry_id = row
-    key = (int(key_id), str(kind), channel_id, bound, bool(restricted), bool(allowed))
-    if entry_id is None:
-        return key, None
-    return key, WriteResult([StoredEntry(int(entry_id), now, True)], len(values))
-
-
-def _write(session: AnySession, batch: Batch, now: int) -> WriteResult:
-    connection = session.connection()
-    with _driver_errors(connection.dialect, connection):
-        cursor = connection.connection.cursor()
-        try:
-            return _write_rows(cursor, _SQL[connection.dialect.name], batch, now)
-        finally:
-            if not connection.invalidated:
-                cursor.close()
-
-
-def _write_rows(
-    cur: Any, sql: _Sql, batch: Batch, now: int, prepared: _Prepared | None = None
-) -> WriteResult:
-    """The whole write, on one cursor inside the caller's transaction."""
     if not batch.entries:
         raise BadRequest("nothing to write", code="empty")
     channel_id, entries = batch.channel_id, batch.entries
@@ -676,12 +292,12 @@ def _write_own_batch(batch: Batch, now: int) -> WriteResult:
     """A batch on pooled connections of its own: prepared first, then written in the writer's turn."""
     prepared = None
     if batch.point_count >= _PREPARE_MIN_POINTS:
-        with _outside_transaction() as (cursor, sql):
+        with database.cursor(STATEMENTS) as (cursor, sql):
             cursor.execute(sql.fields, (batch.channel_id,))
             field_ids = dict(cursor.fetchall())
         prepared = _prepare(batch, field_ids)
-    with _writer_turn(), _own_transaction() as (cursor, sql):
-        return _write_rows(cursor, sql, batch, now, prepared)
+    with database.writer_turn(), database.transaction(STATEMENTS) as (cursor, sql):
+        return write_rows(cursor, sql, batch, now, prepared)
 
 
 @dataclass(frozen=True, slots=True)
@@ -721,7 +337,6 @@ def _readings(batch: Batch, timestamps: Sequence[int], field_ids: dict[int, int]
     readings: list[tuple[int, int, Value]] = []
     kinds: set[type] = set()
     marks: set[tuple[int, int]] = set()
-    hour = rollups.HOUR
     if batch.series is None:
         field_id = field_ids.__getitem__
         hours: dict[int, set[int]] = {}  # hour slot -> field numbers written in it
@@ -729,9 +344,10 @@ def _readings(batch: Batch, timestamps: Sequence[int], field_ids: dict[int, int]
             values = entry.values
             readings.extend(zip(map(field_id, values), repeat(ts), values.values()))
             kinds.update(map(type, values.values()))
-            slot = hours.get(ts // hour * hour)
+            start = slot_start(ts, HOUR)
+            slot = hours.get(start)
             if slot is None:
-                hours[ts // hour * hour] = set(values)
+                hours[start] = set(values)
             else:
                 slot.update(values)
         marks.update((field_ids[number], slot) for slot, numbers in hours.items() for number in numbers)
@@ -740,7 +356,7 @@ def _readings(batch: Batch, timestamps: Sequence[int], field_ids: dict[int, int]
         # The sort is stable, so a later value for the same key still comes later.
         readings.sort(key=itemgetter(0))
     else:
-        hours_of = {ts: ts // hour * hour for ts in timestamps}
+        hours_of = {ts: slot_start(ts, HOUR) for ts in timestamps}
         # Series timestamps are their entries': at most one is None, stamped by now.
         stamp = next((ts for e, ts in zip(batch.entries, timestamps, strict=True) if e.ts is None), None)
         for number, series in batch.series.items():
@@ -807,12 +423,8 @@ def _write_batch(
 
 
 def _mark_rollups_dirty(cur: Any, sql: _Sql, readings: Sequence[tuple[object, ...]]) -> None:
-    """Mark the (field, hour) rollup slots the write touched stale, in the write's transaction.
-
-    The fixed-statement twin of :func:`fieldstation.rollups.mark_dirty` (same upsert,
-    generation + 1), run on the write's own cursor.
-    """
-    hours = sorted({(int(r[0]), int(r[1]) // rollups.HOUR * rollups.HOUR) for r in readings})  # type: ignore[call-overload]
+    """Mark the (field, hour) rollup slots the write touched stale, in the write's transaction."""
+    hours = sorted({(int(r[0]), slot_start(int(r[1]), HOUR)) for r in readings})  # type: ignore[call-overload]
     if len(hours) == 1:
         cur.execute(sql.mark_dirty, hours[0])
     else:
@@ -848,7 +460,7 @@ def _lock_channel(
 
 
 def _insert_stamped(
-    cur: Any, sql: _Sql, channel_id: int, entry: PointEntry, entry_id: int, now: int
+    cur: Any, sql: _Sql, channel_id: int, entry: Entry, entry_id: int, now: int
 ) -> StoredEntry:
     """Insert a server-stamped entry at ``now`` or the next free microsecond (never overwriting)."""
     meta = (entry.status, entry.latitude, entry.longitude, entry.elevation)
@@ -953,7 +565,7 @@ def _existing_entries(cur: Any, sql: _Sql, channel_id: int, timestamps: Iterable
         return found
     for start in range(0, len(ordered), _CHUNK):
         chunk = ordered[start : start + _CHUNK]
-        stamps = chunk if sql.dialect == "postgresql" else json.dumps(chunk)
+        stamps = sql.dialect.list_param(chunk)
         cur.execute(sql.existing, (channel_id, chunk[0], chunk[-1], stamps))
         found.update(cur.fetchall())
     return found
@@ -961,7 +573,7 @@ def _existing_entries(cur: Any, sql: _Sql, channel_id: int, timestamps: Iterable
 
 def _insert_many(cur: Any, sql: _Sql, table: str, statement: str, rows: Sequence[tuple[object, ...]]) -> None:
     """INSERT rows known to be new; PostgreSQL takes large batches through COPY (4.5x executemany)."""
-    if sql.dialect == "postgresql" and len(rows) >= _COPY_MIN:
+    if sql.dialect.copies and len(rows) >= _COPY_MIN:
         with cur.copy(_COPY[table]) as copy:
             for row in rows:
                 copy.write_row(row)
@@ -971,7 +583,7 @@ def _insert_many(cur: Any, sql: _Sql, table: str, statement: str, rows: Sequence
 
 def _upsert_numbers(cur: Any, sql: _Sql, rows: Sequence[tuple[int, int, Value]]) -> None:
     """Upsert (field id, ts, number) rows; their ``text`` becomes NULL. PostgreSQL: COPY from 200 rows."""
-    if sql.dialect == "postgresql" and len(rows) >= _COPY_MIN:
+    if sql.dialect.copies and len(rows) >= _COPY_MIN:
         _merge_copied(cur, "(field_id, ts, value)", rows)
     else:
         _many(cur, sql, sql.upsert_number, rows)
@@ -990,7 +602,7 @@ def _many(cur: Any, sql: _Sql, statement: str, rows: Sequence[Sequence[object]])
     in order, so a later row for a key still wins; the rows left over go
     through executemany. Only placeholders are repeated: values stay bound.
     """
-    if sql.dialect != "sqlite" or len(rows) < 2:
+    if not sql.dialect.multirow_values or len(rows) < 2:
         cur.executemany(statement, rows)
         return
     per = _SQLITE_PARAMETERS // len(rows[0])
@@ -1017,7 +629,7 @@ def _upsert_readings(cur: Any, sql: _Sql, rows: Sequence[tuple[object, ...]]) ->
     COPY cannot upsert, so it fills a temporary table that one INSERT … SELECT
     … ON CONFLICT then merges (a later row for the same key wins, as in a loop).
     """
-    if sql.dialect != "postgresql" or len(rows) < _COPY_MIN:
+    if not sql.dialect.copies or len(rows) < _COPY_MIN:
         if len(rows) == 1:
             cur.execute(sql.upsert_reading, rows[0])
         else:
@@ -1039,7 +651,7 @@ def _copy_as_new(
     entries and takes the merging upsert, so it never duplicates.
     """
     return (
-        sql.dialect == "postgresql"
+        sql.dialect.copies
         and len(readings) >= _COPY_MIN
         and all(entry.created for entry in stored)
         and len(set(timestamps)) == len(timestamps)
@@ -1102,95 +714,3 @@ def _merge_copied(cur: Any, columns: str, rows: Sequence[tuple[object, ...]]) ->
         "ORDER BY field_id, ts, seq DESC "
         "ON CONFLICT (field_id, ts) DO UPDATE SET value = excluded.value, text = excluded.text"
     )
-
-
-# -- field lookup and creation for adapters that name fields ---------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class ChannelFields:
-    """A channel's name and its fields' numbers by name."""
-
-    name: str
-    numbers: dict[str, int]
-
-    def named(self, channel_id: int, ref: str) -> bool:
-        """True when ``ref`` names this channel, by id or by name (InfluxDB's ``db`` parameter)."""
-        return ref == self.name or plain_int(ref) == channel_id
-
-
-def channel_fields(channel_id: int) -> ChannelFields | None:
-    """The channel's name and field numbers (None: no such channel), in one fixed statement.
-
-    Batch adapters look these up on every request; without the ORM the
-    request's session stays idle, so :func:`write` takes its own connection
-    (and the writers' queue) instead of the session's.
-    """
-    session = db.session
-    if session_busy():  # see what the session's pending transaction sees
-        connection = session.connection()
-        with _driver_errors(connection.dialect, connection):
-            cursor = connection.connection.cursor()
-            cursor.execute(_SQL[connection.dialect.name].channel_fields, (channel_id,))
-            rows = cursor.fetchall()
-            cursor.close()
-    else:
-        with _outside_transaction() as (cursor, sql):
-            cursor.execute(sql.channel_fields, (channel_id,))
-            rows = cursor.fetchall()
-    if not rows:
-        return None
-    return ChannelFields(rows[0][0], {name: number for _, name, number in rows if name is not None})
-
-
-def ensure_fields(channel_id: int, names: Iterable[str], *, limit: int) -> dict[str, int]:
-    """Numbers of the named fields, creating the missing ones with the next free numbers.
-
-    New fields are flushed, not committed: the :func:`write` that follows in
-    the same request commits them with the data, or rolls both back. The
-    channel row is locked before fields are added, so two writers creating
-    the same field serialise instead of colliding on the unique name.
-
-    :raise BadRequest: a name over 255 characters, or more than ``limit`` fields.
-    """
-    wanted = set(names)
-    known = manage.field_numbers(channel_id)
-    missing = sorted(wanted - known.keys())
-    if not missing:
-        return {name: known[name] for name in wanted}
-    session = db.session
-    try:
-        for name in missing:
-            if not name.strip() or len(name) > 255 or UNSTORABLE.search(name):
-                raise BadRequest(
-                    f"field names are 1-255 characters, without control characters: {name[:60]!r}…",
-                    code="bad_field_name",
-                )
-        locked = session.execute(
-            update(Channel)
-            .where(Channel.id == channel_id)
-            .values(last_entry_id=Channel.last_entry_id)
-            .returning(Channel.id)
-        ).scalar()
-        if locked is None:
-            raise NotFound("channel not found")
-        known = manage.field_numbers(channel_id)  # another writer may have added some meanwhile
-        missing = sorted(wanted - known.keys())
-        if len(known) + len(missing) > limit:
-            raise BadRequest(
-                f"this write would give the channel {len(known) + len(missing)} fields; "
-                f"the limit is {limit} (MAX_FIELDS_PER_CHANNEL)",
-                code="too_many_fields",
-            )
-        number = max(known.values(), default=0)
-        rows = []
-        for name in missing:
-            number += 1
-            rows.append({"channel_id": channel_id, "number": number, "name": name, "created_at": utcnow()})
-            known[name] = number
-        if rows:  # none when another writer made them all while this one waited for the lock
-            session.execute(Field.__table__.insert(), rows)  # type: ignore[attr-defined]
-    except BaseException:
-        session.rollback()
-        raise
-    return {name: known[name] for name in wanted}

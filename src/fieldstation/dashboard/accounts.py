@@ -9,7 +9,7 @@ from flask_login import login_user, logout_user
 from werkzeug.wrappers import Response
 
 from fieldstation import manage
-from fieldstation.dashboard import bp
+from fieldstation.dashboard.blueprint import bp
 from fieldstation.dashboard.forms import ActionForm, LoginForm, PasswordForm, UserForm
 from fieldstation.dashboard.session import SessionUser, login_required, require_admin, signed_in
 from fieldstation.errors import FieldstationError, RateLimited

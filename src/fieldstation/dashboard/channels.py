@@ -9,7 +9,7 @@ from flask import flash, redirect, render_template, request, url_for
 from werkzeug.wrappers import Response
 
 from fieldstation import manage, query
-from fieldstation.dashboard import bp
+from fieldstation.dashboard.blueprint import bp
 from fieldstation.dashboard.forms import ActionForm, ChannelForm
 from fieldstation.dashboard.ranges import viewer_zone
 from fieldstation.dashboard.session import login_required, me

@@ -7,8 +7,8 @@ from collections.abc import Mapping
 from urllib.parse import urlencode
 
 from fieldstation.charts import format_time
-from fieldstation.dashboard import bp
-from fieldstation.points import US, now_us, us_to_datetime
+from fieldstation.dashboard.blueprint import bp
+from fieldstation.timeunits import US, now_us, us_to_datetime
 
 
 @bp.app_template_filter("iso")

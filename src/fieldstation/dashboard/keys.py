@@ -6,7 +6,7 @@ from flask import flash, redirect, render_template, request, url_for
 from werkzeug.wrappers import Response
 
 from fieldstation import manage
-from fieldstation.dashboard import bp
+from fieldstation.dashboard.blueprint import bp
 from fieldstation.dashboard.forms import ActionForm, KeyForm
 from fieldstation.dashboard.session import login_required, me
 from fieldstation.errors import FieldstationError, NotFound

@@ -5,7 +5,8 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Sequence
 
-from fieldstation import charts, query
+from fieldstation import charts, rollups
+from fieldstation.buckets import auto_every
 from fieldstation.dashboard.ranges import Window
 from fieldstation.models import Channel, Field
 from fieldstation.points import plain_int
@@ -17,7 +18,7 @@ def _zone_name(zone: dt.tzinfo) -> str | None:
 
 
 def _series(field: Field, win: Window, every: int, zone: dt.tzinfo, *, right: bool = False) -> charts.Series:
-    buckets = query.buckets(field.id, win.start, win.end, every, tz=_zone_name(zone))
+    buckets = rollups.buckets(field.id, win.start, win.end, every, tz=_zone_name(zone))
     return charts.Series(
         label=field.name,
         unit=field.unit,
@@ -48,7 +49,7 @@ def pair_chart(left: Field, right: Field, win: Window, zone: dt.tzinfo, width: i
 
 def _frame(win: Window, zone: dt.tzinfo, width: int, height: int, *, two_axes: bool) -> charts.Frame:
     pixels = charts.plot_width(width, two_axes=two_axes)
-    every = query.auto_every(win.start, win.end, charts.POINTS_PER_PX * pixels)
+    every = auto_every(win.start, win.end, charts.POINTS_PER_PX * pixels)
     return charts.Frame(win.start, win.end, every, zone, width, height)
 
 

@@ -8,10 +8,9 @@ from dataclasses import dataclass
 from urllib.parse import unquote
 
 from fieldstation.errors import BadRequest, FieldstationError
-from fieldstation.points import US, get_zone, now_us, parse_time, plain_int
+from fieldstation.points import get_zone, parse_time, plain_int
+from fieldstation.timeunits import DAY, HOUR, US, now_us
 
-HOUR = 3600 * US
-DAY = 24 * HOUR
 #: The issue's presets, in the order the page shows them.
 PRESETS: dict[str, int] = {
     "1h": HOUR,

@@ -8,7 +8,8 @@ from typing import Any
 from flask import Response, jsonify, render_template, request, stream_with_context
 
 from fieldstation import charts, export, manage, query
-from fieldstation.dashboard import bp, csvio, plots
+from fieldstation.dashboard import csvio, plots
+from fieldstation.dashboard.blueprint import bp
 from fieldstation.dashboard.forms import ImportForm
 from fieldstation.dashboard.ranges import (
     PRESETS,
@@ -21,7 +22,8 @@ from fieldstation.dashboard.ranges import (
 from fieldstation.dashboard.session import login_required, me, signed_in
 from fieldstation.errors import NotFound
 from fieldstation.models import Channel
-from fieldstation.points import MIN_TS_US, now_us, plain_int
+from fieldstation.points import plain_int
+from fieldstation.timeunits import MIN_TS_US, now_us
 
 #: Seconds between the page script's polls of the live endpoint.
 POLL_SECONDS = 5

@@ -1,7 +1,7 @@
 """Request bodies as the write adapters need them: size-capped, gunzipped, form-decoded.
 
 Flask neither gunzips (Telegraf sends ``Content-Encoding: gzip`` by default,
-../shared/PROTOCOLS.md §4) nor parses a form body sent without a Content-Type
+docs/clients.md §4) nor parses a form body sent without a Content-Type
 (DIY ThingSpeak sketches do), so both happen here. Every failure is a
 :class:`~fieldstation.errors.FieldstationError` or Werkzeug's 413, never a 500.
 """

@@ -13,12 +13,14 @@ from typing import Any
 
 from flask import Response, current_app, jsonify, request, stream_with_context
 
-from fieldstation import export, params, query
+from fieldstation import export, params, query, rollups
+from fieldstation.buckets import auto_every
 from fieldstation.errors import BadRequest, NotFound
 from fieldstation.http import api_bp
 from fieldstation.http.readaccess import channel_or_none
-from fieldstation.points import get_zone, now_us
-from fieldstation.query import DAY, MAX_LIMIT, ChannelInfo, FieldInfo
+from fieldstation.points import get_zone
+from fieldstation.query import MAX_LIMIT, ChannelInfo, FieldInfo
+from fieldstation.timeunits import DAY, now_us
 
 #: Windows when no start is given: raw readings and buckets look back a day, exports everything.
 DEFAULT_SPAN = DAY
@@ -128,10 +130,10 @@ def buckets(channel_id: int) -> Response:
     functions = params.parse_functions(request.args.get("fn"))
     every_arg = (request.args.get("every") or "auto").strip().lower()
     points = params.parse_int(request.args.get("points"), "points", default=1000, low=1, high=10_000)
-    every = query.auto_every(start, end, points) if every_arg == "auto" else params.parse_duration(every_arg)
+    every = auto_every(start, end, points) if every_arg == "auto" else params.parse_duration(every_arg)
     series = []
     for field in fields:
-        rows = query.buckets(field.id, start, end, every, tz=tz)
+        rows = rollups.buckets(field.id, start, end, every, tz=tz)
         times = params.format_times([b.start for b in rows], zone)
         series.append(
             {

@@ -176,7 +176,7 @@ def create_entries(channel_id: int) -> tuple[Response, int]:
     device = authorize_channel(channel_id, normalize_device(mac) if mac else None)
     body = decode_json(raw_body())
     limit = int(current_app.config["MAX_BATCH_ENTRIES"])
-    channel = store.channel_fields(channel_id)
+    channel = manage.channel_fields(channel_id)
     entries = parse_entries(body, channel.numbers if channel else {}, limit)
     result = store.write(Batch(channel_id, entries, device=device))
     return jsonify(result_json(result)), 201

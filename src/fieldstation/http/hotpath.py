@@ -6,7 +6,7 @@ the seed's ``GET /update/API_key=…/mac=…/field=…/data=…`` are most of wh
 server of devices hears. Flask's request context, routing
 and response objects were 44% of such a request's instructions (callgrind), so
 this WSGI layer answers it with the very parts the Flask views use
-(``decode_form``, ``entry_from_params``, ``parse_seed_path``, ``auth.write_entry``)
+(``decode_form``, ``entry_from_params``, ``parse_seed_path``, ``ingest.write_entry``)
 in an app context.
 
 InfluxDB's ``POST /write`` (Influx-speaking firmware posts one point per
@@ -30,8 +30,7 @@ from typing import TYPE_CHECKING, Any, cast
 from werkzeug.exceptions import HTTPException
 from werkzeug.wrappers import Request, Response
 
-from fieldstation import store
-from fieldstation.auth import write_entry
+from fieldstation import db as database
 from fieldstation.errors import FieldstationError
 from fieldstation.http import NOSNIFF, no_sniffing
 from fieldstation.http.bodies import FORM_TYPES, decode_form
@@ -44,6 +43,7 @@ from fieldstation.http.thingspeak_write import (
     request_device,
     write_key,
 )
+from fieldstation.ingest import write_entry
 from fieldstation.points import Entry, plain_int
 
 if TYPE_CHECKING:
@@ -106,7 +106,7 @@ class DeviceWrites:
         request = Request(environ, populate_request=False)  # werkzeug's: args and headers as Flask reads them
         try:
             key = key_from(request.headers.get("Authorization", ""), request.args.get("p"))
-            with self.app.app_context(), store.shared_connection():
+            with self.app.app_context(), database.shared_connection():
                 limit = int(self.app.config["MAX_FIELDS_PER_CHANNEL"])  # read as the view reads it
                 rejected = store_lines(request.args, key, lambda: body, limit)
                 response = domain_error(partial_write(rejected)) if rejected else no_content()

@@ -15,13 +15,11 @@ from werkzeug.exceptions import HTTPException
 from fieldstation import influx_run, influxql
 from fieldstation.errors import FieldstationError
 from fieldstation.extensions import db
-from fieldstation.http.influx_write import request_key
+from fieldstation.http.influx_write import INFLUXDB_VERSION, request_key
 from fieldstation.jsonprovider import encode
-from fieldstation.points import now_us
+from fieldstation.timeunits import now_us
 
 influx_query_bp = Blueprint("influx_query", __name__)
-#: The InfluxDB version we answer as (clients only check that the header exists).
-INFLUXDB_VERSION = "1.8.10"
 
 
 @influx_query_bp.route("/query", methods=["GET", "POST"])

@@ -1,7 +1,7 @@
 """InfluxDB 1.x writes: ``POST /write`` (line protocol) and ``GET|HEAD /ping``.
 
 Telegraf, the ``influxdb`` Python client and Influx-speaking firmware write
-here (../shared/PROTOCOLS.md §3, §4, §6). ``db`` names the channel by name or
+here (docs/clients.md §3, §4, §6). ``db`` names the channel by name or
 id; the password of Basic auth (or ``p``, or ``Authorization: Token``) is the
 channel's write key. Each measurement + tag set + field key is a field of the
 channel, created on first write. Answers are InfluxDB's: 204 on success,
@@ -19,16 +19,18 @@ from collections.abc import Callable, Mapping
 from flask import Blueprint, Response, current_app, jsonify, request
 from werkzeug.exceptions import HTTPException
 
-from fieldstation import lineprotocol, store
-from fieldstation.auth import authorize_write, write_entry
+from fieldstation import lineprotocol, manage, store
+from fieldstation.auth import authorize_write
 from fieldstation.errors import BadRequest, FieldstationError, NotFound, Unauthorized
 from fieldstation.http.bodies import raw_body
+from fieldstation.ingest import write_entry
 from fieldstation.points import Batch, Entry, Series, normalize_device
 from fieldstation.seriesnames import write_target
 
 influx_write_bp = Blueprint("influx_write", __name__)
 
 #: The InfluxDB version we answer as; clients only check that the header exists.
+#: The InfluxDB release whose 1.x HTTP API these endpoints answer as (clients read the header).
 INFLUXDB_VERSION = "1.8.10"
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
@@ -111,7 +113,7 @@ def store_lines(
     database = args.get("db", "")
     if not database:
         raise BadRequest("database is required")
-    channel = store.channel_fields(grant.channel_id)
+    channel = manage.channel_fields(grant.channel_id)
     if channel is None or not channel.named(grant.channel_id, database):
         raise NotFound(f'database not found: "{database}"')
     try:
@@ -130,7 +132,7 @@ def store_lines(
         targets = {name: write_target(name, channel.name, numbers) for name in parsed.values}
         wanted = set(targets.values())
         if not wanted <= numbers.keys():  # create the missing fields first
-            numbers = store.ensure_fields(grant.channel_id, wanted, limit=max_fields)
+            numbers = manage.ensure_fields(grant.channel_id, wanted, limit=max_fields)
         numbers = {name: numbers[target] for name, target in targets.items()}
     if parsed.times.keys() == {None}:
         # One entry at the server's time (firmware posting a point per request): the

@@ -14,8 +14,8 @@ from dataclasses import dataclass
 from flask import Blueprint, Response, request
 from werkzeug.exceptions import HTTPException
 
-from fieldstation.auth import write_entry
 from fieldstation.errors import BadRequest, FieldstationError
+from fieldstation.ingest import write_entry
 from fieldstation.points import Entry, Value, normalize_device, parse_value, plain_int
 
 seed_bp = Blueprint("seed", __name__)

@@ -19,13 +19,14 @@ from xml.etree import ElementTree as ET
 
 from flask import Blueprint, Response, current_app, request
 
-from fieldstation import params, query
+from fieldstation import params, query, rollups
 from fieldstation.errors import FieldstationError, NotFound
 from fieldstation.http.readaccess import channel_or_none
 from fieldstation.jsonprovider import encode
 from fieldstation.params import FeedOptions
-from fieldstation.points import UNSTORABLE, US, now_us
+from fieldstation.points import UNSTORABLE, number_text
 from fieldstation.query import ChannelInfo, FieldInfo
+from fieldstation.timeunits import US, now_us
 
 thingspeak_read_bp = Blueprint("thingspeak_read", __name__)
 
@@ -82,7 +83,7 @@ def _text(value: float | str | None, digits: int | None = None) -> str | None:
         return value
     if digits is not None:
         return f"{value:.{digits}f}"
-    return str(int(value)) if value.is_integer() and abs(value) < 1e16 else repr(value)
+    return number_text(value)
 
 
 def _time(ts: int, zone: dt.tzinfo) -> str:
@@ -108,7 +109,7 @@ def _channel_json(channel: ChannelInfo, opts: FeedOptions | None = None) -> dict
 
 
 def _dt_us(moment: dt.datetime) -> int:
-    from fieldstation.points import datetime_to_us
+    from fieldstation.timeunits import datetime_to_us
 
     return datetime_to_us(moment)
 
@@ -203,7 +204,7 @@ def _aggregated(channel: ChannelInfo, numbers: list[int], opts: FeedOptions) -> 
             pairs = query.medians(field.id, start, end, every, tz=tz)
         else:
             attr = {"timescale": "first", "sum": "sum", "average": "avg"}[kind]
-            pairs = [(b.start, getattr(b, attr)) for b in query.buckets(field.id, start, end, every, tz=tz)]
+            pairs = [(b.start, getattr(b, attr)) for b in rollups.buckets(field.id, start, end, every, tz=tz)]
         for ts, value in pairs:
             per_bucket.setdefault(ts, {})[n] = value
     feeds = []

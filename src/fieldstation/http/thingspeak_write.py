@@ -1,6 +1,6 @@
 """ThingSpeak's write API: ``/update`` (text, ``.json``, ``.xml``) and bulk updates.
 
-Unmodified ThingSpeak clients must work (../shared/PROTOCOLS.md §1, §2, §6):
+Unmodified ThingSpeak clients must work (docs/clients.md §1, §2, §6):
 ``/update`` answers 200 with the entry id as a plain-text body and a
 Content-Length header, ``0`` when the update is refused; a missing or wrong
 key is 401 (the Arduino library passes the status through to the sketch).
@@ -21,9 +21,10 @@ from flask import Blueprint, Response, jsonify, request
 from werkzeug.exceptions import HTTPException
 
 from fieldstation import store
-from fieldstation.auth import WriteGrant, authorize_write, write_entry
+from fieldstation.auth import WriteGrant, authorize_write
 from fieldstation.errors import BadRequest, FieldstationError, Unauthorized
 from fieldstation.http.bodies import decode_form, params, raw_body
+from fieldstation.ingest import write_entry
 from fieldstation.points import (
     Batch,
     Entry,
@@ -32,13 +33,13 @@ from fieldstation.points import (
     clean_status,
     get_zone,
     normalize_device,
-    now_us,
+    number_text,
     parse_float,
     parse_location,
     parse_time,
     parse_value,
-    us_to_datetime,
 )
+from fieldstation.timeunits import now_us, us_to_datetime
 
 thingspeak_write_bp = Blueprint("thingspeak_write", __name__)
 
@@ -306,7 +307,7 @@ def update(fmt: str = "") -> Response:
     except FieldstationError:
         authorize(values)  # a bad key or device still answers 401/403 before the content's refusal
         raise
-    # The key check and the write share one round trip where they can (auth.write_entry).
+    # The key check and the write share one round trip where they can (ingest.write_entry).
     grant, result = write_entry(request_key(values), device, entry)
     stored = result.entries[0]
     if fmt == "json":
@@ -364,7 +365,7 @@ def _iso(ts: int) -> str:
 def _text(value: Value | None) -> str | None:
     if value is None or isinstance(value, str):
         return value
-    return str(int(value)) if value.is_integer() and abs(value) < 1e15 else repr(value)
+    return number_text(value)
 
 
 def entry_json(channel_id: int, entry_id: int, ts: int, entry: Entry) -> dict[str, Any]:

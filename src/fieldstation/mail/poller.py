@@ -28,7 +28,7 @@ from flask import Flask
 from fieldstation import store
 from fieldstation.errors import BadRequest, FieldstationError
 from fieldstation.mail.rules import Mail, Rule, header_time, to_batch
-from fieldstation.points import datetime_to_us, now_us
+from fieldstation.timeunits import datetime_to_us, now_us
 
 log = logging.getLogger(__name__)
 

@@ -31,16 +31,15 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from fieldstation.errors import BadRequest
 from fieldstation.points import (
-    US,
     Batch,
     Entry,
     check_ts,
     clean_status,
-    datetime_to_us,
     get_zone,
     parse_time,
     parse_value,
 )
+from fieldstation.timeunits import US, datetime_to_us
 
 
 class RuleConfig(BaseModel):

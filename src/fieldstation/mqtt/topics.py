@@ -26,7 +26,6 @@ from urllib.parse import parse_qsl
 
 from fieldstation.errors import BadRequest
 from fieldstation.points import (
-    US,
     Batch,
     Entry,
     Value,
@@ -38,6 +37,7 @@ from fieldstation.points import (
     parse_time,
     parse_value,
 )
+from fieldstation.timeunits import US
 
 #: Largest payload parsed (bytes); larger messages are rejected unread.
 MAX_PAYLOAD = 1024 * 1024

@@ -1,0 +1,40 @@
+"""The ``fieldstation`` command (and ``python -m fieldstation``): Flask's click group with the app.
+
+The commands themselves are in :mod:`fieldstation.cli`; the app factory attaches
+them to every app, so ``flask --app fieldstation`` has them too.
+"""
+
+from __future__ import annotations
+
+import os
+
+import click
+from flask import Flask
+from flask.cli import FlaskGroup
+
+from fieldstation import create_app
+from fieldstation.config import ConfigError
+from fieldstation.instance import default_instance_path, ensure_config
+
+
+def _create_app() -> Flask:
+    """The app for a command; on first use the instance's ``config.py`` is written, as ``make run`` does.
+
+    Without it a production app has no SECRET_KEY and refuses to start, so a
+    fresh ``fieldstation init`` would fail; a key in the environment makes it unneeded.
+    """
+    if not os.environ.get("FIELDSTATION_SECRET_KEY"):
+        ensure_config(default_instance_path())
+    try:
+        return create_app()
+    except ConfigError as exc:  # no SECRET_KEY yet, an unknown FIELDSTATION_ENV: one line, no traceback
+        raise click.ClickException(str(exc)) from None
+
+
+@click.group(cls=FlaskGroup, create_app=_create_app, add_version_option=False)
+def main() -> None:
+    """Fieldstation: a self-hosted server for sensor data."""
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,244 @@
+"""Time buckets planned: which bucket each timestamp falls in, for the queries of raw readings and rollups.
+
+A :class:`Plan` maps a timestamp to a bucket key, in Python (:meth:`Plan.key_of`)
+and as SQL (:meth:`Plan.key_sql`): widths under a day align to the epoch (UTC);
+whole-day widths align to local midnight in a zone, DST included, from the
+zone's offset steps inside the window (:func:`zone_offsets`). :class:`Partial`
+aggregates of disjoint pieces merge into a :class:`Bucket`. Both
+:mod:`fieldstation.query` (medians) and :mod:`fieldstation.rollups` (every other
+aggregate) plan with this module; neither imports the other.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+from typing import Any
+
+from fieldstation.errors import BadRequest
+from fieldstation.points import get_zone
+from fieldstation.timeunits import (
+    DAY,
+    FLOOR_SHIFT,
+    MAX_TS_US,
+    MIN_TS_US,
+    NICE_WIDTHS,
+    SECOND,
+    US,
+    datetime_to_us,
+)
+
+#: Most buckets one call may produce (a chart needs ~1,000; exports page through rows instead).
+MAX_BUCKETS = 100_000
+
+
+@dataclass(frozen=True, slots=True)
+class Bucket:
+    """Aggregates of the numeric readings in ``[start, start + every)``."""
+
+    start: int
+    count: int
+    avg: float | None
+    min: float | None
+    max: float | None
+    sum: float | None
+    first: float | None
+    last: float | None
+
+
+@dataclass(frozen=True, slots=True)
+class Partial:
+    """Mergeable aggregates of part of a bucket."""
+
+    count: int
+    sum: float
+    min: float
+    max: float
+    first: float
+    last: float
+
+    def merge(self, later: Partial) -> Partial:
+        """Combine with the aggregates of a later, disjoint time range."""
+        return Partial(
+            self.count + later.count,
+            self.sum + later.sum,
+            min(self.min, later.min),
+            max(self.max, later.max),
+            self.first,
+            later.last,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Plan:
+    """How timestamps map to bucket keys: ``(ts + offset(ts) + shift) // every``.
+
+    ``offsets`` are (from_ts, utc_offset_us) steps of the zone inside the
+    window; empty when the offset is 0 throughout (UTC, or sub-day widths).
+    """
+
+    every: int
+    shift: int
+    zone: dt.tzinfo | None
+    offsets: tuple[tuple[int, int], ...]
+    #: One bucket for the whole window (any rollup level fits).
+    single: bool = False
+
+    @classmethod
+    def make(cls, start: int, end: int, every: int, zone: dt.tzinfo) -> Plan:
+        shift = -(-FLOOR_SHIFT // every) * every
+        local = every % DAY == 0 and zone is not dt.UTC
+        steps = zone_offsets(zone, start, end) if local else ()
+        if all(off == 0 for _, off in steps):
+            steps = ()
+        return cls(every, shift, zone if local else None, tuple(steps))
+
+    def key_sql(self, column: str, params: dict[str, Any]) -> str:
+        """SQL for the bucket key of ``column`` (params are added to ``params``)."""
+        params["k_shift"] = self.shift
+        params["k_every"] = self.every
+        offset = self.offset_sql(column, params)
+        return f"(({column}) + {offset} + :k_shift) / :k_every"
+
+    def offset_sql(self, column: str, params: dict[str, Any]) -> str:
+        """A CASE over the zone's offset steps (bound parameters only), or 0."""
+        if not self.offsets:
+            return "0"
+        parts = []
+        for i, (since, _) in enumerate(self.offsets[1:], start=1):
+            params[f"k_t{i}"] = since
+            params[f"k_o{i - 1}"] = self.offsets[i - 1][1]
+            parts.append(f"WHEN {column} < :k_t{i} THEN :k_o{i - 1}")
+        last = len(self.offsets) - 1
+        params[f"k_o{last}"] = self.offsets[last][1]
+        return f"(CASE {' '.join(parts)} ELSE :k_o{last} END)" if parts else f":k_o{last}"
+
+    def key_of(self, ts: int) -> int:
+        """The bucket key of one timestamp (as key_sql computes it in SQL)."""
+        offset = 0
+        for since, off in self.offsets:
+            if ts >= since:
+                offset = off
+        if self.offsets and ts < self.offsets[0][0]:
+            offset = self.offsets[0][1]
+        return (ts + offset + self.shift) // self.every
+
+    def aligned(self, width: int) -> bool:
+        """Whether rows pre-aggregated into ``width``-wide epoch-aligned slots fall in one bucket each."""
+        if self.single:
+            return True
+        if self.every % width:
+            return False
+        return all(since % width == 0 and off % width == 0 for since, off in self.offsets[1:]) and all(
+            off % width == 0 for _, off in self.offsets[:1]
+        )
+
+    def start_of(self, key: int) -> int:
+        """UTC start of the bucket with this key."""
+        local_start = key * self.every - self.shift
+        if self.zone is None:
+            return local_start
+        day = dt.date(1970, 1, 1) + dt.timedelta(days=local_start // DAY)
+        midnight = dt.datetime(day.year, day.month, day.day, tzinfo=self.zone)
+        # A local midnight skipped by DST: fold keeps zoneinfo's later offset; good enough.
+        return datetime_to_us(midnight)
+
+    def bucket(self, key: int, part: Partial) -> Bucket:
+        """The finished bucket for a key."""
+        return Bucket(
+            self.start_of(key),
+            part.count,
+            part.sum / part.count if part.count else None,
+            part.min,
+            part.max,
+            part.sum,
+            part.first,
+            part.last,
+        )
+
+
+def zone_offsets(zone: dt.tzinfo, start: int, end: int) -> list[tuple[int, int]]:
+    """(from_ts, utc offset in µs) for each offset step of ``zone`` within ``[start, end)``.
+
+    Found by probing once a day and bisecting to the second where the offset changes.
+    """
+
+    def offset(ts: int) -> int:
+        moment = dt.datetime(1970, 1, 1, tzinfo=dt.UTC) + dt.timedelta(microseconds=ts)
+        delta = moment.astimezone(zone).utcoffset() or dt.timedelta(0)
+        return (delta.days * 86_400 + delta.seconds) * US + delta.microseconds
+
+    lo = max(start, MIN_TS_US + DAY)
+    hi = min(end, MAX_TS_US - DAY)
+    steps = [(start, offset(lo))]
+    probe = lo
+    while probe < hi:
+        nxt = min(probe + DAY, hi)
+        if offset(nxt) != offset(probe):
+            a, b = probe, nxt  # offset(a) differs from offset(b); find the first ts with offset(b)
+            while b - a > SECOND:
+                mid = (a + b) // 2
+                if offset(mid) == offset(a):
+                    a = mid
+                else:
+                    b = mid
+            # Transitions fall on whole seconds: the one multiple of a second in (a, b].
+            since = -(-(a + 1) // SECOND) * SECOND
+            steps.append((since, offset(since)))
+        probe = nxt
+    return steps
+
+
+def plan(start: int, end: int, every: int, tz: str | dt.tzinfo | None) -> Plan:
+    """The plan of ``every``-wide buckets over ``[start, end)``, checked.
+
+    :raise BadRequest: reversed or out-of-range window, bad width or more than MAX_BUCKETS buckets.
+    """
+    check_window(start, end)
+    if every < 1:
+        raise BadRequest("bucket width must be positive", code="bad_every")
+    if (end - start) // every > MAX_BUCKETS:
+        raise BadRequest(f"at most {MAX_BUCKETS} buckets per query; widen 'every'", code="too_many_buckets")
+    return Plan.make(start, end, every, tz if isinstance(tz, dt.tzinfo) else get_zone(tz))
+
+
+def whole(start: int, end: int) -> Plan:
+    """One bucket for all of ``[start, end)`` (a summary): any rollup level fits it."""
+    every = end - start
+    return Plan(every, -(-(FLOOR_SHIFT + start) // every) * every - start, None, (), single=True)
+
+
+def auto_every(start: int, end: int, max_points: int) -> int:
+    """The smallest "nice" width (1 s … 30 d) that gives at most ``max_points`` buckets."""
+    if max_points < 1:
+        raise BadRequest("max_points must be at least 1", code="bad_every")
+    span = max(end - start, 1)
+    for width in NICE_WIDTHS:
+        if -(-span // width) <= max_points:
+            return width
+    return NICE_WIDTHS[-1]
+
+
+def bucket_starts(start: int, end: int, every: int, *, tz: str | dt.tzinfo | None = None) -> list[int]:
+    """Start of every bucket that overlaps ``[start, end)``, empty or not (for InfluxQL's fill()).
+
+    :raise BadRequest: more than MAX_BUCKETS buckets.
+    """
+    zone = tz if isinstance(tz, dt.tzinfo) else get_zone(tz)
+    check_window(start, end)
+    if every < 1 or (end - start) // every > MAX_BUCKETS:
+        raise BadRequest(
+            f"at most {MAX_BUCKETS} buckets per query; widen the interval", code="too_many_buckets"
+        )
+    if end <= start:
+        return []
+    plan = Plan.make(start, end, every, zone)
+    first, last = plan.key_of(start), plan.key_of(end - 1)
+    return [plan.start_of(k) for k in range(first, last + 1)]
+
+
+def check_window(start: int, end: int) -> None:
+    if start > end:
+        raise BadRequest("start is after end", code="bad_range")
+    if start < MIN_TS_US - DAY or end > MAX_TS_US + DAY:
+        raise BadRequest("time range out of bounds", code="bad_range")
