@@ -12,8 +12,11 @@ from flask import Flask
 from fieldstation.config import CONFIGS, DEV_SECRET_KEY, Config, ConfigError
 from fieldstation.serving import adapt_to_server, refuse_unreadable_body
 
-#: The repository root holds ``migrations/`` (the package is installed editable).
-ROOT = Path(__file__).resolve().parents[2]
+#: The package's own folder: the migrations travel inside it, so a wheel can set a database up.
+PACKAGE = Path(__file__).resolve().parent
+MIGRATIONS = PACKAGE / "migrations"
+#: The checkout's root when the package runs from one (an editable install, ``make run``).
+ROOT = PACKAGE.parents[1]
 
 
 def create_app(config: Mapping[str, Any] | str | None = None) -> Flask:
@@ -70,8 +73,19 @@ def _finish_config(app: Flask, env_name: str) -> None:
 
 
 def default_instance_path() -> str:
-    """The instance folder: FIELDSTATION_INSTANCE_PATH, else ``instance/`` in the checkout."""
-    return os.environ.get("FIELDSTATION_INSTANCE_PATH") or str(ROOT / "instance")
+    """The instance folder: FIELDSTATION_INSTANCE_PATH, else ``instance/`` in the checkout.
+
+    An installed package (a wheel, pipx) has no checkout: its instance is
+    ``$XDG_DATA_HOME/fieldstation`` (``~/.local/share/fieldstation``), the same
+    from whichever folder a command runs.
+    """
+    given = os.environ.get("FIELDSTATION_INSTANCE_PATH")
+    if given:
+        return given
+    if (ROOT / "pyproject.toml").is_file() and (ROOT / "src" / "fieldstation").is_dir():
+        return str(ROOT / "instance")
+    data_home = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return str(Path(data_home) / "fieldstation")
 
 
 def register_extensions(app: Flask) -> None:
@@ -84,7 +98,7 @@ def register_extensions(app: Flask) -> None:
     jsonprovider.init_app(app)
     database.init_app(app)
     app.teardown_request(release_request_connection)
-    migrate.init_app(app, db, directory=str(ROOT / "migrations"))
+    migrate.init_app(app, db, directory=str(MIGRATIONS))
 
 
 def register_blueprints(app: Flask) -> None:

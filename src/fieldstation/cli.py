@@ -24,7 +24,7 @@ from fieldstation.mail.command import mail_command
 from fieldstation.models import KeyKind, User
 from fieldstation.mqtt.command import mqtt_command
 from fieldstation.rollups import rollups_group
-from fieldstation.serving import SERVERS, server_command
+from fieldstation.serving import SERVERS, default_server, server_command
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -77,14 +77,13 @@ def init_command(admin_name: str, admin_password: str | None) -> None:
 @click.option(
     "--server",
     type=click.Choice(SERVERS),
-    default="uwsgi",
-    show_default=True,
     envvar="FIELDSTATION_SERVER",
-    help="gunicorn where no uWSGI wheel is available.",
+    help="Default: uwsgi when the fieldstation[uwsgi] extra is installed, else gunicorn.",
 )
 @click.option("--access-log/--no-access-log", default=False, envvar="FIELDSTATION_ACCESS_LOG")
-def serve_command(host: str, port: int, workers: int, server: str, access_log: bool) -> None:
+def serve_command(host: str, port: int, workers: int, server: str | None, access_log: bool) -> None:
     """Serve with uWSGI or gunicorn (production); ``run`` is Flask's development server."""
+    server = server or default_server()
     args = server_command(server, host, port, workers, access_log=access_log)
     click.echo(f"Fieldstation on http://{host}:{port}/ ({server}, {workers} workers)")
     os.execv(args[0], args)

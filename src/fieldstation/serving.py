@@ -9,8 +9,9 @@ looks for case-sensitively) and answers HTTP/1.1. Like gunicorn's sync
 workers, it closes each connection after its response (``Connection: close``):
 a worker waiting on an idle keep-alive connection could serve no one else.
 
-gunicorn stays available (``--server gunicorn``) for platforms without a
-uWSGI wheel or a compiler to build one.
+uWSGI is an optional extra (``fieldstation[uwsgi]``): pyuwsgi has no wheel for
+32-bit ARM. Without it, :func:`default_server` picks gunicorn, a pure-Python
+dependency that installs everywhere.
 """
 
 from __future__ import annotations
@@ -31,6 +32,15 @@ SERVERS = ("uwsgi", "gunicorn")
 APP = "fieldstation.serving:served_app()"
 #: The collector's youngest-generation threshold in a worker (CPython's default is 700).
 GC_YOUNG = 10_000
+
+
+def default_server() -> str:
+    """``uwsgi`` when the pyuwsgi extra is installed (or a uwsgi is on PATH), else ``gunicorn``."""
+    import importlib.util
+
+    if importlib.util.find_spec("pyuwsgi") is not None or shutil.which("uwsgi"):
+        return "uwsgi"
+    return "gunicorn"
 
 
 def served_app() -> Flask:
