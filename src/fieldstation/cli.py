@@ -1,6 +1,7 @@
-"""The ``fieldstation`` command: Flask's click group plus Fieldstation's commands.
+"""The ``fieldstation`` command: Fieldstation's own commands (fieldstation.cligroup).
 
-User mistakes print one line and exit non-zero (click.ClickException), never a traceback.
+User mistakes, and a database that cannot be reached or was never initialised,
+print one line and exit non-zero (click.ClickException), never a traceback.
 """
 
 from __future__ import annotations
@@ -8,16 +9,19 @@ from __future__ import annotations
 import functools
 import os
 import secrets
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
 import click
 from flask import Flask
-from flask.cli import FlaskGroup, with_appcontext
+from flask.cli import with_appcontext
 from sqlalchemy import select
 
 from fieldstation import manage
+from fieldstation.cligroup import FieldstationGroup, dev_group
+from fieldstation.dbcommands import db_group
 from fieldstation.errors import FieldstationError
 from fieldstation.extensions import db
 from fieldstation.mail.command import mail_command
@@ -25,6 +29,7 @@ from fieldstation.models import KeyKind, User
 from fieldstation.mqtt.command import mqtt_command
 from fieldstation.rollups import rollups_group
 from fieldstation.serving import SERVERS, default_server, server_command
+from fieldstation.stats import channel_counts
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -81,12 +86,36 @@ def init_command(admin_name: str, admin_password: str | None) -> None:
     help="Default: uwsgi when the fieldstation[uwsgi] extra is installed, else gunicorn.",
 )
 @click.option("--access-log/--no-access-log", default=False, envvar="FIELDSTATION_ACCESS_LOG")
-def serve_command(host: str, port: int, workers: int, server: str | None, access_log: bool) -> None:
-    """Serve with uWSGI or gunicorn (production); ``run`` is Flask's development server."""
+@click.option("--verbose", is_flag=True, help="Show the server's start-up output too.")
+@with_appcontext
+def serve_command(
+    host: str, port: int, workers: int, server: str | None, access_log: bool, verbose: bool
+) -> None:
+    """Serve with uWSGI or gunicorn (production); ``dev run`` is Flask's development server."""
+    from fieldstation import launch
+    from fieldstation.schema import DatabaseNotReady, check_migrated
+
+    try:
+        check_migrated(db.engine)
+    except DatabaseNotReady as exc:
+        raise click.ClickException(str(exc)) from None
+    db.engine.dispose()  # the server's workers open their own connections
     server = server or default_server()
     args = server_command(server, host, port, workers, access_log=access_log)
-    click.echo(f"Fieldstation on http://{host}:{port}/ ({server}, {workers} workers)")
-    os.execv(args[0], args)
+
+    def announce() -> None:
+        url = launch.local_url(host, port)
+        click.echo(f"Fieldstation is answering on {url}/ ({server}, {workers} workers)")
+        if host in launch.ANY_ADDRESS:
+            lan = launch.lan_address()
+            if lan:
+                click.echo(f"devices and other computers on your network: http://{lan}:{port}/")
+
+    try:
+        status = launch.run(args, host, port, announce, verbose=verbose)
+    except launch.LaunchError as exc:
+        raise click.ClickException(str(exc)) from None
+    sys.exit(status)
 
 
 # -- users -----------------------------------------------------------------------------------
@@ -141,7 +170,9 @@ def channel_group() -> None:
 @channel_group.command("create")
 @click.argument("name")
 @click.option("--owner", required=True, help="Username of the owner.")
-@click.option("--field", "fields", multiple=True, help="Field name; repeat for fields 1, 2, …")
+@click.option(
+    "--field", "fields", multiple=True, metavar="NAME[:UNIT]", help="A field and its unit; repeat for 1, 2, …"
+)
 @click.option("--description", default="")
 @click.option("--public", is_flag=True, help="Readable without a key.")
 @with_appcontext
@@ -149,7 +180,14 @@ def channel_group() -> None:
 def channel_create(name: str, owner: str, fields: tuple[str, ...], description: str, public: bool) -> None:
     """Create a channel with a write key and a read key (printed once)."""
     user = manage.get_user(owner)
-    channel = manage.create_channel(user, name, fields=fields, description=description, public=public)
+    named = [field.partition(":") for field in fields]
+    with manage.one_change():  # the channel and its units, or nothing
+        channel = manage.create_channel(
+            user, name, fields=[n for n, _, _ in named], description=description, public=public
+        )
+        for field, (_, _, unit) in zip(channel.fields, named, strict=True):
+            if unit:
+                manage.update_field(field, unit=unit)
     _, write_key = manage.create_key(user, KeyKind.WRITE, channel=channel)
     _, read_key = manage.create_key(user, KeyKind.READ, channel=channel)
     click.echo(f"created channel {channel.name!r} (id {channel.id})")
@@ -184,7 +222,8 @@ def channel_show(channel: str) -> None:
     click.echo(
         f"channel {ch.id}: {ch.name} ({'public' if ch.public else 'private'}), owner {ch.owner.username}"
     )
-    click.echo(f"entries: {ch.last_entry_id}")
+    counts = channel_counts(ch.id)
+    click.echo(f"entries: {counts.entries}, readings: {counts.readings}, last entry id: {ch.last_entry_id}")
     for field in ch.fields:
         click.echo(f"  field{field.number}: {field.name}" + (f" [{field.unit}]" if field.unit else ""))
     for key in manage.keys_of(ch):
@@ -297,6 +336,7 @@ def backup_command(target: Path) -> None:
 
 
 COMMANDS = [init_command, serve_command, user_group, channel_group, key_group, purge_command, backup_command]
+COMMANDS.append(db_group)
 COMMANDS.append(mqtt_command)
 COMMANDS.append(mail_command)
 COMMANDS.append(rollups_group)
@@ -326,6 +366,10 @@ def _create_app() -> Flask:
         raise click.ClickException(str(exc)) from None
 
 
-@click.group(cls=FlaskGroup, create_app=_create_app, add_version_option=False)
+@click.group(cls=FieldstationGroup, create_app=_create_app, commands=COMMANDS)
+@click.version_option(package_name="fieldstation", prog_name="fieldstation")
 def main() -> None:
     """Fieldstation: a self-hosted server for sensor data."""
+
+
+main.add_command(dev_group())
