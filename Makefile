@@ -27,8 +27,7 @@ install: $(VENV)/.installed
 
 run: $(VENV)/.installed
 	$(BIN)/python -m fieldstation.instance
-	$(BIN)/fieldstation init
-	$(BIN)/fieldstation serve --host $(HOST) --port $(PORT)
+	$(BIN)/fieldstation serve --init --host $(HOST) --port $(PORT)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

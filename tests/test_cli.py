@@ -21,7 +21,7 @@ def invoke(runner: FlaskCliRunner, *args: str, input: str | None = None):  # typ
 def test_init_creates_admin_once(runner: FlaskCliRunner) -> None:
     result = invoke(runner, "init")
     assert result.exit_code == 0, result.output
-    password = re.search(r"one-time password \(shown only now\): (\S+)", result.output)
+    password = re.search(r"one-time password .*: (\S+)$", result.output, re.M)
     assert password and manage.authenticate("admin", password.group(1)) is not None
     again = invoke(runner, "init")
     assert again.exit_code == 0 and "admin account exists" in again.output
@@ -105,8 +105,8 @@ def test_db_commands_in_a_real_shell(app, tmp_path) -> None:  # type: ignore[no-
     }
     script = os.path.join(os.path.dirname(sys.executable), "fieldstation")
     for args, expected in (
-        (["db", "current"], "0006_compact_rollup_slots (head)"),
-        (["db", "history"], "0005_reading_blocks -> 0006_compact_rollup_slots (head)"),
+        (["db", "current"], "0009_accounts (head)"),
+        (["db", "history"], "0006_compact_rollup_slots -> 0009_accounts (head)"),
     ):
         result = subprocess.run(
             [script, *args], env=env, capture_output=True, text=True, timeout=60, check=False
@@ -278,3 +278,26 @@ def test_channel_show_counts_and_create_sets_units(runner: FlaskCliRunner, clien
     )
     assert clash.exit_code == 1 and "garden" in invoke(runner, "channel", "list").output
     assert "twice" not in invoke(runner, "channel", "list").output
+
+
+def test_serve_init_prints_the_one_time_password_last(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """``make run``: migrate, first admin, server; the password is the last line, under the address."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("FIELDSTATION_")}
+    env |= {"FIELDSTATION_INSTANCE_PATH": str(tmp_path / "instance")}
+    script = os.path.join(os.path.dirname(sys.executable), "fieldstation")
+    port = free_port()
+    server = subprocess.Popen(
+        [script, "serve", "--init", "--port", str(port), "--server", "gunicorn", "--workers", "1"],
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        assert server.stdout is not None
+        lines = [server.stdout.readline() for _ in range(3)]
+    finally:
+        server.terminate()
+        out, err = server.communicate(timeout=30)
+    assert lines[0] == "created admin account 'admin'\n"
+    assert lines[1].startswith(f"Fieldstation is answering on http://127.0.0.1:{port}/")
+    password = re.fullmatch(r"one-time password of 'admin' .*: (\S+)\n", lines[2])
+    assert password and out == ""
+    assert "Booting worker" not in err

@@ -62,17 +62,31 @@ def friendly(func: F) -> F:
 @friendly
 def init_command(admin_name: str, admin_password: str | None) -> None:
     """Upgrade the database to the latest migration and create the first admin if there is none."""
+    one_time = initialise(admin_name, admin_password)
+    if one_time:
+        click.echo(one_time)
+
+
+def initialise(admin_name: str, admin_password: str | None) -> str | None:
+    """Migrate, and create the first admin; the line that tells a generated password, if one was made.
+
+    A generated password is one-time: its owner must change it at the first sign-in.
+    """
     from flask_migrate import upgrade
 
     upgrade()
     if db.session.scalar(select(User.id).where(User.is_admin.is_(True)).limit(1)) is not None:
         click.echo("database is up to date; an admin account exists")
-        return
+        return None
     password = admin_password or secrets.token_urlsafe(12)
-    manage.create_user(admin_name, password, is_admin=True)
+    user = manage.create_user(admin_name, password, is_admin=True)
     click.echo(f"created admin account {admin_name!r}")
-    if not admin_password:
-        click.echo(f"one-time password (shown only now): {password}")
+    if admin_password:
+        return None
+    from fieldstation.accounts import require_new_password
+
+    require_new_password(user)
+    return f"one-time password of {admin_name!r} (shown only now; change it at the first sign-in): {password}"
 
 
 @click.command("serve")
@@ -87,14 +101,17 @@ def init_command(admin_name: str, admin_password: str | None) -> None:
 )
 @click.option("--access-log/--no-access-log", default=False, envvar="FIELDSTATION_ACCESS_LOG")
 @click.option("--verbose", is_flag=True, help="Show the server's start-up output too.")
+@click.option("--init", "init_first", is_flag=True, help="Run `init` first; a one-time password comes last.")
 @with_appcontext
+@friendly
 def serve_command(
-    host: str, port: int, workers: int, server: str | None, access_log: bool, verbose: bool
+    host: str, port: int, workers: int, server: str | None, access_log: bool, verbose: bool, init_first: bool
 ) -> None:
     """Serve with uWSGI or gunicorn (production); ``dev run`` is Flask's development server."""
     from fieldstation import launch
     from fieldstation.schema import DatabaseNotReady, check_migrated
 
+    one_time = initialise("admin", os.environ.get("FIELDSTATION_ADMIN_PASSWORD")) if init_first else None
     try:
         check_migrated(db.engine)
     except DatabaseNotReady as exc:
@@ -110,6 +127,8 @@ def serve_command(
             lan = launch.lan_address()
             if lan:
                 click.echo(f"devices and other computers on your network: http://{lan}:{port}/")
+        if one_time:
+            click.echo(one_time)  # last, under nothing that could scroll it away
 
     try:
         status = launch.run(args, host, port, announce, verbose=verbose)
@@ -157,6 +176,53 @@ def user_passwd(username: str, password: str) -> None:
     """Set a user's password."""
     manage.set_password(manage.get_user(username), password)
     click.echo(f"password of {username!r} changed")
+
+
+@user_group.command("disable")
+@click.argument("username")
+@with_appcontext
+@friendly
+def user_disable(username: str) -> None:
+    """Disable an account: no sign-in, its user key refused; its channels keep working."""
+    from fieldstation.accounts import disable
+
+    user = manage.get_user(username)
+    disable(user, by=None)
+    click.echo(f"disabled {username!r}")
+
+
+@user_group.command("enable")
+@click.argument("username")
+@with_appcontext
+@friendly
+def user_enable(username: str) -> None:
+    """Let a disabled account sign in again."""
+    from fieldstation.accounts import enable
+
+    enable(manage.get_user(username))
+    click.echo(f"enabled {username!r}")
+
+
+@user_group.command("delete")
+@click.argument("username")
+@click.option(
+    "--hand-to", "heir_name", help="Give their channels (data and keys) to this user; else deleted."
+)
+@click.option("--yes", is_flag=True, help="Do not ask.")
+@with_appcontext
+@friendly
+def user_delete(username: str, heir_name: str | None, yes: bool) -> None:
+    """Delete an account; its channels go to --hand-to USER or are deleted with it (said before asking)."""
+    from fieldstation.accounts import delete, hand_over_plan
+
+    user = manage.get_user(username)
+    heir = manage.get_user(heir_name) if heir_name else None
+    for line in hand_over_plan(user, heir):
+        click.echo(line)
+    if not yes:
+        click.confirm(f"Delete {username!r}?", abort=True)
+    delete(user, by=None, heir=heir)
+    click.echo(f"deleted {username!r}")
 
 
 # -- channels --------------------------------------------------------------------------------

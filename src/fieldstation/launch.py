@@ -13,6 +13,7 @@ from __future__ import annotations
 import errno
 import http.client
 import ipaddress
+import select
 import signal
 import socket
 import subprocess
@@ -139,6 +140,13 @@ class _Relay(threading.Thread):
                 self.held.append(line.rstrip())
 
     def pass_through(self) -> None:
+        """From now on pass lines on; what the server wrote before its first answer stays held."""
+        assert self.child.stdout is not None
+        pipe = self.child.stdout.fileno()
+        deadline = time.monotonic() + 1.0
+        while time.monotonic() < deadline and select.select([pipe], [], [], 0)[0]:
+            time.sleep(0.01)  # the reader is still taking in start-up lines
+        time.sleep(0.05)
         self.passing.set()
 
     def last_line(self) -> str:

@@ -26,7 +26,7 @@ bp = Blueprint(
 
 def init_app(app: Flask) -> None:
     """Set up sign-in and mount the dashboard (with ``/`` pointing at it)."""
-    from fieldstation.dashboard import accounts, channels, filters, keys, view  # noqa: F401  (routes on bp)
+    from fieldstation.dashboard import accounts, channels, filters, keys, people, view  # noqa: F401  (routes)
     from fieldstation.dashboard.session import init_login
 
     init_login(app)
