@@ -24,6 +24,7 @@ from fieldstation.cligroup import FieldstationGroup, dev_group
 from fieldstation.dbcommands import db_group
 from fieldstation.errors import FieldstationError
 from fieldstation.extensions import db
+from fieldstation.importcli import import_group
 from fieldstation.mail.command import mail_command
 from fieldstation.models import KeyKind, User
 from fieldstation.mqtt.command import mqtt_command
@@ -403,6 +404,7 @@ def backup_command(target: Path) -> None:
 
 COMMANDS = [init_command, serve_command, user_group, channel_group, key_group, purge_command, backup_command]
 COMMANDS.append(db_group)
+COMMANDS.append(import_group)
 COMMANDS.append(mqtt_command)
 COMMANDS.append(mail_command)
 COMMANDS.append(rollups_group)
