@@ -201,3 +201,65 @@ def test_metadata_pairs_read_with_a_read_key_written_with_the_write_or_owner_key
     assert client.get(url, headers=owner.headers).get_json()["metadata"] == "<xml/>"
     other = make_user("eve")
     assert client.get(url, headers=other.headers).status_code == 404
+
+
+def test_csv_import_over_the_api_and_metadata_from_the_cli(
+    app: Flask, client: FlaskClient, runner: FlaskCliRunner
+) -> None:
+    owner = make_user("ts")
+    keys = make_channel(owner.user, "a", fields=("temperature", "humidity"))
+    url = f"/api/v1/channels/{keys.id}/import.csv"
+    body = (
+        "created_at,entry_id,field1,field2\n"
+        "2026-12-05 01:00:00 UTC,1,20.5,40\n"
+        "2026-12-05 01:01:00 UTC,2,x,41,9\n"
+    )
+    refused = client.post(url, data=body, headers={**owner.headers, "Content-Type": "text/csv"})
+    assert refused.status_code == 400
+    assert refused.get_json()["errors"] == [
+        {"line": 3, "message": "the row has 5 columns, the first row names 4"}
+    ]
+    done = client.post(url, data=body, headers=owner.headers, query_string={"skip_bad": "true"})
+    assert done.status_code == 200 and done.get_json()["imported"] == 1
+    assert client.post(url, data=body, headers=make_user("eve").headers).status_code == 404
+
+    calibrated = json.dumps({"on": "2026-11-01"})
+    shown = runner.invoke(
+        args=["channel", "meta", "a", "--set", "firmware=1.4.2-beta", "--set", 'serial="0042"',
+              "--set", f"calibrated={calibrated}", "--tags", "garden,esp32"]
+    )  # fmt: skip
+    assert shown.exit_code == 0, shown.output
+    assert 'firmware = "1.4.2-beta"' in shown.output and 'serial = "0042"' in shown.output
+    assert channelmeta.read(keys.id).tags == ["garden", "esp32"]
+    assert runner.invoke(args=["channel", "meta", "a", "--unset", "serial"]).exit_code == 0
+    assert set(channelmeta.read(keys.id).pairs) == {"firmware", "calibrated"}
+    too_long = runner.invoke(args=["channel", "meta", "a", "--set", "k" * 65 + "=1"])
+    assert too_long.exit_code == 1 and too_long.output.startswith("Error: a key is 1-64 characters")
+
+
+def test_dashboard_channel_form_keeps_metadata(app: Flask) -> None:
+    from tests.test_dashboard import sign_in
+
+    owner = make_user("alice")
+    keys = make_channel(owner.user, "a")
+    app.config["WTF_CSRF_ENABLED"] = False  # as test_dashboard's client
+    web = app.test_client()
+    sign_in(web)
+    form = web.get(f"/dashboard/channels/{keys.id}/edit").get_data(as_text=True)
+    assert 'name="pairs"' in form and 'name="tags"' in form and 'name="metadata"' in form
+    data = {"name": "a", "description": "", "fields-0-number": "1", "fields-0-name": "temperature",
+            "fields-1-number": "2", "fields-1-name": "humidity", "tags": "garden, shed",
+            "pairs": '{"firmware": "2.0", "offset": -0.5}', "metadata": "<calibration/>"}  # fmt: skip
+    saved = web.post(f"/dashboard/channels/{keys.id}/edit", data=data)
+    assert saved.status_code == 302, saved.get_data(as_text=True)[:2000]
+    meta = channelmeta.read(keys.id)
+    assert (meta.tags, meta.pairs, meta.metadata) == (
+        ["garden", "shed"],
+        {"firmware": "2.0", "offset": -0.5},
+        "<calibration/>",
+    )
+    bad = web.post(
+        f"/dashboard/channels/{keys.id}/edit", data={**data, "pairs": "[1, 2]", "description": "changed"}
+    )
+    assert bad.status_code == 400 and "must be a JSON object" in bad.get_data(as_text=True)
+    assert manage.find_channel(str(keys.id)).description == ""  # nothing of the refused form was kept

@@ -107,6 +107,7 @@ def register_blueprints(app: Flask) -> None:
     from fieldstation.http import RowNumber, api_bp, no_sniffing
     from fieldstation.http import data as _data  # noqa: F401  (routes on api_bp)
     from fieldstation.http import entries as _entries  # noqa: F401  (routes on api_bp)
+    from fieldstation.http import imports as _imports  # noqa: F401  (routes on api_bp)
     from fieldstation.http import manage as _manage  # noqa: F401  (routes on api_bp)
     from fieldstation.http import metadata as _metadata  # noqa: F401  (routes on api_bp)
     from fieldstation.http import openapi as _openapi  # noqa: F401  (routes on api_bp)

@@ -301,6 +301,45 @@ def channel_show(channel: str) -> None:
         click.echo(f"  allowed device: {device.device_id}")
 
 
+@channel_group.command("meta")
+@click.argument("channel")
+@click.option("--metadata", help="ThingSpeak's metadata text (replaces it).")
+@click.option("--tags", help="Comma-separated tags (replace them).")
+@click.option(
+    "--set", "set_pairs", multiple=True, metavar="KEY=JSON", help="Set a pair; a bare word is a string."
+)
+@click.option("--unset", multiple=True, metavar="KEY", help="Remove a pair.")
+@with_appcontext
+@friendly
+def channel_meta(
+    channel: str, metadata: str | None, tags: str | None, set_pairs: tuple[str, ...], unset: tuple[str, ...]
+) -> None:
+    """Show, or change, a channel's metadata: text, tags and key-value pairs."""
+    import json
+
+    from fieldstation import channelmeta
+
+    ch = manage.find_channel(channel)
+    pairs = {}
+    for item in set_pairs:
+        key, sep, raw = item.partition("=")
+        if not sep:
+            raise click.UsageError(f"--set {item!r}: give KEY=JSON")
+        try:
+            pairs[key] = json.loads(raw)
+        except ValueError:
+            pairs[key] = raw  # firmware=1.4.2-beta: a plain string
+    if metadata is not None or tags is not None or pairs or unset:
+        meta = channelmeta.update(ch, metadata=metadata, tags=tags, set_pairs=pairs, unset=list(unset))
+    else:
+        meta = channelmeta.read(ch.id)
+    click.echo(f"tags: {', '.join(meta.tags)}")
+    for key, value in meta.pairs.items():
+        click.echo(f"{key} = {json.dumps(value, ensure_ascii=False)}")
+    if meta.metadata:
+        click.echo(f"metadata: {meta.metadata}")
+
+
 @channel_group.command("delete")
 @click.argument("channel")
 @click.confirmation_option(prompt="Delete the channel and all its data?")

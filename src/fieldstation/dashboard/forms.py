@@ -49,6 +49,14 @@ class ChannelForm(FlaskForm):
     latitude = StringField("Latitude", validators=[Optional(), Length(max=32)])
     longitude = StringField("Longitude", validators=[Optional(), Length(max=32)])
     elevation = StringField("Elevation (m)", validators=[Optional(), Length(max=32)])
+    metadata = TextAreaField(
+        "Metadata (ThingSpeak's: free text)", validators=[Optional(), Length(max=65_536)]
+    )
+    tags = StringField("Tags (comma-separated)", validators=[Optional(), Length(max=5_000)])
+    pairs = TextAreaField(
+        'Key-value pairs (a JSON object, e.g. {"firmware": "1.4.2"})',
+        validators=[Optional(), Length(max=20_000)],
+    )
 
 
 class KeyForm(FlaskForm):
