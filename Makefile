@@ -5,6 +5,9 @@ BIN    := $(VENV)/bin
 HOST   ?= 127.0.0.1
 PORT   ?= 8000
 STAMP  := $(VENV)/.installed-dev
+# uWSGI (the fieldstation[uwsgi] extra) where pyuwsgi has a wheel: 64-bit x86 and ARM. Elsewhere
+# (32-bit Raspberry Pi OS) it would need a compiler; `fieldstation serve` then uses gunicorn.
+EXTRAS ?= $(if $(filter x86_64 aarch64,$(shell uname -m)),[uwsgi])
 
 .PHONY: run test lint typecheck pytest install clean
 
@@ -13,7 +16,7 @@ $(BIN)/python:
 	$(BIN)/python -m pip install -q --upgrade pip
 
 $(VENV)/.installed: pyproject.toml | $(BIN)/python
-	$(BIN)/pip install -q -e .
+	$(BIN)/pip install -q -e '.$(EXTRAS)'
 	touch $@
 
 $(STAMP): pyproject.toml | $(BIN)/python
@@ -24,8 +27,7 @@ install: $(VENV)/.installed
 
 run: $(VENV)/.installed
 	$(BIN)/python -m fieldstation.instance
-	$(BIN)/fieldstation init
-	$(BIN)/fieldstation serve --host $(HOST) --port $(PORT)
+	$(BIN)/fieldstation serve --init --host $(HOST) --port $(PORT)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -286,8 +286,9 @@ def test_pages_work_without_javascript_and_the_examples_work_as_pasted(
         assert done.returncode == 0, (command, done.stderr)
         assert done.stdout.strip() not in ("", "0") or "204" in done.stdout, (command, done.stdout)
     page.click("a:has-text('Open the channel')")
-    assert "level: 2 readings" in chart_desc(page, "f1")  # the form and the path URL wrote field 1
-    assert "weather temperature" in page.content()  # line protocol made its field
+    # The form, the path URL and line protocol (the channel's name as measurement) all wrote field 1.
+    assert "level: 3 readings" in chart_desc(page, "f1")
+    assert "plain level" not in page.content() and "weather temperature" not in page.content()
     page.click("nav.ranges a[data-range='30d']")  # a plain link without the script
     page.wait_for_url("**range=30d**")
     assert page.locator("nav.ranges a.active").text_content() == "30d"
@@ -316,11 +317,12 @@ def test_sign_in_page_says_when_the_session_cookie_cannot_stick(server: LiveServ
         notice = page.locator("#insecure-notice")
         notice.wait_for(state="visible")
         assert "FIELDSTATION_SESSION_COOKIE_SECURE=false" in str(notice.text_content())
-        # Signing in anyway fails (no session, so no CSRF token to match), and the page says why.
+        # Signing in anyway fails (no session, so no CSRF token to match): the page says why, not "CSRF".
         page.fill("input[name=username]", "alice")
         page.fill("input[name=password]", PASSWORD)
         page.click("button:has-text('Sign in')")
-        page.locator("text=form expired or forged").wait_for()
+        page.locator("text=You were not signed in").wait_for()
+        assert "CSRF" not in page.content() and "forged" not in page.content()
         page.locator("#insecure-notice").wait_for(state="visible")
         page.goto(f"{server.url}/dashboard/login")
         page.wait_for_load_state("load")

@@ -11,6 +11,8 @@ from flask.testing import FlaskCliRunner
 
 from fieldstation import manage
 from fieldstation.auth import find_key
+from fieldstation.instance import MIGRATIONS
+from tests.pgserver import free_port
 
 
 def invoke(runner: FlaskCliRunner, *args: str, input: str | None = None):  # type: ignore[no-untyped-def]
@@ -20,7 +22,7 @@ def invoke(runner: FlaskCliRunner, *args: str, input: str | None = None):  # typ
 def test_init_creates_admin_once(runner: FlaskCliRunner) -> None:
     result = invoke(runner, "init")
     assert result.exit_code == 0, result.output
-    password = re.search(r"one-time password \(shown only now\): (\S+)", result.output)
+    password = re.search(r"one-time password .*: (\S+)$", result.output, re.M)
     assert password and manage.authenticate("admin", password.group(1)) is not None
     again = invoke(runner, "init")
     assert again.exit_code == 0 and "admin account exists" in again.output
@@ -103,9 +105,11 @@ def test_db_commands_in_a_real_shell(app, tmp_path) -> None:  # type: ignore[no-
         "FIELDSTATION_INSTANCE_PATH": str(tmp_path),
     }
     script = os.path.join(os.path.dirname(sys.executable), "fieldstation")
+    # Revisions are named by their place in the chain: the last file is the head.
+    *_, before, head = sorted(p.stem for p in (MIGRATIONS / "versions").glob("0*.py"))
     for args, expected in (
-        (["db", "current"], "0006_compact_rollup_slots (head)"),
-        (["db", "history"], "0005_reading_blocks -> 0006_compact_rollup_slots (head)"),
+        (["db", "current"], f"{head} (head)"),
+        (["db", "history"], f"{before} -> {head} (head)"),
     ):
         result = subprocess.run(
             [script, *args], env=env, capture_output=True, text=True, timeout=60, check=False
@@ -138,3 +142,165 @@ def test_first_init_on_a_fresh_machine_writes_the_instance_secret(tmp_path) -> N
     )
     assert result.returncode == 1 and "Traceback" not in result.stderr
     assert "FIELDSTATION_ENV must be one of" in result.stderr
+
+
+# -- the command's own shape (issue 21) ------------------------------------------------------
+
+
+def _shell(args: list[str], env_extra: dict[str, str], tmp_path) -> subprocess.CompletedProcess[str]:  # type: ignore[no-untyped-def]
+    """The installed ``fieldstation`` script, as a user runs it."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("FIELDSTATION_")}
+    env |= {"FIELDSTATION_INSTANCE_PATH": str(tmp_path / "instance"), **env_extra}
+    script = os.path.join(os.path.dirname(sys.executable), "fieldstation")
+    return subprocess.run([script, *args], env=env, capture_output=True, text=True, timeout=120, check=False)
+
+
+def test_top_level_holds_only_fieldstations_commands(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    top = _shell(["--help"], {}, tmp_path)
+    assert top.returncode == 0, top.stderr
+    for flask_only in ("--env-file", "--app", "--debug", "routes", "shell", " run "):
+        assert flask_only not in top.stdout, flask_only
+    for ours in ("init", "serve", "db", "user", "channel", "key", "dev"):
+        assert re.search(rf"^  {ours}\b", top.stdout, re.M), ours
+    db_help = _shell(["db", "--help"], {}, tmp_path).stdout
+    listed = re.findall(r"^  (\w+)", db_help.split("Commands:")[1], re.M)
+    assert sorted(listed) == ["current", "downgrade", "history", "upgrade"]
+    dev_db = _shell(["dev", "db", "--help"], {}, tmp_path).stdout
+    assert "revision" in dev_db and "migrate" in dev_db
+    version = _shell(["--version"], {}, tmp_path)
+    assert version.returncode == 0 and re.fullmatch(
+        r"fieldstation, version \d+\.\d+\.\d+\S*\n", version.stdout
+    )
+
+
+def test_uninitialised_and_unreachable_databases_are_one_line(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    unused_port = free_port()
+    fresh = {
+        "FIELDSTATION_DATABASE_URL": f"sqlite:///{tmp_path / 'empty.db'}",
+        "FIELDSTATION_SECRET_KEY": "k",
+    }
+    unreachable = {
+        "FIELDSTATION_DATABASE_URL": f"postgresql://someone:hunter2@127.0.0.1:{unused_port}/none",
+        "FIELDSTATION_SECRET_KEY": "k",
+    }
+    for env, args, expected in (
+        (fresh, ["channel", "list"], "not initialised: run `fieldstation init`"),
+        (fresh, ["user", "create", "x", "--password", "long-enough-pw"], "not initialised"),
+        (fresh, ["serve", "--port", str(unused_port)], "not initialised: run `fieldstation init`"),
+        (unreachable, ["channel", "list"], "cannot use database"),
+        (unreachable, ["init"], "cannot use database"),
+        (unreachable, ["serve"], "cannot use database"),
+    ):
+        result = _shell(args, env, tmp_path)
+        assert result.returncode == 1, (args, result.stdout, result.stderr)
+        lines = [line for line in result.stderr.splitlines() if line.strip()]
+        assert len(lines) == 1 and lines[0].startswith("Error: ") and expected in lines[0], (args, lines)
+        assert "hunter2" not in result.stderr
+
+
+def test_serve_refuses_a_database_behind_the_code(app, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    unused_port = free_port()
+    from flask_migrate import downgrade, upgrade
+
+    if app.config["DATABASE_URL"].startswith("postgresql"):
+        return  # one engine is enough: the check reads alembic_version the same way on both
+    downgrade(revision="-1")
+    try:
+        env = {"FIELDSTATION_DATABASE_URL": app.config["DATABASE_URL"], "FIELDSTATION_SECRET_KEY": "k"}
+        result = _shell(["serve", "--port", str(unused_port)], env, tmp_path)
+        assert result.returncode == 1
+        assert result.stderr.count("\n") == 1 and "run `fieldstation db upgrade`" in result.stderr
+    finally:
+        upgrade()
+
+
+def test_serve_announces_only_once_it_answers_and_a_busy_port_is_one_line(app, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    import socket
+    import urllib.request
+
+    if app.config["DATABASE_URL"].startswith("postgresql"):
+        return  # the launcher does not depend on the engine
+    env = {k: v for k, v in os.environ.items() if not k.startswith("FIELDSTATION_")}
+    env |= {
+        "FIELDSTATION_INSTANCE_PATH": str(tmp_path / "instance"),
+        "FIELDSTATION_DATABASE_URL": app.config["DATABASE_URL"],
+        "FIELDSTATION_SECRET_KEY": "k",
+    }
+    script = os.path.join(os.path.dirname(sys.executable), "fieldstation")
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", 0))
+        holder.listen()
+        busy = holder.getsockname()[1]
+        result = subprocess.run(
+            [script, "serve", "--port", str(busy), "--server", "gunicorn"],
+            env=env, capture_output=True, text=True, timeout=60, check=False,
+        )  # fmt: skip
+        assert result.returncode == 1
+        assert (
+            result.stderr
+            == f"Error: port {busy} on 127.0.0.1 is in use: stop the other server or pick --port\n"
+        )
+    port = busy  # free again
+    server = subprocess.Popen(
+        [script, "serve", "--port", str(port), "--server", "gunicorn", "--workers", "1"],
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        assert server.stdout is not None
+        first = server.stdout.readline()
+        assert first.startswith(f"Fieldstation is answering on http://127.0.0.1:{port}/ (gunicorn")
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/ping", timeout=5) as answer:
+            assert answer.status == 204
+    finally:
+        server.terminate()
+        out, err = server.communicate(timeout=30)
+    assert "Booting worker" not in out + err  # the banner is quiet
+
+
+def test_channel_show_counts_and_create_sets_units(runner: FlaskCliRunner, client) -> None:  # type: ignore[no-untyped-def]
+    invoke(runner, "user", "create", "carol", "--password", "long-enough-pw")
+    created = invoke(
+        runner, "channel", "create", "garden", "--owner", "carol", "--field", "soil:%", "--field", "air"
+    )
+    assert created.exit_code == 0, created.output
+    write_key = re.search(r"write key \(shown only now\): (\w+)", created.output)
+    assert write_key is not None
+    for at, soil in (("2026-01-01T00:00:00Z", 1), ("2026-01-02T00:00:00Z", 2), ("2026-01-03T00:00:00Z", 3)):
+        answer = client.post(
+            "/update", data={"api_key": write_key.group(1), "field1": soil, "field2": 5, "created_at": at}
+        )
+        assert answer.status_code == 200 and answer.get_data(as_text=True) != "0"
+    shown = invoke(runner, "channel", "show", "garden").output
+    assert "entries: 3, readings: 6, last entry id: 3" in shown
+    assert "field1: soil [%]" in shown and "field2: air\n" in shown
+    assert invoke(runner, "purge", "--older-than", "0").exit_code == 0
+    assert "entries: 0, readings: 0, last entry id: 3" in invoke(runner, "channel", "show", "garden").output
+
+    clash = invoke(
+        runner, "channel", "create", "twice", "--owner", "carol", "--field", "a:x", "--field", "a:y"
+    )
+    assert clash.exit_code == 1 and "garden" in invoke(runner, "channel", "list").output
+    assert "twice" not in invoke(runner, "channel", "list").output
+
+
+def test_serve_init_prints_the_one_time_password_last(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """``make run``: migrate, first admin, server; the password is the last line, under the address."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("FIELDSTATION_")}
+    env |= {"FIELDSTATION_INSTANCE_PATH": str(tmp_path / "instance")}
+    script = os.path.join(os.path.dirname(sys.executable), "fieldstation")
+    port = free_port()
+    server = subprocess.Popen(
+        [script, "serve", "--init", "--port", str(port), "--server", "gunicorn", "--workers", "1"],
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        assert server.stdout is not None
+        lines = [server.stdout.readline() for _ in range(3)]
+    finally:
+        server.terminate()
+        out, err = server.communicate(timeout=30)
+    assert lines[0] == "created admin account 'admin'\n"
+    assert lines[1].startswith(f"Fieldstation is answering on http://127.0.0.1:{port}/")
+    password = re.fullmatch(r"one-time password of 'admin' .*: (\S+)\n", lines[2])
+    assert password and out == ""
+    assert "Booting worker" not in err

@@ -580,3 +580,24 @@ def test_odd_query_parameters_never_cause_a_server_error(web: FlaskClient) -> No
         assert response.status_code in (200, 400), (path, params, response.status_code)
 
     check()
+
+
+def test_line_protocol_example_writes_to_the_channels_own_field(web: FlaskClient) -> None:
+    """The Keys page's example names the channel as measurement, so it fills the field it shows."""
+    import html
+    import shlex
+
+    owner = make_user()
+    channel = manage.create_channel(owner.user, "garden shed", fields=["soil moisture", "air"])
+    sign_in(web)
+    page = web.post(f"/dashboard/channels/{channel.id}/keys", data={"kind": "write"})
+    line = next(x for x in html.unescape(page.text).splitlines() if "/write?db=" in x and "curl" in x)
+    words = shlex.split(line[line.index("curl") :])
+    url, body = words[words.index("-X") + 2], words[words.index("--data-binary") + 1]
+    assert body == "garden\\ shed air=21.5"  # "soil moisture" would read as a new field's name
+    path = url.split("://", 1)[1].split("/", 1)[1]
+    assert web.post("/" + path, data=body.encode()).status_code == 204
+    assert [f.name for f in manage.find_channel(str(channel.id)).fields] == ["soil moisture", "air"]
+    _, read_key = manage.create_key(owner.user, KeyKind.READ, channel=channel)
+    last = web.get(f"/channels/{channel.id}/fields/2/last.txt", query_string={"api_key": read_key})
+    assert last.get_data(as_text=True) == "21.5"

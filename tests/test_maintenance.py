@@ -11,7 +11,8 @@ from flask.testing import FlaskCliRunner
 
 from fieldstation import manage, rollups, store
 from fieldstation.points import Batch, Entry
-from fieldstation.retention import DAY_US, purge
+from fieldstation.retention import purge
+from fieldstation.timeunits import DAY as DAY_US
 from tests.factories import make_channel, make_user
 from tests.test_store import entries, readings
 

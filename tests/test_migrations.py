@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
 
 import pytest
 import sqlalchemy as sa
@@ -111,7 +113,7 @@ def test_upgrading_to_read_blocks_marks_every_hour_with_readings(fresh_app) -> N
     from fieldstation import query, rollups
 
     upgrade(revision="0004_sign_in_guard")
-    keys = make_channel(manage.create_user("alice", "long-enough-pw"), "weather")
+    keys = make_channel(old_user("alice"), "weather")
     channel_id, hour = keys.id, 3_600_000_000
     store.write(
         Batch(channel_id, [Entry({1: float(i)}, ts=1_700_000_000_000_000 + i * hour) for i in range(5)])
@@ -131,7 +133,7 @@ def test_upgrading_to_read_blocks_marks_every_hour_with_readings(fresh_app) -> N
 def test_upgrading_compacts_slots_of_one_reading(fresh_app) -> None:  # type: ignore[no-untyped-def]
     """Migration 0006 empties min, max, first and last of slots whose sum is their one reading."""
     upgrade(revision="0005_reading_blocks")
-    keys = make_channel(manage.create_user("alice", "long-enough-pw"), "weather")
+    keys = make_channel(old_user("alice"), "weather")
     channel_id = keys.id
     db.session.remove()
     slots = [(1, 2.5, 2.5, 2.5, 2.5, 2.5), (2, 5.0, 2.0, 3.0, 2.0, 3.0), (1, 0.5, 0.5, 0.5, 0.5, 0.5)]
@@ -152,3 +154,19 @@ def test_upgrading_compacts_slots_of_one_reading(fresh_app) -> None:  # type: ig
         (2, 5.0, 2.0, 3.0, 2.0, 3.0),
         (1, 0.5, None, None, None, None),
     ]
+
+
+def old_user(name: str) -> Any:
+    """A user made in an older schema, by SQL: the User model has columns later migrations add."""
+    with db.engine.begin() as conn:
+        conn.execute(
+            sa.text(
+                "INSERT INTO users (username, password_hash, is_admin, created_at)"
+                " VALUES (:name, 'x', false, CURRENT_TIMESTAMP)"
+            ),
+            {"name": name},
+        )
+        user_id = conn.execute(
+            sa.text("SELECT id FROM users WHERE username = :name"), {"name": name}
+        ).scalar()
+    return SimpleNamespace(id=user_id)

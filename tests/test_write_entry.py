@@ -1,4 +1,4 @@
-"""auth.write_entry: key check and single-reading write, in one statement on PostgreSQL (#3)
+"""ingest.write_entry: key check and single-reading write, in one statement on PostgreSQL (#3)
 and on one connection checkout, outside the session, on SQLite.
 
 Every answer must be the one ``authorize_write`` followed by ``store.write`` gives, on

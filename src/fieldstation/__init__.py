@@ -10,7 +10,7 @@ from typing import Any
 from flask import Flask
 
 from fieldstation.config import CONFIGS, DEV_SECRET_KEY, Config, ConfigError
-from fieldstation.instance import ROOT, default_instance_path
+from fieldstation.instance import MIGRATIONS, default_instance_path
 from fieldstation.serving import adapt_to_server, refuse_unreadable_body
 
 
@@ -75,7 +75,7 @@ def register_extensions(app: Flask) -> None:
 
     jsonprovider.init_app(app)
     database.init_app(app)
-    migrate.init_app(app, db, directory=str(ROOT / "migrations"))
+    migrate.init_app(app, db, directory=str(MIGRATIONS))
 
 
 def register_blueprints(app: Flask) -> None:
@@ -83,7 +83,9 @@ def register_blueprints(app: Flask) -> None:
     from fieldstation.http import RowNumber, api_bp, no_sniffing
     from fieldstation.http import data as _data  # noqa: F401  (routes on api_bp)
     from fieldstation.http import entries as _entries  # noqa: F401  (routes on api_bp)
+    from fieldstation.http import imports as _imports  # noqa: F401  (routes on api_bp)
     from fieldstation.http import manage as _manage  # noqa: F401  (routes on api_bp)
+    from fieldstation.http import metadata as _metadata  # noqa: F401  (routes on api_bp)
     from fieldstation.http import openapi as _openapi  # noqa: F401  (routes on api_bp)
     from fieldstation.http.errors import register_error_handlers
 

@@ -1,7 +1,8 @@
-"""The ``fieldstation`` command (and ``python -m fieldstation``): Flask's click group with the app.
+"""The ``fieldstation`` command (and ``python -m fieldstation``): Fieldstation's own commands.
 
-The commands themselves are in :mod:`fieldstation.cli`; the app factory attaches
-them to every app, so ``flask --app fieldstation`` has them too.
+The commands are in :mod:`fieldstation.cli`, the group that runs them (the app
+built lazily, database errors as one line) in :mod:`fieldstation.cligroup`. The
+app factory also attaches them to every app, so ``flask --app fieldstation`` has them.
 """
 
 from __future__ import annotations
@@ -10,9 +11,10 @@ import os
 
 import click
 from flask import Flask
-from flask.cli import FlaskGroup
 
 from fieldstation import create_app
+from fieldstation.cli import COMMANDS
+from fieldstation.cligroup import FieldstationGroup, dev_group
 from fieldstation.config import ConfigError
 from fieldstation.instance import default_instance_path, ensure_config
 
@@ -31,9 +33,13 @@ def _create_app() -> Flask:
         raise click.ClickException(str(exc)) from None
 
 
-@click.group(cls=FlaskGroup, create_app=_create_app, add_version_option=False)
+@click.group(cls=FieldstationGroup, create_app=_create_app, commands=COMMANDS)
+@click.version_option(package_name="fieldstation", prog_name="fieldstation")
 def main() -> None:
     """Fieldstation: a self-hosted server for sensor data."""
+
+
+main.add_command(dev_group())
 
 
 if __name__ == "__main__":

@@ -24,8 +24,9 @@ from fieldstation.timeunits import (
     MIN_TS_US,
     NICE_WIDTHS,
     SECOND,
-    US,
     datetime_to_us,
+    timedelta_to_us,
+    us_to_datetime,
 )
 
 #: Most buckets one call may produce (a chart needs ~1,000; exports page through rows instead).
@@ -164,9 +165,7 @@ def zone_offsets(zone: dt.tzinfo, start: int, end: int) -> list[tuple[int, int]]
     """
 
     def offset(ts: int) -> int:
-        moment = dt.datetime(1970, 1, 1, tzinfo=dt.UTC) + dt.timedelta(microseconds=ts)
-        delta = moment.astimezone(zone).utcoffset() or dt.timedelta(0)
-        return (delta.days * 86_400 + delta.seconds) * US + delta.microseconds
+        return timedelta_to_us(us_to_datetime(ts).astimezone(zone).utcoffset() or dt.timedelta(0))
 
     lo = max(start, MIN_TS_US + DAY)
     hi = min(end, MAX_TS_US - DAY)

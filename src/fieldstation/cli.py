@@ -1,6 +1,7 @@
-"""The ``fieldstation`` command: Flask's click group plus Fieldstation's commands.
+"""The ``fieldstation`` command: Fieldstation's own commands (fieldstation.cligroup).
 
-User mistakes print one line and exit non-zero (click.ClickException), never a traceback.
+User mistakes, and a database that cannot be reached or was never initialised,
+print one line and exit non-zero (click.ClickException), never a traceback.
 """
 
 from __future__ import annotations
@@ -8,6 +9,7 @@ from __future__ import annotations
 import functools
 import os
 import secrets
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
@@ -18,13 +20,16 @@ from flask.cli import with_appcontext
 from sqlalchemy import select
 
 from fieldstation import manage
+from fieldstation.dbcommands import db_group
 from fieldstation.errors import FieldstationError
 from fieldstation.extensions import db
+from fieldstation.importcli import import_group
 from fieldstation.mail.command import mail_command
 from fieldstation.models import KeyKind, User
 from fieldstation.mqtt.command import mqtt_command
 from fieldstation.rollups import rollups_group
-from fieldstation.serving import SERVERS, server_command
+from fieldstation.serving import SERVERS, default_server, server_command
+from fieldstation.stats import channel_counts
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -57,17 +62,31 @@ def friendly(func: F) -> F:
 @friendly
 def init_command(admin_name: str, admin_password: str | None) -> None:
     """Upgrade the database to the latest migration and create the first admin if there is none."""
+    one_time = initialise(admin_name, admin_password)
+    if one_time:
+        click.echo(one_time)
+
+
+def initialise(admin_name: str, admin_password: str | None) -> str | None:
+    """Migrate, and create the first admin; the line that tells a generated password, if one was made.
+
+    A generated password is one-time: its owner must change it at the first sign-in.
+    """
     from flask_migrate import upgrade
 
     upgrade()
     if db.session.scalar(select(User.id).where(User.is_admin.is_(True)).limit(1)) is not None:
         click.echo("database is up to date; an admin account exists")
-        return
+        return None
     password = admin_password or secrets.token_urlsafe(12)
-    manage.create_user(admin_name, password, is_admin=True)
+    user = manage.create_user(admin_name, password, is_admin=True)
     click.echo(f"created admin account {admin_name!r}")
-    if not admin_password:
-        click.echo(f"one-time password (shown only now): {password}")
+    if admin_password:
+        return None
+    from fieldstation.accounts import require_new_password
+
+    require_new_password(user)
+    return f"one-time password of {admin_name!r} (shown only now; change it at the first sign-in): {password}"
 
 
 @click.command("serve")
@@ -77,17 +96,45 @@ def init_command(admin_name: str, admin_password: str | None) -> None:
 @click.option(
     "--server",
     type=click.Choice(SERVERS),
-    default="uwsgi",
-    show_default=True,
     envvar="FIELDSTATION_SERVER",
-    help="gunicorn where no uWSGI wheel is available.",
+    help="Default: uwsgi when the fieldstation[uwsgi] extra is installed, else gunicorn.",
 )
 @click.option("--access-log/--no-access-log", default=False, envvar="FIELDSTATION_ACCESS_LOG")
-def serve_command(host: str, port: int, workers: int, server: str, access_log: bool) -> None:
-    """Serve with uWSGI or gunicorn (production); ``run`` is Flask's development server."""
+@click.option("--verbose", is_flag=True, help="Show the server's start-up output too.")
+@click.option("--init", "init_first", is_flag=True, help="Run `init` first; a one-time password comes last.")
+@with_appcontext
+@friendly
+def serve_command(
+    host: str, port: int, workers: int, server: str | None, access_log: bool, verbose: bool, init_first: bool
+) -> None:
+    """Serve with uWSGI or gunicorn (production); ``dev run`` is Flask's development server."""
+    from fieldstation import launch
+    from fieldstation.schema import DatabaseNotReady, check_migrated
+
+    one_time = initialise("admin", os.environ.get("FIELDSTATION_ADMIN_PASSWORD")) if init_first else None
+    try:
+        check_migrated(db.engine)
+    except DatabaseNotReady as exc:
+        raise click.ClickException(str(exc)) from None
+    db.engine.dispose()  # the server's workers open their own connections
+    server = server or default_server()
     args = server_command(server, host, port, workers, access_log=access_log)
-    click.echo(f"Fieldstation on http://{host}:{port}/ ({server}, {workers} workers)")
-    os.execv(args[0], args)
+
+    def announce() -> None:
+        url = launch.local_url(host, port)
+        click.echo(f"Fieldstation is answering on {url}/ ({server}, {workers} workers)")
+        if host in launch.ANY_ADDRESS:
+            lan = launch.lan_address()
+            if lan:
+                click.echo(f"devices and other computers on your network: http://{lan}:{port}/")
+        if one_time:
+            click.echo(one_time)  # last, under nothing that could scroll it away
+
+    try:
+        status = launch.run(args, host, port, announce, verbose=verbose)
+    except launch.LaunchError as exc:
+        raise click.ClickException(str(exc)) from None
+    sys.exit(status)
 
 
 # -- users -----------------------------------------------------------------------------------
@@ -131,6 +178,53 @@ def user_passwd(username: str, password: str) -> None:
     click.echo(f"password of {username!r} changed")
 
 
+@user_group.command("disable")
+@click.argument("username")
+@with_appcontext
+@friendly
+def user_disable(username: str) -> None:
+    """Disable an account: no sign-in, its user key refused; its channels keep working."""
+    from fieldstation.accounts import disable
+
+    user = manage.get_user(username)
+    disable(user, by=None)
+    click.echo(f"disabled {username!r}")
+
+
+@user_group.command("enable")
+@click.argument("username")
+@with_appcontext
+@friendly
+def user_enable(username: str) -> None:
+    """Let a disabled account sign in again."""
+    from fieldstation.accounts import enable
+
+    enable(manage.get_user(username))
+    click.echo(f"enabled {username!r}")
+
+
+@user_group.command("delete")
+@click.argument("username")
+@click.option(
+    "--hand-to", "heir_name", help="Give their channels (data and keys) to this user; else deleted."
+)
+@click.option("--yes", is_flag=True, help="Do not ask.")
+@with_appcontext
+@friendly
+def user_delete(username: str, heir_name: str | None, yes: bool) -> None:
+    """Delete an account; its channels go to --hand-to USER or are deleted with it (said before asking)."""
+    from fieldstation.accounts import delete, hand_over_plan
+
+    user = manage.get_user(username)
+    heir = manage.get_user(heir_name) if heir_name else None
+    for line in hand_over_plan(user, heir):
+        click.echo(line)
+    if not yes:
+        click.confirm(f"Delete {username!r}?", abort=True)
+    delete(user, by=None, heir=heir)
+    click.echo(f"deleted {username!r}")
+
+
 # -- channels --------------------------------------------------------------------------------
 
 
@@ -142,7 +236,9 @@ def channel_group() -> None:
 @channel_group.command("create")
 @click.argument("name")
 @click.option("--owner", required=True, help="Username of the owner.")
-@click.option("--field", "fields", multiple=True, help="Field name; repeat for fields 1, 2, …")
+@click.option(
+    "--field", "fields", multiple=True, metavar="NAME[:UNIT]", help="A field and its unit; repeat for 1, 2, …"
+)
 @click.option("--description", default="")
 @click.option("--public", is_flag=True, help="Readable without a key.")
 @with_appcontext
@@ -150,7 +246,14 @@ def channel_group() -> None:
 def channel_create(name: str, owner: str, fields: tuple[str, ...], description: str, public: bool) -> None:
     """Create a channel with a write key and a read key (printed once)."""
     user = manage.get_user(owner)
-    channel = manage.create_channel(user, name, fields=fields, description=description, public=public)
+    named = [field.partition(":") for field in fields]
+    with manage.one_change():  # the channel and its units, or nothing
+        channel = manage.create_channel(
+            user, name, fields=[n for n, _, _ in named], description=description, public=public
+        )
+        for field, (_, _, unit) in zip(channel.fields, named, strict=True):
+            if unit:
+                manage.update_field(field, unit=unit)
     _, write_key = manage.create_key(user, KeyKind.WRITE, channel=channel)
     _, read_key = manage.create_key(user, KeyKind.READ, channel=channel)
     click.echo(f"created channel {channel.name!r} (id {channel.id})")
@@ -185,7 +288,8 @@ def channel_show(channel: str) -> None:
     click.echo(
         f"channel {ch.id}: {ch.name} ({'public' if ch.public else 'private'}), owner {ch.owner.username}"
     )
-    click.echo(f"entries: {ch.last_entry_id}")
+    counts = channel_counts(ch.id)
+    click.echo(f"entries: {counts.entries}, readings: {counts.readings}, last entry id: {ch.last_entry_id}")
     for field in ch.fields:
         click.echo(f"  field{field.number}: {field.name}" + (f" [{field.unit}]" if field.unit else ""))
     for key in manage.keys_of(ch):
@@ -194,6 +298,45 @@ def channel_show(channel: str) -> None:
         click.echo(f"  key {key.id}: {key.kind} {key.prefix}…{device} ({state})")
     for device in ch.devices:
         click.echo(f"  allowed device: {device.device_id}")
+
+
+@channel_group.command("meta")
+@click.argument("channel")
+@click.option("--metadata", help="ThingSpeak's metadata text (replaces it).")
+@click.option("--tags", help="Comma-separated tags (replace them).")
+@click.option(
+    "--set", "set_pairs", multiple=True, metavar="KEY=JSON", help="Set a pair; a bare word is a string."
+)
+@click.option("--unset", multiple=True, metavar="KEY", help="Remove a pair.")
+@with_appcontext
+@friendly
+def channel_meta(
+    channel: str, metadata: str | None, tags: str | None, set_pairs: tuple[str, ...], unset: tuple[str, ...]
+) -> None:
+    """Show, or change, a channel's metadata: text, tags and key-value pairs."""
+    import json
+
+    from fieldstation import channelmeta
+
+    ch = manage.find_channel(channel)
+    pairs = {}
+    for item in set_pairs:
+        key, sep, raw = item.partition("=")
+        if not sep:
+            raise click.UsageError(f"--set {item!r}: give KEY=JSON")
+        try:
+            pairs[key] = json.loads(raw)
+        except ValueError:
+            pairs[key] = raw  # firmware=1.4.2-beta: a plain string
+    if metadata is not None or tags is not None or pairs or unset:
+        meta = channelmeta.update(ch, metadata=metadata, tags=tags, set_pairs=pairs, unset=list(unset))
+    else:
+        meta = channelmeta.read(ch.id)
+    click.echo(f"tags: {', '.join(meta.tags)}")
+    for key, value in meta.pairs.items():
+        click.echo(f"{key} = {json.dumps(value, ensure_ascii=False)}")
+    if meta.metadata:
+        click.echo(f"metadata: {meta.metadata}")
 
 
 @channel_group.command("delete")
@@ -298,6 +441,8 @@ def backup_command(target: Path) -> None:
 
 
 COMMANDS = [init_command, serve_command, user_group, channel_group, key_group, purge_command, backup_command]
+COMMANDS.append(db_group)
+COMMANDS.append(import_group)
 COMMANDS.append(mqtt_command)
 COMMANDS.append(mail_command)
 COMMANDS.append(rollups_group)

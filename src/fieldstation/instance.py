@@ -11,8 +11,11 @@ import secrets
 import sys
 from pathlib import Path
 
-#: The checkout's root: ``instance/`` and ``migrations/`` live there (the package is installed editable).
-ROOT = Path(__file__).resolve().parents[2]
+#: The package's own folder: the migrations travel inside it, so a wheel can set a database up.
+PACKAGE = Path(__file__).resolve().parent
+MIGRATIONS = PACKAGE / "migrations"
+#: The checkout's root when the package runs from one (an editable install, ``make run``).
+ROOT = PACKAGE.parents[1]
 
 TEMPLATE = """\
 # Fieldstation instance configuration: secrets and site settings. Never commit this file.
@@ -23,8 +26,19 @@ SECRET_KEY = {secret!r}
 
 
 def default_instance_path() -> str:
-    """The instance folder: FIELDSTATION_INSTANCE_PATH, else ``instance/`` in the checkout."""
-    return os.environ.get("FIELDSTATION_INSTANCE_PATH") or str(ROOT / "instance")
+    """The instance folder: FIELDSTATION_INSTANCE_PATH, else ``instance/`` in the checkout.
+
+    An installed package (a wheel, pipx) has no checkout: its instance is
+    ``$XDG_DATA_HOME/fieldstation`` (``~/.local/share/fieldstation``), the same
+    from whichever folder a command runs.
+    """
+    given = os.environ.get("FIELDSTATION_INSTANCE_PATH")
+    if given:
+        return given
+    if (ROOT / "pyproject.toml").is_file() and (ROOT / "src" / "fieldstation").is_dir():
+        return str(ROOT / "instance")
+    data_home = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return str(Path(data_home) / "fieldstation")
 
 
 def ensure_config(instance_path: str) -> Path:

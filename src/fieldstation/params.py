@@ -16,10 +16,10 @@ from dataclasses import dataclass
 
 from fieldstation.errors import BadRequest
 from fieldstation.points import check_ts, get_zone, parse_time
-from fieldstation.timeunits import HOUR, MAX_TS_US, MIN_TS_US, US
+from fieldstation.timeunits import DAY, HOUR, MAX_TS_US, MIN_TS_US, MINUTE, SECOND, US
 
 #: Duration units: s, m, h, d, w (and ms/us for InfluxDB-style durations).
-UNITS = {"us": 1, "u": 1, "µs": 1, "ms": 1000, "s": US, "m": 60 * US, "h": 3600 * US, "d": 86_400 * US}
+UNITS = {"us": 1, "u": 1, "µs": 1, "ms": 1000, "s": SECOND, "m": MINUTE, "h": HOUR, "d": DAY}
 UNITS["w"] = 7 * UNITS["d"]
 _DURATION_RE = re.compile(r"(\d{1,12})(us|u|µs|ms|s|m|h|d|w)")
 _RELATIVE_RE = re.compile(r"(?:now)?\s*([+-])\s*(\d{1,12}(?:us|u|µs|ms|s|m|h|d|w))|now")
@@ -283,9 +283,9 @@ def parse_feed_options(
     end = parse_instant(args["end"], now, zone) if args.get("end") else None
     if start is None:
         if args.get("minutes"):
-            start = now - parse_int(args.get("minutes"), "minutes", default=0, low=0, high=10**8) * 60 * US
+            start = now - parse_int(args.get("minutes"), "minutes", default=0, low=0, high=10**8) * MINUTE
         elif args.get("days"):
-            start = now - parse_int(args.get("days"), "days", default=1, low=0, high=36_600) * 86_400 * US
+            start = now - parse_int(args.get("days"), "days", default=1, low=0, high=36_600) * DAY
     if start is not None and end is not None and start > end:
         raise BadRequest("start is after end", code="bad_range")
     digits = parse_int(args.get("round"), "round", default=-1, low=0, high=15) if args.get("round") else None

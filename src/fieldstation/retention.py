@@ -15,9 +15,7 @@ from sqlalchemy import delete, select
 from fieldstation import rollups
 from fieldstation.extensions import db
 from fieldstation.models import Channel, Entry, Field, Reading
-from fieldstation.timeunits import US, now_us
-
-DAY_US = 86_400 * US
+from fieldstation.timeunits import DAY, now_us
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,7 +44,7 @@ def purge(
         days = older_than_days if older_than_days is not None else retention
         if days is None:
             continue
-        cutoff = now - days * DAY_US
+        cutoff = now - days * DAY
         channels += 1
         field_ids = db.session.scalars(select(Field.id).where(Field.channel_id == cid)).all()
         for field_id in field_ids:

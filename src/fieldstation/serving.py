@@ -9,8 +9,9 @@ looks for case-sensitively) and answers HTTP/1.1. Like gunicorn's sync
 workers, it closes each connection after its response (``Connection: close``):
 a worker waiting on an idle keep-alive connection could serve no one else.
 
-gunicorn stays available (``--server gunicorn``) for platforms without a
-uWSGI wheel or a compiler to build one.
+uWSGI is an optional extra (``fieldstation[uwsgi]``): pyuwsgi has no wheel for
+32-bit ARM. Without it, :func:`default_server` picks gunicorn, a pure-Python
+dependency that installs everywhere.
 """
 
 from __future__ import annotations
@@ -27,6 +28,15 @@ from fieldstation.errors import BadRequest
 SERVERS = ("uwsgi", "gunicorn")
 #: What the server imports: the application factory, as a server process runs it.
 APP = "fieldstation.wsgi:served_app()"
+
+
+def default_server() -> str:
+    """``uwsgi`` when the pyuwsgi extra is installed (or a uwsgi is on PATH), else ``gunicorn``."""
+    import importlib.util
+
+    if importlib.util.find_spec("pyuwsgi") is not None or shutil.which("uwsgi"):
+        return "uwsgi"
+    return "gunicorn"
 
 
 #: Largest request head (request line + headers) uWSGI accepts; its default (4 KB) is too small

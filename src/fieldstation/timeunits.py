@@ -38,10 +38,14 @@ def now_us() -> int:
     return time.time_ns() // 1000
 
 
+def timedelta_to_us(delta: dt.timedelta) -> int:
+    """A duration in µs, exact (no float rounding)."""
+    return (delta.days * DAY // SECOND + delta.seconds) * US + delta.microseconds
+
+
 def datetime_to_us(value: dt.datetime) -> int:
     """Aware datetime -> µs since the epoch, exact (no float rounding)."""
-    delta = value - _EPOCH
-    return (delta.days * 86_400 + delta.seconds) * US + delta.microseconds
+    return timedelta_to_us(value - _EPOCH)
 
 
 def us_to_datetime(ts: int) -> dt.datetime:

@@ -13,7 +13,7 @@ from flask_wtf.csrf import generate_csrf
 
 def init_app(app: Flask) -> None:
     """Set up sign-in and mount the dashboard (with ``/`` pointing at it)."""
-    from fieldstation.dashboard import accounts, channels, filters, keys, view  # noqa: F401  (routes on bp)
+    from fieldstation.dashboard import accounts, channels, filters, keys, people, view  # noqa: F401  (routes)
     from fieldstation.dashboard.blueprint import bp
     from fieldstation.dashboard.session import init_login
 

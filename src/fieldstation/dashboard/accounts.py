@@ -8,7 +8,7 @@ from flask import flash, redirect, render_template, request, session, url_for
 from flask_login import login_user, logout_user
 from werkzeug.wrappers import Response
 
-from fieldstation import manage
+from fieldstation import accounts, manage
 from fieldstation.dashboard.blueprint import bp
 from fieldstation.dashboard.forms import ActionForm, LoginForm, PasswordForm, UserForm
 from fieldstation.dashboard.session import SessionUser, login_required, require_admin, signed_in
@@ -27,6 +27,9 @@ def login() -> Response | str | tuple[str, int]:
         except RateLimited as exc:
             flash(f"{exc.message[:1].upper()}{exc.message[1:]}.", "error")
             return render_template("dashboard/login.html", form=form), 429
+        if user is not None and user.disabled_at is not None:  # told only with the right password
+            flash("This account is disabled; ask an administrator.", "error")
+            return render_template("dashboard/login.html", form=form), 403
         if user is not None:
             session.clear()  # nothing of the signed-out visit (its CSRF token) carries into the new session
             login_user(SessionUser(user))
@@ -71,6 +74,7 @@ def users() -> Response | tuple[str, int] | str:
             user = manage.create_user(
                 form.username.data or "", form.password.data or "", is_admin=bool(form.is_admin.data)
             )
+            accounts.require_new_password(user)  # the admin knows it
         except FieldstationError as exc:
             flash(exc.message, "error")
             status = exc.status
@@ -95,6 +99,6 @@ def reset_password(user_id: int) -> Response:
     if not form.validate_on_submit():
         flash("Passwords must be at least 8 characters.", "error")
     else:
-        manage.set_password(user, form.password.data or "")
-        flash(f"New password set for {user.username}.", "success")
+        accounts.set_password_for(user, form.password.data or "")
+        flash(f"New password set for {user.username}; they change it at their next sign-in.", "success")
     return redirect(url_for("dashboard.users"))

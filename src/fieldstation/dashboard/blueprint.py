@@ -26,14 +26,23 @@ bp = Blueprint(
 
 
 @bp.before_request
-def _check_csrf() -> None:
-    """Refuse a POST without this session's CSRF token (a forged cross-site form)."""
+def _check_csrf() -> tuple[str, int] | None:
+    """Refuse a POST without this session's CSRF token (a forged cross-site form).
+
+    Over plain HTTP with the HTTPS-only session cookie, the browser never kept
+    the cookie: that is explained, with the setting that allows it, instead.
+    """
     if request.method != "POST" or not current_app.config.get("WTF_CSRF_ENABLED", True):
-        return
+        return None
     try:
         validate_csrf(request.form.get("csrf_token") or request.headers.get("X-CSRFToken"))
     except (ValidationError, CSRFError) as exc:
+        from fieldstation.dashboard.plainhttp import cookie_dropped_over_http, explain
+
+        if cookie_dropped_over_http():
+            return explain()
         raise BadRequest(f"form expired or forged: {exc}", code="csrf") from None
+    return None
 
 
 #: Endpoints other sites may frame: ThingSpeak's embeddable chart.

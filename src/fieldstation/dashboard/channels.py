@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import math
 from typing import Any
 
 from flask import flash, redirect, render_template, request, url_for
 from werkzeug.wrappers import Response
 
-from fieldstation import manage, query
+from fieldstation import channelmeta, manage, query
 from fieldstation.dashboard.blueprint import bp
 from fieldstation.dashboard.forms import ActionForm, ChannelForm
 from fieldstation.dashboard.ranges import viewer_zone
@@ -101,7 +102,28 @@ def _form_data(channel: Channel) -> dict[str, Any]:
         "latitude": _text(channel.latitude),
         "longitude": _text(channel.longitude),
         "elevation": _text(channel.elevation),
+        **_meta_data(channel),
     }
+
+
+def _meta_data(channel: Channel) -> dict[str, str]:
+    meta = channelmeta.read(channel.id)
+    pairs = json.dumps(meta.pairs, ensure_ascii=False, indent=1) if meta.pairs else ""
+    return {"metadata": meta.metadata, "tags": ", ".join(meta.tags), "pairs": pairs}
+
+
+def _save_meta(channel: Channel, form: ChannelForm) -> None:
+    """The metadata text, tags and pairs of the form (within the form's one transaction)."""
+    raw = (form.pairs.data or "").strip()
+    try:
+        pairs = json.loads(raw) if raw else {}
+    except ValueError as exc:
+        raise BadRequest(f"the key-value pairs are not JSON: {exc}") from None
+    if not isinstance(pairs, dict):
+        raise BadRequest('the key-value pairs must be a JSON object: {"key": value, …}')
+    channelmeta.update(
+        channel, metadata=form.metadata.data or "", tags=form.tags.data or "", pairs=pairs, commit=False
+    )
 
 
 def _text(number: float | None) -> str:
@@ -151,6 +173,7 @@ def _create(form: ChannelForm) -> Channel:
                 manage.update_field(field, unit=row["unit"].strip())
         for device in devices:
             manage.add_device(channel, device)
+        _save_meta(channel, form)
     return channel
 
 
@@ -161,6 +184,7 @@ def _update(channel: Channel, form: ChannelForm) -> None:
     devices = _devices(form)
     with manage.one_change():
         _apply_form(channel, settings, devices, _rows(form))
+        _save_meta(channel, form)
 
 
 def _apply_form(

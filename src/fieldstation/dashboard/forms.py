@@ -11,10 +11,11 @@ from wtforms import (
     FormField,
     HiddenField,
     PasswordField,
+    SelectField,
     StringField,
     TextAreaField,
 )
-from wtforms.validators import AnyOf, DataRequired, Length, Optional
+from wtforms.validators import AnyOf, DataRequired, EqualTo, Length, Optional
 
 
 class LoginForm(FlaskForm):
@@ -48,6 +49,14 @@ class ChannelForm(FlaskForm):
     latitude = StringField("Latitude", validators=[Optional(), Length(max=32)])
     longitude = StringField("Longitude", validators=[Optional(), Length(max=32)])
     elevation = StringField("Elevation (m)", validators=[Optional(), Length(max=32)])
+    metadata = TextAreaField(
+        "Metadata (ThingSpeak's: free text)", validators=[Optional(), Length(max=65_536)]
+    )
+    tags = StringField("Tags (comma-separated)", validators=[Optional(), Length(max=5_000)])
+    pairs = TextAreaField(
+        'Key-value pairs (a JSON object, e.g. {"firmware": "1.4.2"})',
+        validators=[Optional(), Length(max=20_000)],
+    )
 
 
 class KeyForm(FlaskForm):
@@ -75,3 +84,18 @@ class PasswordForm(FlaskForm):
 class ImportForm(FlaskForm):
     file = FileField("CSV file", validators=[FileRequired()])
     skip_bad = BooleanField("Import the good rows even if some rows are bad")
+
+
+class OwnPasswordForm(FlaskForm):
+    current = PasswordField("Current password", validators=[DataRequired(), Length(max=200)])
+    password = PasswordField(
+        "New password (8+ characters)", validators=[DataRequired(), Length(min=8, max=200)]
+    )
+    confirm = PasswordField(
+        "New password again", validators=[DataRequired(), EqualTo("password", message="the two differ")]
+    )
+
+
+class DeleteUserForm(FlaskForm):
+    #: The id of the account that takes the channels over, or "" to delete them with the account.
+    heir = SelectField("Their channels", choices=[], validate_choice=True)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import shlex
+
 from flask import flash, redirect, render_template, request, url_for
 from werkzeug.wrappers import Response
 
@@ -120,9 +122,27 @@ def examples(base: str, channel: Channel, key: str, made: ApiKey | None) -> dict
             "// The library always connects to api.thingspeak.com: point that name at this\n"
             "// server in your DNS, or change THINGSPEAK_URL in ThingSpeak.h."
         ),
-        "Line protocol (InfluxDB 1.x /write)": (
-            f"curl -i -X POST '{base}/write?db={channel.id}&u=device&p={key}' "
-            "--data-binary 'weather temperature=21.5'\n"
-            '# 204 = stored; makes a field named "weather temperature" on first write'
-        ),
+        "Line protocol (InfluxDB 1.x /write)": _line_protocol_example(base, channel, key),
     }
+
+
+def _line_protocol_example(base: str, channel: Channel, key: str) -> str:
+    """A /write of the channel's first field: the channel's name as the measurement fills its fields.
+
+    Another measurement (or tags) would make new fields named ``<measurement>[,tags] <key>``
+    (docs/ingest.md), which is rarely what someone copying an example wants.
+    """
+    from fieldstation.lineprotocol import escape_key, escape_measurement
+
+    names = [f.name for f in channel.fields]
+    # A key that needs escapes (a space, a comma, "=") reads as a new field's name: pick a plain one.
+    plain = [name for name in names if escape_key(name) == name]
+    field = plain[0] if plain else "field1"
+    line = f"{escape_measurement(channel.name)} {escape_key(field)}=21.5"
+    note = (
+        f"# 204 = stored in field {field!r}: the measurement is the channel's name"
+        if plain
+        else "# fields whose names hold a space, a comma or '=' cannot be written this way: use /update"
+    )
+    url = f"{base}/write?db={channel.id}&u=device&p={key}"
+    return f"curl -i -X POST '{url}' --data-binary {shlex.quote(line)}\n{note}"

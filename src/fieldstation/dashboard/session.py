@@ -123,7 +123,7 @@ def _load(session_id: str) -> SessionUser | None:
     if number is None:
         return None
     user = db.session.get(User, number)
-    if user is None or not hmac.compare_digest(session_tag(user), tag):
+    if user is None or user.disabled_at is not None or not hmac.compare_digest(session_tag(user), tag):
         return None
     return SessionUser(user)
 

@@ -7,7 +7,7 @@ from typing import Annotated, Any, Literal
 from flask import Response, jsonify, url_for
 from pydantic import Field as Constraint
 
-from fieldstation import manage
+from fieldstation import channelmeta, manage
 from fieldstation.auth import current_api_user
 from fieldstation.http import api_bp
 from fieldstation.http.jsonbody import Strict, parse_body
@@ -33,6 +33,9 @@ class ChannelPatch(Strict):
     min_interval_s: Annotated[int, Constraint(ge=0, le=86_400)] | None = None
     retention_days: Annotated[int, Constraint(ge=1, le=36_500)] | None = None
     mqtt_topic_prefix: Annotated[str, Constraint(min_length=1, max_length=255)] | None = None
+    #: ThingSpeak's channel metadata text and tags (fieldstation.channelmeta).
+    metadata: Annotated[str, Constraint(max_length=65_536)] | None = None
+    tags: list[Annotated[str, Constraint(max_length=100)]] | str | None = None
 
 
 class ChannelIn(ChannelPatch):
@@ -128,12 +131,14 @@ def create_channel() -> Response:
     """Create a channel: 201 + Location; a duplicate name is 409."""
     user = current_api_user()
     body = parse_body(ChannelIn)
-    settings = body.model_dump(exclude={"name", "fields"}, exclude_unset=True)  # null: as in PATCH
+    settings = body.model_dump(exclude={"name", "fields", "metadata", "tags"}, exclude_unset=True)
     names = [f if isinstance(f, str) else f.name for f in body.fields]
     channel = manage.create_channel(user, body.name, fields=names, **settings)
     for spec, field in zip(body.fields, channel.fields, strict=False):
         if isinstance(spec, FieldIn) and spec.unit:
             manage.update_field(field, unit=spec.unit)
+    if body.metadata is not None or body.tags is not None:
+        channelmeta.update(channel, metadata=body.metadata, tags=body.tags)
     return created(channel_json(channel), url_for("api.get_channel", channel_id=channel.id))
 
 
@@ -148,7 +153,12 @@ def update_channel(channel_id: int) -> Response:
     """Change a channel's settings."""
     channel = manage.channel_for(current_api_user(), channel_id)
     changes = parse_body(ChannelPatch).model_dump(exclude_unset=True)
-    return jsonify(channel_json(manage.update_channel(channel, **changes)))
+    meta = {k: changes.pop(k) for k in ("metadata", "tags") if k in changes}
+    with manage.one_change():
+        if meta:
+            channelmeta.update(channel, **meta, commit=False)
+        manage.update_channel(channel, **changes)
+    return jsonify(channel_json(channel))
 
 
 @api_bp.delete("/channels/<int:channel_id>")

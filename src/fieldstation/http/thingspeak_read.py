@@ -103,7 +103,9 @@ def _channel_json(channel: ChannelInfo, opts: FeedOptions | None = None) -> dict
     body["created_at"] = _time(_dt_us(channel.created_at), zone)
     body["updated_at"] = _time(_dt_us(channel.updated_at), zone)
     if opts and opts.metadata:
-        body["metadata"] = ""
+        from fieldstation import channelmeta
+
+        body["metadata"] = channelmeta.read(channel.id).metadata
     body["last_entry_id"] = channel.last_entry_id
     return body
 
@@ -285,6 +287,12 @@ def channel_view(channel_id: int) -> Response:
     body = _channel_json(channel)
     body["elevation"] = _text(channel.elevation) or ""
     body["public_flag"] = channel.public
+    from fieldstation import channelmeta
+
+    meta = channelmeta.read(channel.id)
+    body["metadata"] = meta.metadata
+    # ThingSpeak numbers its tags; here a tag's number is its place in the channel's list.
+    body["tags"] = [{"id": number, "name": name} for number, name in enumerate(meta.tags, start=1)]
     return _json(body)
 
 

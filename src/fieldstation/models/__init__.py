@@ -3,6 +3,7 @@
 from fieldstation.models.accounts import ApiKey, KeyKind, User
 from fieldstation.models.base import Base
 from fieldstation.models.channels import Channel, Device, Field
+from fieldstation.models.meta import ChannelMeta
 from fieldstation.models.readings import Entry, Reading
 from fieldstation.models.rollups import ReadingBlock, RollupDay, RollupDirty, RollupHour, RollupMinute
 
@@ -10,6 +11,7 @@ __all__ = [
     "ApiKey",
     "Base",
     "Channel",
+    "ChannelMeta",
     "Device",
     "Entry",
     "Field",

@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import enum
 
-from sqlalchemy import BigInteger, Boolean, ForeignKey, Index, Integer, String
+from sqlalchemy import BigInteger, Boolean, ForeignKey, Index, Integer, String, false
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from fieldstation.models.base import Base, UTCDateTime, utcnow
@@ -34,6 +34,10 @@ class User(Base):
     last_failed_sign_in_us: Mapped[int | None] = mapped_column(BigInteger)
     #: Every session cookie of the account is bound to it; signing out moves it on (dashboard.session).
     session_epoch: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    #: A password someone else knows (generated, or set by an admin): changed at the next sign-in.
+    must_change_password: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    #: A disabled account cannot sign in and its user key is refused; its channels keep working.
+    disabled_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
 
     channels = relationship("Channel", back_populates="owner", cascade="all, delete-orphan")
 

@@ -1,0 +1,65 @@
+"""Whether the database is set up: reachable, and migrated to the revision this code needs.
+
+``fieldstation serve`` refuses a database that is behind (every request would
+fail on a missing table or column), and the CLI turns a database error into one
+line that says what to do, instead of SQLAlchemy's traceback.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import exc as sa_exc
+from sqlalchemy.engine import Engine, make_url
+
+from fieldstation.instance import MIGRATIONS
+
+
+class DatabaseNotReady(RuntimeError):
+    """The database cannot be used as it is; the message says what to do, on one line."""
+
+
+def head_revisions() -> set[str]:
+    """The revisions the code's models expect (the migrations' heads)."""
+    from alembic.config import Config
+    from alembic.script import ScriptDirectory
+
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    return set(ScriptDirectory.from_config(config).get_heads())
+
+
+def check_migrated(engine: Engine) -> None:
+    """Return when the database is at the migrations' head.
+
+    :raise DatabaseNotReady: unreachable, never initialised, or behind the code.
+    """
+    from alembic.runtime.migration import MigrationContext
+
+    where = describe(engine)
+    try:
+        with engine.connect() as conn:
+            current = set(MigrationContext.configure(conn).get_current_heads())
+    except sa_exc.DBAPIError as exc:
+        raise DatabaseNotReady(explain(exc, engine)) from None
+    if not current:
+        raise DatabaseNotReady(f"database {where} is not initialised: run `fieldstation init`")
+    if current != head_revisions():
+        raise DatabaseNotReady(
+            f"database {where} is at revision {', '.join(sorted(current))}, this version needs "
+            f"{', '.join(sorted(head_revisions()))}: run `fieldstation db upgrade`"
+        )
+
+
+def describe(engine: Engine) -> str:
+    """The engine's URL without its password."""
+    return make_url(engine.url).render_as_string(hide_password=True)
+
+
+def explain(exc: sa_exc.DBAPIError, engine: Engine) -> str:
+    """One line for a database error a user can fix: missing tables, or a server out of reach."""
+    where = describe(engine)
+    detail = " ".join(str(exc.orig).split()) if exc.orig is not None else str(exc)
+    if "no such table" in detail or type(exc.orig).__name__ == "UndefinedTable":
+        return f"database {where} is not initialised: run `fieldstation init`"
+    if "UndefinedColumn" == type(exc.orig).__name__ or "no such column" in detail:
+        return f"database {where} is behind this version ({detail[:120]}): run `fieldstation db upgrade`"
+    return f"cannot use database {where}: {detail[:300]}"
