@@ -15,6 +15,7 @@ from pathlib import Path
 from sqlalchemy.engine import make_url
 
 from fieldstation.errors import BadRequest
+from fieldstation.files import create_private
 
 
 def backup(database_url: str, target: Path) -> Path:
@@ -26,6 +27,7 @@ def backup(database_url: str, target: Path) -> Path:
         raise BadRequest(f"{target} exists; choose a new file")
     url = make_url(database_url)
     target.parent.mkdir(parents=True, exist_ok=True)
+    create_private(target)
     if url.get_backend_name() == "sqlite":
         return _backup_sqlite(url.database or "", target)
     if url.get_backend_name() == "postgresql":

@@ -83,9 +83,13 @@ def init_command(admin_name: str, admin_password: str | None) -> None:
     help="gunicorn where no uWSGI wheel is available.",
 )
 @click.option("--access-log/--no-access-log", default=False, envvar="FIELDSTATION_ACCESS_LOG")
+@with_appcontext
 def serve_command(host: str, port: int, workers: int, server: str, access_log: bool) -> None:
     """Serve with uWSGI or gunicorn (production); ``run`` is Flask's development server."""
-    args = server_command(server, host, port, workers, access_log=access_log)
+    from flask import current_app
+
+    max_body = int(current_app.config["MAX_CONTENT_LENGTH"] or 0)
+    args = server_command(server, host, port, workers, access_log=access_log, max_body=max_body)
     click.echo(f"Fieldstation on http://{host}:{port}/ ({server}, {workers} workers)")
     os.execv(args[0], args)
 

@@ -12,6 +12,7 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import DisconnectionError
 
 from fieldstation.extensions import db
+from fieldstation.files import create_private
 
 
 def init_app(app: Flask) -> None:
@@ -20,6 +21,7 @@ def init_app(app: Flask) -> None:
     with app.app_context():
         engine = db.engine
         if engine.dialect.name == "sqlite":
+            create_private(engine.url.database)
             _configure_sqlite(engine, int(app.config["SQLITE_BUSY_TIMEOUT_MS"]))
         elif engine.dialect.name == "postgresql" and not engine.pool._pre_ping:
             _check_on_checkout(engine)

@@ -58,9 +58,20 @@ HEAD_BUFFER = 65535
 
 
 def server_command(
-    server: str, host: str, port: int, workers: int, *, access_log: bool = False, app: str = APP
+    server: str,
+    host: str,
+    port: int,
+    workers: int,
+    *,
+    access_log: bool = False,
+    app: str = APP,
+    max_body: int = 16 * 1024 * 1024,
 ) -> list[str]:
     """argv that serves ``app`` (a ``module:factory()`` spec) on ``host:port`` with ``workers`` processes.
+
+    ``max_body`` is the app's MAX_CONTENT_LENGTH: uWSGI refuses a chunk of a chunked
+    body larger than its ``chunked-input-limit`` (1 MiB by default) with a reset, so
+    the limit is raised to the largest body the app accepts anyway.
 
     :raise ValueError: an unknown server name.
     """
@@ -78,6 +89,7 @@ def server_command(
             # not 60; and a worker whose master died exits instead of serving on alone.
             "--worker-reload-mercy", "5", "--no-orphans",
             "--buffer-size", str(HEAD_BUFFER),
+            "--chunked-input-limit", str(max_body + 1),
             *(() if access_log else ("--disable-logging",)),
         ]  # fmt: skip
     if server == "gunicorn":
@@ -163,9 +175,32 @@ def refuse_unreadable_body() -> None:
 
 
 def adapt_to_server(wsgi_app: WsgiApp, max_body: int) -> WsgiApp:
-    """The app as the running server needs it: chunked bodies decoded under uWSGI."""
+    """The app as the running server needs it: chunked bodies decoded under uWSGI, and under
+    gunicorn a body with a Content-Length read to that length only (:func:`declared_length`)."""
     try:
         import uwsgi  # noqa: F401
     except ImportError:
-        return wsgi_app
+        return declared_length(wsgi_app) if "gunicorn" in sys.modules else wsgi_app
     return ChunkedInput(wsgi_app, max_body)
+
+
+def declared_length(wsgi_app: WsgiApp) -> WsgiApp:
+    """Hold a body with a Content-Length to that length: shorter is a client gone, not a body.
+
+    gunicorn marks every body ``wsgi.input_terminated``, and werkzeug then reads
+    the stream to its end instead of to the stated length; a client that sent
+    half its body and hung up had that half stored (a line protocol body cut
+    mid-point, a form without its last fields). Without the mark werkzeug counts
+    the bytes and a short body is a 400 (``ClientDisconnected``), which stores
+    nothing. Chunked bodies, which have no stated length, keep the mark.
+    """
+
+    def app(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+        if (
+            environ.get("CONTENT_LENGTH")
+            and "chunked" not in environ.get("HTTP_TRANSFER_ENCODING", "").lower()
+        ):
+            environ.pop("wsgi.input_terminated", None)
+        return wsgi_app(environ, start_response)
+
+    return app

@@ -5,6 +5,7 @@ from fieldstation.models.base import Base
 from fieldstation.models.channels import Channel, Device, Field
 from fieldstation.models.readings import Entry, Reading
 from fieldstation.models.rollups import ReadingBlock, RollupDay, RollupDirty, RollupHour, RollupMinute
+from fieldstation.models.throttle import SignInFailures
 
 __all__ = [
     "ApiKey",
@@ -20,5 +21,6 @@ __all__ = [
     "RollupDirty",
     "RollupHour",
     "RollupMinute",
+    "SignInFailures",
     "User",
 ]
