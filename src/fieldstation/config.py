@@ -23,6 +23,10 @@ class Config:
     SECRET_KEY = DEV_SECRET_KEY
     #: One URL names the database; ``None`` means SQLite in the instance folder.
     DATABASE_URL: str | None = None
+    #: What an acknowledged write survives: "power-loss" (synced before the answer; SQLite
+    #: synchronous=FULL, PostgreSQL synchronous_commit=on) or "process" (a crash of Fieldstation,
+    #: not of the machine or of PostgreSQL). See fieldstation.durability and README "Performance".
+    DURABILITY = "power-loss"
     #: Extra engine options. PostgreSQL connections are checked on checkout without a round trip
     #: where that is safe (fieldstation.db); ``{"pool_pre_ping": True}`` pings on every checkout.
     SQLALCHEMY_ENGINE_OPTIONS: dict[str, object] = {}
