@@ -55,6 +55,8 @@ POINTS_PER_BATCH = 5_000
 #: Batch shape: 5 devices x 2 fields = 10 series, 500 timestamps -> 5,000 points.
 DEVICES, FIELDS_PER_DEVICE, TIMES = 5, 2, 500
 SECRET = "bench-secret-not-for-production-0123456789"
+#: Fieldstation's DURABILITY in this run (``--durability``); the raw baselines sync alike.
+DURABILITY = "power-loss"
 
 
 def free_port() -> int:
@@ -138,6 +140,7 @@ def prepare(url: str, instance: Path) -> tuple[dict[str, str], str, int]:
         "FIELDSTATION_SECRET_KEY": SECRET,
         "FIELDSTATION_DATABASE_URL": url,
         "FIELDSTATION_INSTANCE_PATH": str(instance),
+        "FIELDSTATION_DURABILITY": DURABILITY,
     }
     os.environ.update(env)
     from flask_migrate import upgrade
@@ -305,7 +308,7 @@ def raw_executemany(url: str, batches: int) -> dict[str, float]:
     if url.startswith("sqlite"):
         conn = sqlite3.connect(url.removeprefix("sqlite:///"))
         conn.execute("PRAGMA journal_mode=WAL")
-        conn.execute("PRAGMA synchronous=NORMAL")
+        conn.execute(f"PRAGMA synchronous={'FULL' if DURABILITY == 'power-loss' else 'NORMAL'}")
         conn.execute("DROP TABLE IF EXISTS bench_raw")
         conn.execute(
             "CREATE TABLE bench_raw (field_id INTEGER, ts BIGINT, value FLOAT, text VARCHAR(255), "
@@ -321,7 +324,10 @@ def raw_executemany(url: str, batches: int) -> dict[str, float]:
         return result
     import psycopg
 
-    with psycopg.connect(url.replace("postgresql+psycopg", "postgresql")) as conn:
+    sync = "on" if DURABILITY == "power-loss" else "off"
+    with psycopg.connect(
+        url.replace("postgresql+psycopg", "postgresql"), options=f"-c synchronous_commit={sync}"
+    ) as conn:
         for method in ("executemany", "copy"):
             conn.execute("DROP TABLE IF EXISTS bench_raw")
             conn.execute(
@@ -559,7 +565,8 @@ def report(results: dict[str, Any], influx: bool, args: argparse.Namespace) -> N
         f"{os.cpu_count()} CPUs shared with the load generator"
     )
     for engine, r in results.items():
-        print(f"\n[{engine}]" + (" (fsync on, synchronous_commit off)" if engine == "postgres" else ""))
+        server = " server: fsync on, synchronous_commit off (not crash-safe);" if engine == "postgres" else ""
+        print(f"\n[{engine}]{server} DURABILITY={DURABILITY}")
         if "single" in r:
             print(_single_line("single reading  /update", args.server, r["single"], None))
             for key in sorted(k for k in r if k.startswith("bare_")):
@@ -623,8 +630,16 @@ def main(argv: list[str] | None = None) -> None:
         choices=("single", "batch"),
         help="run only the single-reading or only the batched workloads",
     )
+    parser.add_argument(
+        "--durability",
+        choices=("power-loss", "process"),
+        default="power-loss",
+        help="Fieldstation's DURABILITY; the raw baselines sync the same way",
+    )
     parser.add_argument("--json", dest="json_out", help="also write the figures to this file")
     args = parser.parse_args(argv)
+    global DURABILITY
+    DURABILITY = args.durability
     args.batch_offset = 0  # batch numbers used so far: every batch sent carries new timestamps
     tmp = Path(tempfile.mkdtemp(prefix="fieldstation-bench-"))
     try:
