@@ -52,6 +52,12 @@ def served_app() -> Flask:
     return app
 
 
+#: Connections one worker reads from at once (uWSGI async cores, gunicorn worker connections);
+#: more wait in the listen queue. Each costs at most HEAD_BUFFER of memory while its head arrives.
+SLOW_CLIENTS = 256
+#: Bodies up to this size are read into memory before the app is called under uWSGI; larger ones
+#: go to a temporary file.
+BODY_IN_MEMORY = 64 * 1024
 #: Largest request head (request line + headers) uWSGI accepts; its default (4 KB) is too small
 #: for the long query strings of a ThingSpeak update with eight fields, status and location.
 HEAD_BUFFER = 65535
@@ -90,6 +96,11 @@ def server_command(
             "--worker-reload-mercy", "5", "--no-orphans",
             "--buffer-size", str(HEAD_BUFFER),
             "--chunked-input-limit", str(max_body + 1),
+            # Slow clients (issue 17): each worker reads request heads and bodies for up to
+            # SLOW_CLIENTS connections at once in its C event loop (ugreen coroutines), and calls
+            # the app only with the whole body read (bodies past BODY_IN_MEMORY go to a temporary
+            # file), so a client trickling bytes or sitting idle holds a coroutine, not the worker.
+            "--async", str(SLOW_CLIENTS), "--ugreen", "--post-buffering", str(BODY_IN_MEMORY),
             *(() if access_log else ("--disable-logging",)),
         ]  # fmt: skip
     if server == "gunicorn":
@@ -97,6 +108,9 @@ def server_command(
             sys.executable, "-m", "gunicorn",
             "--bind", f"{host}:{port}",
             "--workers", str(workers),
+            # gevent: a worker reads many requests at once and runs the app for each one complete,
+            # so slow clients (issue 17) hold a greenlet, not the worker; psycopg waits cooperatively.
+            "--worker-class", "gevent", "--worker-connections", str(SLOW_CLIENTS),
             *(("--access-logfile", "-") if access_log else ()),
             app,
         ]  # fmt: skip
