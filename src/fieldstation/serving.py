@@ -72,12 +72,15 @@ def server_command(
     access_log: bool = False,
     app: str = APP,
     max_body: int = 16 * 1024 * 1024,
+    slow_clients: bool = True,
 ) -> list[str]:
     """argv that serves ``app`` (a ``module:factory()`` spec) on ``host:port`` with ``workers`` processes.
 
     ``max_body`` is the app's MAX_CONTENT_LENGTH: uWSGI refuses a chunk of a chunked
     body larger than its ``chunked-input-limit`` (1 MiB by default) with a reset, so
-    the limit is raised to the largest body the app accepts anyway.
+    the limit is raised to the largest body the app accepts anyway. ``slow_clients=False``
+    gives the servers' plain synchronous workers (bench/ingest.py's baseline of the issue: gunicorn
+    with sync workers), which two slow clients stall.
 
     :raise ValueError: an unknown server name.
     """
@@ -100,7 +103,8 @@ def server_command(
             # SLOW_CLIENTS connections at once in its C event loop (ugreen coroutines), and calls
             # the app only with the whole body read (bodies past BODY_IN_MEMORY go to a temporary
             # file), so a client trickling bytes or sitting idle holds a coroutine, not the worker.
-            "--async", str(SLOW_CLIENTS), "--ugreen", "--post-buffering", str(BODY_IN_MEMORY),
+            *(("--async", str(SLOW_CLIENTS), "--ugreen", "--post-buffering", str(BODY_IN_MEMORY))
+              if slow_clients else ()),
             *(() if access_log else ("--disable-logging",)),
         ]  # fmt: skip
     if server == "gunicorn":
@@ -110,7 +114,8 @@ def server_command(
             "--workers", str(workers),
             # gevent: a worker reads many requests at once and runs the app for each one complete,
             # so slow clients (issue 17) hold a greenlet, not the worker; psycopg waits cooperatively.
-            "--worker-class", "gevent", "--worker-connections", str(SLOW_CLIENTS),
+            *(("--worker-class", "gevent", "--worker-connections", str(SLOW_CLIENTS))
+              if slow_clients else ()),
             *(("--access-logfile", "-") if access_log else ()),
             app,
         ]  # fmt: skip
