@@ -45,7 +45,12 @@ def main() -> None:
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         os.environ["FIELDSTATION_INSTANCE_PATH"] = tmp
-        app = create_app({"DATABASE_URL": f"sqlite:///{Path(tmp) / 'bench.db'}", "SECRET_KEY": "bench"})
+        app = create_app(
+            {
+                "DATABASE_URL": f"sqlite:///{Path(tmp) / 'bench.db'}",
+                "SECRET_KEY": "bench-secret-not-for-production-0123456789",
+            }
+        )
         with app.app_context():
             from flask_migrate import upgrade
 

@@ -55,7 +55,9 @@ BASE_TS = 1_700_000_000
 
 def make_app(url: str, instance: str) -> Flask:
     os.environ["FIELDSTATION_INSTANCE_PATH"] = instance
-    app = create_app({"TESTING": True, "DATABASE_URL": url, "SECRET_KEY": "bench"})
+    app = create_app(
+        {"TESTING": True, "DATABASE_URL": url, "SECRET_KEY": "bench-secret-not-for-production-0123456789"}
+    )
     with app.app_context():
         from flask_migrate import upgrade
 

@@ -217,7 +217,9 @@ def load(url: str, instance: Path, points: int, end: int) -> dict[str, Any]:
     from fieldstation.points import Batch, Entry
 
     os.environ["FIELDSTATION_INSTANCE_PATH"] = str(instance)
-    app = create_app({"DATABASE_URL": url, "SECRET_KEY": "bench", "TESTING": False})
+    app = create_app(
+        {"DATABASE_URL": url, "SECRET_KEY": "bench-secret-not-for-production-0123456789", "TESTING": False}
+    )
     with app.app_context():
         upgrade()
         user = manage.create_user("bench", "bench-password")
@@ -315,7 +317,7 @@ def start_server(url: str, instance: Path, server: str) -> tuple[subprocess.Pope
     env = {
         **os.environ,
         "FIELDSTATION_DATABASE_URL": url,
-        "FIELDSTATION_SECRET_KEY": "bench-secret",
+        "FIELDSTATION_SECRET_KEY": "bench-secret-not-for-production-0123456789",
         "FIELDSTATION_INSTANCE_PATH": str(instance),
     }
     command = server_command(server, "127.0.0.1", port, 2)

@@ -19,6 +19,8 @@ from fieldstation.models import Base
 from tests import pgserver
 from tests.factories import Account, ChannelKeys, make_channel, make_user
 
+#: Long enough for production's minimum (config.MIN_SECRET_KEY); the tests run ProductionConfig.
+TEST_SECRET = "test-secret-not-for-production-0123456789"
 IN_CI = os.environ.get("CI", "").lower() == "true"
 
 # Property tests explore new random inputs on every local run; in CI they replay a fixed
@@ -67,7 +69,7 @@ def make_app(url: str, instance: Path, **extra: Any) -> Flask:
     """An app in testing mode on ``url``."""
     os.environ["FIELDSTATION_INSTANCE_PATH"] = str(instance)
     try:
-        return create_app({"TESTING": True, "DATABASE_URL": url, "SECRET_KEY": "test", **extra})
+        return create_app({"TESTING": True, "DATABASE_URL": url, "SECRET_KEY": TEST_SECRET, **extra})
     finally:
         del os.environ["FIELDSTATION_INSTANCE_PATH"]
 

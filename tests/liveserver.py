@@ -55,14 +55,14 @@ def served(app: Flask, server: str, workers: int = 1) -> Iterator[tuple[str, sub
     env = {
         **os.environ,
         "FIELDSTATION_ENV": "production",
-        "FIELDSTATION_SECRET_KEY": "server-test-secret-0123456789",
+        "FIELDSTATION_SECRET_KEY": "server-test-secret-not-for-production-0123456789",
         "FIELDSTATION_DATABASE_URL": app.config["DATABASE_URL"],
         "FIELDSTATION_INSTANCE_PATH": app.instance_path,
     }
     for name in ("MAX_CONTENT_LENGTH", "MAX_DECOMPRESSED_LENGTH", "MAX_FIELDS_PER_CHANNEL"):
         env[f"FIELDSTATION_{name}"] = str(app.config[name])
     proc = subprocess.Popen(
-        server_command(server, "127.0.0.1", port, workers),
+        server_command(server, "127.0.0.1", port, workers, max_body=int(app.config["MAX_CONTENT_LENGTH"])),
         env=env,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,

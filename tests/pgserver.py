@@ -53,8 +53,9 @@ class Cluster:
 
 #: Tests trade durability for speed: nothing they write must survive a crash.
 FAST = "-c fsync=off -c synchronous_commit=off -c full_page_writes=off"
-#: bench/: crash-safe files (fsync, full-page writes) and commits that do not wait for the disk,
-#: as SQLite's ``synchronous=NORMAL`` in WAL mode, which Fieldstation uses, does not either.
+#: bench/: files that survive a crash (fsync, full-page writes), but commits that do not wait for
+#: their WAL flush by default: not crash-safe, a crash of PostgreSQL or the machine loses the last
+#: commits. Fieldstation's connections set synchronous_commit themselves (DURABILITY).
 BENCH = "-c fsync=on -c synchronous_commit=off -c full_page_writes=on"
 
 

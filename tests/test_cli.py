@@ -177,11 +177,11 @@ def test_uninitialised_and_unreachable_databases_are_one_line(tmp_path) -> None:
     unused_port = free_port()
     fresh = {
         "FIELDSTATION_DATABASE_URL": f"sqlite:///{tmp_path / 'empty.db'}",
-        "FIELDSTATION_SECRET_KEY": "k",
+        "FIELDSTATION_SECRET_KEY": "k" * 32,
     }
     unreachable = {
         "FIELDSTATION_DATABASE_URL": f"postgresql://someone:hunter2@127.0.0.1:{unused_port}/none",
-        "FIELDSTATION_SECRET_KEY": "k",
+        "FIELDSTATION_SECRET_KEY": "k" * 32,
     }
     for env, args, expected in (
         (fresh, ["channel", "list"], "not initialised: run `fieldstation init`"),
@@ -206,7 +206,7 @@ def test_serve_refuses_a_database_behind_the_code(app, tmp_path) -> None:  # typ
         return  # one engine is enough: the check reads alembic_version the same way on both
     downgrade(revision="-1")
     try:
-        env = {"FIELDSTATION_DATABASE_URL": app.config["DATABASE_URL"], "FIELDSTATION_SECRET_KEY": "k"}
+        env = {"FIELDSTATION_DATABASE_URL": app.config["DATABASE_URL"], "FIELDSTATION_SECRET_KEY": "k" * 32}
         result = _shell(["serve", "--port", str(unused_port)], env, tmp_path)
         assert result.returncode == 1
         assert result.stderr.count("\n") == 1 and "run `fieldstation db upgrade`" in result.stderr
@@ -224,7 +224,7 @@ def test_serve_announces_only_once_it_answers_and_a_busy_port_is_one_line(app, t
     env |= {
         "FIELDSTATION_INSTANCE_PATH": str(tmp_path / "instance"),
         "FIELDSTATION_DATABASE_URL": app.config["DATABASE_URL"],
-        "FIELDSTATION_SECRET_KEY": "k",
+        "FIELDSTATION_SECRET_KEY": "k" * 32,
     }
     script = os.path.join(os.path.dirname(sys.executable), "fieldstation")
     with socket.socket() as holder:

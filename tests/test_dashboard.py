@@ -6,13 +6,14 @@ import io
 import re
 
 import pytest
+import sqlalchemy as sa
 from flask import Flask
 from flask.testing import FlaskClient
 
-from fieldstation import auth, manage, store
+from fieldstation import auth, manage, signin, store
 from fieldstation.errors import Unauthorized
 from fieldstation.extensions import db
-from fieldstation.models import KeyKind
+from fieldstation.models import KeyKind, SignInFailures
 from fieldstation.points import Batch, Entry
 from fieldstation.timeunits import US, now_us
 from tests.factories import PASSWORD, make_channel, make_user
@@ -83,28 +84,49 @@ def test_session_cookie_is_httponly_samesite_and_secure_in_production(web: Flask
     assert "Secure" in cookie  # the tests run ProductionConfig's cookie settings
 
 
-def test_wrong_passwords_in_a_row_make_the_account_wait(web: FlaskClient) -> None:
+def _login(web: FlaskClient, name: str, password: str, address: str = "127.0.0.1") -> int:
+    data = {"username": name, "password": password}
+    return web.post("/dashboard/login", data=data, environ_base={"REMOTE_ADDR": address}).status_code
+
+
+def test_wrong_passwords_in_a_row_make_the_name_wait(web: FlaskClient) -> None:
     """Five wrong passwords, then even the right one waits (429) until the wait is over."""
-    account = make_user()
-    for _ in range(manage.SIGN_IN_FREE_TRIES):
-        assert (
-            web.post("/dashboard/login", data={"username": "alice", "password": "guess"}).status_code == 401
-        )
+    make_user()
+    for _ in range(signin.NAME_FREE_TRIES):
+        assert _login(web, "alice", "guess") == 401
     waiting = web.post("/dashboard/login", data={"username": "alice", "password": PASSWORD})
     assert waiting.status_code == 429 and "Too many wrong passwords; try again in 1 min" in waiting.text
     assert web.get("/dashboard/channels").status_code == 302  # not signed in
-    other = make_user("bob")  # other accounts are not held up
-    assert web.post("/dashboard/login", data={"username": "bob", "password": PASSWORD}).status_code == 302
+    make_user("bob")  # other accounts are not held up
+    assert _login(web, "bob", PASSWORD) == 302
     web.post("/dashboard/logout")
 
-    user = db.session.get(type(account.user), account.user.id)
-    assert user is not None and other.user.failed_sign_ins == 0
-    user.last_failed_sign_in_us -= manage.SIGN_IN_WAIT_S * US  # the wait has passed
+    db.session.execute(
+        sa.update(SignInFailures).values(last_failure_us=SignInFailures.last_failure_us - signin.WAIT_S * US)
+    )  # the wait has passed
     db.session.commit()
-    assert web.post("/dashboard/login", data={"username": "alice", "password": PASSWORD}).status_code == 302
-    db.session.refresh(user)
-    assert user.failed_sign_ins == 0 and user.last_failed_sign_in_us is None
-    assert [manage.sign_in_wait(n) for n in (4, 5, 6, 7, 20)] == [0, 30, 60, 120, 900]
+    assert _login(web, "alice", PASSWORD) == 302
+    assert [signin.wait_after(n, 5) for n in (4, 5, 6, 7, 20)] == [0, 30, 60, 120, 900]
+
+
+def test_the_throttle_answers_alike_for_names_that_exist_and_names_that_do_not(web: FlaskClient) -> None:
+    """Issue 17: a known name answered 429 after five wrong passwords, an unknown one 401."""
+    make_user()
+    answers = {name: [_login(web, name, "guess") for _ in range(6)] for name in ("alice", "nobody")}
+    assert answers["alice"] == answers["nobody"] == [401] * 5 + [429]
+
+
+def test_a_stranger_cannot_hold_the_owner_out_and_an_address_has_a_limit(web: FlaskClient) -> None:
+    """Guesses from one address make that address wait, for every name, not the owner elsewhere."""
+    make_user()
+    names = [f"guess{i}" for i in range(signin.ADDRESS_FREE_TRIES)]
+    for i, name in enumerate(names):  # fewer than five per name: only the per-address limit can stop it
+        assert _login(web, name, "guess", "203.0.113.9") == 401, i
+    for _ in range(signin.NAME_FREE_TRIES):
+        _login(web, "alice", "guess", "203.0.113.9")
+    assert _login(web, "someone-new", "guess", "203.0.113.9") == 429  # the address waits
+    assert _login(web, "alice", PASSWORD, "203.0.113.9") == 429
+    assert _login(web, "alice", PASSWORD, "198.51.100.7") == 302  # the owner, elsewhere, does not
 
 
 def test_pages_cannot_be_framed_but_the_embeddable_chart_can(web: FlaskClient) -> None:

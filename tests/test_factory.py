@@ -18,7 +18,7 @@ def test_defaults_to_sqlite_in_instance_folder(tmp_path: Path, monkeypatch: pyte
 def test_instance_file_then_env_then_mapping(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("FIELDSTATION_INSTANCE_PATH", str(tmp_path))
     (tmp_path / "config.py").write_text(
-        "MAX_RESULTS = 10\nDEFAULT_RESULTS = 5\nSECRET_KEY = 'from-file-1234'\n"
+        "MAX_RESULTS = 10\nDEFAULT_RESULTS = 5\nSECRET_KEY = 'from-file-0123456789-0123456789-0123456789'\n"
     )
     monkeypatch.setenv("FIELDSTATION_DEFAULT_RESULTS", "7")
     app = create_app({"TESTING": True})
@@ -63,7 +63,9 @@ def test_sqlite_pragmas(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None
     from fieldstation.extensions import db
 
     monkeypatch.setenv("FIELDSTATION_INSTANCE_PATH", str(tmp_path))
-    app = create_app({"TESTING": True, "DATABASE_URL": f"sqlite:///{tmp_path / 'p.db'}", "SECRET_KEY": "x"})
+    app = create_app(
+        {"TESTING": True, "DATABASE_URL": f"sqlite:///{tmp_path / 'p.db'}", "SECRET_KEY": "x" * 32}
+    )
     with app.app_context(), db.engine.connect() as conn:
         assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
         assert conn.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1

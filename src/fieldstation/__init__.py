@@ -9,7 +9,7 @@ from typing import Any
 
 from flask import Flask
 
-from fieldstation.config import CONFIGS, DEV_SECRET_KEY, Config, ConfigError
+from fieldstation.config import CONFIGS, DEV_SECRET_KEY, MIN_SECRET_KEY, Config, ConfigError
 from fieldstation.instance import MIGRATIONS, default_instance_path
 from fieldstation.serving import adapt_to_server, refuse_unreadable_body
 
@@ -59,10 +59,12 @@ def _finish_config(app: Flask, env_name: str) -> None:
         options = {"pool_pre_ping": False, **app.config["SQLALCHEMY_ENGINE_OPTIONS"]}
         app.config["SQLALCHEMY_ENGINE_OPTIONS"] = options
     app.config["FIELDSTATION_ENV"] = env_name
-    if env_name == "production" and app.config["SECRET_KEY"] in (None, "", DEV_SECRET_KEY):
+    secret = app.config["SECRET_KEY"]
+    if env_name == "production" and (secret == DEV_SECRET_KEY or len(secret or "") < MIN_SECRET_KEY):
         raise ConfigError(
-            "refusing to start in production with the default SECRET_KEY: set FIELDSTATION_SECRET_KEY "
-            f"or SECRET_KEY in {Path(app.instance_path) / 'config.py'} "
+            f"refusing to start in production with the default SECRET_KEY or one under {MIN_SECRET_KEY} "
+            "characters: set FIELDSTATION_SECRET_KEY or SECRET_KEY in "
+            f"{Path(app.instance_path) / 'config.py'} "
             "(`python -m fieldstation.instance` writes one)"
         )
 
@@ -91,6 +93,9 @@ def register_blueprints(app: Flask) -> None:
 
     app.url_map.converters["int"] = RowNumber  # before any rule is added
     register_error_handlers(app)
+    from fieldstation.http import outage
+
+    outage.register(app)
     app.register_blueprint(api_bp)
     app.after_request(no_sniffing)
     from fieldstation.http.influx_query import influx_query_bp

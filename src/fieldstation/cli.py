@@ -18,6 +18,7 @@ import click
 from flask import Flask
 from flask.cli import with_appcontext
 from sqlalchemy import select
+from sqlalchemy.engine import make_url
 
 from fieldstation import manage
 from fieldstation.dbcommands import db_group
@@ -108,6 +109,8 @@ def serve_command(
     host: str, port: int, workers: int, server: str | None, access_log: bool, verbose: bool, init_first: bool
 ) -> None:
     """Serve with uWSGI or gunicorn (production); ``dev run`` is Flask's development server."""
+    from flask import current_app
+
     from fieldstation import launch
     from fieldstation.schema import DatabaseNotReady, check_migrated
 
@@ -118,7 +121,8 @@ def serve_command(
         raise click.ClickException(str(exc)) from None
     db.engine.dispose()  # the server's workers open their own connections
     server = server or default_server()
-    args = server_command(server, host, port, workers, access_log=access_log)
+    max_body = int(current_app.config["MAX_CONTENT_LENGTH"] or 0)
+    args = server_command(server, host, port, workers, access_log=access_log, max_body=max_body)
 
     def announce() -> None:
         url = launch.local_url(host, port)
@@ -436,11 +440,44 @@ def backup_command(target: Path) -> None:
 
     from fieldstation.backup import backup
 
-    written = backup(current_app.config["SQLALCHEMY_DATABASE_URI"], target)
+    written = backup(current_app.config["SQLALCHEMY_DATABASE_URI"], target, progress=_progress)
     click.echo(f"backup written to {written}")
 
 
-COMMANDS = [init_command, serve_command, user_group, channel_group, key_group, purge_command, backup_command]
+@click.command("restore")
+@click.argument("source", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--yes", is_flag=True, help="Do not ask before replacing the database's contents.")
+@with_appcontext
+@friendly
+def restore_command(source: Path, yes: bool) -> None:
+    """Replace the database's contents with the backup SOURCE, after checking it is whole."""
+    from flask import current_app
+
+    from fieldstation.backup import restore
+
+    url = current_app.config["SQLALCHEMY_DATABASE_URI"]
+    if not yes:
+        click.confirm(f"Replace everything in {make_url(url).render_as_string()} with {source}?", abort=True)
+    db.session.remove()
+    db.engine.dispose()  # this process holds no connection while the contents are replaced
+    restore(url, source, progress=_progress)
+    click.echo(f"restored {source}; run `fieldstation db upgrade` if it comes from an older version")
+
+
+def _progress(line: str) -> None:
+    click.echo(line, err=True)
+
+
+COMMANDS = [
+    init_command,
+    serve_command,
+    user_group,
+    channel_group,
+    key_group,
+    purge_command,
+    backup_command,
+    restore_command,
+]
 COMMANDS.append(db_group)
 COMMANDS.append(import_group)
 COMMANDS.append(mqtt_command)

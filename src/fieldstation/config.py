@@ -8,6 +8,9 @@ mapping passed by the caller (tests).
 from __future__ import annotations
 
 DEV_SECRET_KEY = "dev-only-not-secret"
+#: Shortest SECRET_KEY production accepts: a guessable key lets anyone sign a session cookie.
+#: ``secrets.token_urlsafe(32)`` gives 43 characters; ``python -m fieldstation.instance`` writes 64.
+MIN_SECRET_KEY = 32
 
 
 class ConfigError(RuntimeError):
@@ -20,6 +23,10 @@ class Config:
     SECRET_KEY = DEV_SECRET_KEY
     #: One URL names the database; ``None`` means SQLite in the instance folder.
     DATABASE_URL: str | None = None
+    #: What an acknowledged write survives: "power-loss" (synced before the answer; SQLite
+    #: synchronous=FULL, PostgreSQL synchronous_commit=on) or "process" (a crash of Fieldstation,
+    #: not of the machine or of PostgreSQL). See fieldstation.durability and README "Performance".
+    DURABILITY = "power-loss"
     #: Extra engine options. PostgreSQL connections are checked on checkout without a round trip
     #: where that is safe (fieldstation.db); ``{"pool_pre_ping": True}`` pings on every checkout.
     SQLALCHEMY_ENGINE_OPTIONS: dict[str, object] = {}
@@ -37,6 +44,8 @@ class Config:
     #: Device writes (``/update``, the seed URL, ``/write``) skip Flask's request machinery
     #: (fieldstation.http.hotpath); every other request, and every refusal, is Flask's.
     DEVICE_HOT_PATH = True
+    #: Seconds a client is told to wait (``Retry-After``) when the database is down or its disk full.
+    RETRY_AFTER_S = 30
     #: SQLite waits this long (ms) for another writer before giving up.
     SQLITE_BUSY_TIMEOUT_MS = 10_000
     #: MQTT worker: most messages per transaction, and longest wait to fill one (ms).

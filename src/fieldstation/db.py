@@ -31,7 +31,9 @@ from sqlalchemy import event
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import DBAPIError, DisconnectionError
 
+from fieldstation import durability
 from fieldstation.extensions import db
+from fieldstation.files import create_private
 
 T = TypeVar("T")
 
@@ -104,29 +106,31 @@ def dialect() -> Dialect:
 
 
 def init_app(app: Flask) -> None:
-    """Bind the database to ``app``: SQLite's per-connection pragmas, PostgreSQL's checkout check."""
+    """Bind the database to ``app``: SQLite's per-connection pragmas (the DURABILITY setting's
+    sync level among them), PostgreSQL's connection options and checkout check."""
+    durable = durability.power_loss_safe(app.config)
+    if not app.config["SQLALCHEMY_DATABASE_URI"].startswith("sqlite"):
+        durability.postgres_options(app.config, durable)
     db.init_app(app)
     app.teardown_request(release_request_connection)
     with app.app_context():
         engine = db.engine
         if engine.dialect.name == "sqlite":
-            _configure_sqlite(engine, int(app.config["SQLITE_BUSY_TIMEOUT_MS"]))
+            create_private(engine.url.database)
+            _configure_sqlite(engine, int(app.config["SQLITE_BUSY_TIMEOUT_MS"]), durable)
         elif engine.dialect.name == "postgresql" and not engine.pool._pre_ping:
             _check_on_checkout(engine)
 
 
-def _configure_sqlite(engine: Engine, busy_timeout_ms: int) -> None:
-    """WAL for concurrent readers, foreign keys on, and a busy timeout for a second writer.
-
-    synchronous=NORMAL is durable across application crashes in WAL mode and
-    ~2x faster than FULL (sqlite.org/wal.html "Performance Considerations").
-    """
+def _configure_sqlite(engine: Engine, busy_timeout_ms: int, durable: bool) -> None:
+    """WAL for concurrent readers, foreign keys on, a busy timeout for a second writer, and the
+    DURABILITY setting's sync level (:mod:`fieldstation.durability`)."""
 
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_connection: Any, _record: Any) -> None:
         cursor = dbapi_connection.cursor()
         cursor.execute("PRAGMA journal_mode=WAL")
-        cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.execute(f"PRAGMA synchronous={'FULL' if durable else 'NORMAL'}")
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.execute(f"PRAGMA busy_timeout={int(busy_timeout_ms)}")
         cursor.close()

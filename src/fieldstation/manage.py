@@ -16,13 +16,13 @@ from sqlalchemy.exc import IntegrityError
 from werkzeug.security import check_password_hash, generate_password_hash
 
 from fieldstation import db as database
+from fieldstation import signin
 from fieldstation.auth import generate_key, hash_key
-from fieldstation.errors import BadRequest, Conflict, NotFound, RateLimited
+from fieldstation.errors import BadRequest, Conflict, NotFound
 from fieldstation.extensions import db
 from fieldstation.models import ApiKey, Channel, Device, Field, KeyKind, User
 from fieldstation.models.base import utcnow
 from fieldstation.points import UNSTORABLE, normalize_device, plain_int
-from fieldstation.timeunits import US, now_us
 
 MIN_PASSWORD = 8
 
@@ -51,51 +51,24 @@ def set_password(user: User, password: str) -> None:
     _commit()
 
 
-#: Wrong passwords in a row an account takes before it must wait; each one more doubles the wait,
-#: from SIGN_IN_WAIT_S up to SIGN_IN_MAX_WAIT_S. Passwords cannot be guessed at the server's speed.
-SIGN_IN_FREE_TRIES = 5
-SIGN_IN_WAIT_S = 30
-SIGN_IN_MAX_WAIT_S = 900
-
-
-def sign_in_wait(failures: int) -> int:
-    """Seconds an account waits after its last wrong password, given how many came in a row."""
-    if failures < SIGN_IN_FREE_TRIES:
-        return 0
-    return min(SIGN_IN_WAIT_S << min(failures - SIGN_IN_FREE_TRIES, 10), SIGN_IN_MAX_WAIT_S)
-
-
-def authenticate(username: str, password: str) -> User | None:
+def authenticate(username: str, password: str, address: str | None = None) -> User | None:
     """The user with these credentials, or None.
 
-    A wrong password is counted on the account, in the database (every worker and
-    host sees it); a right one clears the count.
+    The sign-in throttle (:mod:`fieldstation.signin`) counts wrong passwords by
+    name at ``address`` (the client's) and by address, for names that exist and
+    names that do not alike; a right one clears the name's count.
 
-    :raise RateLimited: the account is waiting after too many wrong passwords; the
-        password is not checked at all then.
+    :raise RateLimited: the name or the address is waiting after too many wrong
+        passwords; the password is not checked at all then.
     """
-    if UNSTORABLE.search(username):  # no such name can exist (and PostgreSQL cannot compare a NUL)
-        return None
-    user = db.session.scalar(select(User).where(User.username == username))
-    if user is None:
-        check_password_hash(_unmatchable_hash(), password)  # as slow as a wrong password: no telling names
-        return None
-    now = now_us()
-    if user.last_failed_sign_in_us is not None:
-        left = user.last_failed_sign_in_us + sign_in_wait(user.failed_sign_ins) * US - now
-        if left > 0:
-            raise RateLimited(f"too many wrong passwords; try again in {-(-left // (60 * US))} min")
-    if check_password_hash(user.password_hash, password):
-        if user.failed_sign_ins:
-            user.failed_sign_ins, user.last_failed_sign_in_us = 0, None
-            _commit()
+    signin.check(username, address)
+    storable = not UNSTORABLE.search(username)  # no such name can exist (PostgreSQL cannot compare a NUL)
+    user = db.session.scalar(select(User).where(User.username == username)) if storable else None
+    # An unknown name costs a hash as a wrong password does: no telling names by time either.
+    if check_password_hash(user.password_hash if user else _unmatchable_hash(), password) and user:
+        signin.passed(username, address)
         return user
-    db.session.execute(  # one statement: concurrent failures all count
-        update(User)
-        .where(User.id == user.id)
-        .values(failed_sign_ins=User.failed_sign_ins + 1, last_failed_sign_in_us=now)
-    )
-    _commit()
+    signin.failed(username, address)
     return None
 
 

@@ -39,15 +39,35 @@ def default_server() -> str:
     return "gunicorn"
 
 
+#: Connections one worker reads from at once (uWSGI async cores, gunicorn worker connections);
+#: more wait in the listen queue. Each costs at most HEAD_BUFFER of memory while its head arrives.
+SLOW_CLIENTS = 256
+#: Bodies up to this size are read into memory before the app is called under uWSGI; larger ones
+#: go to a temporary file.
+BODY_IN_MEMORY = 64 * 1024
 #: Largest request head (request line + headers) uWSGI accepts; its default (4 KB) is too small
 #: for the long query strings of a ThingSpeak update with eight fields, status and location.
 HEAD_BUFFER = 65535
 
 
 def server_command(
-    server: str, host: str, port: int, workers: int, *, access_log: bool = False, app: str = APP
+    server: str,
+    host: str,
+    port: int,
+    workers: int,
+    *,
+    access_log: bool = False,
+    app: str = APP,
+    max_body: int = 16 * 1024 * 1024,
+    slow_clients: bool = True,
 ) -> list[str]:
     """argv that serves ``app`` (a ``module:factory()`` spec) on ``host:port`` with ``workers`` processes.
+
+    ``max_body`` is the app's MAX_CONTENT_LENGTH: uWSGI refuses a chunk of a chunked
+    body larger than its ``chunked-input-limit`` (1 MiB by default) with a reset, so
+    the limit is raised to the largest body the app accepts anyway. ``slow_clients=False``
+    gives the servers' plain synchronous workers (bench/ingest.py's baseline of the issue: gunicorn
+    with sync workers), which two slow clients stall.
 
     :raise ValueError: an unknown server name.
     """
@@ -65,6 +85,13 @@ def server_command(
             # not 60; and a worker whose master died exits instead of serving on alone.
             "--worker-reload-mercy", "5", "--no-orphans",
             "--buffer-size", str(HEAD_BUFFER),
+            "--chunked-input-limit", str(max_body + 1),
+            # Slow clients (issue 17): each worker reads request heads and bodies for up to
+            # SLOW_CLIENTS connections at once in its C event loop (ugreen coroutines), and calls
+            # the app only with the whole body read (bodies past BODY_IN_MEMORY go to a temporary
+            # file), so a client trickling bytes or sitting idle holds a coroutine, not the worker.
+            *(("--async", str(SLOW_CLIENTS), "--ugreen", "--post-buffering", str(BODY_IN_MEMORY))
+              if slow_clients else ()),
             *(() if access_log else ("--disable-logging",)),
         ]  # fmt: skip
     if server == "gunicorn":
@@ -72,6 +99,10 @@ def server_command(
             sys.executable, "-m", "gunicorn",
             "--bind", f"{host}:{port}",
             "--workers", str(workers),
+            # gevent: a worker reads many requests at once and runs the app for each one complete,
+            # so slow clients (issue 17) hold a greenlet, not the worker; psycopg waits cooperatively.
+            *(("--worker-class", "gevent", "--worker-connections", str(SLOW_CLIENTS))
+              if slow_clients else ()),
             *(("--access-logfile", "-") if access_log else ()),
             app,
         ]  # fmt: skip
@@ -148,9 +179,32 @@ def refuse_unreadable_body() -> None:
 
 
 def adapt_to_server(wsgi_app: WsgiApp, max_body: int) -> WsgiApp:
-    """The app as the running server needs it: chunked bodies decoded under uWSGI."""
+    """The app as the running server needs it: chunked bodies decoded under uWSGI, and under
+    gunicorn a body with a Content-Length read to that length only (:func:`declared_length`)."""
     try:
         import uwsgi  # noqa: F401
     except ImportError:
-        return wsgi_app
+        return declared_length(wsgi_app) if "gunicorn" in sys.modules else wsgi_app
     return ChunkedInput(wsgi_app, max_body)
+
+
+def declared_length(wsgi_app: WsgiApp) -> WsgiApp:
+    """Hold a body with a Content-Length to that length: shorter is a client gone, not a body.
+
+    gunicorn marks every body ``wsgi.input_terminated``, and werkzeug then reads
+    the stream to its end instead of to the stated length; a client that sent
+    half its body and hung up had that half stored (a line protocol body cut
+    mid-point, a form without its last fields). Without the mark werkzeug counts
+    the bytes and a short body is a 400 (``ClientDisconnected``), which stores
+    nothing. Chunked bodies, which have no stated length, keep the mark.
+    """
+
+    def app(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+        if (
+            environ.get("CONTENT_LENGTH")
+            and "chunked" not in environ.get("HTTP_TRANSFER_ENCODING", "").lower()
+        ):
+            environ.pop("wsgi.input_terminated", None)
+        return wsgi_app(environ, start_response)
+
+    return app

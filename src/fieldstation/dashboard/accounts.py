@@ -23,7 +23,9 @@ def login() -> Response | str | tuple[str, int]:
     form = LoginForm(next=request.args.get("next", ""))
     if form.validate_on_submit():
         try:
-            user = manage.authenticate(form.username.data or "", form.password.data or "")
+            user = manage.authenticate(
+                form.username.data or "", form.password.data or "", request.remote_addr
+            )
         except RateLimited as exc:
             flash(f"{exc.message[:1].upper()}{exc.message[1:]}.", "error")
             return render_template("dashboard/login.html", form=form), 429

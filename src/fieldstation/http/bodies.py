@@ -8,6 +8,7 @@ docs/clients.md §4) nor parses a form body sent without a Content-Type
 
 from __future__ import annotations
 
+import json
 import zlib
 from urllib.parse import parse_qsl
 
@@ -120,7 +121,36 @@ def params() -> dict[str, str]:
             merged.update(decode_form(raw_body(), "form body"))
         elif mimetype == "multipart/form-data":
             merged.update(_multipart())
+        elif mimetype == "application/json":
+            merged.update(json_params(raw_body()))
     return merged
+
+
+def json_params(data: bytes) -> dict[str, str]:
+    """A JSON object of parameters (ThingSpeak takes ``{"api_key": …, "field1": 73}``) as form values.
+
+    Numbers become their text, ``null`` is "not set"; anything nested is refused.
+
+    :raise BadRequest: not a JSON object of strings, numbers and nulls, or too many members.
+    """
+    try:
+        body = json.loads(data)
+    except (ValueError, UnicodeDecodeError, RecursionError):
+        raise BadRequest("body is not valid JSON", code="invalid_json") from None
+    if not isinstance(body, dict):
+        raise BadRequest("JSON body must be an object of parameters", code="invalid_body")
+    if len(body) > MAX_PARAMS:
+        raise BadRequest(f"JSON body has more than {MAX_PARAMS} members", code="too_many_params")
+    values: dict[str, str] = {}
+    for name, value in body.items():
+        if value is None:
+            continue
+        if isinstance(value, bool) or not isinstance(value, str | int | float):
+            raise BadRequest(f"{name[:40]!r} must be a string or a number", code="invalid_body")
+        values[name] = (
+            value if isinstance(value, str) else repr(value) if isinstance(value, float) else str(value)
+        )
+    return values
 
 
 def _multipart() -> dict[str, str]:

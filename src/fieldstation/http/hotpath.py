@@ -35,6 +35,7 @@ from fieldstation.errors import FieldstationError
 from fieldstation.http import NOSNIFF, no_sniffing
 from fieldstation.http.bodies import FORM_TYPES, decode_form
 from fieldstation.http.influx_write import domain_error, key_from, no_content, partial_write, store_lines
+from fieldstation.http.outage import outage_response
 from fieldstation.http.seed import parse_seed_path
 from fieldstation.http.thingspeak_write import (
     KEY_HEADERS,
@@ -130,7 +131,10 @@ class DeviceWrites:
         size = plain_int(length)
         if size is None or size > self.max_body:
             return None
-        body = environ["wsgi.input"].read(size)
+        try:
+            body = environ["wsgi.input"].read(size)
+        except OSError:  # the client went away or stalled past the server's timeout; Flask says 400
+            body = b""
         environ["wsgi.input"] = io.BytesIO(body)
         return body if len(body) == size else None
 
@@ -176,7 +180,7 @@ class DeviceWrites:
         The write may have reached the database before it failed, so it is not retried.
         """
         with self.app.request_context(environ):
-            response = self.app.handle_exception(exc)
+            response = outage_response(exc) or self.app.handle_exception(exc)
         return response(environ, start_response)
 
 

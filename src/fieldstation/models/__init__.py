@@ -6,6 +6,7 @@ from fieldstation.models.channels import Channel, Device, Field
 from fieldstation.models.meta import ChannelMeta
 from fieldstation.models.readings import Entry, Reading
 from fieldstation.models.rollups import ReadingBlock, RollupDay, RollupDirty, RollupHour, RollupMinute
+from fieldstation.models.throttle import SignInFailures
 
 __all__ = [
     "ApiKey",
@@ -22,5 +23,6 @@ __all__ = [
     "RollupDirty",
     "RollupHour",
     "RollupMinute",
+    "SignInFailures",
     "User",
 ]

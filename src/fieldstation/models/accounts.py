@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import enum
 
-from sqlalchemy import BigInteger, Boolean, ForeignKey, Index, Integer, String, false
+from sqlalchemy import Boolean, ForeignKey, Index, Integer, String, false
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from fieldstation.models.base import Base, UTCDateTime, utcnow
@@ -29,9 +29,6 @@ class User(Base):
     password_hash: Mapped[str] = mapped_column(String(255))
     is_admin: Mapped[bool] = mapped_column(Boolean, default=False)
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
-    #: Wrong passwords in a row, and when the last one came (µs): the sign-in throttle's state.
-    failed_sign_ins: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
-    last_failed_sign_in_us: Mapped[int | None] = mapped_column(BigInteger)
     #: Every session cookie of the account is bound to it; signing out moves it on (dashboard.session).
     session_epoch: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     #: A password someone else knows (generated, or set by an admin): changed at the next sign-in.

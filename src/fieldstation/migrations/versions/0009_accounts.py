@@ -7,7 +7,7 @@ to "change my password" before any other page. An admin can disable an account
 channels keep taking readings.
 
 Revision ID: 0009_accounts
-Revises: 0006_compact_rollup_slots (0007 and 0008 are other branches' migrations: at merge,
+Revises: 0007_sign_in_failures
 point down_revision at the newest of them)
 Create Date: 2026-12-05
 """
@@ -19,7 +19,7 @@ import fieldstation.models.base
 
 # revision identifiers, used by Alembic.
 revision = '0009_accounts'
-down_revision = '0006_compact_rollup_slots'
+down_revision = '0007_sign_in_failures'
 branch_labels = None
 depends_on = None
 
