@@ -240,3 +240,67 @@ def start_dovecot(*, tls: bool = False) -> Dovecot:
     )
     _wait_for_port(server.port, server.process, "dovecot", os.path.join(base, "log"))
     return server
+
+
+@dataclass
+class InfluxDB(Server):
+    """InfluxDB 1.x over HTTP (no auth), with the databases it was started with."""
+
+    @property
+    def url(self) -> str:
+        """Base URL of its HTTP API."""
+        return f"http://127.0.0.1:{self.port}"
+
+
+def start_influxdb(*databases: str) -> InfluxDB:
+    """``influxd`` (Debian's ``influxdb``) on free ports with a throwaway data folder, and ``databases``."""
+    binary = _binary("influxd")
+    if binary is None:
+        raise RuntimeError("influxd is not installed (Debian package influxdb)")
+    base = tempfile.mkdtemp(prefix="fieldstation-influxdb-")
+    port, rpc = free_port(), free_port()
+    conf = os.path.join(base, "influxdb.conf")
+    with open(conf, "w") as handle:
+        handle.write(
+            f'reporting-disabled = true\nbind-address = "127.0.0.1:{rpc}"\n'
+            f'[meta]\n  dir = "{base}/meta"\n  logging-enabled = false\n'
+            f'[data]\n  dir = "{base}/data"\n  wal-dir = "{base}/wal"\n  query-log-enabled = false\n'
+            f'  index-version = "inmem"\n'
+            f'[http]\n  bind-address = "127.0.0.1:{port}"\n  log-enabled = false\n'
+            f"[monitor]\n  store-enabled = false\n[continuous_queries]\n  enabled = false\n"
+        )
+    log = os.path.join(base, "log")
+    with open(log, "wb") as out:
+        process = subprocess.Popen([binary, "-config", conf], stdout=out, stderr=out)
+    _wait_for_port(port, process, "influxd", log)
+    server = InfluxDB(port, process, base)
+    deadline = time.monotonic() + 10
+    for name in databases:
+        while True:  # the HTTP port opens a moment before the meta store takes statements
+            try:
+                query(server, f'CREATE DATABASE "{name}"')
+                break
+            except RuntimeError:
+                if time.monotonic() > deadline:
+                    server.stop()
+                    raise
+                time.sleep(0.05)
+    return server
+
+
+def query(server: InfluxDB, q: str, **params: str) -> object:
+    """Run InfluxQL on ``server`` (POST /query); its JSON answer.
+
+    :raise RuntimeError: the server answered with an error status.
+    """
+    import json
+    import urllib.error
+    import urllib.parse
+    import urllib.request
+
+    data = urllib.parse.urlencode({"q": q, **params}).encode()
+    try:
+        with urllib.request.urlopen(f"{server.url}/query", data=data, timeout=30) as answer:
+            return json.loads(answer.read())
+    except (urllib.error.URLError, ConnectionError) as exc:
+        raise RuntimeError(f"influxd: {exc}") from exc

@@ -265,7 +265,9 @@ def test_ping_head(client: FlaskClient) -> None:
 # -- properties ------------------------------------------------------------------------------
 
 _key = st.text(st.characters(blacklist_categories=["Cs", "Cc"]), min_size=1, max_size=8).filter(
-    lambda s: s.strip(" ") == s and not s.startswith("#")
+    # InfluxDB's clients never escape backslashes (lineprotocol.parse_line_slow), so names with them
+    # do not read back as written; "time" is refused as a field or tag key, as InfluxDB does.
+    lambda s: s.strip(" ") == s and not s.startswith("#") and "\\" not in s and s != "time"
 )
 _field_value = st.one_of(
     st.floats(allow_nan=False, allow_infinity=False),

@@ -99,6 +99,7 @@ def register_blueprints(app: Flask) -> None:
     app.register_blueprint(api_bp)
     app.after_request(no_sniffing)
     from fieldstation.http.influx_query import influx_query_bp
+    from fieldstation.http.influx_v2 import influx_v2_bp
     from fieldstation.http.influx_write import influx_write_bp
     from fieldstation.http.seed import seed_bp
     from fieldstation.http.thingspeak_read import thingspeak_read_bp
@@ -109,6 +110,7 @@ def register_blueprints(app: Flask) -> None:
     app.register_blueprint(thingspeak_write_bp)
     app.register_blueprint(seed_bp)
     app.register_blueprint(influx_write_bp)
+    app.register_blueprint(influx_v2_bp)
     from fieldstation.dashboard import init_app as init_dashboard
 
     init_dashboard(app)

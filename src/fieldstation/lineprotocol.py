@@ -24,7 +24,6 @@ from itertools import repeat
 from operator import floordiv, itemgetter, mul
 
 from fieldstation.points import MAX_TEXT, UNSTORABLE
-from fieldstation.timeunits import MAX_TS_US, MIN_TS_US
 
 #: Nanoseconds per unit of the ``precision`` query parameter (InfluxDB 1.x names and aliases).
 PRECISION_NS = {
@@ -43,9 +42,11 @@ _TRUE = {"t", "T", "true", "True", "TRUE"}
 _FALSE = {"f", "F", "false", "False", "FALSE"}
 # ASCII only: Python's \d also matches other scripts' digits, which InfluxDB does not take.
 _FLOAT_RE = re.compile(r"[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?", re.ASCII)
-_INT_RE = re.compile(r"[+-]?\d{1,20}", re.ASCII)
-_UINT_RE = re.compile(r"\d{1,20}", re.ASCII)
-_TS_RE = re.compile(r"-?\d{1,20}", re.ASCII)
+_INT_RE = re.compile(r"-?\d+", re.ASCII)
+_TS_RE = re.compile(r"-?\d+", re.ASCII)
+#: InfluxDB's range of times in nanoseconds (1677-09-21 .. 2262-04-11).
+MIN_NS = -(2**63) + 2
+MAX_NS = 2**63 - 2
 _FLOAT_START = frozenset("+-.0123456789")
 _FLOAT_END = frozenset(".0123456789")
 _NUMBER_CHARS = "0123456789.eE+-"
@@ -118,16 +119,52 @@ def parse(text: str, precision: str = "") -> Parsed:
     """
     scale = precision_ns(precision)
     result = Parsed()
-    for number, raw in enumerate(text.split("\n"), start=1):
-        line = raw[:-1] if raw.endswith("\r") else raw
-        stripped = line.lstrip(" \t")
-        if not stripped or stripped.startswith("#"):
+    for number, line in _lines(text):
+        stripped = _skip_blanks(line, 0)
+        if stripped == len(line) or line[stripped] == "#":
             continue
         try:
-            result.points.append(parse_line(stripped, scale))
+            result.points.append(parse_line(line[stripped:], scale))
         except LineError as exc:
             result.rejected.append(Rejected(number, line, str(exc)))
     return result
+
+
+def _lines(text: str) -> list[tuple[int, str]]:
+    """The body's lines with the number of the physical line each starts on.
+
+    A newline inside a quoted string value does not end the line (InfluxDB's
+    line scanner); a CR before a line's end is dropped (Windows clients).
+    """
+    if '"' not in text:
+        return [(number, raw.removesuffix("\r")) for number, raw in enumerate(text.split("\n"), start=1)]
+    out, i, n, number = [], 0, len(text), 1
+    while i <= n:
+        start = i
+        quoted = in_fields = False
+        equals = commas = 0
+        while i < n:
+            char = text[i]
+            if char == "\\" and i + 2 < n:
+                i += 2
+                continue
+            if char == " ":
+                in_fields = True
+            if in_fields:
+                if not quoted and char == "=":
+                    equals += 1
+                elif not quoted and char == ",":
+                    commas += 1
+                elif char == '"' and equals > commas:
+                    quoted = not quoted
+            if char == "\n" and not quoted:
+                break
+            i += 1
+        line = text[start:i]
+        out.append((number, line.removesuffix("\r")))
+        number += line.count("\n") + 1
+        i += 1
+    return out
 
 
 #: Values of one channel field, by timestamp (µs; None: the line had none, the server stamps it).
@@ -166,8 +203,9 @@ def parse_columns(text: str, precision: str = "") -> Columns:
     """
     scale = precision_ns(precision)
     # Without backslashes and quotes no line of the body has escapes or strings.
-    plain = "\\" not in text and '"' not in text
-    if "\r" in text:  # drop the CR of each CRLF line end, as parse() does line by line
+    # Tabs: InfluxDB skips them before the fields and the timestamp, so such lines take parse_line.
+    plain = "\\" not in text and '"' not in text and "\t" not in text
+    if plain and "\r" in text:  # drop the CR of each CRLF line end, as _lines() does line by line
         text = text.replace("\r\n", "\n").removesuffix("\r")
     if plain:
         uniform = _parse_uniform(text, scale)
@@ -180,7 +218,7 @@ def parse_columns(text: str, precision: str = "") -> Columns:
     stamps: dict[str, int | None] = {"": None}
     point_columns: dict[tuple[str, tuple[tuple[str, str], ...], str], Column] = {}
     lines = 0
-    for number, line in enumerate(text.split("\n"), start=1):
+    for number, line in enumerate(text.split("\n"), start=1) if plain else _lines(text):
         if plain:
             parts = line.split(" ")
             count = len(parts)
@@ -291,9 +329,10 @@ def _parse_stamps(texts: list[str], scale: int) -> dict[str, int | None] | None:
     digits = "".join(given)
     if digits.isdigit() and digits.isascii() and max(map(len, given), default=0) <= 20:
         # Unsigned decimal numbers (all of them, nearly always): converted in C.
-        found = list(map(floordiv, map(mul, map(int, given), repeat(scale)), repeat(1000)))
-        if found and max(found) > MAX_TS_US:  # unsigned: never below MIN_TS_US
+        nanos = list(map(mul, map(int, given), repeat(scale)))
+        if nanos and max(nanos) > MAX_NS:  # unsigned: never below MIN_NS
             return None
+        found = list(map(floordiv, nanos, repeat(1000)))
         stamps: dict[str, int | None] = dict(zip(given, found, strict=True))
         if len(given) < len(texts):
             stamps[""] = None
@@ -311,7 +350,7 @@ def _uniform_fields(fields: Sequence[str], times: list[int | None]) -> dict[str,
     """The field sets of one series' lines, all with the same keys, as columns by key; else None."""
     keys = [part.partition("=")[0] for part in fields[0].split(",")]
     width = len(keys)
-    if "" in keys or len(set(keys)) != width:
+    if "" in keys or "time" in keys or len(set(keys)) != width:
         return None
     joined = ",".join(fields)
     parts = joined.split(",")
@@ -336,8 +375,8 @@ def _uniform_fields(fields: Sequence[str], times: list[int | None]) -> dict[str,
 def _uniform_numbers(raws: list[str]) -> list[float] | None:
     """One field's values when all are plain floats or all ``i`` integers (as _parse_value reads them)."""
     text = "".join(raws)
-    if not text.strip(_NUMBER_CHARS):
-        # Made of these characters only, float() takes exactly InfluxDB's float grammar.
+    if not text.strip(_NUMBER_CHARS) and "+" not in map(itemgetter(slice(0, 1)), raws):
+        # Made of these characters only and not starting with "+", float() takes exactly InfluxDB's floats.
         try:
             numbers = list(map(float, raws))
         except ValueError:
@@ -348,7 +387,7 @@ def _uniform_numbers(raws: list[str]) -> list[float] | None:
     if not all(map(str.endswith, raws, repeat("i"))):  # any other "i" fails the digit check below
         return None
     digits = list(map(itemgetter(slice(None, -1)), raws))
-    if "".join(digits).strip("0123456789+-") or max(map(len, digits)) > 20:
+    if "".join(digits).strip("0123456789-") or max(map(len, digits)) > 20:
         return None
     try:
         integers = list(map(int, digits))  # refuses an empty text and misplaced signs
@@ -385,7 +424,7 @@ def _plain_series(series: str) -> _SeriesColumns | None:
     tags: dict[str, str] = {}
     for part in tag_parts:
         key, _, value = part.partition("=")
-        if not key or not value or "=" in value or key in tags:
+        if not key or not value or "=" in value or key in tags or key == "time":
             return None
         tags[key] = value
     name = ",".join([measurement, *(f"{k}={v}" for k, v in sorted(tags.items()))])
@@ -397,23 +436,34 @@ def _plain_fields(text: str) -> dict[str, FieldValue] | None:
     result: dict[str, FieldValue] = {}
     for part in text.split(","):
         key, _, raw = part.partition("=")
-        if not key or not raw or "=" in raw or key in result:
+        if not key or not raw or "=" in raw or key in result or key == "time":
             return None
-        if not raw.strip(_NUMBER_CHARS):
-            # Made of these characters only, float() takes exactly InfluxDB's float grammar.
-            try:
-                number = float(raw)
-            except ValueError:
-                return None
-            if not math.isfinite(number):
-                return None
-            result[key] = number
-            continue
-        try:
-            result[key] = _parse_value(raw)
-        except LineError:
+        value = _plain_value(raw)
+        if value is None:
             return None
+        result[key] = value
     return result
+
+
+def _plain_value(raw: str) -> float | None:
+    """A plain float, ``i`` integer or boolean as InfluxDB reads it; else None (parse_line decides)."""
+    if not raw.strip(_NUMBER_CHARS):
+        if raw[0] == "+":  # InfluxDB takes "+" only in an exponent
+            return None
+        # Made of these characters only, float() takes exactly InfluxDB's float grammar.
+        try:
+            number = float(raw)
+        except ValueError:
+            return None
+        return number if math.isfinite(number) else None
+    if raw in _TRUE:
+        return 1.0
+    if raw in _FALSE:
+        return 0.0
+    if raw[-1] == "i" and _INT_RE.fullmatch(raw, 0, len(raw) - 1):
+        number = int(raw[:-1])
+        return float(number) if -(2**63) <= number < 2**63 else None
+    return None
 
 
 def precision_ns(precision: str) -> int:
@@ -458,64 +508,276 @@ def _parse_plain(line: str, scale: int) -> Point | None:
     tags = {}
     for part in tag_parts:
         key, _, value = part.partition("=")
-        if not key or not value or "=" in value or key in tags:
+        if not key or not value or "=" in value or key in tags or key == "time":
             return None
         tags[key] = value
-    fields: dict[str, FieldValue] = {}
-    for part in fields_text.split(","):
-        key, _, raw = part.partition("=")
-        if not key or not raw or "=" in raw or key in fields:
-            return None
-        fields[key] = _parse_value(raw)
-    return Point(measurement, tuple(sorted(tags.items())), tuple(fields.items()), _parse_ts(ts_text, scale))
+    fields = _plain_fields(fields_text)
+    if fields is None or "\t" in line:
+        return None
+    try:
+        ts = _parse_ts(ts_text, scale)
+    except LineError:
+        return None
+    return Point(measurement, tuple(sorted(tags.items())), tuple(fields.items()), ts)
 
 
 def parse_line_slow(line: str, scale: int = 1) -> Point:
-    """The full parser: escapes, quoted strings and every error message.
+    """The full parser: InfluxDB 1.x's scanner, escapes, quoted strings and every error message.
+
+    It follows InfluxDB's own two kinds of escapes: in the measurement and the
+    tags a character is escaped when a backslash precedes it (so ``a\\\\,b``
+    escapes the comma), in the field set a backslash skips the character after
+    it. Only the listed characters lose their backslash when names are unescaped.
 
     :raise LineError: the line is malformed.
     """
-    key_end = _find_unescaped_space(line, 0, quotes=False)
-    if key_end < 0:
-        raise LineError("missing fields")
-    series = line[:key_end]
-    fields_start = key_end + 1
-    fields_end = _find_unescaped_space(line, fields_start, quotes=True)
-    fields_text = line[fields_start:] if fields_end < 0 else line[fields_start:fields_end]
-    ts_text = "" if fields_end < 0 else line[fields_end + 1 :]
-    measurement, tags = _parse_series(series)
-    fields = _parse_fields(fields_text)
-    return Point(measurement, tags, fields, _parse_ts(ts_text, scale))
+    n = len(line)
+    if not n or line[0] == ",":
+        raise LineError("missing measurement")
+    i = 0
+    has_tags = False
+    while True:
+        i += 1
+        if i >= n:
+            raise LineError("missing fields")
+        if line[i - 1] == "\\":
+            continue
+        if line[i] == ",":
+            has_tags = True
+            break
+        if line[i] == " ":
+            break
+    measurement = _unescape_codes(line[:i], ", ")
+    tags: dict[str, str] = {}
+    if has_tags:
+        i, tags = _scan_tags(line, i + 1)
+    size = i  # the series key's length: InfluxDB's limit is on the key as written
+    fields, i = _scan_fields(line, i)
+    for key, _ in fields:
+        if size + len(key) + 1 > MAX_KEY_LENGTH:
+            raise LineError(f"max key length exceeded: {size + len(key) + 1} > {MAX_KEY_LENGTH}")
+    ts_text, i = _scan_time(line, i)
+    ts = _parse_ts(ts_text, scale)
+    if line[i:].strip(" "):
+        raise LineError("point is invalid")
+    if "time" in tags:
+        raise LineError('invalid tag key: input tag "time" is invalid')
+    values: dict[str, FieldValue] = {}
+    for key, raw in fields:
+        if key == "time":
+            raise LineError('invalid field name: input field "time" is invalid')
+        values[key] = _parse_value(raw)
+    return Point(measurement, tuple(sorted(tags.items())), tuple(values.items()), ts)
 
 
-def _find_unescaped_space(line: str, start: int, *, quotes: bool) -> int:
-    """Index of the first space not escaped (and, for fields, not inside a string), or -1."""
-    i, n, in_string = start, len(line), False
+#: InfluxDB's longest series key (measurement, tags and a field key), in bytes as written.
+MAX_KEY_LENGTH = 65535
+
+
+def _scan_tags(line: str, i: int) -> tuple[int, dict[str, str]]:
+    """Tags from ``i`` (after the measurement's comma) to the space before the fields."""
+    n = len(line)
+    tags: dict[str, str] = {}
+    while True:
+        if i >= n or line[i] in " ,=":
+            raise LineError("missing tag key")
+        start = i
+        while True:
+            i += 1
+            if i >= n or (line[i] in " ," and line[i - 1] != "\\"):
+                raise LineError("missing tag value")
+            if line[i] == "=" and line[i - 1] != "\\":
+                break
+        key = _unescape_codes(line[start:i], ",= ")
+        i += 1
+        if i >= n or line[i] in ", ":
+            raise LineError("missing tag value")
+        start = i
+        while True:
+            i += 1
+            if i >= n:
+                raise LineError("missing fields")
+            if line[i - 1] == "\\":
+                continue
+            char = line[i]
+            if char == "=":
+                raise LineError("invalid tag format")
+            if char == "," or char == " ":
+                break
+        if key in tags:
+            raise LineError("duplicate tags")
+        tags[key] = _unescape_codes(line[start:i], ",= ")
+        if line[i] == " ":
+            return i, tags
+        i += 1
+
+
+def _skip_blanks(line: str, i: int) -> int:
+    n = len(line)
+    while i < n and line[i] in " \t":
+        i += 1
+    return i
+
+
+def _scan_fields(line: str, i: int) -> tuple[list[tuple[str, str]], int]:
+    """The field set from ``i``: its (key, raw value) pairs (a later key wins) and where it ends.
+
+    Checked as InfluxDB's scanner checks it, then split into pairs as InfluxDB's
+    field iterator splits them.
+    """
+    n = len(line)
+    start = i = _skip_blanks(line, i)
+    quoted = False
+    equals = commas = 0
     while i < n:
         char = line[i]
-        if char == "\\":
+        if char == "\\" and i + 1 < n:
             i += 2
             continue
-        if quotes and char == '"' and (in_string or _opens_value(line, i, start)):
-            in_string = not in_string
-        elif char == " " and not in_string:
-            return i
+        if char == '"' and equals > commas:
+            quoted = not quoted
+            i += 1
+            continue
+        if char == "=" and not quoted:
+            equals += 1
+            before = line[i - 2] if i >= 2 else ""
+            if line[i - 1] in " ," and before != "\\":
+                raise LineError("missing field key")
+            if i + 1 >= n or line[i + 1] in ", ":
+                raise LineError("missing field value")
+            after = line[i + 1]
+            if after in _NUMBER_START:
+                i = _scan_number(line, i + 1)
+                continue
+            if after != '"':
+                i = _scan_boolean(line, i + 1)
+                continue
+        if char == "," and not quoted:
+            commas += 1
+        elif char == " " and not quoted:
+            break
         i += 1
-    if in_string:
+    if quoted:
         raise LineError("unbalanced quotes")
-    return -1
+    if equals == 0 or commas != equals - 1:
+        raise LineError("invalid field format")
+    return _field_pairs(line[start:i]), i
 
 
-def _opens_value(text: str, i: int, start: int) -> bool:
-    """A quote opens a string only where a field value starts: right after an unescaped ``=``."""
-    if i - 1 < start or text[i - 1] != "=":
-        return False
-    run = 0
-    j = i - 2
-    while j >= start and text[j] == "\\":
-        run += 1
-        j -= 1
-    return run % 2 == 0
+def _field_pairs(text: str) -> list[tuple[str, str]]:
+    """(key, raw value) pairs: keys end at ``=`` not after a backslash, values at a comma outside quotes."""
+    pairs: dict[str, str] = {}
+    i, n = 0, len(text)
+    while i < n:
+        start = i
+        while i < n and not (text[i] == "=" and (i == 0 or text[i - 1] != "\\")):
+            i += 1
+        key = _unescape_codes(text[start:i], ',=" ')
+        i += 1
+        start, quoted = i, False
+        while i < n:
+            char = text[i]
+            if char == "\\" and i + 1 < n and text[i + 1] in '"\\':
+                i += 2
+                continue
+            if char == '"':
+                quoted = not quoted
+            elif char == "," and not quoted:
+                break
+            i += 1
+        if key:  # InfluxDB skips a field whose key is empty
+            raw = text[start:i]
+            known = pairs.get(key)
+            if known is not None and _value_type(known) != _value_type(raw):
+                raise LineError(f"field type conflict: input field {key[:40]!r}")
+            pairs[key] = raw  # the same key again with the same type: the later value wins
+        i += 1
+    if not pairs:
+        raise LineError("missing fields")
+    return list(pairs.items())
+
+
+def _value_type(raw: str) -> str:
+    """A raw value's type as InfluxDB's field iterator tells it: by its first and last character."""
+    if raw[:1] == '"':
+        return "string"
+    if raw[:1] in _VALUE_NUMBER:
+        return raw[-1] if raw[-1] in "iu" else "float"
+    return "boolean"
+
+
+_NUMBER_START = frozenset("0123456789.-Nn")
+_DIGITS = frozenset("0123456789")
+
+
+def _scan_number(line: str, i: int) -> int:
+    """Where a number starting at ``i`` ends; InfluxDB's syntax checks (values are parsed later)."""
+    n = len(line)
+    start = i
+    if line[i] == "-":
+        i += 1
+        if i == n:
+            raise LineError("invalid number")
+    integer = decimal = scientific = False
+    suffix = ""
+    while i < n:
+        char = line[i]
+        if char == "," or char == " ":
+            break
+        if char in "iu" and i > start and not integer:  # "u": Fieldstation also takes unsigned integers
+            integer, suffix = True, char
+        elif char == "." and decimal:
+            raise LineError("invalid number")
+        elif char == ".":
+            decimal = True
+        elif i > start and char in "eE":
+            scientific = True
+        elif char in "+-" and line[i - 1] in "eE":
+            pass
+        elif char not in _DIGITS:
+            raise LineError("invalid number")
+        i += 1
+    digits = i - start - integer - decimal - (line[start] == "-")
+    if (integer and (decimal or scientific)) or digits == 0 or (integer and line[i - 1] != suffix):
+        raise LineError("invalid number")
+    return i
+
+
+def _scan_boolean(line: str, i: int) -> int:
+    end = i
+    n = len(line)
+    while end < n and line[end] not in ", ":
+        end += 1
+    if line[i:end] not in _TRUE and line[i:end] not in _FALSE:
+        raise LineError("invalid boolean")
+    return end
+
+
+def _scan_time(line: str, i: int) -> tuple[str, int]:
+    """The timestamp's text after the fields (digits, optionally after a minus) and where it ends."""
+    n = len(line)
+    start = i = _skip_blanks(line, i)
+    while i < n and line[i] != " ":
+        if not (line[i] in _DIGITS or (i == start and line[i] == "-")):
+            raise LineError("bad timestamp")
+        i += 1
+    return line[start:i], i
+
+
+def _unescape_codes(text: str, codes: str) -> str:
+    """Drop the backslash before each character of ``codes``; other backslashes stay (InfluxDB's unescape)."""
+    if "\\" not in text:
+        return text
+    out, i, n = [], 0, len(text)
+    while i < n:
+        char = text[i]
+        if char == "\\" and i + 1 < n and text[i + 1] in codes:
+            out.append(text[i + 1])
+            i += 2
+            continue
+        out.append(char)
+        i += 1
+    return "".join(out)
 
 
 def split_unescaped(text: str, sep: str) -> list[str]:
@@ -553,103 +815,34 @@ def unescape(text: str, escapable: str = ',= \\"') -> str:
     return "".join(out)
 
 
-def _parse_series(series: str) -> tuple[str, tuple[tuple[str, str], ...]]:
-    parts = split_unescaped(series, ",")
-    measurement = unescape(parts[0])
-    if not measurement:
-        raise LineError("missing measurement")
-    tags: dict[str, str] = {}
-    for part in parts[1:]:
-        pieces = split_unescaped(part, "=")
-        if len(pieces) != 2 or not pieces[0] or not pieces[1]:
-            raise LineError(f"invalid tag format {part[:40]!r}")
-        key = unescape(pieces[0])
-        if key in tags:
-            raise LineError(f"duplicate tag {key[:40]!r}")
-        tags[key] = unescape(pieces[1])
-    return measurement, tuple(sorted(tags.items()))
-
-
-def _split_fields(text: str) -> list[str]:
-    """Split the field set on commas outside escapes and quoted strings."""
-    parts, start, i, in_string = [], 0, 0, False
-    while i < len(text):
-        char = text[i]
-        if char == "\\":
-            i += 2
-            continue
-        if char == '"' and (in_string or _opens_value(text, i, 0)):
-            in_string = not in_string
-        elif char == "," and not in_string:
-            parts.append(text[start:i])
-            start = i + 1
-        i += 1
-    parts.append(text[start:])
-    return parts
-
-
-def _parse_fields(text: str) -> tuple[tuple[str, FieldValue], ...]:
-    if not text:
-        raise LineError("missing fields")
-    fields: dict[str, FieldValue] = {}
-    for part in _split_fields(text):
-        eq = _first_unescaped(part, "=")
-        if eq <= 0:
-            raise LineError(f"invalid field format {part[:40]!r}")
-        key = unescape(part[:eq])
-        if key in fields:
-            raise LineError(f"duplicate field {key[:40]!r}")
-        fields[key] = _parse_value(part[eq + 1 :])
-    return tuple(fields.items())
-
-
-def _first_unescaped(text: str, char: str) -> int:
-    i = 0
-    while i < len(text):
-        if text[i] == "\\":
-            i += 2
-            continue
-        if text[i] == char:
-            return i
-        i += 1
-    return -1
-
-
 def _parse_value(raw: str) -> FieldValue:
+    """A field's raw value by its first character, as InfluxDB's field iterator types it."""
     if not raw:
         raise LineError("missing field value")
-    if raw[0] == '"':
-        if len(raw) < 2 or raw[-1] != '"' or ends_escaped(raw[:-1]):
-            raise LineError("invalid string field value")
-        text = unescape(raw[1:-1], '"\\')
+    first = raw[0]
+    if first == '"':
+        text = _unescape_codes(raw[1:-1], '"\\')
         if len(text) > MAX_TEXT or UNSTORABLE.search(text):
             raise LineError(f"string values are at most {MAX_TEXT} characters, without control characters")
         return text
-    if raw in _TRUE:
-        return 1.0
-    if raw in _FALSE:
-        return 0.0
-    if raw[-1] == "i":
-        if not _INT_RE.fullmatch(raw[:-1]):
-            raise LineError(f"invalid integer {raw[:40]!r}")
-        return _checked_int(int(raw[:-1]), -(2**63), 2**63 - 1)
-    if raw[-1] == "u":
-        if not _UINT_RE.fullmatch(raw[:-1]):
-            raise LineError(f"invalid unsigned integer {raw[:40]!r}")
-        return _checked_int(int(raw[:-1]), 0, 2**64 - 1)
-    if raw[0] in _FLOAT_START and raw[-1] in _FLOAT_END and raw.isascii() and "_" not in raw:
-        # Plain decimal numbers (nearly all values) skip the regex; float() refuses the rest.
+    if first in _VALUE_NUMBER:
+        if raw[-1] in "iu" and not _INT_RE.fullmatch(raw, 0, len(raw) - 1):
+            raise LineError(f"invalid number {raw[:40]!r}")
+        if raw[-1] == "i":
+            return _checked_int(int(raw[:-1]), -(2**63), 2**63 - 1)
+        if raw[-1] == "u":
+            return _checked_int(int(raw[:-1]), 0, 2**64 - 1)
         try:
             number = float(raw)
         except ValueError:
             raise LineError(f"invalid number {raw[:40]!r}") from None
-    elif not _FLOAT_RE.fullmatch(raw):
-        raise LineError(f"invalid number {raw[:40]!r}")
-    else:
-        number = float(raw)
-    if not math.isfinite(number):
-        raise LineError(f"invalid number {raw[:40]!r} (out of range)")
-    return number
+        if not math.isfinite(number):
+            raise LineError("invalid float")
+        return number
+    return 1.0 if raw in _TRUE else 0.0
+
+
+_VALUE_NUMBER = frozenset("0123456789-.")
 
 
 def ends_escaped(text: str) -> bool:
@@ -665,11 +858,15 @@ def _checked_int(value: int, low: int, high: int) -> float:
 
 
 def _parse_ts(text: str, scale: int) -> int | None:
+    """A timestamp's text -> µs (rounded down), as InfluxDB takes it: an int64 in range once scaled."""
     if not text:
         return None
     if not _TS_RE.fullmatch(text):
-        raise LineError(f"bad timestamp {text[:40]!r}")
-    ts_us = int(text) * scale // 1000
-    if not MIN_TS_US <= ts_us <= MAX_TS_US:
-        raise LineError("timestamp out of range (1900-01-01 .. 2262-04-11)")
-    return ts_us
+        raise LineError("bad timestamp")
+    number = int(text)
+    if not -(2**63) <= number < 2**63:
+        raise LineError("bad timestamp: out of int64's range")
+    ns = number * scale
+    if not MIN_NS <= ns <= MAX_NS:
+        raise LineError(f"time outside range {MIN_NS} - {MAX_NS}")
+    return ns // 1000

@@ -298,6 +298,10 @@ def channel_fields(channel_id: int) -> ChannelFields | None:
     return ChannelFields(rows[0][0], {name: number for _, name, number in rows if name is not None})
 
 
+#: Longest name of a field made by a write: InfluxDB's 64 KiB series key, escaped (migration 0008).
+MAX_SERIES_NAME = 2 * 65_536
+
+
 def ensure_fields(channel_id: int, names: Iterable[str], *, limit: int) -> dict[str, int]:
     """Numbers of the named fields, creating the missing ones with the next free numbers.
 
@@ -306,7 +310,7 @@ def ensure_fields(channel_id: int, names: Iterable[str], *, limit: int) -> dict[
     channel row is locked before fields are added, so two writers creating
     the same field serialise instead of colliding on the unique name.
 
-    :raise BadRequest: a name over 255 characters, or more than ``limit`` fields.
+    :raise BadRequest: a name over :data:`MAX_SERIES_NAME` characters, or more than ``limit`` fields.
     """
     wanted = set(names)
     known = field_numbers(channel_id)
@@ -316,9 +320,10 @@ def ensure_fields(channel_id: int, names: Iterable[str], *, limit: int) -> dict[
     session = db.session
     try:
         for name in missing:
-            if not name.strip() or len(name) > 255 or UNSTORABLE.search(name):
+            if not name.strip() or len(name) > MAX_SERIES_NAME or UNSTORABLE.search(name):
                 raise BadRequest(
-                    f"field names are 1-255 characters, without control characters: {name[:60]!r}…",
+                    f"field names are 1-{MAX_SERIES_NAME} characters, without control characters: "
+                    f"{name[:60]!r}…",
                     code="bad_field_name",
                 )
         locked = session.execute(

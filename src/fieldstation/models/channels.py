@@ -9,10 +9,12 @@ from sqlalchemy import (
     Boolean,
     Float,
     ForeignKey,
+    Index,
     Integer,
     String,
     Text,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
@@ -66,13 +68,19 @@ class Field(Base):
     __tablename__ = "fields"
     __table_args__ = (
         UniqueConstraint("channel_id", "number"),
-        UniqueConstraint("channel_id", "name"),
+        # A line-protocol series name may be 64 KiB (migration 0008): PostgreSQL's btree entries
+        # cannot hold that, so there the unique index is on the name's MD5.
+        UniqueConstraint("channel_id", "name").ddl_if(dialect="sqlite"),
+        Index("uq_fields_channel_id_name_md5", "channel_id", text("md5(name)"), unique=True).ddl_if(
+            dialect="postgresql"
+        ),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     channel_id: Mapped[int] = mapped_column(ForeignKey("channels.id", ondelete="CASCADE"))
     number: Mapped[int] = mapped_column(Integer)
-    name: Mapped[str] = mapped_column(String(255))
+    #: At most 255 characters when made by hand; line protocol's series names reach 64 KiB.
+    name: Mapped[str] = mapped_column(String(255).with_variant(Text(), "postgresql"))
     unit: Mapped[str | None] = mapped_column(String(32))
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
 

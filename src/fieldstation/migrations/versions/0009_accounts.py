@@ -7,8 +7,7 @@ to "change my password" before any other page. An admin can disable an account
 channels keep taking readings.
 
 Revision ID: 0009_accounts
-Revises: 0007_sign_in_failures
-point down_revision at the newest of them)
+Revises: 0008_long_series_names
 Create Date: 2026-12-05
 """
 import sqlalchemy as sa
@@ -19,7 +18,7 @@ import fieldstation.models.base
 
 # revision identifiers, used by Alembic.
 revision = '0009_accounts'
-down_revision = '0007_sign_in_failures'
+down_revision = '0008_long_series_names'
 branch_labels = None
 depends_on = None
 
