@@ -34,6 +34,11 @@ class Config:
     MAX_CONTENT_LENGTH = 16 * 1024 * 1024
     #: Largest body accepted after gzip decompression (bytes).
     MAX_DECOMPRESSED_LENGTH = 64 * 1024 * 1024
+    #: Largest body parsed at once (bytes, after gzip decompression): line protocol, JSON, forms and
+    #: bulk updates are parsed and stored whole, and a worker's peak grows about 15 bytes per byte of
+    #: body, so this keeps a worker under 64 MiB above idle for any accepted request (docs/security.md,
+    #: bench/memory.py). Larger bodies get 413 with the reason: send smaller batches.
+    MAX_PARSED_BODY = 4 * 1024 * 1024
     #: Most entries one JSON write may carry.
     MAX_BATCH_ENTRIES = 10_000
     #: Most fields a channel may have (line protocol creates them on first write).
