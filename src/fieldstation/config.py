@@ -49,6 +49,9 @@ class Config:
     #: Device writes (``/update``, the seed URL, ``/write``) skip Flask's request machinery
     #: (fieldstation.http.hotpath); every other request, and every refusal, is Flask's.
     DEVICE_HOT_PATH = True
+    #: Reverse proxies in front that set X-Forwarded-For/-Proto (0: none; the client's address is the
+    #: socket's). The sign-in throttle limits each client address (fieldstation.signin).
+    PROXY_COUNT = 0
     #: Seconds a client is told to wait (``Retry-After``) when the database is down or its disk full.
     RETRY_AFTER_S = 30
     #: SQLite waits this long (ms) for another writer before giving up.
