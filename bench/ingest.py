@@ -106,12 +106,32 @@ def serve(server: str, target: str, env: dict[str, str], workers: int) -> Iterat
     )
     try:
         wait_for(port, proc)
+        answered(port)
         yield f"127.0.0.1:{port}"
     finally:
         proc.terminate()
         proc.wait(15)
         if proc.stderr:
             proc.stderr.close()
+
+
+def answered(port: int, timeout: float = 60) -> None:
+    """Wait until the workers answer, not only the master listens: on a loaded machine the
+    workers took seconds to load the app, and the first timed round served nothing."""
+    import http.client
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+        try:
+            conn.request("GET", "/ping")
+            conn.getresponse().read()
+            return
+        except OSError:
+            time.sleep(0.2)
+        finally:
+            conn.close()
+    raise RuntimeError("the server's workers did not answer")
 
 
 def wait_for(port: int, proc: subprocess.Popen[bytes], timeout: float = 30) -> None:

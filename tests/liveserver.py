@@ -59,7 +59,8 @@ def served(app: Flask, server: str, workers: int = 1) -> Iterator[tuple[str, sub
         "FIELDSTATION_DATABASE_URL": app.config["DATABASE_URL"],
         "FIELDSTATION_INSTANCE_PATH": app.instance_path,
     }
-    for name in ("MAX_CONTENT_LENGTH", "MAX_DECOMPRESSED_LENGTH", "MAX_FIELDS_PER_CHANNEL"):
+    limits = ("MAX_CONTENT_LENGTH", "MAX_DECOMPRESSED_LENGTH", "MAX_PARSED_BODY", "MAX_FIELDS_PER_CHANNEL")
+    for name in limits:
         env[f"FIELDSTATION_{name}"] = str(app.config[name])
     proc = subprocess.Popen(
         server_command(server, "127.0.0.1", port, workers, max_body=int(app.config["MAX_CONTENT_LENGTH"])),

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import re
+from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
@@ -623,3 +624,25 @@ def test_line_protocol_example_writes_to_the_channels_own_field(web: FlaskClient
     _, read_key = manage.create_key(owner.user, KeyKind.READ, channel=channel)
     last = web.get(f"/channels/{channel.id}/fields/2/last.txt", query_string={"api_key": read_key})
     assert last.get_data(as_text=True) == "21.5"
+
+
+def test_behind_a_proxy_the_throttle_counts_the_forwarded_address(app: Flask) -> None:
+    """PROXY_COUNT=1: clients behind one proxy (one socket address) are limited one by one."""
+    from tests.conftest import make_app
+
+    proxied = make_app(
+        app.config["DATABASE_URL"], Path(app.instance_path), PROXY_COUNT=1, WTF_CSRF_ENABLED=False
+    )
+    make_user()
+    web = proxied.test_client()
+    proxy = {"REMOTE_ADDR": "10.0.0.1"}
+
+    def attempt(client: str, password: str) -> int:
+        data = {"username": "alice", "password": password}
+        headers = {"X-Forwarded-For": client}
+        return web.post("/dashboard/login", data=data, headers=headers, environ_base=proxy).status_code
+
+    for _ in range(signin.NAME_FREE_TRIES):
+        assert attempt("203.0.113.9", "guess") == 401
+    assert attempt("203.0.113.9", PASSWORD) == 429
+    assert attempt("198.51.100.7", PASSWORD) == 302  # another client of the same proxy

@@ -236,3 +236,34 @@ def test_a_client_that_stalls_mid_body_logs_no_traceback(
         log = proc.stderr.read().decode(errors="replace") if proc.stderr else ""
     assert "Traceback" not in log, log[-3000:]
     assert readback.count_readings() == 0
+
+
+# -- bodies parsed whole are capped, so a worker's memory is (bench/memory.py) -------------------
+
+
+def test_bodies_over_the_parse_limit_are_413_with_the_reason(app: Flask, channel: ChannelKeys) -> None:
+    """Line protocol, JSON and forms are parsed whole; past MAX_PARSED_BODY they are refused, plain
+    or gzipped, on the device hot path and in Flask, and nothing is stored."""
+    import gzip
+
+    app.config["MAX_PARSED_BODY"] = 10_000
+    client = app.test_client()
+    lines = b"".join(b"weather temperature=%d %d\n" % (i, 1_700_000_000 + i) for i in range(1000))
+    assert 10_000 < len(lines) < app.config["MAX_CONTENT_LENGTH"]
+    auth = {"Authorization": f"Token {channel.write_key}"}
+    for body, headers in ((lines, auth), (gzip.compress(lines), {**auth, "Content-Encoding": "gzip"})):
+        refused = client.post("/write?db=weather&precision=s", data=body, headers=headers)
+        assert refused.status_code == 413, refused.data
+        assert b"MAX_PARSED_BODY" in refused.data or b"inflates to more than 10000" in refused.data
+    entries = [{"time": 1_700_000_000_000 + i, "values": {"temperature": i}} for i in range(1000)]
+    api = client.post(
+        f"/api/v1/channels/{channel.id}/entries",
+        json=entries,
+        headers={"Authorization": f"Bearer {channel.write_key}"},
+    )
+    assert api.status_code == 413 and "MAX_PARSED_BODY" in api.json["error"]["message"]
+    form = client.post("/update", data={"api_key": channel.write_key, "field1": "1", "status": "s" * 10_000})
+    assert form.status_code == 413 and form.data == b"0"
+    assert readback.count_readings() == 0
+    small = client.post("/write?db=weather&precision=s", data=lines[:5000], headers=auth)
+    assert small.status_code == 204

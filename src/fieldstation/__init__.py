@@ -41,6 +41,11 @@ def create_app(config: Mapping[str, Any] | str | None = None) -> Flask:
     app.before_request(refuse_unreadable_body)
     max_body = app.config["MAX_CONTENT_LENGTH"] or Config.MAX_CONTENT_LENGTH
     app.wsgi_app = adapt_to_server(app.wsgi_app, int(max_body))  # type: ignore[method-assign,assignment]
+    proxies = int(app.config["PROXY_COUNT"] or 0)
+    if proxies:  # the client's address and scheme as the proxies in front saw them
+        from werkzeug.middleware.proxy_fix import ProxyFix
+
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=proxies, x_proto=proxies)  # type: ignore[method-assign]
     return app
 
 

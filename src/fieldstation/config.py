@@ -34,6 +34,11 @@ class Config:
     MAX_CONTENT_LENGTH = 16 * 1024 * 1024
     #: Largest body accepted after gzip decompression (bytes).
     MAX_DECOMPRESSED_LENGTH = 64 * 1024 * 1024
+    #: Largest body parsed at once (bytes, after gzip decompression): line protocol, JSON, forms and
+    #: bulk updates are parsed and stored whole, and a worker's peak grows about 15 bytes per byte of
+    #: body, so this keeps a worker under 64 MiB above idle for any accepted request (docs/security.md,
+    #: bench/memory.py). Larger bodies get 413 with the reason: send smaller batches.
+    MAX_PARSED_BODY = 4 * 1024 * 1024
     #: Most entries one JSON write may carry.
     MAX_BATCH_ENTRIES = 10_000
     #: Most fields a channel may have (line protocol creates them on first write).
@@ -44,6 +49,9 @@ class Config:
     #: Device writes (``/update``, the seed URL, ``/write``) skip Flask's request machinery
     #: (fieldstation.http.hotpath); every other request, and every refusal, is Flask's.
     DEVICE_HOT_PATH = True
+    #: Reverse proxies in front that set X-Forwarded-For/-Proto (0: none; the client's address is the
+    #: socket's). The sign-in throttle limits each client address (fieldstation.signin).
+    PROXY_COUNT = 0
     #: Seconds a client is told to wait (``Retry-After``) when the database is down or its disk full.
     RETRY_AFTER_S = 30
     #: SQLite waits this long (ms) for another writer before giving up.

@@ -13,9 +13,9 @@ each further failure, up to :data:`MAX_WAIT_S`.
   the owner out from their own address (the stranger's address waits instead).
 - A failure after :data:`FORGET_S` of quiet starts a new count.
 
-Behind a reverse proxy every client has the proxy's address; the proxy must pass
-the client's (docs/deployment.md, ``ProxyFix``), or the per-address limit holds
-everyone up together.
+Behind a reverse proxy every client has the proxy's address unless ``PROXY_COUNT``
+says how many proxies set ``X-Forwarded-For`` (werkzeug's ``ProxyFix``,
+docs/deployment.md); else the per-address limit holds everyone up together.
 """
 
 from __future__ import annotations

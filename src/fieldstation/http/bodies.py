@@ -49,11 +49,22 @@ def raw_body() -> bytes:
         # was coming; a body that reaches the limit is refused rather than cut short.
         raise TooLarge(f"body is larger than MAX_CONTENT_LENGTH ({limit} bytes)")
     encoding = request.headers.get("Content-Encoding", "").strip().lower()
+    parsed = parse_limit()
     if encoding in ("", "identity"):
+        if len(data) > parsed:
+            raise TooLarge(
+                f"body is larger than MAX_PARSED_BODY ({parsed} bytes), the most parsed at once; "
+                "send smaller batches"
+            )
         return data
     if encoding not in ("gzip", "x-gzip"):
         raise BadRequest(f"unsupported Content-Encoding {encoding[:40]!r}", code="bad_encoding")
-    return gunzip(data, int(current_app.config["MAX_DECOMPRESSED_LENGTH"]))
+    return gunzip(data, min(int(current_app.config["MAX_DECOMPRESSED_LENGTH"]), parsed))
+
+
+def parse_limit() -> int:
+    """MAX_PARSED_BODY: the most bytes of a body (inflated) parsed at once; memory grows with it."""
+    return int(current_app.config["MAX_PARSED_BODY"])
 
 
 def gunzip(data: bytes, limit: int) -> bytes:

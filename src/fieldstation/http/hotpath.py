@@ -70,8 +70,10 @@ class DeviceWrites:
 
     @property
     def max_body(self) -> int:
-        """MAX_CONTENT_LENGTH as Flask reads it, on each request (tests and admins may change it)."""
-        return int(self.app.config["MAX_CONTENT_LENGTH"] or 0)
+        """MAX_CONTENT_LENGTH as Flask reads it, and MAX_PARSED_BODY, on each request (tests and
+        admins may change them); a larger body goes to Flask, which refuses it."""
+        config = self.app.config
+        return min(int(config["MAX_CONTENT_LENGTH"] or 0), int(config["MAX_PARSED_BODY"]))
 
     def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
         if environ.get("PATH_INFO") == "/write":
