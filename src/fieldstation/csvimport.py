@@ -26,6 +26,7 @@ from typing import IO
 
 from fieldstation import store
 from fieldstation.errors import BadRequest, FieldstationError
+from fieldstation.export import FORMULA_STARTS
 from fieldstation.models import Channel
 from fieldstation.points import Batch, Entry, clean_status, parse_location, parse_time, parse_value, plain_int
 
@@ -206,7 +207,7 @@ def _columns(channel: Channel, header: list[str], report: ImportReport) -> _Colu
 
 def _entry(row: list[str], columns: _Columns, zone: dt.tzinfo) -> Entry:
     def cell(index: int) -> str:
-        return row[index].strip() if index < len(row) else ""
+        return _unguard(row[index].strip()) if index < len(row) else ""
 
     if not cell(columns.time):
         raise BadRequest("the time is empty")
@@ -237,3 +238,10 @@ def _iso(text: str) -> str:
         return text
     moment, zone = found.groups()
     return f"{moment}{'+00:00' if zone == 'UTC' else zone}"
+
+
+def _unguard(text: str) -> str:
+    """A download's text cell as it was: without the ``'`` that kept a spreadsheet from running it."""
+    if text.startswith("'") and text.lstrip("'").startswith(FORMULA_STARTS):
+        return text[1:]
+    return text

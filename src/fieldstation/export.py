@@ -33,11 +33,24 @@ class NamedField(Protocol):
         """Column header."""
 
 
+#: A cell a spreadsheet would run as a formula starts with one of these (OWASP's "CSV injection").
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def guard_text(text: str) -> str:
+    """A text cell as a spreadsheet shows it and never runs it: a leading ``'`` before a formula start.
+
+    ``fieldstation.csvimport`` takes the quote off again, so downloads round-trip; a text that
+    itself starts with quotes before a formula start gets one more, so it survives too.
+    """
+    return "'" + text if text.lstrip("'").startswith(FORMULA_STARTS) else text
+
+
 def _number(value: float | str | None) -> str:
     if value is None:
         return ""
     if isinstance(value, str):
-        return value
+        return guard_text(value)
     return repr(value) if value != int(value) or abs(value) >= 1e16 else str(int(value))
 
 
@@ -52,7 +65,7 @@ def field_csv(field: NamedField, start: int, end: int, page: int = 5000) -> Iter
         rows, texts = got.pairs, got.texts
         times = format_times([ts for ts, _ in rows])
         writer.writerows(
-            (time, _number(value) if value is not None else texts.get(ts) or "")
+            (time, _number(value) if value is not None else guard_text(texts.get(ts) or ""))
             for time, (ts, value) in zip(times, rows, strict=True)
         )
         yield buffer.getvalue()
@@ -93,7 +106,7 @@ def channel_csv(channel_id: int, fields: Sequence[NamedField], start: int, end: 
                 time,
                 e.entry_id,
                 *(_number(e.values.get(n)) for n in numbers),
-                e.status or "",
+                guard_text(e.status or ""),
                 _number(e.latitude),
                 _number(e.longitude),
                 _number(e.elevation),
