@@ -105,8 +105,8 @@ def test_db_commands_in_a_real_shell(app, tmp_path) -> None:  # type: ignore[no-
     }
     script = os.path.join(os.path.dirname(sys.executable), "fieldstation")
     for args, expected in (
-        (["db", "current"], "0009_accounts (head)"),
-        (["db", "history"], "0006_compact_rollup_slots -> 0009_accounts (head)"),
+        (["db", "current"], "0011_channel_ids_never_reused (head)"),
+        (["db", "history"], "0010_channel_meta -> 0011_channel_ids_never_reused (head)"),
     ):
         result = subprocess.run(
             [script, *args], env=env, capture_output=True, text=True, timeout=60, check=False
@@ -301,3 +301,10 @@ def test_serve_init_prints_the_one_time_password_last(tmp_path) -> None:  # type
     password = re.fullmatch(r"one-time password of 'admin' .*: (\S+)\n", lines[2])
     assert password and out == ""
     assert "Booting worker" not in err
+
+
+def test_the_servers_database_check_knows_the_newest_migration() -> None:
+    """schema.HEAD (checked without Alembic, for a quick start) is the migrations' head."""
+    from fieldstation.schema import HEAD, head_revisions
+
+    assert head_revisions() == {HEAD}

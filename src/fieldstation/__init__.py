@@ -26,6 +26,26 @@ def create_app(config: Mapping[str, Any] | str | None = None) -> Flask:
     (``development``, ``testing``, ``production``); the class can also be
     chosen with ``FIELDSTATION_ENV``. Defaults to production.
     """
+    app = configured_app(config)
+    register_extensions(app)
+    register_blueprints(app)
+    if app.config["COMMANDS"]:
+        register_cli(app)
+    from fieldstation.http import hotpath
+
+    hotpath.install(app)
+    app.before_request(refuse_unreadable_body)
+    max_body = app.config["MAX_CONTENT_LENGTH"] or Config.MAX_CONTENT_LENGTH
+    app.wsgi_app = adapt_to_server(app.wsgi_app, int(max_body))  # type: ignore[method-assign,assignment]
+    return app
+
+
+def configured_app(config: Mapping[str, Any] | str | None = None) -> Flask:
+    """A bare Flask app with Fieldstation's settings resolved (as :func:`create_app` reads them), no more.
+
+    ``fieldstation serve`` needs only the database URL before it starts the server;
+    building the whole app for that would double the time to the first answer.
+    """
     env_name = config if isinstance(config, str) else os.environ.get("FIELDSTATION_ENV", "production")
     if env_name not in CONFIGS:
         raise ConfigError(f"FIELDSTATION_ENV must be one of {', '.join(CONFIGS)}, not {env_name!r}")
@@ -36,16 +56,6 @@ def create_app(config: Mapping[str, Any] | str | None = None) -> Flask:
     if isinstance(config, Mapping):
         app.config.from_mapping(config)
     _finish_config(app, env_name)
-
-    register_extensions(app)
-    register_blueprints(app)
-    register_cli(app)
-    from fieldstation.http import hotpath
-
-    hotpath.install(app)
-    app.before_request(refuse_unreadable_body)
-    max_body = app.config["MAX_CONTENT_LENGTH"] or Config.MAX_CONTENT_LENGTH
-    app.wsgi_app = adapt_to_server(app.wsgi_app, int(max_body))  # type: ignore[method-assign,assignment]
     return app
 
 
@@ -89,16 +99,17 @@ def default_instance_path() -> str:
 
 
 def register_extensions(app: Flask) -> None:
-    """Bind the database and migrations."""
+    """Bind the database, and the migrations when the app serves commands (``COMMANDS``)."""
     from fieldstation import db as database
     from fieldstation import jsonprovider
-    from fieldstation.extensions import db, migrate
+    from fieldstation.extensions import db, make_migrate
     from fieldstation.store import release_request_connection
 
     jsonprovider.init_app(app)
     database.init_app(app)
     app.teardown_request(release_request_connection)
-    migrate.init_app(app, db, directory=str(MIGRATIONS))
+    if app.config["COMMANDS"]:
+        make_migrate().init_app(app, db, directory=str(MIGRATIONS))
 
 
 def register_blueprints(app: Flask) -> None:

@@ -55,7 +55,7 @@ def served_app() -> Flask:
     """
     from fieldstation import create_app
 
-    app = create_app()
+    app = create_app({"COMMANDS": False})  # no CLI, no Alembic: a quicker start, a smaller worker
     gc.collect()
     gc.freeze()
     gc.set_threshold(GC_YOUNG, *gc.get_threshold()[1:])
