@@ -600,3 +600,20 @@ def test_line_protocol_example_writes_to_the_channels_own_field(web: FlaskClient
     _, read_key = manage.create_key(owner.user, KeyKind.READ, channel=channel)
     last = web.get(f"/channels/{channel.id}/fields/2/last.txt", query_string={"api_key": read_key})
     assert last.get_data(as_text=True) == "21.5"
+
+
+def test_keys_page_warns_that_a_loopback_address_is_not_the_devices_address(app: Flask) -> None:
+    app.config["WTF_CSRF_ENABLED"] = False
+    owner = make_user()
+    channel = manage.create_channel(owner.user, "weather", fields=["temperature"])
+    pages = {}
+    for base in ("http://127.0.0.1:8000", "http://192.168.1.20:8000"):
+        web = app.test_client()
+        signed = web.post("/dashboard/login", data={"username": "alice", "password": PASSWORD}, base_url=base)
+        assert signed.status_code == 302
+        pages[base] = web.post(
+            f"/dashboard/channels/{channel.id}/keys", data={"kind": "write"}, base_url=base
+        ).text
+    local, lan = pages.values()
+    assert 'id="loopback-note"' in local and "HOST=0.0.0.0 make run" in local
+    assert 'id="loopback-note"' not in lan and "http://192.168.1.20:8000/update" in lan
