@@ -5,9 +5,11 @@ BIN    := $(VENV)/bin
 HOST   ?= 127.0.0.1
 PORT   ?= 8000
 STAMP  := $(VENV)/.installed-dev
-# uWSGI (the fieldstation[uwsgi] extra) where pyuwsgi has a wheel: 64-bit x86 and ARM. Elsewhere
-# (32-bit Raspberry Pi OS) it would need a compiler; `fieldstation serve` then uses gunicorn.
-EXTRAS ?= $(if $(filter x86_64 aarch64,$(shell uname -m)),[uwsgi])
+# uWSGI (the fieldstation[uwsgi] extra) where pyuwsgi has a wheel: a 64-bit Python on x86 or ARM.
+# Elsewhere (32-bit Raspberry Pi OS, also on a 64-bit kernel) it would need a compiler;
+# `fieldstation serve` then uses gunicorn.
+EXTRAS ?= $(shell $(PYTHON) -c "import platform, struct; print('[uwsgi]' if struct.calcsize('P') == 8 \
+	and platform.machine() in ('x86_64', 'aarch64', 'arm64') else '')")
 
 .PHONY: run test lint typecheck pytest install clean
 

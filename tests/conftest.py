@@ -141,6 +141,8 @@ def truncate_all() -> None:
         else:
             for name in tables:
                 conn.execute(sa.text(f"DELETE FROM {name}"))
+            # As RESTART IDENTITY: AUTOINCREMENT's counters (channels, migration 0011) start again.
+            conn.execute(sa.text("DELETE FROM sqlite_sequence"))
 
 
 @pytest.fixture

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import datetime as dt
+import html
+import json
 import math
 import re
 from dataclasses import dataclass
@@ -211,7 +213,8 @@ def test_svg_has_title_description_band_and_gap() -> None:
     points = [Sample(T0 + h * HOUR, 10.0 + h, 9.0 + h, 11.0 + h, 60) for h in (1, 2, 3, 10, 11)]
     svg = charts.render([Series("temperature", "°C", points)], frame(), title="Temperature (°C)")
     assert '<title id="chart-t">Temperature (°C)</title>' in svg
-    assert "temperature: 300 readings, lowest 10 °C, highest 22 °C, last 21 °C." in svg
+    # The last bucket holds 60 readings: its average is not called the last reading.
+    assert "temperature: 300 readings, lowest 10 °C, highest 22 °C, average of the last 1 h 21 °C." in svg
     assert 'role="img"' in svg
     assert svg.count("<polyline") == 2  # the gap from 03:00 to 10:00 splits the line
     assert svg.count('class="band"') == 2  # buckets of 60 readings show their min–max band
@@ -222,6 +225,25 @@ def test_single_readings_draw_no_band_and_lone_points_draw_dots() -> None:
     svg = charts.render([Series("x", None, points)], frame(), title="x")
     assert 'class="band"' not in svg
     assert svg.count("<polyline") == 1 and svg.count("<circle") == 1
+    assert "x: 4 readings, lowest 6, highest 25, last 25." in svg
+
+
+def test_a_spike_in_an_averaged_bucket_shows_in_the_band_and_the_tooltip() -> None:
+    """Two buckets a pixel: the spike's bucket is drawn over its whole width, outlined, up to the spike."""
+    every = 90 * US  # a day in 960 buckets on a 480-pixel plot
+    points = [Sample(T0 + i * every + every // 2, 20.0, 20.0, 20.0, 90) for i in range(960)]
+    points[500] = Sample(points[500].ts, 20.8, 20.0, 90.0, 90)
+    svg = charts.render([Series("t", "°C", points)], Frame(T0, T0 + DAY, every, dt.UTC, 600, 260), title="t")
+    band = re.search(r'<polygon class="band" points="([^"]+)"[^>]*stroke-opacity', svg)
+    assert band is not None
+    corners = [tuple(map(float, xy.split(","))) for xy in band.group(1).split()]
+    top = min(y for _, y in corners)
+    at_top = sorted(x for x, y in corners if y == top)
+    assert len(at_top) == 2 and at_top[1] - at_top[0] >= 0.4  # the bucket's own width, not a point
+    hover = json.loads(html.unescape(re.search(r'data-hover="([^"]+)"', svg).group(1)))  # type: ignore[union-attr]
+    spike = hover["series"][0]["points"][500]
+    assert spike[2:] == [20.8, 20.0, 90.0]  # average, then the lowest and highest reading
+    assert len(hover["series"][0]["points"][0]) == 3  # a flat bucket has no range to show
 
 
 def test_two_axes_label_each_side_in_its_series_colour() -> None:

@@ -304,3 +304,10 @@ def test_serve_init_prints_the_one_time_password_last(tmp_path) -> None:  # type
     password = re.fullmatch(r"one-time password of 'admin' .*: (\S+)\n", lines[2])
     assert password and out == ""
     assert "Booting worker" not in err
+
+
+def test_the_servers_database_check_knows_the_newest_migration() -> None:
+    """schema.HEAD (checked without Alembic, for a quick start) is the migrations' head."""
+    from fieldstation.schema import HEAD, head_revisions
+
+    assert head_revisions() == {HEAD}

@@ -646,3 +646,20 @@ def test_behind_a_proxy_the_throttle_counts_the_forwarded_address(app: Flask) ->
         assert attempt("203.0.113.9", "guess") == 401
     assert attempt("203.0.113.9", PASSWORD) == 429
     assert attempt("198.51.100.7", PASSWORD) == 302  # another client of the same proxy
+
+
+def test_keys_page_warns_that_a_loopback_address_is_not_the_devices_address(app: Flask) -> None:
+    app.config["WTF_CSRF_ENABLED"] = False
+    owner = make_user()
+    channel = manage.create_channel(owner.user, "weather", fields=["temperature"])
+    pages = {}
+    for base in ("http://127.0.0.1:8000", "http://192.168.1.20:8000"):
+        web = app.test_client()
+        signed = web.post("/dashboard/login", data={"username": "alice", "password": PASSWORD}, base_url=base)
+        assert signed.status_code == 302
+        pages[base] = web.post(
+            f"/dashboard/channels/{channel.id}/keys", data={"kind": "write"}, base_url=base
+        ).text
+    local, lan = pages.values()
+    assert 'id="loopback-note"' in local and "HOST=0.0.0.0 make run" in local
+    assert 'id="loopback-note"' not in lan and "http://192.168.1.20:8000/update" in lan

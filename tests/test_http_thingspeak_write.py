@@ -509,3 +509,20 @@ def test_head_does_not_write(client: FlaskClient, channel: ChannelKeys) -> None:
     seed = client.head(f"/update/API_key={channel.write_key}/mac=aa/field=1/data=1")
     assert response.status_code == 200 and seed.status_code == 400
     assert readback.entries(channel.id) == []
+
+
+@pytest.mark.parametrize("path", ["/update", "/update.json", "/update.xml"])
+def test_update_at_an_existing_time_says_it_replaced_the_entry(app, flask_only, path: str) -> None:  # type: ignore[no-untyped-def]
+    """The body stays ThingSpeak's (the entry's id); a header tells a replaced entry from a new one."""
+    keys = make_channel(make_user("rita").user, "r")
+    for twin in (app, flask_only):  # the device hot path and Flask answer alike
+        client = twin.test_client()
+        at = "2026-12-05 01:00:00" if twin is app else "2026-12-05 02:00:00"
+        first = client.post(path, data={"api_key": keys.write_key, "field1": 1, "created_at": at})
+        assert first.status_code == 200 and "X-Fieldstation-Replaced" not in first.headers
+        again = client.post(path, data={"api_key": keys.write_key, "field1": 2, "created_at": at})
+        assert again.status_code == 200 and again.headers["X-Fieldstation-Replaced"] == "1"
+        if path == "/update":
+            assert again.get_data(as_text=True) == first.get_data(as_text=True)  # the same entry's id
+        later = client.post(path, data={"api_key": keys.write_key, "field1": 3})
+        assert "X-Fieldstation-Replaced" not in later.headers

@@ -14,7 +14,7 @@ from flask_migrate import downgrade, upgrade
 
 from fieldstation import manage, store
 from fieldstation.extensions import db
-from fieldstation.models import Base
+from fieldstation.models import Base, User
 from fieldstation.models.base import in_schema_of
 from fieldstation.points import Batch, Entry
 from tests.conftest import ENGINES, make_app, reset_schema
@@ -172,3 +172,51 @@ def old_user(name: str) -> Any:
             sa.text("SELECT id FROM users WHERE username = :name"), {"name": name}
         ).scalar()
     return SimpleNamespace(id=user_id)
+
+
+def test_channel_ids_are_never_reused_and_the_upgrade_keeps_everything(fresh_app) -> None:  # type: ignore[no-untyped-def]
+    """Migration 0011 rebuilds SQLite's channels with AUTOINCREMENT; nothing hanging off them is lost."""
+    upgrade(revision="0010_channel_meta")
+    owner = old_user("alice")
+    with db.engine.begin() as conn:
+        for name in ("one", "two"):
+            conn.execute(
+                sa.text(
+                    "INSERT INTO channels (owner_id, name, description, public, last_entry_id,"
+                    " min_interval_s, created_at, updated_at)"
+                    " VALUES (:owner, :name, '', false, 1, 0, CURRENT_TIMESTAMP, CURRENT_TIMESTAMP)"
+                ),
+                {"owner": owner.id, "name": name},
+            )
+        ids = [r[0] for r in conn.execute(sa.text("SELECT id FROM channels ORDER BY id"))]
+        for channel_id in ids:
+            conn.execute(
+                sa.text(
+                    "INSERT INTO fields (channel_id, number, name, created_at)"
+                    " VALUES (:c, 1, 'temperature', CURRENT_TIMESTAMP)"
+                ),
+                {"c": channel_id},
+            )
+            field_id = conn.execute(
+                sa.text("SELECT id FROM fields WHERE channel_id = :c"), {"c": channel_id}
+            ).scalar()
+            conn.execute(
+                sa.text("INSERT INTO entries (channel_id, ts, entry_id) VALUES (:c, 1, 1)"), {"c": channel_id}
+            )
+            conn.execute(
+                sa.text("INSERT INTO readings (field_id, ts, value) VALUES (:f, 1, 21.5)"), {"f": field_id}
+            )
+            conn.execute(
+                sa.text("INSERT INTO channel_meta (channel_id, tags) VALUES (:c, '[\"x\"]')"),
+                {"c": channel_id},
+            )
+    counts = "SELECT (SELECT count(*) FROM fields), (SELECT count(*) FROM entries), (SELECT count(*) FROM readings), (SELECT count(*) FROM channel_meta)"  # noqa: E501
+    upgrade()
+    with db.engine.connect() as conn:
+        assert tuple(conn.exec_driver_sql(counts).one()) == (2, 2, 2, 2)
+    user = db.session.get(User, owner.id)
+    manage.delete_channel(manage.find_channel(str(ids[1])))
+    with db.engine.connect() as conn:  # the cascade still reaches fields, entries, readings and metadata
+        assert tuple(conn.exec_driver_sql(counts).one()) == (1, 1, 1, 1)
+    again = manage.create_channel(user, "three")
+    assert again.id == ids[1] + 1

@@ -17,6 +17,8 @@ from pathlib import Path
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient, FlaskCliRunner
+from hypothesis import given
+from hypothesis import strategies as st
 
 from fieldstation import channelmeta, csvimport, export, manage
 from fieldstation.models import KeyKind
@@ -263,3 +265,40 @@ def test_dashboard_channel_form_keeps_metadata(app: Flask) -> None:
     )
     assert bad.status_code == 400 and "must be a JSON object" in bad.get_data(as_text=True)
     assert manage.find_channel(str(keys.id)).description == ""  # nothing of the refused form was kept
+
+
+@given(st.text(max_size=20))
+def test_formula_guard_round_trips_and_never_starts_a_formula(text: str) -> None:
+    from fieldstation.csvimport import _unguard
+    from fieldstation.points import FORMULA_STARTS, guard_text
+
+    guarded = guard_text(text)
+    assert not guarded.startswith(FORMULA_STARTS)
+    assert _unguard(guarded) == text
+
+
+def test_text_cells_download_guarded_and_import_back_unchanged(app: Flask) -> None:
+    keys = make_channel(make_user("ts").user, "a", fields=("note", "level"))
+    body = (
+        "time,note,level,status\n"
+        '2026-12-05T01:00:00Z,"=HYPERLINK(""http://x"")",1,+cmd\n'
+        "2026-12-05T01:01:00Z,@SUM(A1),-2,'=quoted\n"
+    )
+    assert (
+        csvimport.import_file(keys.channel, io.BytesIO(body.encode()), dt.UTC, skip_bad=False).imported == 2
+    )
+    download = "".join(export.channel_csv(keys.id, list(keys.channel.fields), MIN_TS_US, MAX_TS_US))
+    rows = list(csv.reader(io.StringIO(download)))[1:]
+    assert [(r[2], r[3], r[4]) for r in rows] == [
+        ('\'=HYPERLINK("http://x")', "1", "'+cmd"),
+        ("'@SUM(A1)", "-2", "'=quoted"),  # an imported "'=" was a guard,
+    ]
+    again = make_channel(make_user("tt").user, "b", fields=("note", "level"))
+    assert (
+        csvimport.import_file(again.channel, io.BytesIO(download.encode()), dt.UTC, skip_bad=False).imported
+        == 2
+    )
+    second = "".join(export.channel_csv(again.id, list(again.channel.fields), MIN_TS_US, MAX_TS_US))
+    assert [(r[0], *r[2:]) for r in csv.reader(io.StringIO(second))] == [
+        (r[0], *r[2:]) for r in csv.reader(io.StringIO(download))
+    ]

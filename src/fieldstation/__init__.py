@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import Mapping
-from pathlib import Path
 from typing import Any
 
 from flask import Flask
 
-from fieldstation.config import CONFIGS, DEV_SECRET_KEY, MIN_SECRET_KEY, Config, ConfigError
-from fieldstation.instance import MIGRATIONS, default_instance_path
+from fieldstation.config import Config
+from fieldstation.instance import MIGRATIONS
 from fieldstation.serving import adapt_to_server, refuse_unreadable_body
+from fieldstation.settings import configured_app
 
 
 def create_app(config: Mapping[str, Any] | str | None = None) -> Flask:
@@ -21,20 +20,11 @@ def create_app(config: Mapping[str, Any] | str | None = None) -> Flask:
     (``development``, ``testing``, ``production``); the class can also be
     chosen with ``FIELDSTATION_ENV``. Defaults to production.
     """
-    env_name = config if isinstance(config, str) else os.environ.get("FIELDSTATION_ENV", "production")
-    if env_name not in CONFIGS:
-        raise ConfigError(f"FIELDSTATION_ENV must be one of {', '.join(CONFIGS)}, not {env_name!r}")
-    app = Flask(__name__, instance_path=default_instance_path(), instance_relative_config=True)
-    app.config.from_object(CONFIGS[env_name])
-    app.config.from_pyfile("config.py", silent=True)
-    app.config.from_prefixed_env("FIELDSTATION")
-    if isinstance(config, Mapping):
-        app.config.from_mapping(config)
-    _finish_config(app, env_name)
-
+    app = configured_app(config)
     register_extensions(app)
     register_blueprints(app)
-    register_cli(app)
+    if app.config["COMMANDS"]:
+        register_cli(app)
     from fieldstation.http import hotpath
 
     hotpath.install(app)
@@ -49,40 +39,16 @@ def create_app(config: Mapping[str, Any] | str | None = None) -> Flask:
     return app
 
 
-def _finish_config(app: Flask, env_name: str) -> None:
-    """Derive SQLAlchemy's URL from DATABASE_URL and refuse unsafe production settings."""
-    os.makedirs(app.instance_path, exist_ok=True)
-    url = app.config.get("DATABASE_URL") or f"sqlite:///{Path(app.instance_path) / 'fieldstation.db'}"
-    if url.startswith("postgresql://") or url.startswith("postgres://"):
-        # psycopg 3 is the driver we ship; accept the plain URL users copy from elsewhere.
-        url = "postgresql+psycopg://" + url.split("://", 1)[1]
-    app.config["DATABASE_URL"] = url
-    app.config["SQLALCHEMY_DATABASE_URI"] = url
-    if not url.startswith("sqlite"):
-        # A server may restart under us: pooled connections are checked before use, by
-        # db.init_app without a round trip where that is safe (pool_pre_ping=True forces one).
-        options = {"pool_pre_ping": False, **app.config["SQLALCHEMY_ENGINE_OPTIONS"]}
-        app.config["SQLALCHEMY_ENGINE_OPTIONS"] = options
-    app.config["FIELDSTATION_ENV"] = env_name
-    secret = app.config["SECRET_KEY"]
-    if env_name == "production" and (secret == DEV_SECRET_KEY or len(secret or "") < MIN_SECRET_KEY):
-        raise ConfigError(
-            f"refusing to start in production with the default SECRET_KEY or one under {MIN_SECRET_KEY} "
-            "characters: set FIELDSTATION_SECRET_KEY or SECRET_KEY in "
-            f"{Path(app.instance_path) / 'config.py'} "
-            "(`python -m fieldstation.instance` writes one)"
-        )
-
-
 def register_extensions(app: Flask) -> None:
-    """Bind the database and migrations."""
+    """Bind the database, and the migrations when the app serves commands (``COMMANDS``)."""
     from fieldstation import db as database
     from fieldstation import jsonprovider
-    from fieldstation.extensions import db, migrate
+    from fieldstation.extensions import db, make_migrate
 
     jsonprovider.init_app(app)
     database.init_app(app)
-    migrate.init_app(app, db, directory=str(MIGRATIONS))
+    if app.config["COMMANDS"]:
+        make_migrate().init_app(app, db, directory=str(MIGRATIONS))
 
 
 def register_blueprints(app: Flask) -> None:

@@ -412,14 +412,14 @@ def render(series: Sequence[Series], frame: Frame, *, title: str, chart_id: str 
             continue
         parts.append(f'<g class="series" data-label="{escape(line.label)}">')
         for run in segments(line.samples, frame.every):
-            parts.append(_draw_run(run, colour, x_of, lambda v, r=line.right: y_of(v, r)))
+            parts.append(_draw_run(run, colour, x_of, lambda v, r=line.right: y_of(v, r), frame.every))
         parts.append("</g>")
         hover.append(
             {
                 "label": line.label,
                 "unit": line.unit or "",
                 "colour": colour,
-                "points": [[round(x_of(p.ts), 1), p.ts // 1000, _short(p.value)] for p in line.samples],
+                "points": [_hover_point(p, x_of) for p in line.samples],
             }
         )
     if not hover:
@@ -441,22 +441,43 @@ def render(series: Sequence[Series], frame: Frame, *, title: str, chart_id: str 
     )
 
 
-def _draw_run(run: list[Sample], colour: str, x_of: _Scale, y_of: _ValueScale) -> str:
-    """One unbroken stretch: its min–max band (when buckets hold several readings) and its line."""
-    if len(run) == 1:
-        p = run[0]
-        return f'<circle cx="{x_of(p.ts):.1f}" cy="{y_of(p.value):.1f}" r="2.5" fill="{colour}"/>'
+def _draw_run(run: list[Sample], colour: str, x_of: _Scale, y_of: _ValueScale, every: int) -> str:
+    """One unbroken stretch: its min–max band (when buckets hold several readings) and its line.
+
+    The band is stepped, each bucket over its own width, and outlined: at two buckets
+    a pixel a lone spike would otherwise be a sliver too thin and faint to see, hidden
+    by the average line beside it.
+    """
     out = []
     if any(p.count > 1 and p.high > p.low for p in run):
-        upper = " ".join(f"{x_of(p.ts):.1f},{y_of(p.high):.1f}" for p in run)
-        lower = " ".join(f"{x_of(p.ts):.1f},{y_of(p.low):.1f}" for p in reversed(run))
-        out.append(f'<polygon class="band" points="{upper} {lower}" fill="{colour}" fill-opacity="0.15"/>')
+        half = every / 2
+        upper, lower = [], []
+        for p in run:
+            left, right = x_of(int(p.ts - half)), x_of(int(p.ts + half))
+            upper += [f"{left:.1f},{y_of(p.high):.1f}", f"{right:.1f},{y_of(p.high):.1f}"]
+            lower += [f"{right:.1f},{y_of(p.low):.1f}", f"{left:.1f},{y_of(p.low):.1f}"]
+        out.append(
+            f'<polygon class="band" points="{" ".join(upper)} {" ".join(reversed(lower))}" fill="{colour}"'
+            f' fill-opacity="0.15" stroke="{colour}" stroke-opacity="0.45" stroke-width="1"/>'
+        )
+    if len(run) == 1:
+        p = run[0]
+        out.append(f'<circle cx="{x_of(p.ts):.1f}" cy="{y_of(p.value):.1f}" r="2.5" fill="{colour}"/>')
+        return "".join(out)
     line = " ".join(f"{x_of(p.ts):.1f},{y_of(p.value):.1f}" for p in run)
     out.append(
         f'<polyline points="{line}" fill="none" stroke="{colour}" stroke-width="1.6"'
         ' stroke-linejoin="round"/>'
     )
     return "".join(out)
+
+
+def _hover_point(p: Sample, x_of: _Scale) -> list[float | int]:
+    """``[x, ms, value]``, and the bucket's lowest and highest reading when they differ."""
+    point: list[float | int] = [round(x_of(p.ts), 1), p.ts // 1000, _short(p.value)]
+    if p.count > 1 and p.high > p.low:
+        point += [_short(p.low), _short(p.high)]
+    return point
 
 
 class _Scale(Protocol):
@@ -501,12 +522,25 @@ def describe(series: Sequence[Series], frame: Frame) -> str:
         count = sum(p.count for p in line.samples)
         low = min(p.low for p in line.samples)
         high = max(p.high for p in line.samples)
-        last = line.samples[-1].value
+        final = line.samples[-1]
+        # A bucket of several readings has an average, not a last reading: say which it is.
+        latest = (
+            f"last {final.value:.6g}{unit}"
+            if final.count == 1
+            else f"average of the last {_span(frame.every)} {final.value:.6g}{unit}"
+        )
         sentences.append(
-            f"{line.label}: {count} readings, lowest {low:.6g}{unit}, highest {high:.6g}{unit},"
-            f" last {last:.6g}{unit}."
+            f"{line.label}: {count} readings, lowest {low:.6g}{unit}, highest {high:.6g}{unit}, {latest}."
         )
     return " ".join(sentences)
+
+
+def _span(every: int) -> str:
+    """A bucket's width in words: ``3 h``, ``5 min``, ``1 d``."""
+    for size, unit in ((86_400_000_000, "d"), (3_600_000_000, "h"), (60_000_000, "min"), (1_000_000, "s")):
+        if every >= size and every % size == 0:
+            return f"{every // size} {unit}"
+    return f"{every / 1_000_000:g} s"
 
 
 def format_time(ts: int, zone: dt.tzinfo, *, seconds: bool = False) -> str:

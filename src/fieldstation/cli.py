@@ -9,14 +9,13 @@ from __future__ import annotations
 import functools
 import os
 import secrets
-import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
 import click
-from flask import Flask
-from flask.cli import with_appcontext
+from flask import Config, Flask
+from flask.cli import ScriptInfo, with_appcontext
 from sqlalchemy import select
 from sqlalchemy.engine import make_url
 
@@ -103,25 +102,19 @@ def initialise(admin_name: str, admin_password: str | None) -> str | None:
 @click.option("--access-log/--no-access-log", default=False, envvar="FIELDSTATION_ACCESS_LOG")
 @click.option("--verbose", is_flag=True, help="Show the server's start-up output too.")
 @click.option("--init", "init_first", is_flag=True, help="Run `init` first; a one-time password comes last.")
-@with_appcontext
-@friendly
 def serve_command(
     host: str, port: int, workers: int, server: str | None, access_log: bool, verbose: bool, init_first: bool
 ) -> None:
     """Serve with uWSGI or gunicorn (production); ``dev run`` is Flask's development server."""
-    from flask import current_app
-
     from fieldstation import launch
-    from fieldstation.schema import DatabaseNotReady, check_migrated
 
-    one_time = initialise("admin", os.environ.get("FIELDSTATION_ADMIN_PASSWORD")) if init_first else None
-    try:
-        check_migrated(db.engine)
-    except DatabaseNotReady as exc:
-        raise click.ClickException(str(exc)) from None
-    db.engine.dispose()  # the server's workers open their own connections
+    one_time = None
+    if init_first:
+        with click.get_current_context().ensure_object(ScriptInfo).load_app().app_context():
+            one_time = friendly(initialise)("admin", os.environ.get("FIELDSTATION_ADMIN_PASSWORD"))
+    config = _check_database()
     server = server or default_server()
-    max_body = int(current_app.config["MAX_CONTENT_LENGTH"] or 0)
+    max_body = int(config["MAX_CONTENT_LENGTH"] or 0)
     args = server_command(server, host, port, workers, access_log=access_log, max_body=max_body)
 
     def announce() -> None:
@@ -135,10 +128,38 @@ def serve_command(
             click.echo(one_time)  # last, under nothing that could scroll it away
 
     try:
-        status = launch.run(args, host, port, announce, verbose=verbose)
+        launch.run(args, host, port, announce, verbose=verbose)  # becomes the relay; returns only on error
     except launch.LaunchError as exc:
         raise click.ClickException(str(exc)) from None
-    sys.exit(status)
+
+
+def _check_database() -> Config:
+    """The settings, once the database is in reach and migrated; without building the whole app.
+
+    Only the settings are read (``configured_app``): the web server's workers build
+    their own app, and building one here too would double the time to the first answer.
+    """
+    from sqlalchemy import create_engine
+
+    from fieldstation.config import ConfigError
+    from fieldstation.instance import default_instance_path, ensure_config
+    from fieldstation.schema import DatabaseNotReady, check_migrated
+    from fieldstation.settings import configured_app
+
+    if not os.environ.get("FIELDSTATION_SECRET_KEY"):
+        ensure_config(default_instance_path())
+    try:
+        config = configured_app().config
+    except ConfigError as exc:
+        raise click.ClickException(str(exc)) from None
+    engine = create_engine(config["SQLALCHEMY_DATABASE_URI"])
+    try:
+        check_migrated(engine)
+    except DatabaseNotReady as exc:
+        raise click.ClickException(str(exc)) from None
+    finally:
+        engine.dispose()
+    return config
 
 
 # -- users -----------------------------------------------------------------------------------

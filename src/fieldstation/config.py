@@ -71,6 +71,9 @@ class Config:
     SESSION_COOKIE_SAMESITE = "Lax"
     SESSION_COOKIE_HTTPONLY = True
     JSON_SORT_KEYS = False
+    #: The app carries the ``fieldstation`` commands and Flask-Migrate; a web worker's does not
+    #: (``serving.served_app``), which saves importing Alembic and the workers' modules.
+    COMMANDS = True
     TESTING = False
     DEBUG = False
 

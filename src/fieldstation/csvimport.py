@@ -27,7 +27,16 @@ from typing import IO
 from fieldstation import store
 from fieldstation.errors import BadRequest, FieldstationError
 from fieldstation.models import Channel
-from fieldstation.points import Batch, Entry, clean_status, parse_location, parse_time, parse_value, plain_int
+from fieldstation.points import (
+    Batch,
+    Entry,
+    clean_status,
+    parse_location,
+    parse_time,
+    parse_value,
+    plain_int,
+    unguard_text,
+)
 
 #: Entries per store.write call on import: one transaction each, big enough to be fast.
 IMPORT_BATCH = 5000
@@ -206,7 +215,7 @@ def _columns(channel: Channel, header: list[str], report: ImportReport) -> _Colu
 
 def _entry(row: list[str], columns: _Columns, zone: dt.tzinfo) -> Entry:
     def cell(index: int) -> str:
-        return row[index].strip() if index < len(row) else ""
+        return unguard_text(row[index].strip()) if index < len(row) else ""
 
     if not cell(columns.time):
         raise BadRequest("the time is empty")

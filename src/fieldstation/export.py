@@ -15,7 +15,7 @@ from typing import Protocol
 
 from fieldstation import query
 from fieldstation.params import format_time, format_times
-from fieldstation.points import number_text
+from fieldstation.points import guard_text, number_text
 
 
 class NamedField(Protocol):
@@ -38,7 +38,7 @@ def _number(value: float | str | None) -> str:
     if value is None:
         return ""
     if isinstance(value, str):
-        return value
+        return guard_text(value)
     return number_text(value)
 
 
@@ -53,7 +53,7 @@ def field_csv(field: NamedField, start: int, end: int, page: int = 5000) -> Iter
         rows, texts = got.pairs, got.texts
         times = format_times([ts for ts, _ in rows])
         writer.writerows(
-            (time, _number(value) if value is not None else texts.get(ts) or "")
+            (time, _number(value) if value is not None else guard_text(texts.get(ts) or ""))
             for time, (ts, value) in zip(times, rows, strict=True)
         )
         yield buffer.getvalue()
@@ -94,7 +94,7 @@ def channel_csv(channel_id: int, fields: Sequence[NamedField], start: int, end: 
                 time,
                 e.entry_id,
                 *(_number(e.values.get(n)) for n in numbers),
-                e.status or "",
+                guard_text(e.status or ""),
                 _number(e.latitude),
                 _number(e.longitude),
                 _number(e.elevation),

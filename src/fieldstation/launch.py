@@ -13,6 +13,7 @@ from __future__ import annotations
 import errno
 import http.client
 import ipaddress
+import os
 import select
 import signal
 import socket
@@ -20,7 +21,6 @@ import subprocess
 import sys
 import threading
 import time
-from collections import deque
 from collections.abc import Callable
 
 #: How long a server may take to answer its first request.
@@ -93,14 +93,22 @@ def wait_for_answer(
     return False
 
 
-def run(argv: list[str], host: str, port: int, announce: Callable[[], None], *, verbose: bool = False) -> int:
-    """Run the server ``argv``; call ``announce`` once it answers; return its exit status.
+def run(
+    argv: list[str], host: str, port: int, announce: Callable[[], None], *, verbose: bool = False
+) -> None:
+    """Run the server ``argv``; call ``announce`` once it answers; then become a small relay.
+
+    Once the server answers, this process (the whole CLI, some 50 MB) replaces itself
+    with :data:`RELAY`, a bare Python that passes the server's output on, forwards
+    SIGTERM and SIGHUP to it, and exits with its status: the server stays this
+    process's child, and the process id the user or systemd started stays the one to signal.
 
     :raise LaunchError: the port is unusable, or the server died before answering.
     """
     check_port(host, port)
     child = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-    relay = _Relay(child, verbose)
+    assert child.stdout is not None
+    relay = _Relay(child.stdout.fileno(), verbose)
     relay.start()
     # Ctrl-C reaches the whole process group, the server included: let it stop, then report.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
@@ -113,45 +121,68 @@ def run(argv: list[str], host: str, port: int, announce: Callable[[], None], *, 
         relay.join(5)
         why = relay.last_line() or f"exit status {child.returncode}"
         raise LaunchError(f"the server did not start: {why}")
-    relay.pass_through()
+    relay.stop()
+    if not verbose:
+        relay.drain()  # start-up lines written just before the first answer
     announce()
-    return child.wait()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    pipe = child.stdout.fileno()
+    os.set_inheritable(pipe, True)
+    os.execv(sys.executable, [sys.executable, "-I", "-S", "-c", RELAY, str(pipe), str(child.pid)])
+
+
+#: What the launcher becomes once the server answers (argv: the output pipe's fd, the server's pid).
+RELAY = """
+import os, signal, sys
+fd, pid = int(sys.argv[1]), int(sys.argv[2])
+signal.signal(signal.SIGINT, signal.SIG_IGN)
+for number in (signal.SIGTERM, signal.SIGHUP):
+    signal.signal(number, lambda n, _f: os.kill(pid, n))
+while data := os.read(fd, 65536):
+    os.write(2, data)
+sys.exit(os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]))
+"""
 
 
 class _Relay(threading.Thread):
-    """Reads the server's output: held back (the last lines kept) until it answers, then passed on."""
+    """Reads the server's output until it answers: kept (its last 16 KiB), or shown with ``verbose``."""
 
-    def __init__(self, child: subprocess.Popen[bytes], verbose: bool) -> None:
+    def __init__(self, pipe: int, verbose: bool) -> None:
         super().__init__(daemon=True)
-        self.child = child
-        self.held: deque[str] = deque(maxlen=50)
-        self.passing = threading.Event()
-        if verbose:
-            self.passing.set()
+        self.pipe = pipe
+        self.verbose = verbose
+        self.held = bytearray()
+        self.stopping = threading.Event()
 
     def run(self) -> None:
-        assert self.child.stdout is not None
-        for raw in self.child.stdout:
-            line = raw.decode(errors="replace")
-            if self.passing.is_set():
-                sys.stderr.write(line)
-                sys.stderr.flush()
+        while not self.stopping.is_set():
+            if not select.select([self.pipe], [], [], 0.05)[0]:
+                continue
+            data = os.read(self.pipe, 65536)
+            if not data:
+                return
+            if self.verbose:
+                os.write(2, data)
             else:
-                self.held.append(line.rstrip())
+                self.held += data
+                del self.held[:-16384]
 
-    def pass_through(self) -> None:
-        """From now on pass lines on; what the server wrote before its first answer stays held."""
-        assert self.child.stdout is not None
-        pipe = self.child.stdout.fileno()
-        deadline = time.monotonic() + 1.0
-        while time.monotonic() < deadline and select.select([pipe], [], [], 0)[0]:
-            time.sleep(0.01)  # the reader is still taking in start-up lines
-        time.sleep(0.05)
-        self.passing.set()
+    def stop(self) -> None:
+        """Stop reading (within 50 ms); the pipe is left to the relay."""
+        self.stopping.set()
+        self.join()
+
+    def drain(self) -> None:
+        """Read and drop what the server has written so far (its start-up banner)."""
+        deadline = time.monotonic() + 0.5
+        while time.monotonic() < deadline and select.select([self.pipe], [], [], 0.05)[0]:
+            if not os.read(self.pipe, 65536):
+                return
 
     def last_line(self) -> str:
         """The server's last meaningful line (its error, usually)."""
-        lines = [line.strip() for line in self.held if line.strip()]
+        lines = [line.strip() for line in self.held.decode(errors="replace").splitlines() if line.strip()]
         for line in reversed(lines):
             if "error" in line.lower() or "exception" in line.lower():
                 return line[:300]

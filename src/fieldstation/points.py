@@ -191,6 +191,26 @@ def number_text(value: float) -> str:
     return str(int(value)) if value.is_integer() and abs(value) < PLAIN_INTEGER_BELOW else repr(value)
 
 
+#: A CSV cell a spreadsheet would run as a formula starts with one of these (OWASP's "CSV injection").
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def guard_text(text: str) -> str:
+    """A text cell as a spreadsheet shows it and never runs it: a leading ``'`` before a formula start.
+
+    A text that itself starts with quotes before a formula start gets one more, so
+    :func:`unguard_text` gives every text back as it was: downloads round-trip.
+    """
+    return "'" + text if text.lstrip("'").startswith(FORMULA_STARTS) else text
+
+
+def unguard_text(text: str) -> str:
+    """A downloaded text cell as it was: without the ``'`` :func:`guard_text` put before it."""
+    if text.startswith("'") and text.lstrip("'").startswith(FORMULA_STARTS):
+        return text[1:]
+    return text
+
+
 def parse_float(raw: object, name: str) -> float:
     """A finite float parameter (latitude, longitude, elevation)."""
     try:

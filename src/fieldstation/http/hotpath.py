@@ -39,6 +39,7 @@ from fieldstation.http.outage import outage_response
 from fieldstation.http.seed import parse_seed_path
 from fieldstation.http.thingspeak_write import (
     KEY_HEADERS,
+    REPLACED,
     entry_from_params,
     entry_json,
     request_device,
@@ -88,13 +89,16 @@ class DeviceWrites:
                 if environ["PATH_INFO"] == "/update.json":  # the `thingspeak` Python package's default
                     entry = entry_json(grant.channel_id, stored.entry_id, stored.ts, reading[2])
                     response = cast(Response, self.app.json.response(entry))  # what jsonify builds
+                    if not stored.created:
+                        response.headers[REPLACED[0]] = REPLACED[1]
                     return no_sniffing(response)(environ, start_response)
         except (FieldstationError, HTTPException):
             return self.wsgi_app(environ, start_response)  # nothing was stored: Flask answers the refusal
         except Exception as exc:  # noqa: BLE001 - answered as Flask answers what it did not expect
             return self._failure(environ, start_response, exc)
         body = str(stored.entry_id).encode()
-        start_response("200 OK", [("Content-Type", _TEXT), ("Content-Length", str(len(body))), NOSNIFF])
+        headers = [("Content-Type", _TEXT), ("Content-Length", str(len(body))), NOSNIFF]
+        start_response("200 OK", headers if stored.created else [*headers, REPLACED])
         return [body]
 
     def influx_write(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:

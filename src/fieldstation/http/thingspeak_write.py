@@ -311,11 +311,20 @@ def update(fmt: str = "") -> Response:
     grant, result = write_entry(request_key(values), device, entry)
     stored = result.entries[0]
     if fmt == "json":
-        return jsonify(entry_json(grant.channel_id, stored.entry_id, stored.ts, entry))
-    if fmt == "xml":
+        response = jsonify(entry_json(grant.channel_id, stored.entry_id, stored.ts, entry))
+    elif fmt == "xml":
         xml = entry_xml(grant.channel_id, stored.entry_id, stored.ts, entry)
-        return Response(xml, mimetype="application/xml")
-    return Response(str(stored.entry_id), mimetype="text/plain")
+        response = Response(xml, mimetype="application/xml")
+    else:
+        response = Response(str(stored.entry_id), mimetype="text/plain")
+    if not stored.created:
+        response.headers[REPLACED[0]] = REPLACED[1]
+    return response
+
+
+#: Added to ``/update``'s answer when its ``created_at`` was an existing entry's time, whose values
+#: it replaced (the body stays ThingSpeak's: that entry's id).
+REPLACED = ("X-Fieldstation-Replaced", "1")
 
 
 @thingspeak_write_bp.post("/channels/<int:channel_id>/bulk_update.json")

@@ -25,7 +25,8 @@ class Channel(Base):
     """A stream of entries with up to N named fields (ThingSpeak's channel)."""
 
     __tablename__ = "channels"
-    __table_args__ = (UniqueConstraint("owner_id", "name"),)
+    #: AUTOINCREMENT: SQLite never gives a deleted channel's id to a new one (migration 0011).
+    __table_args__ = (UniqueConstraint("owner_id", "name"), {"sqlite_autoincrement": True})
 
     id: Mapped[int] = mapped_column(primary_key=True)
     owner_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)

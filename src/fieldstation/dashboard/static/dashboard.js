@@ -53,8 +53,11 @@
         s.points.forEach(function (p) { if (best === null || Math.abs(p[0] - local.x) < Math.abs(best[0] - local.x)) best = p; });
         if (best) {
           if (when === null) { when = best[1]; lx = best[0]; }
+          var unit = s.unit ? " " + escapeHtml(s.unit) : "";
+          // An averaged bucket also shows its lowest and highest reading, so a spike is not averaged away.
+          var range = best.length > 4 ? ' <span class="range">(' + best[3] + " – " + best[4] + unit + ")</span>" : "";
           rows.push('<div><span class="swatch" style="background:' + s.colour + '"></span>' + escapeHtml(s.label) + ": " +
-            best[2] + (s.unit ? " " + escapeHtml(s.unit) : "") + "</div>");
+            (best.length > 4 ? "avg " : "") + best[2] + unit + range + "</div>");
         }
       });
       if (when === null) { hide(); return; }

@@ -1,0 +1,223 @@
+#!/usr/bin/env python3
+"""Cold start to the first answer, and idle memory, beside InfluxDB 1.x's measured in the same run.
+
+For each way to run Fieldstation — ``fieldstation serve`` as a user starts it
+(uWSGI when installed, and gunicorn), and the bare web server command that
+``serve`` starts (what remains once the launcher's own checks are done) — the
+bench starts it on a migrated SQLite database, 2 workers, and times from the
+process start until ``GET /ping`` first answers; five cold starts, median and
+range. Then, with the server idle for a few seconds after one request per worker,
+it sums the memory of the server's process tree: PSS (each shared page split
+between the processes sharing it; what the processes cost together) and RSS.
+``influxd`` (Debian package ``influxdb``) gets the same: start to first
+``/ping``, and its idle memory with an empty database.
+
+The CPU column is the CPU time the server's processes used until the first answer
+(median): on a busy shared machine the wall time waits for other people's work,
+and on a quiet one with two cores it comes close to this figure.
+
+Usage: ``.venv/bin/python bench/coldstart.py`` (about a minute); ``--runs 9``.
+Import times of a worker: ``python -X importtime -c "from fieldstation.serving
+import served_app; served_app()"``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.client
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from tests.pgserver import free_port  # noqa: E402
+
+FIELDSTATION = str(Path(sys.executable).with_name("fieldstation"))
+
+
+def answered(port: int) -> bool:
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
+    try:
+        connection.request("GET", "/ping")
+        connection.getresponse().read()
+        return True
+    except (OSError, http.client.HTTPException):
+        return False
+    finally:
+        connection.close()
+
+
+def cpu_seconds(pid: int) -> float:
+    """CPU time the process tree has used so far (children that were waited for included)."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    total = 0
+    for member in tree(pid):
+        try:
+            fields = Path(f"/proc/{member}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += sum(int(v) for v in fields[11:15])  # utime, stime, cutime, cstime
+    return total / ticks
+
+
+def first_answer(
+    command: list[str], port: int, env: dict[str, str]
+) -> tuple[float, float, subprocess.Popen[bytes]]:
+    """Seconds from starting ``command`` to its first answer on ``port``, and the CPU seconds its
+    processes used until then (what a quiet machine's wait would be, near enough); it keeps running."""
+    started = time.perf_counter()
+    proc = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    while not answered(port):
+        if proc.poll() is not None:
+            raise RuntimeError(f"{command[0]} exited with {proc.returncode}")
+        if time.perf_counter() - started > 60:
+            proc.kill()
+            raise RuntimeError(f"{command[0]} did not answer in 60 s")
+        time.sleep(0.01)
+    return time.perf_counter() - started, cpu_seconds(proc.pid), proc
+
+
+def tree(pid: int) -> list[int]:
+    """``pid`` and its descendants."""
+    found, todo = [], [pid]
+    while todo:
+        current = todo.pop()
+        found.append(current)
+        for task in Path(f"/proc/{current}/task").glob("*"):
+            children = (task / "children").read_text().split() if (task / "children").exists() else []
+            todo += [int(c) for c in children]
+    return found
+
+
+def memory_mib(pid: int) -> tuple[float, float]:
+    """(PSS, RSS) of the process tree in MiB, from /proc/<pid>/smaps_rollup."""
+    pss = rss = 0
+    for member in tree(pid):
+        try:
+            text = Path(f"/proc/{member}/smaps_rollup").read_text()
+        except OSError:
+            continue
+        for line in text.splitlines():
+            name, _, rest = line.partition(":")
+            if name in ("Pss", "Rss"):
+                kib = int(rest.split()[0])
+                pss += kib if name == "Pss" else 0
+                rss += kib if name == "Rss" else 0
+    return pss / 1024, rss / 1024
+
+
+def stop(proc: subprocess.Popen[bytes]) -> None:
+    proc.terminate()
+    try:
+        proc.wait(20)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
+def measure(name: str, make: object, runs: int) -> dict[str, object]:
+    """Start ``make(port)`` ``runs`` times; the last run stays up a moment to be weighed idle."""
+    times, cpus, memory = [], [], (0.0, 0.0)
+    for run in range(runs):
+        port = free_port()
+        command, env = make(port)  # type: ignore[operator]
+        seconds, cpu, proc = first_answer(command, port, env)
+        times.append(seconds)
+        cpus.append(cpu)
+        if run == runs - 1:
+            for _ in range(4):  # a request per worker, whichever takes it
+                answered(port)
+            time.sleep(3)
+            memory = memory_mib(proc.pid)
+        stop(proc)
+    return {"name": name, "times": times, "cpu": cpus, "pss": memory[0], "rss": memory[1]}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=5)
+    args = parser.parse_args()
+    home = Path(tempfile.mkdtemp(prefix="fs-coldstart-"))
+    env = {k: v for k, v in os.environ.items() if not k.startswith("FIELDSTATION_")}
+    env |= {
+        "FIELDSTATION_INSTANCE_PATH": str(home / "instance"),
+        "FIELDSTATION_ADMIN_PASSWORD": "bench-password",
+    }
+    subprocess.run([FIELDSTATION, "init"], env=env, check=True, capture_output=True)
+    sys.path.insert(0, str(ROOT / "src"))
+    from fieldstation.serving import default_server, server_command
+
+    servers = ["uwsgi", "gunicorn"] if default_server() == "uwsgi" else ["gunicorn"]
+    results = []
+    try:
+        for server in servers:
+            results.append(
+                measure(
+                    f"fieldstation serve ({server})",
+                    lambda port, s=server: (
+                        [FIELDSTATION, "serve", "--port", str(port), "--workers", "2", "--server", s],
+                        env,
+                    ),
+                    args.runs,
+                )
+            )
+            results.append(
+                measure(
+                    f"bare {server} command",
+                    lambda port, s=server: (server_command(s, "127.0.0.1", port, 2), env),
+                    args.runs,
+                )
+            )
+        influxd = shutil.which("influxd") or (
+            "/usr/bin/influxd" if Path("/usr/bin/influxd").exists() else None
+        )
+        if influxd:
+
+            def influx(port: int) -> tuple[list[str], dict[str, str]]:
+                data = Path(tempfile.mkdtemp(dir=home))
+                config = data / "influxdb.conf"
+                config.write_text(
+                    "reporting-disabled = true\nreporting-enabled = false\n"
+                    f'bind-address = "127.0.0.1:{free_port()}"\n'
+                    f'[meta]\n  dir = "{data}/meta"\n  logging-enabled = false\n'
+                    f'[data]\n  dir = "{data}/data"\n  wal-dir = "{data}/wal"\n  query-log-enabled = false\n'
+                    "[monitor]\n  store-enabled = false\n[continuous_queries]\n  enabled = false\n"
+                    f'[http]\n  bind-address = "127.0.0.1:{port}"\n  log-enabled = false\n'
+                )
+                return [influxd, "-config", str(config)], dict(os.environ)
+
+            results.append(measure("influxd 1.x", influx, args.runs))
+        else:
+            print("influxd is not installed (Debian package `influxdb`): no baseline")
+    finally:
+        shutil.rmtree(home, ignore_errors=True)
+
+    baseline = next((r for r in results if str(r["name"]).startswith("influxd")), None)
+    print(f"\ncold start to the first answer ({args.runs} starts), idle memory of the process tree")
+    print(
+        f"{'':30} {'median s':>9} {'range s':>13} {'CPU s':>6} {'PSS MiB':>8} {'RSS MiB':>8}"
+        "  vs influxd (time, PSS)"
+    )
+    for r in results:
+        times = sorted(r["times"])  # type: ignore[type-var]
+        median = statistics.median(times)
+        ratio = ""
+        if baseline is not None and r is not baseline:
+            base_median = statistics.median(baseline["times"])  # type: ignore[arg-type]
+            ratio = f"  {median / base_median:.2f}x, {r['pss'] / baseline['pss']:.2f}x"  # type: ignore[operator]
+        print(
+            f"{r['name']:30} {median:9.2f} {times[0]:6.2f}-{times[-1]:<6.2f} "
+            f"{statistics.median(r['cpu']):6.2f} {r['pss']:8.1f} {r['rss']:8.1f}{ratio}"  # type: ignore[arg-type]
+        )
+    print(f"\nload average: {' '.join(f'{x:.2f}' for x in os.getloadavg())} on {os.cpu_count()} cores")
+
+
+if __name__ == "__main__":
+    main()
