@@ -92,6 +92,7 @@ def register_blueprints(app: Flask) -> None:
     from fieldstation.errors import register_error_handlers
     from fieldstation.http import RowNumber, api_bp, no_sniffing
     from fieldstation.http import data as _data  # noqa: F401  (routes on api_bp)
+    from fieldstation.http import devices_seen as _devices_seen  # noqa: F401  (routes on api_bp)
     from fieldstation.http import entries as _entries  # noqa: F401  (routes on api_bp)
     from fieldstation.http import manage as _manage  # noqa: F401  (routes on api_bp)
     from fieldstation.http import openapi as _openapi  # noqa: F401  (routes on api_bp)

@@ -302,6 +302,10 @@ COMMANDS.append(mqtt_command)
 COMMANDS.append(mail_command)
 COMMANDS.append(rollups_group)
 
+from fieldstation.cli_monitoring import MONITORING_COMMANDS  # noqa: E402  (it takes `friendly` from here)
+
+COMMANDS += MONITORING_COMMANDS
+
 
 def register_commands(app: Flask) -> None:
     """Attach the commands to ``app.cli`` (and so to ``flask --app fieldstation``)."""

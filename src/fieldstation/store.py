@@ -27,7 +27,7 @@ from sqlalchemy.engine import Dialect
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, scoped_session
 
-from fieldstation import manage, rollups
+from fieldstation import devices, manage, rollups
 from fieldstation.errors import BadRequest, Conflict, NotFound, RateLimited
 from fieldstation.extensions import db
 from fieldstation.models import Channel, Entry, Field, Reading
@@ -520,9 +520,12 @@ w AS (
 m AS (
   INSERT INTO rollup_dirty (field_id, ts, gen) SELECT f.id, e.ts / %(hour)s * %(hour)s, 1 FROM f, e
   ON CONFLICT (field_id, ts) DO UPDATE SET gen = rollup_dirty.gen + 1
-)
+),
+{seen}
 SELECT k.id, k.kind, k.channel_id, k.device_id, k.restricted, k.allowed, (SELECT entry_id FROM e) FROM k
 """
+# Hook (issue 19): the device seen, counted by the same statement (devices.PG_SINGLE_CTE).
+_WRITE_ONE_TEMPLATE = _WRITE_ONE_TEMPLATE.replace("{seen}", devices.PG_SINGLE_CTE)
 #: The statement for one value (the usual device) binds scalars, for any other count arrays:
 #: psycopg adapts the three arrays in about 20 µs, scalars in a third of that.
 _WRITE_ONE = {
@@ -629,6 +632,8 @@ def _write_rows(
         raise BadRequest("nothing to write", code="empty")
     channel_id, entries = batch.channel_id, batch.entries
     last_entry_id, field_ids = _lock_channel(cur, sql, channel_id, len(entries), now, batch.rate_limited)
+    if batch.device is not None:  # hook (issue 19): one upsert per batch, in its transaction
+        devices.record(cur, sql.dialect, channel_id, batch.device, len(entries), now)
     if _is_batch(batch):
         return _write_batch(cur, sql, batch, now, last_entry_id, field_ids, prepared)
     for entry in entries:

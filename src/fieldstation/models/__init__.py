@@ -3,6 +3,7 @@
 from fieldstation.models.accounts import ApiKey, KeyKind, User
 from fieldstation.models.base import Base
 from fieldstation.models.channels import Channel, Device, Field
+from fieldstation.models.monitoring import DeviceActivity, DeviceExpectation
 from fieldstation.models.readings import Entry, Reading
 from fieldstation.models.rollups import ReadingBlock, RollupDay, RollupDirty, RollupHour, RollupMinute
 
@@ -11,6 +12,8 @@ __all__ = [
     "Base",
     "Channel",
     "Device",
+    "DeviceActivity",
+    "DeviceExpectation",
     "Entry",
     "Field",
     "KeyKind",
