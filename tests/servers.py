@@ -240,3 +240,49 @@ def start_dovecot(*, tls: bool = False) -> Dovecot:
     )
     _wait_for_port(server.port, server.process, "dovecot", os.path.join(base, "log"))
     return server
+
+
+@dataclass
+class Prometheus(Server):
+    """A Prometheus server scraping one target; ask it with :meth:`query`."""
+
+    def query(self, expression: str) -> list[dict[str, object]]:
+        """The instant vector of a PromQL expression."""
+        import json
+        import urllib.parse
+        import urllib.request
+
+        url = f"http://127.0.0.1:{self.port}/api/v1/query?" + urllib.parse.urlencode({"query": expression})
+        with urllib.request.urlopen(url, timeout=5) as answer:
+            result: list[dict[str, object]] = json.load(answer)["data"]["result"]
+        return result
+
+
+def start_prometheus(target: str, *, metrics_path: str = "/metrics") -> Prometheus:
+    """Prometheus (Debian's ``prometheus``) on a free port, scraping ``target`` (host:port) every second."""
+    binary = _binary("prometheus")
+    if binary is None:
+        raise RuntimeError("prometheus is not installed (Debian package prometheus)")
+    base = tempfile.mkdtemp(prefix="fieldstation-prometheus-")
+    port = free_port()
+    conf = os.path.join(base, "prometheus.yml")
+    with open(conf, "w") as handle:
+        handle.write(
+            "global:\n  scrape_interval: 1s\n  scrape_timeout: 1s\n"
+            "scrape_configs:\n  - job_name: fieldstation\n"
+            f"    metrics_path: {metrics_path}\n    static_configs:\n      - targets: ['{target}']\n"
+        )
+    log = os.path.join(base, "log")
+    with open(log, "wb") as out:
+        process = subprocess.Popen(
+            [
+                binary,
+                f"--config.file={conf}",
+                f"--storage.tsdb.path={base}/data",
+                f"--web.listen-address=127.0.0.1:{port}",
+            ],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    _wait_for_port(port, process, "prometheus", log)
+    return Prometheus(port, process, base)

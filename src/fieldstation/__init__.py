@@ -43,6 +43,9 @@ def create_app(config: Mapping[str, Any] | str | None = None) -> Flask:
     app.before_request(refuse_unreadable_body)
     max_body = app.config["MAX_CONTENT_LENGTH"] or Config.MAX_CONTENT_LENGTH
     app.wsgi_app = adapt_to_server(app.wsgi_app, int(max_body))  # type: ignore[method-assign,assignment]
+    from fieldstation.http import health
+
+    health.install(app)  # outermost: times every request, the hot path's too
     return app
 
 
@@ -112,6 +115,9 @@ def register_blueprints(app: Flask) -> None:
     app.register_blueprint(thingspeak_write_bp)
     app.register_blueprint(seed_bp)
     app.register_blueprint(influx_write_bp)
+    from fieldstation.http.health import health_bp
+
+    app.register_blueprint(health_bp)
     from fieldstation.dashboard import init_app as init_dashboard
 
     init_dashboard(app)

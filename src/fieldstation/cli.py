@@ -86,6 +86,10 @@ def init_command(admin_name: str, admin_password: str | None) -> None:
 def serve_command(host: str, port: int, workers: int, server: str, access_log: bool) -> None:
     """Serve with uWSGI or gunicorn (production); ``run`` is Flask's development server."""
     args = server_command(server, host, port, workers, access_log=access_log)
+    from fieldstation import default_instance_path
+    from fieldstation.metrics import prepare_multiprocess_dir
+
+    prepare_multiprocess_dir(Path(default_instance_path()) / "metrics")  # the workers' /metrics (issue 19)
     click.echo(f"Fieldstation on http://{host}:{port}/ ({server}, {workers} workers)")
     os.execv(args[0], args)
 

@@ -50,6 +50,9 @@ class Config:
     MQTT_TASMOTA: dict[str, object] = {}
     #: E-mail rules for ``fieldstation mail`` (docs/workers.md).
     MAIL_RULES: list[dict[str, object]] = []
+    #: Who may read ``/metrics``: "loopback", "open", or "token" (``Authorization: Bearer METRICS_TOKEN``).
+    METRICS_ACCESS = "loopback"
+    METRICS_TOKEN: str | None = None
     #: The session cookie is never sent with another site's requests (CSRF), in every environment.
     SESSION_COOKIE_SAMESITE = "Lax"
     SESSION_COOKIE_HTTPONLY = True

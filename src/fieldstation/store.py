@@ -27,7 +27,7 @@ from sqlalchemy.engine import Dialect
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, scoped_session
 
-from fieldstation import devices, manage, rollups
+from fieldstation import devices, manage, rollups, writehooks
 from fieldstation.errors import BadRequest, Conflict, NotFound, RateLimited
 from fieldstation.extensions import db
 from fieldstation.models import Channel, Entry, Field, Reading
@@ -610,6 +610,7 @@ def write_single(
     key = (int(key_id), str(kind), channel_id, bound, bool(restricted), bool(allowed))
     if entry_id is None:
         return key, None
+    writehooks.written_single(len(values))  # hook (issue 19); the device: devices.PG_SINGLE_CTE
     return key, WriteResult([StoredEntry(int(entry_id), now, True)], len(values))
 
 
@@ -632,10 +633,9 @@ def _write_rows(
         raise BadRequest("nothing to write", code="empty")
     channel_id, entries = batch.channel_id, batch.entries
     last_entry_id, field_ids = _lock_channel(cur, sql, channel_id, len(entries), now, batch.rate_limited)
-    if batch.device is not None:  # hook (issue 19): one upsert per batch, in its transaction
-        devices.record(cur, sql.dialect, channel_id, batch.device, len(entries), now)
     if _is_batch(batch):
-        return _write_batch(cur, sql, batch, now, last_entry_id, field_ids, prepared)
+        result = _write_batch(cur, sql, batch, now, last_entry_id, field_ids, prepared)
+        return writehooks.written(cur, sql.dialect, batch, now, result.points, result)  # hook (issue 19)
     for entry in entries:
         for number in entry.values:
             if number not in field_ids:
@@ -655,7 +655,7 @@ def _write_rows(
     if readings:
         _upsert_readings(cur, sql, readings)
         _mark_rollups_dirty(cur, sql, readings)
-    return WriteResult(stored, len(readings))
+    return writehooks.written(cur, sql.dialect, batch, now, len(readings), WriteResult(stored, len(readings)))
 
 
 # -- batches -----------------------------------------------------------------------------------
