@@ -94,6 +94,7 @@ def register_blueprints(app: Flask) -> None:
     """Mount every interface and the shared error handlers."""
     from fieldstation.errors import register_error_handlers
     from fieldstation.http import RowNumber, api_bp, no_sniffing
+    from fieldstation.http import alerts as _alerts  # noqa: F401  (routes on api_bp)
     from fieldstation.http import data as _data  # noqa: F401  (routes on api_bp)
     from fieldstation.http import devices_seen as _devices_seen  # noqa: F401  (routes on api_bp)
     from fieldstation.http import entries as _entries  # noqa: F401  (routes on api_bp)

@@ -1,6 +1,7 @@
 """Every model, imported so Alembic autogenerate sees all tables."""
 
 from fieldstation.models.accounts import ApiKey, KeyKind, User
+from fieldstation.models.alerts import AlertDelivery, AlertRule, AlertTransition, WorkerJob
 from fieldstation.models.base import Base
 from fieldstation.models.channels import Channel, Device, Field
 from fieldstation.models.monitoring import DeviceActivity, DeviceExpectation
@@ -8,6 +9,9 @@ from fieldstation.models.readings import Entry, Reading
 from fieldstation.models.rollups import ReadingBlock, RollupDay, RollupDirty, RollupHour, RollupMinute
 
 __all__ = [
+    "AlertDelivery",
+    "AlertRule",
+    "AlertTransition",
     "ApiKey",
     "Base",
     "Channel",
@@ -24,4 +28,5 @@ __all__ = [
     "RollupHour",
     "RollupMinute",
     "User",
+    "WorkerJob",
 ]
