@@ -175,12 +175,13 @@ def transition(rule: AlertRule, state: str, now: int, value: float | None, messa
     """
     session = db.session
     if state != "test":
-        changed = session.execute(
-            update(AlertRule)
-            .where(AlertRule.id == rule.id, AlertRule.state == rule.state)
-            .values(state=state, state_since_us=now)
-            .execution_options(synchronize_session=False)
-        )
+        with session.no_autoflush:  # compare with the state this worker read, not one it holds unsaved
+            changed = session.execute(
+                update(AlertRule)
+                .where(AlertRule.id == rule.id, AlertRule.state == rule.state)
+                .values(state=state, state_since_us=now)
+                .execution_options(synchronize_session=False)
+            )
         if changed.rowcount != 1:  # type: ignore[attr-defined]
             session.rollback()
             return 0
