@@ -27,7 +27,6 @@ from email.message import EmailMessage
 from typing import Any
 from urllib.parse import urljoin, urlsplit
 
-import requests
 from sqlalchemy import text
 
 from fieldstation import metrics
@@ -186,6 +185,8 @@ def send_webhook(
     Redirects are followed by hand, to http(s) only and at most :data:`MAX_REDIRECTS`;
     the whole exchange is bounded by ``timeout_s`` and the answer read to ``max_bytes`` at most.
     """
+    import requests  # here: the web workers import this module (the CLI's) but never send
+
     headers = {
         "Content-Type": "application/json",
         "User-Agent": "Fieldstation-Alerts/1",
