@@ -18,6 +18,10 @@ same code drifts by a quarter within minutes on a shared machine, so each ratio
 is taken within a round and the bench prints the rounds' medians with their
 range. InfluxDB gets a moment to finish compacting after each of its runs.
 
+``--monitoring`` turns on what issue 19 adds to every write: the writes name devices
+(devices seen), the channel has threshold rules on the fields written, and
+``fieldstation worker`` runs beside the server, judging them every second.
+
 Usage: ``.venv/bin/python bench/ingest.py`` (about two minutes);
 ``--duration 6 --batches 40`` for steadier figures; ``--engines sqlite``;
 ``--only batch`` or ``--only single`` skips the other workloads.
@@ -131,7 +135,7 @@ def database(engine: str, tmp: Path) -> Iterator[str]:
         cluster.stop()
 
 
-def prepare(url: str, instance: Path) -> tuple[dict[str, str], str, int]:
+def prepare(url: str, instance: Path, monitoring: bool = False) -> tuple[dict[str, str], str, int]:
     """Migrate, create a user, a channel and a write key; return the server env, key and channel id."""
     env = {
         "FIELDSTATION_ENV": "production",
@@ -154,6 +158,15 @@ def prepare(url: str, instance: Path) -> tuple[dict[str, str], str, int]:
         channel = manage.create_channel(user, "bench", fields=["single", *names])
         _, key = manage.create_key(user, KeyKind.WRITE, channel=channel)
         channel_id = channel.id
+        if monitoring:  # a threshold rule on the single-reading field and on a batch field
+            from fieldstation.alerts import rules
+            from fieldstation.points import now_us
+
+            for field in ("single", names[0]):
+                rules.create_rule(
+                    channel, now_us(), name=f"{field} high", kind="threshold", field=field, op="above",
+                    threshold=1e6, for_s=60,
+                )  # fmt: skip
         db.session.remove()
         db.engine.dispose()
     return env, key, channel_id
@@ -346,6 +359,20 @@ def raw_executemany(url: str, batches: int) -> dict[str, float]:
     return result
 
 
+@contextlib.contextmanager
+def maintenance_worker(env: dict[str, str]) -> Iterator[None]:
+    """``fieldstation worker`` on the bench's database, judging the rules every second."""
+    command = [str(Path(sys.executable).with_name("fieldstation")), "worker"]
+    process = subprocess.Popen(
+        command, env={**os.environ, **env}, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    try:
+        yield
+    finally:
+        process.terminate()
+        process.wait(10)
+
+
 def settle() -> None:
     """Write back what earlier workloads left dirty in the page cache before the next is timed.
 
@@ -359,14 +386,17 @@ def settle() -> None:
 def run_engine(engine: str, args: argparse.Namespace, tmp: Path, influx: Influx | None) -> dict[str, Any]:
     out: dict[str, Any] = {}
     with database(engine, tmp) as url:
-        env, key, channel_id = prepare(url, tmp / f"instance-{engine}")
+        env, key, channel_id = prepare(url, tmp / f"instance-{engine}", args.monitoring)
         settle()
         from fieldstation.serving import APP  # what `fieldstation serve` runs
 
         with contextlib.ExitStack() as servers:
             host = servers.enter_context(serve(args.server, APP, env, args.workers))
+            mac = "&mac=bench-01" if args.monitoring else ""
+            if args.monitoring:
+                servers.enter_context(maintenance_worker(env))
             if args.only != "batch":
-                targets = {"single": f"{host}/update?api_key={key}&field1=21.5"}
+                targets = {"single": f"{host}/update?api_key={key}&field1=21.5{mac}"}
                 for baseline in ("gunicorn", args.server) if args.server != "gunicorn" else ("gunicorn",):
                     bare = servers.enter_context(serve(baseline, "ingest:bare_app()", env, args.workers))
                     targets[f"bare_{baseline}"] = f"{bare}/update?api_key={key}&field1=21.5"
@@ -388,7 +418,8 @@ def batch_rounds(
     """
     auth = {"Authorization": "Basic " + base64.b64encode(f"bench:{key}".encode()).decode()}
     headers = {"Authorization": f"Bearer {key}", "Content-Type": "application/json"}
-    entries = f"/api/v1/channels/{channel_id}/entries"
+    entries = f"/api/v1/channels/{channel_id}/entries" + ("?mac=bench-02" if args.monitoring else "")
+    write = "/write?db=bench" + ("&mac=bench-03" if args.monitoring else "")
 
     def numbers(count: int) -> range:
         first = args.batch_offset
@@ -396,13 +427,13 @@ def batch_rounds(
         return range(first, first + count)
 
     warm = numbers(2)  # the workers' first batches (imports, caches), not timed
-    batched_load(host, "/write?db=bench", [line_body(b) for b in warm], auth, args.clients)
+    batched_load(host, write, [line_body(b) for b in warm], auth, args.clients)
     batched_load(host, entries, [json_body(b) for b in numbers(2)], headers, args.clients)
     rates: dict[str, list[float]] = {}
     for _ in range(args.rounds):
         batches = numbers(args.batches)
         settle()
-        line = batched_load(host, "/write?db=bench", [line_body(b) for b in batches], auth, args.clients)
+        line = batched_load(host, write, [line_body(b) for b in batches], auth, args.clients)
         settle()
         bodies = [json_body(b) for b in numbers(args.batches)]
         figures = {"line": line, "json": batched_load(host, entries, bodies, headers, args.clients)}
@@ -624,6 +655,11 @@ def main(argv: list[str] | None = None) -> None:
         help="run only the single-reading or only the batched workloads",
     )
     parser.add_argument("--json", dest="json_out", help="also write the figures to this file")
+    parser.add_argument(
+        "--monitoring",
+        action="store_true",
+        help="devices named, threshold rules on, the worker running (#19)",
+    )
     args = parser.parse_args(argv)
     args.batch_offset = 0  # batch numbers used so far: every batch sent carries new timestamps
     tmp = Path(tempfile.mkdtemp(prefix="fieldstation-bench-"))
