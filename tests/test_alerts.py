@@ -14,6 +14,8 @@ from typing import Any
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from fieldstation import store
 from fieldstation.alerts import deliver, evaluate, rules
@@ -133,7 +135,7 @@ def test_two_workers_deciding_the_same_change_record_it_once(channel: ChannelKey
     assert claim_job("rollups", 60, T0 + 61 * US)
 
 
-def settings(app: Flask, **extra: Any) -> deliver.Settings:
+def delivery_settings(app: Flask, **extra: Any) -> deliver.Settings:
     app.config.update({"ALERT_RETRY_BASE_S": 10, "ALERT_MAX_ATTEMPTS": 3, "WEBHOOK_TIMEOUT_S": 3, **extra})
     return deliver.Settings.from_config(app.config)
 
@@ -146,7 +148,7 @@ def test_webhook_body_signature_retries_and_failure_record(
     assert evaluate.evaluate_thresholds(T0) == 1
     receiver.answers = [500, 503]
     clock = Clock(T0)
-    config = settings(app)
+    config = delivery_settings(app)
     assert deliver.deliver_due(config, clock) == 0  # 500: retried in 10 s
     assert deliver.deliver_due(config, clock) == 0  # not due yet
     clock.now += 10 * US
@@ -243,7 +245,7 @@ def test_email_over_tls_with_login_never_logs_the_password(
         rule = threshold_rule(channel, email_to="ops@example.org")
         write(channel, T0, 31)
         evaluate.evaluate_thresholds(T0)
-        assert deliver.deliver_due(settings(app, **server.config(security)), Clock(T0)) == 1
+        assert deliver.deliver_due(delivery_settings(app, **server.config(security)), Clock(T0)) == 1
         ((sender, recipients, raw),) = server.messages
         mail = message_from_bytes(raw)
         assert sender == "alerts@example.org" and recipients == ["ops@example.org"]
@@ -255,7 +257,7 @@ def test_email_over_tls_with_login_never_logs_the_password(
         # a wrong password is a recorded failure that names no secret
         server.password = "changed"
         evaluate.test_rule(rule, T0)
-        config = settings(app, **server.config(security) | {"SMTP_PASSWORD": "wrong secret"})
+        config = delivery_settings(app, **server.config(security) | {"SMTP_PASSWORD": "wrong secret"})
         assert deliver.deliver_due(config, Clock(T0)) == 0
         failed = db.session.query(AlertDelivery).filter(AlertDelivery.delivered_us.is_(None)).one()
         assert failed.last_error in ("SMTP server answered 535", "SMTP failed: SMTPServerDisconnected")
@@ -276,7 +278,7 @@ def test_email_to_a_server_that_hangs_is_a_recorded_failure(app: Flask, channel:
         evaluate.evaluate_thresholds(T0)
         config = {"SMTP_HOST": "127.0.0.1", "SMTP_PORT": listener.getsockname()[1], "SMTP_TIMEOUT_S": 0.5}
         started = time.monotonic()
-        assert deliver.deliver_due(settings(app, **config), Clock(T0)) == 0
+        assert deliver.deliver_due(delivery_settings(app, **config), Clock(T0)) == 0
         assert time.monotonic() - started < 3
         failed = db.session.query(AlertDelivery).one()
         assert (
@@ -312,7 +314,7 @@ def test_mqtt_publish_to_the_users_topic(app: Flask, channel: ChannelKeys, broke
         threshold_rule(channel, mqtt_topic="home/alerts/freezer")
         write(channel, T0, 31)
         evaluate.evaluate_thresholds(T0)
-        assert deliver.deliver_due(settings(app, ALERT_MQTT_URL=broker.url), Clock(T0)) == 1
+        assert deliver.deliver_due(delivery_settings(app, ALERT_MQTT_URL=broker.url), Clock(T0)) == 1
         deadline = time.monotonic() + 5
         while not got and time.monotonic() < deadline:
             time.sleep(0.05)
@@ -356,6 +358,8 @@ def test_management_api(
         {"name": "s", "kind": "silence"},
         {"name": "s", "kind": "silence", "silence_s": 1},
         body | {"email_to": "not an address"},
+        body | {"email_to": "ü@example.org"},
+        body | {"email_to": "a@b.c, d@e.f"},
         body | {"mqtt_topic": "a/#"},
         body | {"hysteresis": -1},
         {"name": "x", "kind": "threshold", "field": "temperature", "op": "above"},
@@ -387,3 +391,30 @@ def test_cli(app: Flask, channel: ChannelKeys) -> None:
     limits = runner.invoke(args=["channel-set", "weather", "--retention-days", "30", "--min-interval", "15"])
     assert limits.exit_code == 0 and "30 days" in limits.output and "15 s" in limits.output
     assert runner.invoke(args=["channel-set", "weather", "--retention-days", "0"]).exit_code != 0
+
+
+_values = st.one_of(
+    st.none(), st.booleans(), st.integers(), st.floats(), st.text(max_size=80),
+    st.lists(st.integers(), max_size=2), st.dictionaries(st.text(max_size=5), st.integers(), max_size=2),
+)  # fmt: skip
+_bodies = st.dictionaries(st.sampled_from([*rules.SETTINGS, "colour"]), _values, max_size=8).map(
+    lambda body: {"name": "r", "kind": "threshold", **body}
+)
+
+
+@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(body=_bodies)
+def test_any_rule_body_is_made_or_refused_with_a_4xx(
+    client: FlaskClient, account: Account, channel: ChannelKeys, body: dict[str, Any]
+) -> None:
+    answer = client.post(f"/api/v1/channels/{channel.id}/alerts", json=body, headers=account.headers)
+    assert answer.status_code in (201, 400), (body, answer.text)
+    if answer.status_code == 201:  # what was made reads back as it was given, and goes again
+        rule = answer.json
+        assert (
+            rule["kind"] == body["kind"]
+            and client.delete(
+                f"/api/v1/channels/{channel.id}/alerts/{rule['id']}", headers=account.headers
+            ).status_code
+            == 204
+        )

@@ -4,7 +4,7 @@ Under uWSGI and gunicorn each worker is its own process, so the counters live in
 prometheus-client's multiprocess mode: ``PROMETHEUS_MULTIPROC_DIR`` names a
 directory where each process keeps its values in a memory-mapped file, and a
 scrape adds them up (:func:`exposition`). ``fieldstation serve`` sets it (the
-instance folder's ``metrics/``) and empties it at start; the MQTT, mail and
+instance folder's ``metrics/``) and clears out dead processes' files at start; the MQTT, mail and
 maintenance workers write to the same directory when they are given the same
 ``PROMETHEUS_MULTIPROC_DIR``, so one scrape of the web server shows them too.
 Without the variable (tests, ``flask run``) the values stay in the process.
@@ -16,7 +16,6 @@ chooses where values live when it is first imported.
 from __future__ import annotations
 
 import os
-import shutil
 from collections.abc import Callable, Iterable
 from contextvars import ContextVar
 from pathlib import Path
@@ -63,16 +62,30 @@ def stored(points: int) -> None:
 
 
 def prepare_multiprocess_dir(default: Path) -> Path:
-    """Use ``PROMETHEUS_MULTIPROC_DIR`` (else ``default``), emptied: the server's workers start afresh.
+    """Use ``PROMETHEUS_MULTIPROC_DIR`` (else ``default``), without the files of processes gone.
 
-    Sets the variable for the processes started from here.
+    The files of live processes (a worker sharing the folder) stay; those of the
+    server's earlier workers go, so their counts start again (Prometheus reads a
+    counter that drops as a restart). Sets the variable for the processes started from here.
     """
     folder = Path(os.environ.get(MULTIPROC_ENV) or default)
-    if folder.exists():
-        shutil.rmtree(folder)
-    folder.mkdir(parents=True, mode=0o700)
+    folder.mkdir(parents=True, mode=0o700, exist_ok=True)
+    for path in folder.glob("*.db"):
+        pid = path.stem.rpartition("_")[2]
+        if not pid.isdigit() or not _alive(int(pid)):
+            path.unlink(missing_ok=True)
     os.environ[MULTIPROC_ENV] = str(folder)
     return folder
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 class _Computed(Collector):

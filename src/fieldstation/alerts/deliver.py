@@ -116,7 +116,13 @@ def attempt(delivery: AlertDelivery, settings: Settings, clock: Any) -> int:
     """Send one claimed delivery and record the outcome; 1 when it was delivered."""
     session = db.session
     try:
-        send(delivery, settings)
+        try:
+            send(delivery, settings)
+        except DeliveryError:
+            raise
+        except Exception as exc:  # a failure nobody foresaw is still a recorded failure, not a loop
+            log.exception("alert delivery %s by %s failed unexpectedly", delivery.id, delivery.via)
+            raise DeliveryError(f"{delivery.via} failed: {type(exc).__name__}") from None
     except DeliveryError as exc:
         error = str(exc)[:1000]
         delivery.attempts += 1

@@ -24,7 +24,8 @@ MAX_SILENCE_S = 366 * 86_400
 MIN_SILENCE_S = 10
 #: Thresholds beyond this are refused (no sensor reads that; it guards the arithmetic).
 MAX_ABS_VALUE = 1e15
-_EMAIL = re.compile(r"^[^@\s<>,;\"]{1,64}@[A-Za-z0-9.-]{1,253}$")
+#: One plain ASCII address (what SMTP takes without extensions); no display names or lists.
+_EMAIL = re.compile(r"^[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]{1,64}@[A-Za-z0-9.-]{1,253}$")
 #: Rules a channel may have.
 MAX_RULES = 100
 
@@ -35,7 +36,10 @@ def check_webhook_url(url: str) -> str:
         raise BadRequest(
             "webhook_url: at most 2000 characters, no spaces or control characters", code="bad_url"
         )
-    parts = urlsplit(url)
+    try:
+        parts = urlsplit(url)
+    except ValueError:  # "http://[::1" and the like
+        raise BadRequest("webhook_url is not a URL", code="bad_url") from None
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise BadRequest("webhook_url must be an http:// or https:// URL with a host", code="bad_url")
     try:
