@@ -491,6 +491,8 @@ def single_rounds(targets: dict[str, str], influx: Influx | None, args: argparse
         for name, target in targets.items():
             host, _, path = target.partition("/")
             if number == 0:  # warm-up: workers' first requests, InfluxDB's first shard
+                if name != "influx":
+                    answered(host, "/" + path)
                 load(name, host, "/" + path, args, 1, script)
             settle()
             rounds[name].append(load(name, host, "/" + path, args, args.duration, script))
@@ -499,6 +501,25 @@ def single_rounds(targets: dict[str, str], influx: Influx | None, args: argparse
     if script:
         shutil.rmtree(script.parent)
     return {name: _median_round(runs, rounds["single"]) for name, runs in rounds.items()}
+
+
+def answered(host: str, path: str, timeout: float = 60) -> None:
+    """Wait until the server answers ``path``: uWSGI's --lazy-apps workers load the app after the
+    port opens (2-3 s on a busy machine), and a 1 s warm-up run then saw no answer at all."""
+    import http.client
+
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            conn = http.client.HTTPConnection(*host.split(":"), timeout=timeout)
+            conn.request("GET", path)
+            conn.getresponse().read()
+            conn.close()
+            return
+        except OSError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.2)
 
 
 def load(

@@ -19,6 +19,7 @@ import os
 from collections.abc import Callable, Iterable
 from contextvars import ContextVar
 from pathlib import Path
+from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest, multiprocess
 from prometheus_client.core import GaugeMetricFamily
@@ -54,11 +55,27 @@ DELIVERY_FAILURES = Counter(
 JOBS = Counter("fieldstation_worker_jobs", "Maintenance worker jobs run, by job", ["job"])
 
 
+#: Labelled children by label: ``labels()`` takes a lock and builds a key on every call.
+_children: dict[tuple[str, str], Any] = {}
+
+
+def _child(metric: Any, name: str, label: str) -> Any:
+    child = _children.get((name, label))
+    if child is None:
+        child = _children[(name, label)] = metric.labels(label)
+    return child
+
+
 def stored(points: int) -> None:
     """Count one write of ``points`` readings for the current protocol."""
     protocol = PROTOCOL.get(_process_protocol)
-    WRITES.labels(protocol).inc()
-    READINGS.labels(protocol).inc(points)
+    _child(WRITES, "writes", protocol).inc()
+    _child(READINGS, "readings", protocol).inc(points)
+
+
+def latency(family: str) -> Any:
+    """The latency histogram of an endpoint family."""
+    return _child(LATENCY, "latency", family)
 
 
 def prepare_multiprocess_dir(default: Path) -> Path:
