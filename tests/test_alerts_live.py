@@ -18,7 +18,7 @@ from flask import Flask
 from fieldstation import devices
 from fieldstation.alerts import rules
 from fieldstation.extensions import db
-from fieldstation.models import AlertDelivery
+from fieldstation.models import AlertDelivery, WorkerJob
 from fieldstation.points import now_us
 from tests.conftest import unavailable
 from tests.factories import ChannelKeys, make_channel, make_user
@@ -69,6 +69,12 @@ def channel(app: Flask) -> ChannelKeys:
     return make_channel(make_user().user)
 
 
+def worker_started() -> bool:
+    """The worker has run a round (each round makes sure its scheduled jobs have rows)."""
+    db.session.rollback()
+    return bool(db.session.query(WorkerJob).count())
+
+
 def deliveries() -> list[AlertDelivery]:
     db.session.rollback()
     return list(db.session.query(AlertDelivery))
@@ -87,14 +93,14 @@ def test_a_worker_killed_mid_delivery_leaves_it_to_the_next_with_the_same_id(
         assert requests_ok.text != "0"
         receiver.hold.clear()  # the receiver gets the notification and does not answer yet
         with worker(app) as first:
-            wait_for(receiver.arrived.is_set)
+            wait_for(receiver.arrived.is_set, timeout=60)  # includes the worker loading the app
             first.send_signal(signal.SIGKILL)  # after deciding and sending, before recording
             first.wait(5)
         (pending,) = deliveries()
         assert pending.delivered_us is None and pending.attempts == 0
         receiver.hold.set()
         with worker(app):
-            wait_for(lambda: deliveries()[0].delivered_us is not None)
+            wait_for(lambda: deliveries()[0].delivered_us is not None, timeout=60)
             time.sleep(1.5)  # a lease and more: a recorded delivery is not sent again
         ids = [headers["x-fieldstation-delivery"] for headers, _ in receiver.requests]
         assert ids == [pending.id, pending.id]
@@ -123,7 +129,10 @@ def test_end_to_end_threshold_and_silence(app: Flask, channel: ChannelKeys) -> N
         devices.set_expected(channel.id, "aa:01", 5)
         key = channel.write_key
         with served(app, "uwsgi", workers=2) as (url, _proc), worker(app, **smtp.config()):
-            wait_for(lambda: requests.get(f"{url}/readyz", timeout=20).status_code == 200, timeout=30)
+            wait_for(lambda: requests.get(f"{url}/readyz", timeout=60).status_code == 200, timeout=60)
+            wait_for(
+                worker_started, timeout=60
+            )  # its first round is done: the 5 s count from a running worker
             start = time.time() - 121
             body = [{"values": {"temperature": 31.0}, "time": start}]
             answer = requests.post(

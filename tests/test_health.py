@@ -143,11 +143,13 @@ def test_metrics_add_up_every_worker_and_prometheus_scrapes_them(
     env = {"PROMETHEUS_MULTIPROC_DIR": str(folder)}
     with served(app, server, workers=2, extra_env=env) as (url, _proc):
         session = requests.Session()
+        # each worker loads the app after the port opens (uWSGI's --lazy-apps): seconds on a busy machine
+        assert session.get(f"{url}/readyz", timeout=60).status_code == 200
         sent = 0
 
         def write(i: int) -> None:
             answer = requests.get(
-                f"{url}/update", params={"api_key": channel.write_key, "field1": i}, timeout=5
+                f"{url}/update", params={"api_key": channel.write_key, "field1": i}, timeout=60
             )
             assert answer.text not in ("0", "-1"), answer.text
 
@@ -157,7 +159,7 @@ def test_metrics_add_up_every_worker_and_prometheus_scrapes_them(
                 sent += 40
         assert len(list(folder.glob("counter_*.db"))) == 2
         for _ in range(4):  # whichever worker answers, the sum is the same
-            text = session.get(f"{url}/metrics", timeout=5).text
+            text = session.get(f"{url}/metrics", timeout=60).text
             assert value(text, "fieldstation_writes_total", protocol="thingspeak") == sent
         if server == "gunicorn":
             return  # one Prometheus run is enough for the suite
