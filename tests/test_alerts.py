@@ -388,9 +388,11 @@ def test_cli(app: Flask, channel: ChannelKeys) -> None:
         args=["alert", "create", "weather", "--name", "x", "--silence", "1m", "--webhook", "file:///x"]
     )
     assert refused.exit_code == 1 and "http://" in refused.output
-    limits = runner.invoke(args=["channel-set", "weather", "--retention-days", "30", "--min-interval", "15"])
+    limits = runner.invoke(
+        args=["channel", "set", "weather", "--retention-days", "30", "--min-interval", "15"]
+    )
     assert limits.exit_code == 0 and "30 days" in limits.output and "15 s" in limits.output
-    assert runner.invoke(args=["channel-set", "weather", "--retention-days", "0"]).exit_code != 0
+    assert runner.invoke(args=["channel", "set", "weather", "--retention-days", "0"]).exit_code != 0
 
 
 _values = st.one_of(

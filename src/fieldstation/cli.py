@@ -306,9 +306,10 @@ COMMANDS.append(mqtt_command)
 COMMANDS.append(mail_command)
 COMMANDS.append(rollups_group)
 
-from fieldstation.cli_monitoring import MONITORING_COMMANDS  # noqa: E402  (it takes `friendly` from here)
+from fieldstation.cli_monitoring import MONITORING_COMMANDS, channel_set  # noqa: E402  (it takes `friendly`)
 
 COMMANDS += MONITORING_COMMANDS
+channel_group.add_command(channel_set)
 
 
 def register_commands(app: Flask) -> None:

@@ -176,7 +176,7 @@ def alert_delete(channel: str, rule_id: int) -> None:
     click.echo(f"deleted alert rule {rule_id}")
 
 
-@click.command("channel-set")
+@click.command("set")
 @click.argument("channel")
 @click.option("--retention-days", help="Days of data to keep (none: forever).")
 @click.option("--min-interval", help="Seconds between a device's writes (0: no rate limit).", type=int)
@@ -202,4 +202,4 @@ def channel_set(channel: str, retention_days: str | None, min_interval: int | No
     click.echo(f"channel {ch.id}: keeps data {keep}, at most one write every {ch.min_interval_s} s")
 
 
-MONITORING_COMMANDS: list[click.Command] = [devices_group, alert_group, channel_set, worker_command]
+MONITORING_COMMANDS: list[click.Command] = [devices_group, alert_group, worker_command]
