@@ -116,6 +116,7 @@ def test_metrics_count_writes_refusals_and_latency(client: FlaskClient, channel:
     assert delta("fieldstation_readings_stored_total", protocol="influxdb") == 3
     assert delta("fieldstation_refusals_total", reason="unauthorized") == 1
     assert delta("fieldstation_request_seconds_count", family="write") == 4
+    assert delta("fieldstation_db_commit_seconds_count") >= 1  # the batch's, at least (see writehooks)
     assert "fieldstation_rollup_backlog" in text
 
 

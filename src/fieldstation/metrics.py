@@ -48,6 +48,11 @@ LATENCY = Histogram(
     ["family"],
     buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
 )
+COMMIT = Histogram(
+    "fieldstation_db_commit_seconds",
+    "Time of a write's commit",
+    buckets=(0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1),
+)
 DELIVERIES = Counter("fieldstation_alert_deliveries", "Alert notifications delivered, by channel", ["via"])
 DELIVERY_FAILURES = Counter(
     "fieldstation_alert_delivery_failures", "Alert delivery attempts that failed, by channel", ["via"]

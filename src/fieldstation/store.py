@@ -95,7 +95,8 @@ def write(batch: Batch, *, now: int | None = None) -> WriteResult:
             return _write_rows(cursor, sql, batch, now)
     try:
         result = _write(session, batch, now)
-        session.commit()
+        with writehooks.commit_timer():  # hook (issue 19): fieldstation_db_commit_seconds
+            session.commit()
     except BaseException:
         session.rollback()
         raise
@@ -112,7 +113,8 @@ def write_many(batches: Sequence[Batch], *, now: int | None = None) -> list[Writ
     stamp = now_us() if now is None else now
     try:
         results = [_write(session, batch, stamp) for batch in batches]
-        session.commit()
+        with writehooks.commit_timer():  # hook (issue 19): fieldstation_db_commit_seconds
+            session.commit()
     except BaseException:
         session.rollback()
         raise
@@ -208,7 +210,8 @@ def _own_transaction() -> Iterator[tuple[Any, _Sql]]:
         cursor = connection.cursor()
         try:
             yield cursor, _SQL[engine.dialect.name]
-            connection.commit()
+            with writehooks.commit_timer():  # hook (issue 19): fieldstation_db_commit_seconds
+                connection.commit()
         except BaseException:
             if connection.is_valid:
                 connection.rollback()
@@ -460,7 +463,8 @@ def write_keyed(
             with _writer_turn():
                 try:
                     result = _write_rows(cursor, sql, batch, now)
-                    connection.commit()
+                    with writehooks.commit_timer():  # hook (issue 19): fieldstation_db_commit_seconds
+                        connection.commit()
                 except BaseException:
                     if connection.is_valid:
                         connection.rollback()

@@ -8,11 +8,16 @@ watches ``channels.last_write_us``, which every write sets already.
 
 Metrics are counted when the statements succeeded, just before the commit; a
 commit that fails after them (the database going away at that instant) is
-counted though nothing was stored.
+counted though nothing was stored. Each commit of ``store`` is timed by
+:func:`commit_timer`; PostgreSQL's single-reading statement runs in autocommit, its commit
+inside the statement, and is not timed apart.
 """
 
 from __future__ import annotations
 
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any, TypeVar
 
 from fieldstation import devices, metrics
@@ -32,3 +37,11 @@ def written(cur: Any, dialect: str, batch: Batch, now: int, points: int, result:
 def written_single(points: int) -> None:
     """Count a write stored by PostgreSQL's single-reading statement."""
     metrics.stored(points)
+
+
+@contextmanager
+def commit_timer() -> Iterator[None]:
+    """Time a write's commit (``store`` wraps each of its commits in this)."""
+    start = time.perf_counter()
+    yield
+    metrics.COMMIT.observe(time.perf_counter() - start)
