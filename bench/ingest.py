@@ -18,6 +18,10 @@ same code drifts by a quarter within minutes on a shared machine, so each ratio
 is taken within a round and the bench prints the rounds' medians with their
 range. InfluxDB gets a moment to finish compacting after each of its runs.
 
+``--monitoring`` turns on what issue 19 adds to every write: the writes name devices
+(devices seen), the channel has threshold rules on the fields written, and
+``fieldstation worker`` runs beside the server, judging them every second.
+
 Usage: ``.venv/bin/python bench/ingest.py`` (about two minutes);
 ``--duration 6 --batches 40`` for steadier figures; ``--engines sqlite``;
 ``--only batch`` or ``--only single`` skips the other workloads.
@@ -106,32 +110,13 @@ def serve(server: str, target: str, env: dict[str, str], workers: int) -> Iterat
     )
     try:
         wait_for(port, proc)
-        answered(port)
+        answered(f"127.0.0.1:{port}", "/ping")
         yield f"127.0.0.1:{port}"
     finally:
         proc.terminate()
         proc.wait(15)
         if proc.stderr:
             proc.stderr.close()
-
-
-def answered(port: int, timeout: float = 60) -> None:
-    """Wait until the workers answer, not only the master listens: on a loaded machine the
-    workers took seconds to load the app, and the first timed round served nothing."""
-    import http.client
-
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
-        try:
-            conn.request("GET", "/ping")
-            conn.getresponse().read()
-            return
-        except OSError:
-            time.sleep(0.2)
-        finally:
-            conn.close()
-    raise RuntimeError("the server's workers did not answer")
 
 
 def wait_for(port: int, proc: subprocess.Popen[bytes], timeout: float = 30) -> None:
@@ -159,7 +144,7 @@ def database(engine: str, tmp: Path) -> Iterator[str]:
         cluster.stop()
 
 
-def prepare(url: str, instance: Path) -> tuple[dict[str, str], str, int]:
+def prepare(url: str, instance: Path, monitoring: bool = False) -> tuple[dict[str, str], str, int]:
     """Migrate, create a user, a channel and a write key; return the server env, key and channel id."""
     env = {
         "FIELDSTATION_ENV": "production",
@@ -183,6 +168,15 @@ def prepare(url: str, instance: Path) -> tuple[dict[str, str], str, int]:
         channel = manage.create_channel(user, "bench", fields=["single", *names])
         _, key = manage.create_key(user, KeyKind.WRITE, channel=channel)
         channel_id = channel.id
+        if monitoring:  # a threshold rule on the single-reading field and on a batch field
+            from fieldstation.alerts import rules
+            from fieldstation.timeunits import now_us
+
+            for field in ("single", names[0]):
+                rules.create_rule(
+                    channel, now_us(), name=f"{field} high", kind="threshold", field=field, op="above",
+                    threshold=1e6, for_s=60,
+                )  # fmt: skip
         db.session.remove()
         db.engine.dispose()
     return env, key, channel_id
@@ -378,6 +372,20 @@ def raw_executemany(url: str, batches: int) -> dict[str, float]:
     return result
 
 
+@contextlib.contextmanager
+def maintenance_worker(env: dict[str, str]) -> Iterator[None]:
+    """``fieldstation worker`` on the bench's database, judging the rules every second."""
+    command = [str(Path(sys.executable).with_name("fieldstation")), "worker"]
+    process = subprocess.Popen(
+        command, env={**os.environ, **env}, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    try:
+        yield
+    finally:
+        process.terminate()
+        process.wait(10)
+
+
 def settle() -> None:
     """Write back what earlier workloads left dirty in the page cache before the next is timed.
 
@@ -391,14 +399,17 @@ def settle() -> None:
 def run_engine(engine: str, args: argparse.Namespace, tmp: Path, influx: Influx | None) -> dict[str, Any]:
     out: dict[str, Any] = {}
     with database(engine, tmp) as url:
-        env, key, channel_id = prepare(url, tmp / f"instance-{engine}")
+        env, key, channel_id = prepare(url, tmp / f"instance-{engine}", args.monitoring)
         settle()
         from fieldstation.serving import APP  # what `fieldstation serve` runs
 
         with contextlib.ExitStack() as servers:
             host = servers.enter_context(serve(args.server, APP, env, args.workers))
+            mac = "&mac=bench-01" if args.monitoring else ""
+            if args.monitoring:
+                servers.enter_context(maintenance_worker(env))
             if args.only != "batch":
-                targets = {"single": f"{host}/update?api_key={key}&field1=21.5"}
+                targets = {"single": f"{host}/update?api_key={key}&field1=21.5{mac}"}
                 for baseline in ("gunicorn", args.server) if args.server != "gunicorn" else ("gunicorn",):
                     bare = servers.enter_context(serve(baseline, "ingest:bare_app()", env, args.workers))
                     targets[f"bare_{baseline}"] = f"{bare}/update?api_key={key}&field1=21.5"
@@ -420,7 +431,8 @@ def batch_rounds(
     """
     auth = {"Authorization": "Basic " + base64.b64encode(f"bench:{key}".encode()).decode()}
     headers = {"Authorization": f"Bearer {key}", "Content-Type": "application/json"}
-    entries = f"/api/v1/channels/{channel_id}/entries"
+    entries = f"/api/v1/channels/{channel_id}/entries" + ("?mac=bench-02" if args.monitoring else "")
+    write = "/write?db=bench" + ("&mac=bench-03" if args.monitoring else "")
 
     def numbers(count: int) -> range:
         first = args.batch_offset
@@ -428,13 +440,13 @@ def batch_rounds(
         return range(first, first + count)
 
     warm = numbers(2)  # the workers' first batches (imports, caches), not timed
-    batched_load(host, "/write?db=bench", [line_body(b) for b in warm], auth, args.clients)
+    batched_load(host, write, [line_body(b) for b in warm], auth, args.clients)
     batched_load(host, entries, [json_body(b) for b in numbers(2)], headers, args.clients)
     rates: dict[str, list[float]] = {}
     for _ in range(args.rounds):
         batches = numbers(args.batches)
         settle()
-        line = batched_load(host, "/write?db=bench", [line_body(b) for b in batches], auth, args.clients)
+        line = batched_load(host, write, [line_body(b) for b in batches], auth, args.clients)
         settle()
         bodies = [json_body(b) for b in numbers(args.batches)]
         figures = {"line": line, "json": batched_load(host, entries, bodies, headers, args.clients)}
@@ -492,6 +504,8 @@ def single_rounds(targets: dict[str, str], influx: Influx | None, args: argparse
         for name, target in targets.items():
             host, _, path = target.partition("/")
             if number == 0:  # warm-up: workers' first requests, InfluxDB's first shard
+                if name != "influx":
+                    answered(host, "/" + path)
                 load(name, host, "/" + path, args, 1, script)
             settle()
             rounds[name].append(load(name, host, "/" + path, args, args.duration, script))
@@ -500,6 +514,25 @@ def single_rounds(targets: dict[str, str], influx: Influx | None, args: argparse
     if script:
         shutil.rmtree(script.parent)
     return {name: _median_round(runs, rounds["single"]) for name, runs in rounds.items()}
+
+
+def answered(host: str, path: str, timeout: float = 60) -> None:
+    """Wait until the server answers ``path``: uWSGI's --lazy-apps workers load the app after the
+    port opens (2-3 s on a busy machine), and a 1 s warm-up run then saw no answer at all."""
+    import http.client
+
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            conn = http.client.HTTPConnection(*host.split(":"), timeout=timeout)
+            conn.request("GET", path)
+            conn.getresponse().read()
+            conn.close()
+            return
+        except OSError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.2)
 
 
 def load(
@@ -666,6 +699,11 @@ def main(argv: list[str] | None = None) -> None:
         help="Fieldstation's DURABILITY; the raw baselines sync the same way",
     )
     parser.add_argument("--json", dest="json_out", help="also write the figures to this file")
+    parser.add_argument(
+        "--monitoring",
+        action="store_true",
+        help="devices named, threshold rules on, the worker running (#19)",
+    )
     args = parser.parse_args(argv)
     global DURABILITY
     DURABILITY = args.durability

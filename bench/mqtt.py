@@ -42,9 +42,10 @@ from paho.mqtt.packettypes import PacketTypes  # noqa: E402
 from paho.mqtt.properties import Properties  # noqa: E402
 
 from fieldstation import create_app, manage  # noqa: E402
+from fieldstation.broker import Broker  # noqa: E402
 from fieldstation.extensions import db  # noqa: E402
 from fieldstation.models import Field, KeyKind  # noqa: E402
-from fieldstation.mqtt.listener import Broker, Listener, Settings  # noqa: E402
+from fieldstation.mqtt.listener import Listener, Settings  # noqa: E402
 from tests.pgserver import BENCH, start_cluster  # noqa: E402
 from tests.servers import Mosquitto, start_mosquitto  # noqa: E402
 

@@ -11,7 +11,8 @@ trip). Quick to repeat while tuning; ``bench/ingest.py`` stays the measurement
 over HTTP.
 
 Usage: ``.venv/bin/python bench/write_inproc.py [--engine postgres] [--singles 2000]
-[--batches 20] [--profile single|line]``.
+[--batches 20] [--profile single|line] [--monitoring]``; ``--monitoring`` names a device in
+every write and puts threshold rules on the channel (issue 19).
 """
 
 from __future__ import annotations
@@ -66,6 +67,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--singles", type=int, default=2000, help="single-reading requests")
     parser.add_argument("--batches", type=int, default=20, help="5,000-point line-protocol requests")
     parser.add_argument("--profile", choices=("single", "line"), help="cProfile this workload instead")
+    parser.add_argument("--monitoring", action="store_true", help="devices named, threshold rules on (#19)")
     args = parser.parse_args(argv)
     tmp = Path(tempfile.mkdtemp(prefix="fieldstation-write-inproc-"))
     cluster = None
@@ -77,14 +79,15 @@ def main(argv: list[str] | None = None) -> None:
     else:
         url = f"sqlite:///{tmp / 'bench.db'}"
     try:
-        env, key, _channel = prepare(url, tmp / "instance")
+        env, key, _channel = prepare(url, tmp / "instance", args.monitoring)
         os.environ.update(env)
         from fieldstation import create_app
 
         app = create_app()
         flask_only = create_app({"DEVICE_HOT_PATH": False})  # the same request through the Flask view
         auth = {"Authorization": "Basic " + base64.b64encode(f"bench:{key}".encode()).decode()}
-        single_path = f"/update?api_key={key}&field1=21.5"
+        mac = "&mac=bench-01" if args.monitoring else ""
+        single_path = f"/update?api_key={key}&field1=21.5{mac}"
         counter = iter(range(10**9))
 
         def single() -> tuple[float, float]:
@@ -94,13 +97,13 @@ def main(argv: list[str] | None = None) -> None:
             return request(flask_only, "GET", single_path, b"", {})
 
         def point() -> tuple[float, float]:  # Influx firmware's one point per request
-            return request(app, "POST", "/write?db=bench", b"climate,room=lab t=21.5", auth)
+            return request(app, "POST", f"/write?db=bench{mac}", b"climate,room=lab t=21.5", auth)
 
         def point_flask() -> tuple[float, float]:
-            return request(flask_only, "POST", "/write?db=bench", b"climate,room=lab t=21.5", auth)
+            return request(flask_only, "POST", f"/write?db=bench{mac}", b"climate,room=lab t=21.5", auth)
 
         def line() -> tuple[float, float]:
-            return request(app, "POST", "/write?db=bench", line_body(next(counter)), auth)
+            return request(app, "POST", f"/write?db=bench{mac}", line_body(next(counter)), auth)
 
         single(), single_flask(), point(), point_flask(), line()  # warm-up
         if args.profile:

@@ -49,7 +49,9 @@ def production_server(app: Flask, server: str, workers: int = 1) -> Iterator[str
 
 
 @contextmanager
-def served(app: Flask, server: str, workers: int = 1) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
+def served(
+    app: Flask, server: str, workers: int = 1, extra_env: dict[str, str] | None = None
+) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
     """:func:`production_server`, and its process too (for tests that kill its workers)."""
     port = free_port()
     env = {
@@ -62,6 +64,7 @@ def served(app: Flask, server: str, workers: int = 1) -> Iterator[tuple[str, sub
     limits = ("MAX_CONTENT_LENGTH", "MAX_DECOMPRESSED_LENGTH", "MAX_PARSED_BODY", "MAX_FIELDS_PER_CHANNEL")
     for name in limits:
         env[f"FIELDSTATION_{name}"] = str(app.config[name])
+    env.update(extra_env or {})
     proc = subprocess.Popen(
         server_command(server, "127.0.0.1", port, workers, max_body=int(app.config["MAX_CONTENT_LENGTH"])),
         env=env,

@@ -304,3 +304,171 @@ def query(server: InfluxDB, q: str, **params: str) -> object:
             return json.loads(answer.read())
     except (urllib.error.URLError, ConnectionError) as exc:
         raise RuntimeError(f"influxd: {exc}") from exc
+
+
+class Prometheus(Server):
+    """A Prometheus server scraping one target; ask it with :meth:`query`."""
+
+    def query(self, expression: str) -> list[dict[str, object]]:
+        """The instant vector of a PromQL expression."""
+        import json
+        import urllib.parse
+        import urllib.request
+
+        url = f"http://127.0.0.1:{self.port}/api/v1/query?" + urllib.parse.urlencode({"query": expression})
+        with urllib.request.urlopen(url, timeout=5) as answer:
+            result: list[dict[str, object]] = json.load(answer)["data"]["result"]
+        return result
+
+
+def start_prometheus(target: str, *, metrics_path: str = "/metrics") -> Prometheus:
+    """Prometheus (Debian's ``prometheus``) on a free port, scraping ``target`` (host:port) every second."""
+    binary = _binary("prometheus")
+    if binary is None:
+        raise RuntimeError("prometheus is not installed (Debian package prometheus)")
+    base = tempfile.mkdtemp(prefix="fieldstation-prometheus-")
+    port = free_port()
+    conf = os.path.join(base, "prometheus.yml")
+    with open(conf, "w") as handle:
+        handle.write(
+            "global:\n  scrape_interval: 1s\n  scrape_timeout: 1s\n"
+            "scrape_configs:\n  - job_name: fieldstation\n"
+            f"    metrics_path: {metrics_path}\n    static_configs:\n      - targets: ['{target}']\n"
+        )
+    log = os.path.join(base, "log")
+    with open(log, "wb") as out:
+        process = subprocess.Popen(
+            [
+                binary,
+                f"--config.file={conf}",
+                f"--storage.tsdb.path={base}/data",
+                f"--web.listen-address=127.0.0.1:{port}",
+            ],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    _wait_for_port(port, process, "prometheus", log)
+    return Prometheus(port, process, base)
+
+
+class WebhookReceiver:
+    """A real HTTP server that records each POST (headers and body) and answers as told.
+
+    ``answers`` is consumed one per request (status codes, or callables taking the
+    request handler); when it runs out, requests get 200. ``hold`` blocks answering
+    until set (the crash test kills the sender meanwhile).
+    """
+
+    def __init__(self) -> None:
+        import http.server
+        import threading
+
+        self.requests: list[tuple[dict[str, str], bytes]] = []
+        self.answers: list[object] = []
+        self.hold = threading.Event()
+        self.hold.set()
+        self.arrived = threading.Event()
+        receiver = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_POST(self) -> None:  # noqa: N802
+                length = int(self.headers.get("Content-Length") or 0)
+                body = self.rfile.read(length)
+                receiver.requests.append(({k.lower(): v for k, v in self.headers.items()}, body))
+                receiver.arrived.set()
+                receiver.hold.wait(60)
+                answer = receiver.answers.pop(0) if receiver.answers else 200
+                if callable(answer):
+                    answer(self)
+                    return
+                self.send_response(int(answer))  # type: ignore[call-overload]
+                self.send_header("Content-Length", "2")
+                self.end_headers()
+                self.wfile.write(b"ok")
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.server.server_address[1]}/hook"
+
+    def bodies(self) -> list[dict[str, object]]:
+        import json
+
+        return [json.loads(body) for _, body in self.requests]
+
+    def stop(self) -> None:
+        self.hold.set()
+        self.server.shutdown()
+        self.server.server_close()
+
+
+class SmtpServer:
+    """aiosmtpd on a free loopback port: STARTTLS (``tls="starttls"``), implicit TLS or plain; one login."""
+
+    def __init__(
+        self, tls: str = "starttls", username: str = "alerts", password: str = "smtp pass 1!"
+    ) -> None:
+        import ssl
+
+        from aiosmtpd.controller import Controller
+        from aiosmtpd.smtp import AuthResult, LoginPassword
+
+        self.base = tempfile.mkdtemp(prefix="fieldstation-smtp-")
+        self.cert, key = make_certificate(self.base)
+        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        context.load_cert_chain(self.cert, key)
+        self.messages: list[tuple[str, list[str], bytes]] = []
+        self.logins: list[str] = []
+        self.username, self.password = username, password
+        server = self
+
+        class Handler:
+            async def handle_DATA(self, _server: object, _session: object, envelope: object) -> str:  # noqa: N802
+                server.messages.append((envelope.mail_from, envelope.rcpt_tos, envelope.original_content))  # type: ignore[attr-defined]
+                return "250 OK"
+
+        def authenticate(
+            _server: object, _session: object, _envelope: object, _mechanism: str, data: object
+        ) -> AuthResult:
+            ok = isinstance(data, LoginPassword) and (data.login.decode(), data.password.decode()) == (
+                username,
+                password,
+            )
+            if ok:
+                server.logins.append(data.login.decode())  # type: ignore[union-attr]
+            return AuthResult(success=ok)
+
+        self.port = free_port()
+        kwargs: dict[str, object] = {"authenticator": authenticate, "auth_require_tls": tls != "none"}
+        if tls == "starttls":
+            kwargs |= {"tls_context": context, "require_starttls": True}
+        elif tls == "none":
+            kwargs |= {"auth_require_tls": False}
+        if tls == "tls":  # the whole connection is TLS; aiosmtpd counts only STARTTLS as TLS for AUTH
+            kwargs |= {"ssl_context": context, "auth_require_tls": False}
+        self.controller = Controller(Handler(), hostname="127.0.0.1", port=self.port, **kwargs)  # type: ignore[arg-type]
+        self.controller.start()
+
+    def config(self, security: str = "starttls") -> dict[str, object]:
+        """The app settings that send to this server."""
+        return {
+            "SMTP_HOST": "127.0.0.1",
+            "SMTP_PORT": self.port,
+            "SMTP_SECURITY": security,
+            "SMTP_USERNAME": self.username,
+            "SMTP_PASSWORD": self.password,
+            "SMTP_CA_FILE": self.cert,
+            "SMTP_FROM": "alerts@example.org",
+            "SMTP_TIMEOUT_S": 5,
+        }
+
+    def stop(self) -> None:
+        self.controller.stop()
+        shutil.rmtree(self.base, ignore_errors=True)

@@ -23,6 +23,7 @@ from hypothesis import strategies as st
 from fieldstation import manage
 from fieldstation.extensions import db
 from fieldstation.http import hotpath
+from tests.conftest import inside_metrics
 from tests.factories import make_channel, make_user
 
 
@@ -277,7 +278,7 @@ def test_seed_path_answers_as_flask_does(pair: Pair, data: st.DataObject) -> Non
 
 def _count_flask_calls(app: Flask, monkeypatch: pytest.MonkeyPatch) -> list[str]:
     calls: list[str] = []
-    layer = app.wsgi_app
+    layer = inside_metrics(app)
     assert isinstance(layer, hotpath.DeviceWrites)
     inner = layer.wsgi_app
 
@@ -350,7 +351,7 @@ def test_form_body_is_still_there_for_flask(pair: Pair) -> None:
 
 @pytest.mark.parametrize("length", ["²", "-1", "1e3", " 5"])
 def test_odd_content_length_is_left_to_flask(pair: Pair, length: str) -> None:
-    layer = pair.fast.application.wsgi_app
+    layer = inside_metrics(pair.fast.application)
     assert isinstance(layer, hotpath.DeviceWrites)
     environ = {"REQUEST_METHOD": "POST", "PATH_INFO": "/update", "QUERY_STRING": "api_key=K&field1=1"}
     environ |= {"CONTENT_LENGTH": length, "CONTENT_TYPE": "application/x-www-form-urlencoded"}

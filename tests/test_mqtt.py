@@ -21,9 +21,10 @@ from paho.mqtt.enums import CallbackAPIVersion
 from sqlalchemy import func, select
 
 from fieldstation import manage
+from fieldstation.broker import Broker
 from fieldstation.extensions import db
 from fieldstation.models import Channel, Entry, Field, Reading
-from fieldstation.mqtt.listener import Broker, Listener, Settings
+from fieldstation.mqtt.listener import Listener, Settings
 from fieldstation.mqtt.topics import TasmotaMap
 from fieldstation.points import parse_time
 from tests.conftest import unavailable

@@ -36,6 +36,9 @@ def create_app(config: Mapping[str, Any] | str | None = None) -> Flask:
         from werkzeug.middleware.proxy_fix import ProxyFix
 
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=proxies, x_proto=proxies)  # type: ignore[method-assign]
+    from fieldstation.http import health
+
+    health.install(app)  # outermost: times every request, the hot path's too
     return app
 
 
@@ -54,7 +57,9 @@ def register_extensions(app: Flask) -> None:
 def register_blueprints(app: Flask) -> None:
     """Mount every interface and the shared error handlers."""
     from fieldstation.http import RowNumber, api_bp, no_sniffing
+    from fieldstation.http import alerts as _alerts  # noqa: F401  (routes on api_bp)
     from fieldstation.http import data as _data  # noqa: F401  (routes on api_bp)
+    from fieldstation.http import devices_seen as _devices_seen  # noqa: F401  (routes on api_bp)
     from fieldstation.http import entries as _entries  # noqa: F401  (routes on api_bp)
     from fieldstation.http import imports as _imports  # noqa: F401  (routes on api_bp)
     from fieldstation.http import manage as _manage  # noqa: F401  (routes on api_bp)
@@ -82,6 +87,9 @@ def register_blueprints(app: Flask) -> None:
     app.register_blueprint(seed_bp)
     app.register_blueprint(influx_write_bp)
     app.register_blueprint(influx_v2_bp)
+    from fieldstation.http.health import health_bp
+
+    app.register_blueprint(health_bp)
     from fieldstation.dashboard import init_app as init_dashboard
 
     init_dashboard(app)

@@ -6,12 +6,9 @@ print one line and exit non-zero (click.ClickException), never a traceback.
 
 from __future__ import annotations
 
-import functools
 import os
 import secrets
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar
 
 import click
 from flask import Config, Flask
@@ -20,8 +17,9 @@ from sqlalchemy import select
 from sqlalchemy.engine import make_url
 
 from fieldstation import manage
+from fieldstation.cli_monitoring import MONITORING_COMMANDS, channel_set
+from fieldstation.cligroup import friendly
 from fieldstation.dbcommands import db_group
-from fieldstation.errors import FieldstationError
 from fieldstation.extensions import db
 from fieldstation.importcli import import_group
 from fieldstation.mail.command import mail_command
@@ -30,23 +28,6 @@ from fieldstation.mqtt.command import mqtt_command
 from fieldstation.rollups import rollups_group
 from fieldstation.serving import SERVERS, default_server, server_command
 from fieldstation.stats import channel_counts
-
-F = TypeVar("F", bound=Callable[..., Any])
-
-
-def friendly(func: F) -> F:
-    """Turn domain errors into click's one-line error and exit status 1."""
-
-    @functools.wraps(func)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        try:
-            return func(*args, **kwargs)
-        except FieldstationError as exc:
-            db.session.rollback()
-            raise click.ClickException(exc.message) from None
-
-    return wrapper  # type: ignore[return-value]
-
 
 # -- init / serve ----------------------------------------------------------------------------
 
@@ -114,6 +95,10 @@ def serve_command(
             one_time = friendly(initialise)("admin", os.environ.get("FIELDSTATION_ADMIN_PASSWORD"))
     config = _check_database()
     server = server or default_server()
+    from fieldstation.instance import default_instance_path
+    from fieldstation.metrics import prepare_multiprocess_dir
+
+    prepare_multiprocess_dir(Path(default_instance_path()) / "metrics")  # the workers' /metrics
     max_body = int(config["MAX_CONTENT_LENGTH"] or 0)
     args = server_command(server, host, port, workers, access_log=access_log, max_body=max_body)
 
@@ -504,6 +489,9 @@ COMMANDS.append(import_group)
 COMMANDS.append(mqtt_command)
 COMMANDS.append(mail_command)
 COMMANDS.append(rollups_group)
+
+COMMANDS += MONITORING_COMMANDS
+channel_group.add_command(channel_set)
 
 
 def register_commands(app: Flask) -> None:

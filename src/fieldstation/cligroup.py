@@ -12,12 +12,16 @@ too: it ends as one line and exit status 1, never a traceback.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TypeVar
 
 import click
 from flask import Flask
 from flask.cli import ScriptInfo
+
+from fieldstation.errors import FieldstationError
+from fieldstation.extensions import db
 
 
 class FieldstationGroup(click.Group):
@@ -41,7 +45,6 @@ class FieldstationGroup(click.Group):
         try:
             return super().invoke(ctx)
         except sa_exc.DBAPIError as exc:
-            from fieldstation.extensions import db
             from fieldstation.schema import explain
 
             script_info = ctx.find_object(ScriptInfo)
@@ -51,6 +54,23 @@ class FieldstationGroup(click.Group):
             with app.app_context():
                 message = explain(exc, db.engine)
             raise click.ClickException(message) from None
+
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def friendly(func: F) -> F:
+    """Turn domain errors into click's one-line error and exit status 1."""
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return func(*args, **kwargs)
+        except FieldstationError as exc:
+            db.session.rollback()
+            raise click.ClickException(exc.message) from None
+
+    return wrapper  # type: ignore[return-value]
 
 
 def dev_group() -> click.Group:

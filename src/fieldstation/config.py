@@ -67,6 +67,35 @@ class Config:
     MQTT_TASMOTA: dict[str, object] = {}
     #: E-mail rules for ``fieldstation mail`` (docs/workers.md).
     MAIL_RULES: list[dict[str, object]] = []
+    #: Who may read ``/metrics``: "loopback", "open", or "token" (``Authorization: Bearer METRICS_TOKEN``).
+    METRICS_ACCESS = "loopback"
+    METRICS_TOKEN: str | None = None
+    #: ``fieldstation worker``: seconds between looks at the rules and the outbox.
+    ALERT_POLL_S = 1.0
+    #: How long a worker holds a delivery it is sending (s); a crashed worker's runs out after this.
+    ALERT_LEASE_S = 60
+    #: Attempts before a delivery is marked failed; waits between them double from ALERT_RETRY_BASE_S.
+    ALERT_MAX_ATTEMPTS = 8
+    ALERT_RETRY_BASE_S = 10.0
+    #: A webhook's whole exchange, and the most of its answer that is read.
+    WEBHOOK_TIMEOUT_S = 10.0
+    WEBHOOK_MAX_RESPONSE_BYTES = 65536
+    #: E-mail notifications: the SMTP server, "starttls", "tls" (implicit, port 465) or "none".
+    SMTP_HOST: str | None = None
+    SMTP_PORT: int | None = None
+    SMTP_SECURITY = "starttls"
+    SMTP_USERNAME: str | None = None
+    SMTP_PASSWORD: str | None = None
+    SMTP_FROM = "fieldstation@localhost"
+    SMTP_TIMEOUT_S = 10.0
+    SMTP_CA_FILE: str | None = None
+    #: MQTT notifications: the broker (mqtt://user:pass@host:1883 or mqtts://…) and its CA file.
+    ALERT_MQTT_URL: str | None = None
+    ALERT_MQTT_CA_FILE: str | None = None
+    #: ``fieldstation worker``'s schedule (s): retention, rollup refresh, devices-seen compaction.
+    WORKER_RETENTION_EVERY_S = 3600
+    WORKER_ROLLUPS_EVERY_S = 300
+    WORKER_COMPACT_EVERY_S = 3600
     #: The session cookie is never sent with another site's requests (CSRF), in every environment.
     SESSION_COOKIE_SAMESITE = "Lax"
     SESSION_COOKIE_HTTPONLY = True

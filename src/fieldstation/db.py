@@ -31,7 +31,7 @@ from sqlalchemy import event
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import DBAPIError, DisconnectionError
 
-from fieldstation import durability
+from fieldstation import durability, metrics
 from fieldstation.extensions import db
 from fieldstation.files import create_private
 
@@ -331,7 +331,8 @@ def transaction(statements: dict[str, T]) -> Iterator[tuple[Any, T]]:
         opened = connection.cursor()
         try:
             yield opened, statements[found.name]
-            connection.commit()
+            with metrics.commit_timer():
+                connection.commit()
         except BaseException:
             if connection.is_valid:
                 connection.rollback()

@@ -18,7 +18,7 @@ reason.
 
 from __future__ import annotations
 
-from fieldstation import auth, store
+from fieldstation import auth, devices, metrics, store, writehooks
 from fieldstation import db as database
 from fieldstation.auth import WriteGrant
 from fieldstation.errors import Unauthorized
@@ -72,7 +72,8 @@ def _write_keyed(key_hash: str, device: str | None, entry: Entry) -> tuple[Write
         with database.writer_turn():
             try:
                 result = store.write_rows(cursor, store.STATEMENTS[dialect.name], batch, now)
-                connection.commit()
+                with metrics.commit_timer():
+                    connection.commit()
             except BaseException:
                 if connection.is_valid:
                     connection.rollback()
@@ -118,7 +119,8 @@ w AS (
   INSERT INTO readings (field_id, ts, value, text) SELECT f.id, e.ts, f.value, f.text FROM f, e
   ON CONFLICT (field_id, ts) DO UPDATE SET value = excluded.value, text = excluded.text
 ),
-m AS ({store.mark_dirty_sql(f"SELECT f.id, {slot_start_sql('e.ts', '%(hour)s', '%(shift)s')}, 1 FROM f, e")})
+m AS ({store.mark_dirty_sql(f"SELECT f.id, {slot_start_sql('e.ts', '%(hour)s', '%(shift)s')}, 1 FROM f, e")}),
+{devices.PG_SINGLE_CTE}
 SELECT k.id, k.kind, k.channel_id, k.device_id, k.restricted, k.allowed, (SELECT entry_id FROM e) FROM k
 """  # noqa: S608
 #: The statement for one value (the usual device) binds scalars, for any other count arrays:
@@ -193,4 +195,5 @@ def write_single(
     key = auth.key_row((key_id, kind, channel_id, bound, restricted, allowed))
     if entry_id is None:
         return key, None
+    writehooks.written_single(len(values))  # the device seen: devices.PG_SINGLE_CTE, above
     return key, WriteResult([StoredEntry(int(entry_id), now, True)], len(values))

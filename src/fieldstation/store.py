@@ -25,6 +25,7 @@ from operator import itemgetter
 from typing import Any, cast
 
 from fieldstation import db as database
+from fieldstation import metrics, writehooks
 from fieldstation.db import Dialect
 from fieldstation.errors import BadRequest, Conflict, NotFound, RateLimited
 from fieldstation.extensions import db
@@ -87,7 +88,8 @@ def write(batch: Batch, *, now: int | None = None) -> WriteResult:
     try:
         with database.session_cursor(STATEMENTS) as (cursor, sql):
             result = write_rows(cursor, sql, batch, now)
-        session.commit()
+        with metrics.commit_timer():
+            session.commit()
     except BaseException:
         session.rollback()
         raise
@@ -105,7 +107,8 @@ def write_many(batches: Sequence[Batch], *, now: int | None = None) -> list[Writ
     try:
         with database.session_cursor(STATEMENTS) as (cursor, sql):
             results = [write_rows(cursor, sql, batch, stamp) for batch in batches]
-        session.commit()
+        with metrics.commit_timer():
+            session.commit()
     except BaseException:
         session.rollback()
         raise
@@ -246,7 +249,8 @@ def write_rows(cur: Any, sql: _Sql, batch: Batch, now: int, prepared: _Prepared 
     channel_id, entries = batch.channel_id, batch.entries
     last_entry_id, field_ids = _lock_channel(cur, sql, channel_id, len(entries), now, batch.rate_limited)
     if _is_batch(batch):
-        return _write_batch(cur, sql, batch, now, last_entry_id, field_ids, prepared)
+        result = _write_batch(cur, sql, batch, now, last_entry_id, field_ids, prepared)
+        return writehooks.written(cur, sql.dialect.name, batch, now, result.points, result)
     for entry in entries:
         for number in entry.values:
             if number not in field_ids:
@@ -266,7 +270,9 @@ def write_rows(cur: Any, sql: _Sql, batch: Batch, now: int, prepared: _Prepared 
     if readings:
         _upsert_readings(cur, sql, readings)
         _mark_rollups_dirty(cur, sql, readings)
-    return WriteResult(stored, len(readings))
+    return writehooks.written(
+        cur, sql.dialect.name, batch, now, len(readings), WriteResult(stored, len(readings))
+    )
 
 
 # -- batches -----------------------------------------------------------------------------------

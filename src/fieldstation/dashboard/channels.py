@@ -10,6 +10,7 @@ from flask import flash, redirect, render_template, request, url_for
 from werkzeug.wrappers import Response
 
 from fieldstation import channelmeta, manage, query
+from fieldstation.dashboard import monitoring
 from fieldstation.dashboard.blueprint import bp
 from fieldstation.dashboard.forms import ActionForm, ChannelForm
 from fieldstation.dashboard.ranges import viewer_zone
@@ -29,9 +30,11 @@ _LIMITS = {"latitude": 90.0, "longitude": 180.0, "elevation": 100_000.0}
 def my_channels() -> str:
     """Each of my channels with its last update time and latest values."""
     user = me()
-    rows = [(channel, query.latest_values(channel.id)) for channel in manage.channels_of(user)]
+    channels = manage.channels_of(user)
+    rows = [(channel, query.latest_values(channel.id)) for channel in channels]
     zone = viewer_zone(request.args, request.cookies)
-    return render_template("dashboard/channels.html", rows=rows, zone=zone)
+    health = monitoring.overview([c.id for c in channels])
+    return render_template("dashboard/channels.html", rows=rows, zone=zone, health=health)
 
 
 @bp.route("/dashboard/channels/new", methods=["GET", "POST"])
@@ -103,6 +106,8 @@ def _form_data(channel: Channel) -> dict[str, Any]:
         "longitude": _text(channel.longitude),
         "elevation": _text(channel.elevation),
         **_meta_data(channel),
+        "retention_days": "" if channel.retention_days is None else str(channel.retention_days),
+        "min_interval_s": str(channel.min_interval_s),
     }
 
 
@@ -146,6 +151,7 @@ def _settings(form: ChannelForm) -> dict[str, Any]:
         if value is not None and not (math.isfinite(value) and -limit <= value <= limit):
             raise BadRequest(f"{name} must be between -{limit:g} and {limit:g}")
         settings[name] = value
+    settings.update(monitoring.limits_from(form.retention_days.data, form.min_interval_s.data))
     return settings
 
 

@@ -57,6 +57,29 @@ class ChannelForm(FlaskForm):
         'Key-value pairs (a JSON object, e.g. {"firmware": "1.4.2"})',
         validators=[Optional(), Length(max=20_000)],
     )
+    retention_days = StringField(
+        "Keep data for (days; empty = forever)", validators=[Optional(), Length(max=8)]
+    )
+    min_interval_s = StringField(
+        "Rate limit: seconds between writes (0 = none)", validators=[Optional(), Length(max=8)]
+    )
+
+
+class AlertForm(FlaskForm):
+    """A new alert rule: a threshold on a field, or a silence of the channel or of a device."""
+
+    name = StringField("Name", validators=[DataRequired(), Length(max=200)])
+    kind = StringField("Kind", default="threshold", validators=[AnyOf(["threshold", "silence"])])
+    field = StringField("Field", validators=[Optional(), Length(max=255)])
+    op = StringField("Condition", default="above", validators=[Optional(), AnyOf(["above", "below"])])
+    threshold = StringField("Value", validators=[Optional(), Length(max=32)])
+    for_minutes = StringField("For (minutes)", validators=[Optional(), Length(max=8)])
+    hysteresis = StringField("Hysteresis", validators=[Optional(), Length(max=32)])
+    silence_minutes = StringField("Silent for (minutes)", validators=[Optional(), Length(max=8)])
+    device = StringField("Device (empty = the whole channel)", validators=[Optional(), Length(max=64)])
+    webhook_url = StringField("Webhook URL", validators=[Optional(), Length(max=2000)])
+    email_to = StringField("E-mail to", validators=[Optional(), Length(max=320)])
+    mqtt_topic = StringField("MQTT topic", validators=[Optional(), Length(max=255)])
 
 
 class KeyForm(FlaskForm):

@@ -8,7 +8,7 @@ from typing import Any
 from flask import Response, jsonify, render_template, request, stream_with_context
 
 from fieldstation import charts, export, manage, query
-from fieldstation.dashboard import csvio, plots
+from fieldstation.dashboard import csvio, monitoring, plots
 from fieldstation.dashboard.blueprint import bp
 from fieldstation.dashboard.forms import ImportForm
 from fieldstation.dashboard.ranges import (
@@ -65,6 +65,7 @@ def _context(channel: Channel) -> dict[str, Any]:
         "charts": plots.channel_charts(channel, win, zone, width, wide, pair),
         "pair": plots.pair_of(channel, pair),
         "owner": _is_owner(channel),
+        "monitoring": monitoring.summary(channel) if _is_owner(channel) else None,
     }
 
 

@@ -140,7 +140,9 @@ def store_lines(
         values = {numbers[name]: column[None] for name, column in parsed.values.items()}
         write_entry(key, device, Entry(values), grant=grant)
     else:
-        store.write(batch_for(grant.channel_id, parsed, numbers))
+        batch = batch_for(grant.channel_id, parsed, numbers)
+        batch.device = grant.device  # the device seen (issue 19)
+        store.write(batch)
     return parsed.rejected
 
 

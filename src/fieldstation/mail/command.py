@@ -13,6 +13,7 @@ from flask import Flask, current_app
 from flask.cli import with_appcontext
 from sqlalchemy.exc import SQLAlchemyError
 
+from fieldstation import metrics
 from fieldstation.errors import FieldstationError
 from fieldstation.mail.poller import Mailbox, PollResult, parse_every, poll
 from fieldstation.mail.rules import Rule, load_rules
@@ -38,6 +39,7 @@ def mail_command(url: str, password: str | None, every: str | None, ca_file: str
     if not rules:
         raise click.ClickException("no MAIL_RULES configured: see docs/workers.md")
     app: Flask = current_app._get_current_object()  # type: ignore[attr-defined]
+    metrics.set_process_protocol("mail")  # its writes in /metrics (issue 19)
     if interval is None:
         try:
             _report(poll(app, mailbox, rules, ca_file))

@@ -10,9 +10,11 @@ import click
 from flask import current_app
 from flask.cli import with_appcontext
 
+from fieldstation import metrics
+from fieldstation.broker import Broker
 from fieldstation.errors import FieldstationError
 from fieldstation.mqtt import topics
-from fieldstation.mqtt.listener import Broker, Listener, Settings, tasmota_maps
+from fieldstation.mqtt.listener import Listener, Settings, tasmota_maps
 
 
 @click.command("mqtt")
@@ -40,6 +42,7 @@ def mqtt_command(
     """Subscribe to the broker at URL (mqtt://user:pass@host:1883, mqtts://…) and store what arrives."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     config = current_app.config
+    metrics.set_process_protocol("mqtt")  # its writes in /metrics (issue 19)
     try:
         settings = Settings(
             broker=Broker.from_url(url),

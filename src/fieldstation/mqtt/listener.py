@@ -18,7 +18,6 @@ from collections import deque
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import unquote, urlsplit
 
 import paho.mqtt.client as mqtt
 from flask import Flask
@@ -29,6 +28,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from sqlalchemy.exc import InterfaceError, OperationalError
 
 from fieldstation import auth, manage, store
+from fieldstation.broker import Broker
 from fieldstation.errors import BadRequest, FieldstationError, Forbidden
 from fieldstation.mqtt import topics
 from fieldstation.points import Batch, Entry, Value
@@ -40,35 +40,6 @@ log = logging.getLogger(__name__)
 TRANSIENT = (OperationalError, InterfaceError)
 #: paho's 16-bit packet ids cap what a broker may have in flight to us.
 MAX_RECEIVE = 65_535
-
-
-@dataclass(frozen=True, slots=True)
-class Broker:
-    """Where and how to connect, from ``mqtt://user:pass@host:1883`` or ``mqtts://…``."""
-
-    host: str
-    port: int
-    tls: bool
-    username: str | None = None
-    password: str | None = None
-
-    @classmethod
-    def from_url(cls, url: str) -> Broker:
-        """Parse a broker URL; user and password may be percent-encoded.
-
-        :raise BadRequest: not an ``mqtt://`` or ``mqtts://`` URL with a host.
-        """
-        parts = urlsplit(url)
-        if parts.scheme not in ("mqtt", "mqtts") or not parts.hostname:
-            raise BadRequest("the broker URL must look like mqtt://[user:pass@]host[:port]")
-        tls = parts.scheme == "mqtts"
-        try:
-            port = parts.port or (8883 if tls else 1883)
-        except ValueError:
-            raise BadRequest("the broker URL has a bad port") from None
-        user = unquote(parts.username) if parts.username else None
-        password = unquote(parts.password) if parts.password else None
-        return cls(parts.hostname, port, tls, user, password)
 
 
 @dataclass(slots=True)
