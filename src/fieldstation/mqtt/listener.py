@@ -28,7 +28,7 @@ from paho.mqtt.properties import Properties
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from sqlalchemy.exc import InterfaceError, OperationalError
 
-from fieldstation import auth, manage, store
+from fieldstation import auth, manage, metrics, store
 from fieldstation.errors import BadRequest, FieldstationError, Forbidden
 from fieldstation.mqtt import topics
 from fieldstation.points import Batch, Entry, Value
@@ -408,6 +408,7 @@ class Listener:
 
     def _refuse(self, topic: str, exc: FieldstationError) -> None:
         self.stats.refused += 1
+        metrics.REFUSALS.labels(exc.code).inc()  # /metrics (issue 19)
         log.warning("refused message on %s: %s", topics.loggable(topic), exc.message)
 
 
