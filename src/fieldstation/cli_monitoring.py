@@ -150,7 +150,8 @@ def alert_history(channel: str, rule_id: int) -> None:
 def _outcome(delivery: AlertDelivery) -> str:
     if delivery.delivered_us:
         return "delivered"
-    return "FAILED" if delivery.failed else f"pending ({delivery.attempts} tries)"
+    error = f": {delivery.last_error}" if delivery.last_error else ""
+    return ("FAILED" if delivery.failed else f"pending ({delivery.attempts} tries)") + error
 
 
 @alert_group.command("test")
