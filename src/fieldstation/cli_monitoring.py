@@ -139,11 +139,7 @@ def alert_history(channel: str, rule_id: int) -> None:
     rule = rules.rule_of(manage.find_channel(channel).id, rule_id)
     for t in rules.history(rule.id):
         when = dt.datetime.fromtimestamp(t.at_us / 1e6, dt.UTC).isoformat(timespec="seconds")
-        sent = ", ".join(
-            f"{d.via} "
-            + ("delivered" if d.delivered_us else "FAILED" if d.failed else f"pending ({d.attempts} tries)")
-            for d in t.deliveries
-        )
+        sent = ", ".join(f"{d.via} {_outcome(d)}" for d in t.deliveries)
         click.echo(f"{when}\t{t.state}\t{t.message}\t{sent}")
 
 
