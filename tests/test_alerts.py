@@ -389,6 +389,10 @@ def test_cli(app: Flask, channel: ChannelKeys) -> None:
         args=["alert", "create", "weather", "--name", "x", "--silence", "1m", "--webhook", "file:///x"]
     )
     assert refused.exit_code == 1 and "http://" in refused.output
+    assert runner.invoke(args=["alert", "test", "weather", "1"]).exit_code == 0
+    assert runner.invoke(args=["worker", "--once"]).exit_code == 0  # port 9 answers nothing: a failed attempt
+    history = runner.invoke(args=["alert", "history", "weather", "1"]).output
+    assert "\ttest\t" in history and "webhook pending (1 tries): webhook failed: ConnectionError" in history
     limits = runner.invoke(
         args=["channel", "set", "weather", "--retention-days", "30", "--min-interval", "15"]
     )

@@ -139,18 +139,15 @@ def alert_history(channel: str, rule_id: int) -> None:
     rule = rules.rule_of(manage.find_channel(channel).id, rule_id)
     for t in rules.history(rule.id):
         when = dt.datetime.fromtimestamp(t.at_us / 1e6, dt.UTC).isoformat(timespec="seconds")
-        sent = ", ".join(
-            f"{d.via} "
-            + ("delivered" if d.delivered_us else "FAILED" if d.failed else f"pending ({d.attempts} tries)")
-            for d in t.deliveries
-        )
+        sent = ", ".join(f"{d.via} {_outcome(d)}" for d in t.deliveries)
         click.echo(f"{when}\t{t.state}\t{t.message}\t{sent}")
 
 
 def _outcome(delivery: AlertDelivery) -> str:
     if delivery.delivered_us:
         return "delivered"
-    return "FAILED" if delivery.failed else f"pending ({delivery.attempts} tries)"
+    error = f": {delivery.last_error}" if delivery.last_error else ""
+    return ("FAILED" if delivery.failed else f"pending ({delivery.attempts} tries)") + error
 
 
 @alert_group.command("test")

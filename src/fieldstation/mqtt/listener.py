@@ -27,7 +27,7 @@ from paho.mqtt.properties import Properties
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from sqlalchemy.exc import InterfaceError, OperationalError
 
-from fieldstation import auth, manage, store
+from fieldstation import auth, manage, metrics, store
 from fieldstation.broker import Broker
 from fieldstation.errors import BadRequest, FieldstationError, Forbidden
 from fieldstation.mqtt import topics
@@ -379,6 +379,7 @@ class Listener:
 
     def _refuse(self, topic: str, exc: FieldstationError) -> None:
         self.stats.refused += 1
+        metrics.REFUSALS.labels(exc.code).inc()  # /metrics (issue 19)
         log.warning("refused message on %s: %s", topics.loggable(topic), exc.message)
 
 
