@@ -343,12 +343,12 @@ def transaction(statements: dict[str, T]) -> Iterator[tuple[Any, T]]:
 
 
 @contextmanager
-def own_connection() -> Iterator[tuple[Any, Dialect]]:
+def own_connection() -> Iterator[Any]:
     """A pooled DBAPI connection of this block's own (not the request's), returned afterwards."""
     connection = db.engine.raw_connection()
     try:
         with driver_errors(connection):
-            yield connection, dialect()
+            yield connection
     finally:
         connection.close()
 

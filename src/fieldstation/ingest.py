@@ -21,6 +21,7 @@ from __future__ import annotations
 from fieldstation import auth, devices, metrics, store, writehooks
 from fieldstation import db as database
 from fieldstation.auth import WriteGrant
+from fieldstation.db import Dialect
 from fieldstation.errors import Unauthorized
 from fieldstation.extensions import db
 from fieldstation.points import Batch, Entry
@@ -42,7 +43,8 @@ def write_entry(
     if not raw_key:
         raise Unauthorized("a write API key is required")
     if entry.ts is None and not database.session_busy():
-        if database.dialect().round_trips:
+        dialect = database.dialect()
+        if dialect.round_trips:
             outcome = write_single(auth.hash_key(raw_key), device, entry)
             if not isinstance(outcome, str):  # else a taken microsecond: nothing written
                 row, result = outcome
@@ -51,12 +53,14 @@ def write_entry(
                     return grant, result
                 return grant, store.write(Batch(grant.channel_id, [entry], device=grant.device))
         elif grant is None:
-            return _write_keyed(auth.hash_key(raw_key), device, entry)
+            return _write_keyed(auth.hash_key(raw_key), device, entry, dialect)
     grant = grant or auth.authorize_write(raw_key, device)
     return grant, store.write(Batch(grant.channel_id, [entry], device=grant.device))
 
 
-def _write_keyed(key_hash: str, device: str | None, entry: Entry) -> tuple[WriteGrant, WriteResult]:
+def _write_keyed(
+    key_hash: str, device: str | None, entry: Entry, dialect: Dialect
+) -> tuple[WriteGrant, WriteResult]:
     """Look up a write key and store one server-stamped entry with it, on one pooled connection (SQLite).
 
     One checkout for both, no session, and the lookup before the writer's turn,
@@ -65,7 +69,7 @@ def _write_keyed(key_hash: str, device: str | None, entry: Entry) -> tuple[Write
     (docs/performance.md). A refused key raises before anything is written.
     """
     now = now_us()
-    with database.own_connection() as (connection, dialect):
+    with database.own_connection() as connection:
         cursor = connection.cursor()
         granted = auth.grant(auth.lookup_write_key(cursor, dialect, key_hash, device), device)
         batch = Batch(granted.channel_id, [entry], device=granted.device)
