@@ -34,7 +34,7 @@ def worker(app: Flask, **settings: object) -> Iterator[subprocess.Popen[bytes]]:
     env = {
         **os.environ,
         "FIELDSTATION_ENV": "production",
-        "FIELDSTATION_SECRET_KEY": "worker-test-secret-0123456789",
+        "FIELDSTATION_SECRET_KEY": "worker-test-secret-not-for-production-0123456789",
         "FIELDSTATION_DATABASE_URL": app.config["DATABASE_URL"],
         "FIELDSTATION_INSTANCE_PATH": app.instance_path,
         "FIELDSTATION_ALERT_POLL_S": "0.2",
