@@ -78,6 +78,8 @@ def test_backup_finishes_while_writers_commit_at_full_speed(app: Flask, tmp_path
     finally:
         stop.set()
         writer.join(10)
+        with fast.app_context():
+            db.engine.dispose()
     assert result.returncode == 0, result.stderr
     assert during > 0 and before, "the writer did not write while the backup ran"
 
