@@ -78,6 +78,8 @@ def test_backup_finishes_while_writers_commit_at_full_speed(app: Flask, tmp_path
     finally:
         stop.set()
         writer.join(10)
+        with fast.app_context():
+            db.engine.dispose()
     assert result.returncode == 0, result.stderr
     assert during > 0 and before, "the writer did not write while the backup ran"
 
@@ -158,3 +160,22 @@ def test_restore_refuses_cut_and_foreign_files_and_restores_a_good_one(
     assert restored.exit_code == 0, restored.output
     db.session.remove()
     assert readback.count_readings() == 20_000
+
+
+def test_backup_and_restore_report_progress(
+    app: Flask, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Long ones say how far they are (here every step: the interval is set to nothing)."""
+    from fieldstation import backup as backups
+
+    monkeypatch.setattr(backups, "PROGRESS_EVERY_S", 0.0)
+    _fill(make_channel(make_user().user).id, 20_000)
+    db.session.remove()
+    lines: list[str] = []
+    target = backups.backup(app.config["DATABASE_URL"], tmp_path / "progress.backup", progress=lines.append)
+    assert lines and target.exists()
+    said = len(lines)
+    db.engine.dispose()
+    backups.restore(app.config["DATABASE_URL"], target, progress=lines.append)
+    assert len(lines) > said
+    assert readback.count_readings() == 40_000

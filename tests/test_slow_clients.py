@@ -41,6 +41,21 @@ def _trickle(clients: list[socket.socket], stop: threading.Event) -> None:
                     pass
 
 
+def _warm(host: str, port: int) -> None:
+    """Answers from both workers, however long they take to load the app (up to 60 s)."""
+    deadline = time.monotonic() + 60
+    answered = 0
+    while answered < 4 and time.monotonic() < deadline:
+        conn = http.client.HTTPConnection(host, port, timeout=30)
+        try:
+            conn.request("GET", "/ping")
+            answered += conn.getresponse().status == 204
+        except OSError:
+            time.sleep(0.2)
+        finally:
+            conn.close()
+
+
 @pytest.mark.parametrize("server", ["uwsgi", "gunicorn"])
 @pytest.mark.parametrize("engine_name", ["sqlite"])
 def test_updates_are_stored_while_200_clients_trickle(app: Flask, server: str) -> None:
@@ -48,6 +63,7 @@ def test_updates_are_stored_while_200_clients_trickle(app: Flask, server: str) -
     with SERVERS[server](app, workers=2) as url:  # type: ignore[operator]
         parts = urlsplit(url)
         host, port = parts.hostname or "", parts.port or 80
+        _warm(host, port)  # the workers have loaded the app (seconds on a loaded machine)
         clients = _open_slow_clients(host, port)
         stop = threading.Event()
         trickler = threading.Thread(target=_trickle, args=(clients, stop), daemon=True)

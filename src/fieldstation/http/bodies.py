@@ -36,10 +36,12 @@ def raw_body() -> bytes:
     """The request body, inflated when ``Content-Encoding: gzip``.
 
     Werkzeug caps the compressed size at MAX_CONTENT_LENGTH (chunked bodies
-    included); inflation stops at MAX_DECOMPRESSED_LENGTH, so a gzip bomb
-    costs at most that much memory.
+    included); inflation stops at MAX_DECOMPRESSED_LENGTH or MAX_PARSED_BODY,
+    whichever is smaller, so a gzip bomb costs at most that much memory; a
+    plain body over MAX_PARSED_BODY is refused too (parsing it whole would
+    cost about 15 times its size).
 
-    :raise TooLarge: the inflated body is over the limit.
+    :raise TooLarge: the (inflated) body is over a limit.
     :raise BadRequest: malformed gzip or an unsupported encoding.
     """
     data = request.get_data(cache=True)
