@@ -104,8 +104,8 @@ def test_db_commands_in_a_real_shell(app, tmp_path) -> None:  # type: ignore[no-
     }
     script = os.path.join(os.path.dirname(sys.executable), "fieldstation")
     for args, expected in (
-        (["db", "current"], "0006_compact_rollup_slots (head)"),
-        (["db", "history"], "0005_reading_blocks -> 0006_compact_rollup_slots (head)"),
+        (["db", "current"], "0012_energy (head)"),
+        (["db", "history"], "0006_compact_rollup_slots -> 0012_energy (head)"),
     ):
         result = subprocess.run(
             [script, *args], env=env, capture_output=True, text=True, timeout=60, check=False

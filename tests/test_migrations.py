@@ -12,7 +12,7 @@ from flask_migrate import downgrade, upgrade
 
 from fieldstation import manage, store
 from fieldstation.extensions import db
-from fieldstation.models import Base
+from fieldstation.models import Base, Channel
 from fieldstation.models.base import in_schema_of
 from fieldstation.points import Batch, Entry
 from tests.conftest import ENGINES, make_app, reset_schema
@@ -38,6 +38,21 @@ def fresh_app(request: pytest.FixtureRequest, tmp_path: Path):  # type: ignore[n
         yield app
         db.session.remove()
         db.engine.dispose()
+
+
+def old_channel(name: str) -> int:
+    """A channel with field 1 under an earlier revision (the Field model has columns it lacks)."""
+    channel = Channel(owner_id=manage.create_user("alice", "long-enough-pw").id, name=name)
+    db.session.add(channel)
+    db.session.flush()
+    db.session.execute(
+        sa.text(
+            "INSERT INTO fields (channel_id, number, name, created_at) VALUES (:c, 1, 'temperature', :t)"
+        ),
+        {"c": channel.id, "t": "2026-01-01 00:00:00"},
+    )
+    db.session.commit()
+    return channel.id
 
 
 def table_names() -> set[str]:
@@ -71,6 +86,9 @@ def test_a_step_down_and_up_keeps_the_data(fresh_app) -> None:  # type: ignore[n
     with db.engine.connect() as conn:
         before = tuple(conn.exec_driver_sql(counts).one())
     assert before == (1, 2, 1, 0)
+    downgrade(revision="0006_compact_rollup_slots")
+    with db.engine.connect() as conn:
+        assert tuple(conn.exec_driver_sql(counts).one()) == before
     for revision in ("0005_reading_blocks", "0004_sign_in_guard", "0003_pg_cascade_triggers", "0002_rollups"):
         downgrade(revision=revision)
         with db.engine.connect() as conn:
@@ -111,8 +129,7 @@ def test_upgrading_to_read_blocks_marks_every_hour_with_readings(fresh_app) -> N
     from fieldstation import query, rollups
 
     upgrade(revision="0004_sign_in_guard")
-    keys = make_channel(manage.create_user("alice", "long-enough-pw"), "weather")
-    channel_id, hour = keys.id, 3_600_000_000
+    channel_id, hour = old_channel("weather"), 3_600_000_000
     store.write(
         Batch(channel_id, [Entry({1: float(i)}, ts=1_700_000_000_000_000 + i * hour) for i in range(5)])
     )
@@ -131,8 +148,7 @@ def test_upgrading_to_read_blocks_marks_every_hour_with_readings(fresh_app) -> N
 def test_upgrading_compacts_slots_of_one_reading(fresh_app) -> None:  # type: ignore[no-untyped-def]
     """Migration 0006 empties min, max, first and last of slots whose sum is their one reading."""
     upgrade(revision="0005_reading_blocks")
-    keys = make_channel(manage.create_user("alice", "long-enough-pw"), "weather")
-    channel_id = keys.id
+    channel_id = old_channel("weather")
     db.session.remove()
     slots = [(1, 2.5, 2.5, 2.5, 2.5, 2.5), (2, 5.0, 2.0, 3.0, 2.0, 3.0), (1, 0.5, 0.5, 0.5, 0.5, 0.5)]
     with db.engine.begin() as conn:

@@ -16,11 +16,13 @@ from sqlalchemy.exc import IntegrityError
 from werkzeug.security import check_password_hash, generate_password_hash
 
 from fieldstation import db as database
+from fieldstation import rollups
 from fieldstation.auth import generate_key, hash_key
 from fieldstation.errors import BadRequest, Conflict, NotFound, RateLimited
 from fieldstation.extensions import db
 from fieldstation.models import ApiKey, Channel, Device, Field, KeyKind, User
 from fieldstation.models.base import utcnow
+from fieldstation.models.channels import FIELD_KINDS, MAX_GAP_S
 from fieldstation.points import UNSTORABLE, normalize_device, plain_int
 from fieldstation.timeunits import US, now_us
 
@@ -389,16 +391,32 @@ def get_field(channel: Channel, number: int) -> Field:
     return field
 
 
+#: Settings of a field that update_field changes.
+FIELD_SETTINGS = frozenset({"name", "unit", "kind", "max_gap_s"})
+
+
 def update_field(field: Field, **changes: object) -> Field:
-    """Rename a field or change its unit."""
+    """Rename a field, change its unit, its kind or its energy gap.
+
+    A new gap changes every stored integral of the field: all its hours are marked
+    stale, and the next read rebuilds their rollups.
+    """
     for key, value in changes.items():
-        if key not in {"name", "unit"}:
+        if key not in FIELD_SETTINGS:
             raise BadRequest(f"unknown field setting {key!r}")
         if key == "name":
             if value is None:  # else the NOT NULL violation read as a name clash (409)
                 raise BadRequest("name cannot be null")
             _check_name(str(value))
-        _check_text(value, key)
+        elif key == "kind" and value not in FIELD_KINDS:
+            raise BadRequest(f"kind must be one of {', '.join(FIELD_KINDS)}", code="bad_kind")
+        elif key == "max_gap_s":
+            if not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= MAX_GAP_S:
+                raise BadRequest(f"max_gap_s must be a whole number from 1 to {MAX_GAP_S}", code="bad_gap")
+            if value != field.max_gap_s:
+                rollups.mark_field_dirty(db.session, field.id)
+        else:
+            _check_text(value, key)
         setattr(field, key, value)
     _commit_unique(f"channel already has a field named {changes.get('name')!r}")
     return field

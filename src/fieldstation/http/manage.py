@@ -12,15 +12,22 @@ from fieldstation.auth import current_api_user
 from fieldstation.http import api_bp
 from fieldstation.http.jsonbody import Strict, parse_body
 from fieldstation.models import ApiKey, Channel, Device, Field, KeyKind
+from fieldstation.models.channels import MAX_GAP_S
 
 Name = Annotated[str, Constraint(min_length=1, max_length=255)]
 Latitude = Annotated[float, Constraint(ge=-90, le=90)]
 Longitude = Annotated[float, Constraint(ge=-180, le=180)]
 
 
+Kind = Literal["gauge", "power", "counter"]
+Gap = Annotated[int, Constraint(ge=1, le=MAX_GAP_S)]
+
+
 class FieldIn(Strict):
     name: Name
     unit: Annotated[str, Constraint(max_length=32)] | None = None
+    kind: Kind | None = None
+    max_gap_s: Gap | None = None
 
 
 class ChannelPatch(Strict):
@@ -43,6 +50,8 @@ class ChannelIn(ChannelPatch):
 class FieldPatch(Strict):
     name: Name | None = None
     unit: Annotated[str, Constraint(max_length=32)] | None = None
+    kind: Kind | None = None
+    max_gap_s: Gap | None = None
 
 
 class KeyIn(Strict):
@@ -60,7 +69,13 @@ class DeviceIn(Strict):
 
 
 def field_json(field: Field) -> dict[str, Any]:
-    return {"number": field.number, "name": field.name, "unit": field.unit}
+    return {
+        "number": field.number,
+        "name": field.name,
+        "unit": field.unit,
+        "kind": field.kind,
+        "max_gap_s": field.max_gap_s,
+    }
 
 
 def channel_json(channel: Channel) -> dict[str, Any]:
@@ -132,8 +147,8 @@ def create_channel() -> Response:
     names = [f if isinstance(f, str) else f.name for f in body.fields]
     channel = manage.create_channel(user, body.name, fields=names, **settings)
     for spec, field in zip(body.fields, channel.fields, strict=False):
-        if isinstance(spec, FieldIn) and spec.unit:
-            manage.update_field(field, unit=spec.unit)
+        if isinstance(spec, FieldIn):
+            _apply_settings(field, spec)
     return created(channel_json(channel), url_for("api.get_channel", channel_id=channel.id))
 
 
@@ -173,8 +188,16 @@ def create_field(channel_id: int) -> Response:
     channel = manage.channel_for(current_api_user(), channel_id)
     body = parse_body(FieldIn)
     field = manage.add_field(channel, body.name, unit=body.unit)
+    _apply_settings(field, body)
     location = url_for("api.get_field", channel_id=channel.id, number=field.number)
     return created(field_json(field), location)
+
+
+def _apply_settings(field: Field, spec: FieldIn) -> None:
+    """A new field's settings beyond its name (set after it exists: update_field checks them)."""
+    settings = spec.model_dump(exclude={"name"}, exclude_none=True)
+    if settings:
+        manage.update_field(field, **settings)
 
 
 @api_bp.get("/channels/<int:channel_id>/fields/<int:number>")

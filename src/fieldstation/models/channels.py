@@ -9,6 +9,7 @@ from sqlalchemy import (
     Boolean,
     Float,
     ForeignKey,
+    Index,
     Integer,
     String,
     Text,
@@ -17,6 +18,11 @@ from sqlalchemy import (
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from fieldstation.models.base import Base, UTCDateTime, utcnow
+
+#: What a field measures (docs/energy.md): averaged, integrated to energy, or counted up.
+FIELD_KINDS = ("gauge", "power", "counter")
+#: The longest max_gap_s a field may have (30 days).
+MAX_GAP_S = 30 * 86_400
 
 
 class Channel(Base):
@@ -74,9 +80,32 @@ class Field(Base):
     number: Mapped[int] = mapped_column(Integer)
     name: Mapped[str] = mapped_column(String(255))
     unit: Mapped[str | None] = mapped_column(String(32))
+    #: gauge (averaged), power (integrated to energy) or counter (its increase); docs/energy.md.
+    kind: Mapped[str] = mapped_column(String(16), server_default="gauge")
+    #: A power reading held longer than this (until the next one) counts no energy.
+    max_gap_s: Mapped[int] = mapped_column(Integer, server_default="3600")
+    #: Calibration applied when a reading is stored: value * scale + offset (NULL: 1 and 0).
+    cal_scale: Mapped[float | None] = mapped_column(Float)
+    cal_offset: Mapped[float | None] = mapped_column(Float)
+    #: A computed field: an expression over other fields of the same entry, by name.
+    expression: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
 
     channel = relationship("Channel", back_populates="fields")
+
+
+class FieldCalibration(Base):
+    """A calibration change of a field and when it took effect (readings stored after it use it)."""
+
+    __tablename__ = "field_calibrations"
+    __table_args__ = (Index("ix_field_calibrations_field", "field_id", "since_us"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    field_id: Mapped[int] = mapped_column(ForeignKey("fields.id", ondelete="CASCADE"))
+    #: Server time (µs since the epoch) of the change.
+    since_us: Mapped[int] = mapped_column(BigInteger)
+    cal_scale: Mapped[float | None] = mapped_column(Float)
+    cal_offset: Mapped[float | None] = mapped_column(Float)
 
 
 class Device(Base):
