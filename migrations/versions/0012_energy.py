@@ -4,7 +4,8 @@ what the rollups keep for integrals and increases.
 Fields gain ``kind`` (gauge, power or counter), ``max_gap_s`` (a power reading
 held longer than this counts no energy), ``cal_scale`` / ``cal_offset`` (applied
 when a reading is stored) and ``expression`` (a computed field).
-``field_calibrations`` records every calibration change with its time. Rollup
+``channels.derived`` says a channel has either, so the write path looks
+them up only then. ``field_calibrations`` records every calibration change with its time. Rollup
 slots gain the times of their first and last reading (``t0``, ``t1``), the
 within-slot integral (``area``, value x microseconds) and increase (``rise``);
 every hour with readings is marked stale so the next refresh fills them in.
@@ -35,6 +36,7 @@ def upgrade():
     op.add_column('fields', sa.Column('cal_scale', sa.Float(), nullable=True))
     op.add_column('fields', sa.Column('cal_offset', sa.Float(), nullable=True))
     op.add_column('fields', sa.Column('expression', sa.Text(), nullable=True))
+    op.add_column('channels', sa.Column('derived', sa.Boolean(), nullable=False, server_default=sa.false()))
     op.create_table(
         'field_calibrations',
         sa.Column('id', sa.Integer(), primary_key=True),
@@ -63,3 +65,4 @@ def downgrade():
     op.drop_table('field_calibrations')
     for name in FIELD_COLUMNS:
         op.drop_column('fields', name)
+    op.drop_column('channels', 'derived')

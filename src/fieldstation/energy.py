@@ -67,29 +67,30 @@ def totals(
     area: defaultdict[int, float] = defaultdict(float)
     rise: defaultdict[int, float] = defaultdict(float)
     count: defaultdict[int, int] = defaultdict(int)
-    prev = before
-    for piece in pieces:
-        count[piece.key] += piece.n
-        area[piece.key] += piece.area
-        rise[piece.key] += piece.rise
-        if prev is not None:
-            held = _clamp(prev[1])
-            if piece.t0 - prev[0] <= gap:
-                _hold(area, planned, prev[0], piece.t0, held, start, end)
-            rise[piece.key] += _rise(held, _clamp(piece.v0))
-        prev = (piece.t1, piece.v1)
-    if prev is not None and after is not None and after[0] - prev[0] <= gap:
-        _hold(area, planned, prev[0], after[0], _clamp(prev[1]), start, end)
+    key, last_t, last_v = None, None, 0.0
+    if before is not None:
+        last_t, last_v = before[0], _clamp(before[1])
+    for piece_key, n, t0, v0, t1, v1, piece_area, piece_rise in pieces:
+        first = min(max(v0, -CLAMP), CLAMP)
+        if last_t is not None:
+            if t0 - last_t <= gap:
+                if piece_key == key:  # the step lies inside this bucket
+                    area[key] += last_v * (t0 - last_t)
+                else:
+                    _hold(area, planned, last_t, t0, last_v, start, end)
+            rise[piece_key] += first - last_v if first >= last_v else first
+        count[piece_key] += n
+        area[piece_key] += piece_area
+        rise[piece_key] += piece_rise
+        key, last_t, last_v = piece_key, t1, min(max(v1, -CLAMP), CLAMP)
+    if last_t is not None and after is not None and after[0] - last_t <= gap:
+        _hold(area, planned, last_t, after[0], last_v, start, end)
     keys = sorted(count.keys() | area.keys())
     return [Total(planned.start_of(k), count[k], area[k] / HOUR, rise[k]) for k in keys]
 
 
 def _clamp(value: float) -> float:
     return min(max(value, -CLAMP), CLAMP)
-
-
-def _rise(before: float, after: float) -> float:
-    return after - before if after >= before else after
 
 
 def _hold(

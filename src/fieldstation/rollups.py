@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Iterable
-from dataclasses import dataclass
 from typing import Any
 
 import click
@@ -406,60 +405,59 @@ def _partials(
 # -- integrals and increases (fieldstation.energy) -----------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
-class Piece:
-    """Readings of one bucket from one level, chained: see :func:`chain_sql`."""
-
-    key: int
-    n: int
-    t0: int
-    v0: float
-    t1: int
-    v1: float
-    area: float
-    rise: float
+#: One slot (or reading) of a field for integrals and increases: bucket key, readings, time and
+#: value of the first and the last reading, integral (value x µs) and increase within it.
+Piece = tuple[int, int, int, float, int, float, float, float]
 
 
 def chain_pieces(field_id: int, start: int, end: int, plan: Plan) -> list[Piece]:
-    """Chained pieces of ``[start, end)`` in time order: the coarsest fitting rollup for the aligned
-    middle, finer levels for the ragged ends (as :func:`aggregate`), each piece within one bucket.
+    """The slots of ``[start, end)`` in time order: the coarsest fitting rollup for the aligned middle,
+    finer levels for the ragged ends (as :func:`aggregate`), each slot within one bucket.
 
-    The steps between pieces (and across bucket edges) are left to the caller, which knows
-    where a bucket ends.
+    Slots are not grouped here: the steps between them (and across bucket edges) are the
+    caller's, which walks them in order (:func:`fieldstation.energy.totals`). A year of
+    hour slots is 8,760 rows; grouped in SQL with window functions it cost four times
+    as much on SQLite as the walk.
     """
     usable = [i for i, (width, _) in enumerate(LEVELS) if plan.aligned(width)]
     level = usable[-1] if usable else -1
     if level >= 0 and _has_marks(field_id):
         refresh(field_id)
-    gap = max_gap_us(field_id)
-    return _chain(field_id, start, end, plan, level, gap)
+    return _chain(field_id, start, end, plan, level)
 
 
-def _chain(field_id: int, start: int, end: int, plan: Plan, level: int, gap: int) -> list[Piece]:
+def _chain(field_id: int, start: int, end: int, plan: Plan, level: int) -> list[Piece]:
     if start >= end:
         return []
     if level < 0:
-        return _chain_rows("readings", field_id, start, end, plan, gap)
+        return _slots("readings", field_id, start, end, plan)
     width, table = LEVELS[level]
     a, z = -(-start // width) * width, end // width * width
     if a >= z:
-        return _chain(field_id, start, end, plan, level - 1, gap)
+        return _chain(field_id, start, end, plan, level - 1)
     return (
-        _chain(field_id, start, a, plan, level - 1, gap)
-        + _chain_rows(table, field_id, a, z, plan, gap)
-        + _chain(field_id, z, end, plan, level - 1, gap)
+        _chain(field_id, start, a, plan, level - 1)
+        + _slots(table, field_id, a, z, plan)
+        + _chain(field_id, z, end, plan, level - 1)
     )
 
 
-def _chain_rows(source: str, field_id: int, start: int, end: int, plan: Plan, gap: int) -> list[Piece]:
-    params: dict[str, Any] = {"f": field_id, "a": start, "z": end, "gap": gap}
-    chained = chain_sql(source, plan.key_sql("ts", params))
-    sql = f"SELECT b, n, t0, v0, t1, v1, area, rise FROM ({chained}) c ORDER BY b"  # noqa: S608
-    rows = db.session.execute(text(sql), params).all()
-    return [
-        Piece(int(b), int(n), int(t0), float(v0), int(t1), float(v1), float(area), float(rise))
-        for b, n, t0, v0, t1, v1, area, rise in rows
-    ]
+def _slots(source: str, field_id: int, start: int, end: int, plan: Plan) -> list[Piece]:
+    params: dict[str, Any] = {"f": field_id, "a": start, "z": end}
+    key = plan.key_sql("ts", params)
+    if source == "readings":
+        zero = "CAST(0 AS DOUBLE PRECISION)"
+        cols, where = f"1, ts, value, ts, value, {zero}, {zero}", " AND value IS NOT NULL"
+    else:
+        cols = (
+            "n, t0, coalesce(first, sum), coalesce(t1, t0), coalesce(last, sum), coalesce(area, 0.0),"
+            " coalesce(rise, 0.0)"
+        )
+        where = ""
+    sql = (
+        f"SELECT {key}, {cols} FROM {source} WHERE field_id = :f AND ts >= :a AND ts < :z{where} ORDER BY ts"  # noqa: S608
+    )
+    return [tuple(row) for row in db.session.execute(text(sql), params)]
 
 
 def neighbours(

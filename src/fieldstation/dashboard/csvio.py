@@ -65,7 +65,7 @@ def import_file(channel: Channel, stream: IO[bytes], zone: dt.tzinfo, *, skip_ba
     for start in range(0, len(entries), IMPORT_BATCH):
         chunk = entries[start : start + IMPORT_BATCH]
         try:
-            result = store.write(Batch(channel.id, chunk, rate_limited=False))
+            result = store.write(Batch(channel.id, chunk, rate_limited=False, as_given=True))
         except FieldstationError as exc:
             report.fatal = f"rows after {report.imported} imported ones were refused: {exc.message}"
             return report

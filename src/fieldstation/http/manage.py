@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from typing import Annotated, Any, Literal
 
 from flask import Response, jsonify, url_for
@@ -13,6 +14,7 @@ from fieldstation.http import api_bp
 from fieldstation.http.jsonbody import Strict, parse_body
 from fieldstation.models import ApiKey, Channel, Device, Field, KeyKind
 from fieldstation.models.channels import MAX_GAP_S
+from fieldstation.params import format_time
 
 Name = Annotated[str, Constraint(min_length=1, max_length=255)]
 Latitude = Annotated[float, Constraint(ge=-90, le=90)]
@@ -21,6 +23,7 @@ Longitude = Annotated[float, Constraint(ge=-180, le=180)]
 
 Kind = Literal["gauge", "power", "counter"]
 Gap = Annotated[int, Constraint(ge=1, le=MAX_GAP_S)]
+Expression = Annotated[str, Constraint(max_length=500)]
 
 
 class FieldIn(Strict):
@@ -28,6 +31,9 @@ class FieldIn(Strict):
     unit: Annotated[str, Constraint(max_length=32)] | None = None
     kind: Kind | None = None
     max_gap_s: Gap | None = None
+    cal_scale: float | None = None
+    cal_offset: float | None = None
+    expression: Expression | None = None
 
 
 class ChannelPatch(Strict):
@@ -52,6 +58,9 @@ class FieldPatch(Strict):
     unit: Annotated[str, Constraint(max_length=32)] | None = None
     kind: Kind | None = None
     max_gap_s: Gap | None = None
+    cal_scale: float | None = None
+    cal_offset: float | None = None
+    expression: Expression | None = None
 
 
 class KeyIn(Strict):
@@ -75,6 +84,9 @@ def field_json(field: Field) -> dict[str, Any]:
         "unit": field.unit,
         "kind": field.kind,
         "max_gap_s": field.max_gap_s,
+        "cal_scale": field.cal_scale,
+        "cal_offset": field.cal_offset,
+        "expression": field.expression,
     }
 
 
@@ -211,6 +223,23 @@ def update_field(channel_id: int, number: int) -> Response:
     channel = manage.channel_for(current_api_user(), channel_id)
     changes = parse_body(FieldPatch).model_dump(exclude_unset=True)
     return jsonify(field_json(manage.update_field(manage.get_field(channel, number), **changes)))
+
+
+@api_bp.get("/channels/<int:channel_id>/fields/<int:number>/calibrations")
+def field_calibrations(channel_id: int, number: int) -> Response:
+    """The field's calibration changes, oldest first: readings stored after each one used it."""
+    field = manage.get_field(manage.channel_for(current_api_user(), channel_id), number)
+    return jsonify(
+        [
+            {
+                "since": format_time(c.since_us, dt.UTC),
+                "since_us": c.since_us,
+                "cal_scale": c.cal_scale,
+                "cal_offset": c.cal_offset,
+            }
+            for c in manage.calibrations(field)
+        ]
+    )
 
 
 @api_bp.delete("/channels/<int:channel_id>/fields/<int:number>")

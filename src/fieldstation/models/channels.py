@@ -14,6 +14,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    false,
 )
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
@@ -49,6 +50,8 @@ class Channel(Base):
     retention_days: Mapped[int | None] = mapped_column(Integer)
     #: MQTT topic prefix this channel trusts without a key (broker enforces ACLs).
     mqtt_topic_prefix: Mapped[str | None] = mapped_column(String(255))
+    #: Some field has a calibration or an expression: store.write applies them (fieldstation.derive).
+    derived: Mapped[bool] = mapped_column(Boolean, server_default=false())
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
     #: Last change of the channel's settings (not of its data: see last_write_us).
     updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
