@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import itertools
+import re
 from collections import defaultdict
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -240,3 +241,50 @@ def _approx(expected: dict[int, tuple[int, float, float]]) -> dict[int, Any]:
         k: (n, pytest.approx(e, rel=1e-9, abs=1e-6), pytest.approx(r, rel=1e-9, abs=1e-6))
         for k, (n, e, r) in expected.items()
     }
+
+
+# -- dashboard: bars, today so far, this month -------------------------------------------------
+
+
+def test_the_chart_bar_and_the_channel_page_show_1500_wh(
+    app: Flask, channel: ChannelKeys, client: FlaskClient
+) -> None:
+    from fieldstation.dashboard import plots
+
+    power_field(channel)
+    write(channel, ninety_minutes_at_1000_w(DAY0 + 8 * HOUR))
+    week = {"start": str(DAY0 - 3 * DAY), "end": str(DAY0 + 4 * DAY), "api_key": channel.read_key}
+    embed = client.get(f"/channels/{channel.id}/charts/1", query_string=week | {"type": "bars"})
+    assert embed.status_code == 200
+    bars = re.findall(r'<rect class="bar"[^>]*data-value="([^"]+)"><title>([^<]+)</title>', embed.text)
+    assert bars == [("1500.0", "2026-06-01 00:00: 1500 Wh")]
+    line = client.get(f"/channels/{channel.id}/charts/1", query_string=week)  # the plain chart stays a line
+    assert 'class="bar"' not in line.text and "<polyline" in line.text
+    page = client.get(f"/dashboard/channels/{channel.id}", query_string=week)
+    assert page.status_code == 200
+    assert re.search(r'id="b1">.*data-value="1500.0"', page.text, re.S)
+    # today so far and this month, as the page and the channel list show them
+    field = manage.get_field(channel.channel, 1)
+    evening = DAY0 + 20 * HOUR
+    found = plots.so_far(field, dt.UTC, now=evening)
+    assert found == plots.SoFar(pytest.approx(1500.0), pytest.approx(1500.0), "Wh")
+    assert plots.so_far(field, dt.UTC, now=evening + DAY) == plots.SoFar(0.0, pytest.approx(1500.0), "Wh")
+    assert plots.so_far(manage.get_field(channel.channel, 2), dt.UTC) is None  # a gauge has none
+    assert "today so far" in page.text
+
+
+def test_bars_per_hour_day_and_month(channel: ChannelKeys) -> None:
+    from fieldstation.dashboard import plots
+
+    power_field(channel, unit="kW")
+    berlin = ZoneInfo("Europe/Berlin")
+    start = datetime_to_us(dt.datetime(2026, 1, 1, tzinfo=berlin))
+    write(channel, [(start + i * HOUR, 1.0) for i in range(24 * 70 + 1)])  # 1 kW for 70 days
+    field = manage.get_field(channel.channel, 1)
+    hours = plots.bars(field, start, start + DAY, berlin)
+    assert [b.value for b in hours] == [pytest.approx(1.0)] * 24
+    days = plots.bars(field, start, start + 10 * DAY, berlin)
+    assert [b.value for b in days] == [pytest.approx(24.0)] * 10
+    months = plots.bars(field, start, datetime_to_us(dt.datetime(2027, 1, 1, tzinfo=berlin)), berlin)
+    assert [(round(b.value, 6)) for b in months] == [31 * 24.0, 28 * 24.0, 11 * 24.0]
+    assert months[1].start == datetime_to_us(dt.datetime(2026, 2, 1, tzinfo=berlin))

@@ -9,6 +9,7 @@ from flask import flash, redirect, render_template, request, url_for
 from werkzeug.wrappers import Response
 
 from fieldstation import manage, query
+from fieldstation.dashboard import plots
 from fieldstation.dashboard.blueprint import bp
 from fieldstation.dashboard.forms import ActionForm, ChannelForm
 from fieldstation.dashboard.ranges import viewer_zone
@@ -28,8 +29,11 @@ _LIMITS = {"latitude": 90.0, "longitude": 180.0, "elevation": 100_000.0}
 def my_channels() -> str:
     """Each of my channels with its last update time and latest values."""
     user = me()
-    rows = [(channel, query.latest_values(channel.id)) for channel in manage.channels_of(user)]
     zone = viewer_zone(request.args, request.cookies)
+    rows = [
+        (channel, query.latest_values(channel.id), plots.totals_of(channel, zone))
+        for channel in manage.channels_of(user)
+    ]
     return render_template("dashboard/channels.html", rows=rows, zone=zone)
 
 
