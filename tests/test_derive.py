@@ -7,6 +7,7 @@ import io
 import math
 
 import pytest
+from flask import Flask
 from flask.testing import FlaskClient
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -16,7 +17,7 @@ from fieldstation.dashboard import csvio
 from fieldstation.errors import BadRequest
 from fieldstation.points import Batch, Entry
 from fieldstation.timeunits import SECOND
-from tests.factories import Account, ChannelKeys
+from tests.factories import PASSWORD, Account, ChannelKeys
 
 T0 = 1_780_000_000 * SECOND
 
@@ -163,3 +164,39 @@ def test_arithmetic_expressions_agree_with_python(text: str, voltage: float, cur
         assert out.get(3) == pytest.approx(float(expected))
     else:
         assert 3 not in out
+
+
+def test_the_dashboard_field_editor_sets_kind_calibration_and_expression(
+    app: Flask, owner: Account, channel: ChannelKeys
+) -> None:
+    app.config["WTF_CSRF_ENABLED"] = False
+    web = app.test_client()
+    assert web.post("/dashboard/login", data={"username": "alice", "password": PASSWORD}).status_code == 302
+    rows = {
+        "name": "meter",
+        "fields-0-number": "1",
+        "fields-0-name": "voltage",
+        "fields-0-unit": "V",
+        "fields-0-offset": "-0.5",
+        "fields-1-number": "2",
+        "fields-1-name": "current",
+        "fields-1-scale": "0.99",
+        "fields-2-number": "3",
+        "fields-2-name": "power",
+        "fields-2-unit": "W",
+        "fields-2-kind": "power",
+        "fields-2-expression": "voltage * current",
+    }
+    bad = web.post(f"/dashboard/channels/{channel.id}/edit", data=rows | {"fields-2-expression": "volts * 2"})
+    assert bad.status_code == 400 and "no input field named" in bad.text
+    assert not any(f.expression or f.cal_offset for f in manage.channel_for(owner.user, channel.id).fields)
+    assert web.post(f"/dashboard/channels/{channel.id}/edit", data=rows).status_code == 302
+    edit = web.get(f"/dashboard/channels/{channel.id}/edit").text
+    assert 'value="voltage * current"' in edit and 'value="0.99"' in edit
+    assert client_update(web, channel, "field1=230.5&field2=2")
+    assert stored(channel, 1) == [230.0] and stored(channel, 3) == [pytest.approx(230.0 * 1.98)]
+    assert manage.get_field(manage.channel_for(owner.user, channel.id), 3).kind == "power"
+
+
+def client_update(client: FlaskClient, channel: ChannelKeys, values: str) -> bool:
+    return client.get(f"/update?api_key={channel.write_key}&{values}").status_code == 200
