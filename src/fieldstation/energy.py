@@ -71,7 +71,7 @@ def totals(
     if before is not None:
         last_t, last_v = before[0], _clamp(before[1])
     for piece_key, n, t0, v0, t1, v1, piece_area, piece_rise in pieces:
-        first = min(max(v0, -CLAMP), CLAMP)
+        first = v0 if -CLAMP <= v0 <= CLAMP else _clamp(v0)
         if last_t is not None:
             if t0 - last_t <= gap:
                 if piece_key == key:  # the step lies inside this bucket
@@ -82,7 +82,7 @@ def totals(
         count[piece_key] += n
         area[piece_key] += piece_area
         rise[piece_key] += piece_rise
-        key, last_t, last_v = piece_key, t1, min(max(v1, -CLAMP), CLAMP)
+        key, last_t, last_v = piece_key, t1, v1 if -CLAMP <= v1 <= CLAMP else _clamp(v1)
     if last_t is not None and after is not None and after[0] - last_t <= gap:
         _hold(area, planned, last_t, after[0], last_v, start, end)
     keys = sorted(count.keys() | area.keys())

@@ -25,6 +25,7 @@ which long raw reads take instead of the readings.
 from __future__ import annotations
 
 import datetime as dt
+import re
 from collections.abc import Iterable
 from typing import Any
 
@@ -457,7 +458,16 @@ def _slots(source: str, field_id: int, start: int, end: int, plan: Plan) -> list
     sql = (
         f"SELECT {key}, {cols} FROM {source} WHERE field_id = :f AND ts >= :a AND ts < :z{where} ORDER BY ts"  # noqa: S608
     )
-    return [tuple(row) for row in db.session.execute(text(sql), params)]
+    # On the driver's cursor: SQLAlchemy's rows cost half of a year of hour slots' read.
+    named = {"sqlite": sql, "postgresql": _NAMED.sub(r"%(\1)s", sql)}
+    with database.cursor(named, binary=True) as (cursor, statement):
+        cursor.execute(statement, params)
+        rows: list[Piece] = cursor.fetchall()
+    return rows
+
+
+#: A bound parameter ``:name`` (sqlite3's style), rewritten as ``%(name)s`` for psycopg.
+_NAMED = re.compile(r"(?<![:\w]):(\w+)")
 
 
 def neighbours(
