@@ -12,7 +12,7 @@ from flask_migrate import downgrade, upgrade
 
 from fieldstation import manage, store
 from fieldstation.extensions import db
-from fieldstation.models import Base, Channel
+from fieldstation.models import Base
 from fieldstation.models.base import in_schema_of
 from fieldstation.points import Batch, Entry
 from tests.conftest import ENGINES, make_app, reset_schema
@@ -41,18 +41,27 @@ def fresh_app(request: pytest.FixtureRequest, tmp_path: Path):  # type: ignore[n
 
 
 def old_channel(name: str) -> int:
-    """A channel with field 1 under an earlier revision (the Field model has columns it lacks)."""
-    channel = Channel(owner_id=manage.create_user("alice", "long-enough-pw").id, name=name)
-    db.session.add(channel)
-    db.session.flush()
-    db.session.execute(
-        sa.text(
-            "INSERT INTO fields (channel_id, number, name, created_at) VALUES (:c, 1, 'temperature', :t)"
-        ),
-        {"c": channel.id, "t": "2026-01-01 00:00:00"},
-    )
-    db.session.commit()
-    return channel.id
+    """A channel with field 1 under an earlier revision (the models have columns it lacks)."""
+    owner = manage.create_user("alice", "long-enough-pw").id
+    stamp = "2026-01-01 00:00:00"
+    with db.engine.begin() as conn:
+        conn.execute(
+            sa.text(
+                "INSERT INTO channels (owner_id, name, description, public, last_entry_id, min_interval_s,"
+                " created_at, updated_at) VALUES (:o, :n, '', false, 0, 0, :t, :t)"
+            ),
+            {"o": owner, "n": name, "t": stamp},
+        )
+        channel_id = int(
+            conn.execute(sa.text("SELECT id FROM channels WHERE name = :n"), {"n": name}).scalar_one()
+        )
+        conn.execute(
+            sa.text(
+                "INSERT INTO fields (channel_id, number, name, created_at) VALUES (:c, 1, 'temperature', :t)"
+            ),
+            {"c": channel_id, "t": stamp},
+        )
+    return channel_id
 
 
 def table_names() -> set[str]:
@@ -130,11 +139,15 @@ def test_upgrading_to_read_blocks_marks_every_hour_with_readings(fresh_app) -> N
 
     upgrade(revision="0004_sign_in_guard")
     channel_id, hour = old_channel("weather"), 3_600_000_000
-    store.write(
-        Batch(channel_id, [Entry({1: float(i)}, ts=1_700_000_000_000_000 + i * hour) for i in range(5)])
-    )
-    with db.engine.begin() as conn:  # as after a rollup refresh under 0004: no hour is marked
-        conn.exec_driver_sql("DELETE FROM rollup_dirty")
+    with db.engine.begin() as conn:  # readings as 0004 stored them, after a refresh: no hour is marked
+        field_id = conn.execute(
+            sa.text("SELECT id FROM fields WHERE channel_id = :c"), {"c": channel_id}
+        ).scalar()
+        for i in range(5):
+            conn.execute(
+                sa.text("INSERT INTO readings (field_id, ts, value) VALUES (:f, :t, :v)"),
+                {"f": field_id, "t": 1_700_000_000_000_000 + i * hour, "v": float(i)},
+            )
     db.session.remove()
     upgrade()
     field = query.field_of(channel_id, 1)
@@ -168,3 +181,25 @@ def test_upgrading_compacts_slots_of_one_reading(fresh_app) -> None:  # type: ig
         (2, 5.0, 2.0, 3.0, 2.0, 3.0),
         (1, 0.5, None, None, None, None),
     ]
+
+
+def test_upgrading_to_energy_marks_every_hour_so_integrals_are_built(fresh_app) -> None:  # type: ignore[no-untyped-def]
+    """Migration 0012: slots made before it lack t0, area and rise; every hour is marked, so the
+    first read rebuilds them instead of reading NULLs as zeros."""
+    from fieldstation import energy
+
+    upgrade(revision="0006_compact_rollup_slots")
+    channel_id, minute = old_channel("house"), 60_000_000
+    base = 1_780_000_000_000_000 // 86_400_000_000 * 86_400_000_000
+    with db.engine.begin() as conn:
+        field_id = conn.exec_driver_sql(f"SELECT id FROM fields WHERE channel_id = {channel_id}").scalar()
+        for i in range(91):  # 1,000 W for 90 minutes, then 0, and the slots an old refresh made
+            value = 1000.0 if i < 90 else 0.0
+            row = {"f": field_id, "t": base + i * minute, "v": value}
+            conn.execute(sa.text("INSERT INTO readings (field_id, ts, value) VALUES (:f, :t, :v)"), row)
+            conn.execute(
+                sa.text("INSERT INTO rollup_minute (field_id, ts, n, sum) VALUES (:f, :t, 1, :v)"), row
+            )
+    upgrade()
+    day = 86_400_000_000
+    assert [t.energy for t in energy.totals(field_id, base, base + day, day)] == [pytest.approx(1500.0)]
