@@ -200,3 +200,20 @@ def test_the_dashboard_field_editor_sets_kind_calibration_and_expression(
 
 def client_update(client: FlaskClient, channel: ChannelKeys, values: str) -> bool:
     return client.get(f"/update?api_key={channel.write_key}&{values}").status_code == 200
+
+
+def test_the_cli_sets_and_clears_a_calibration(app: Flask, channel: ChannelKeys) -> None:
+    runner = app.test_cli_runner()
+    result = runner.invoke(
+        args=["channel", "field", "meter", "1", "--scale", "2", "--offset", "1", "--kind", "power"]
+    )
+    assert result.exit_code == 0, result.output
+    assert "value * 2 + 1" in result.output
+    store.write(Batch(channel.id, [Entry({1: 10.0}, ts=T0)]))
+    assert stored(channel, 1) == [21.0]
+    assert "power, value * 2 + 1" in runner.invoke(args=["channel", "show", "meter"]).output
+    result = runner.invoke(args=["channel", "field", "meter", "3", "--expression", "voltage *"])
+    assert result.exit_code != 0 and "invalid syntax" in result.output
+    assert runner.invoke(args=["channel", "field", "meter", "1", "--no-calibration"]).exit_code == 0
+    store.write(Batch(channel.id, [Entry({1: 10.0}, ts=T0 + SECOND)]))
+    assert stored(channel, 1) == [21.0, 10.0]
