@@ -217,3 +217,20 @@ def test_the_cli_sets_and_clears_a_calibration(app: Flask, channel: ChannelKeys)
     assert runner.invoke(args=["channel", "field", "meter", "1", "--no-calibration"]).exit_code == 0
     store.write(Batch(channel.id, [Entry({1: 10.0}, ts=T0 + SECOND)]))
     assert stored(channel, 1) == [21.0, 10.0]
+
+
+def test_the_worked_example_of_docs_energy(channel: ChannelKeys) -> None:
+    """230 V and a clamp reading 1 % high: about 1,000 W for 90 minutes, in Wh per hour."""
+    from fieldstation.energy import totals
+    from fieldstation.timeunits import HOUR, MINUTE
+
+    meter = channel.channel
+    manage.update_field(manage.get_field(meter, 2), unit="A", cal_scale=0.99)
+    manage.update_field(manage.get_field(meter, 3), unit="W", kind="power", expression="voltage * current")
+    eight = T0 - T0 % HOUR
+    entries = [Entry({1: 230.0, 2: 4.4}, ts=eight + i * MINUTE) for i in range(90)]
+    store.write(Batch(channel.id, [*entries, Entry({1: 230.0, 2: 0.0}, ts=eight + 90 * MINUTE)]))
+    assert stored(channel, 3)[:2] == [pytest.approx(1001.88)] * 2
+    power = manage.get_field(meter, 3).id
+    hourly = [t.energy for t in totals(power, eight, eight + 2 * HOUR, HOUR)]
+    assert hourly == [pytest.approx(1001.88), pytest.approx(500.94)]
