@@ -9,7 +9,11 @@ user would (``start_server``: ``fieldstation serve``'s command line, uWSGI or ``
   the same rows from ThingSpeak's ``/channels/<id>/fields/1.json``;
 * ~1,000 buckets avg/min/max over one year of one-minute data (525,600 readings): p50/p99 over HTTP,
   ``every=auto`` (what a chart asks) and ``every=9h`` (974 buckets); ratio to bare SQL GROUP BY;
-* CSV export of the year field over HTTP: rows/s and the server worker's RSS growth.
+* CSV export of the year field over HTTP: rows/s and the server worker's RSS growth;
+* 365 daily energy totals of the year field (a power field in W: ``fn=energy&every=1d``, in UTC and
+  in Europe/Berlin's local days) over HTTP, from the rollups: p50/p99, the ratio to the daily
+  averages (``fn=avg``) of the same request and to the same integral as bare SQL (a window over
+  the raw readings).
 
 When ``influxd`` is installed (Debian package ``influxdb``), a throwaway InfluxDB 1.x (own temp dir,
 free loopback ports, reporting, HTTP log and query log off) gets the same data through ``/write``
@@ -225,6 +229,7 @@ def load(url: str, instance: Path, points: int, end: int) -> dict[str, Any]:
         user = manage.create_user("bench", "bench-password")
         wide = manage.create_channel(user, "wide", fields=[f"f{i}" for i in range(1, FIELDS + 1)])
         year = manage.create_channel(user, "year", fields=["temperature"])
+        manage.update_field(year.fields[0], unit="W", kind="power")  # its energy: workload 4
         _, key_wide = manage.create_key(user, KeyKind.READ, channel=wide)
         _, key_year = manage.create_key(user, KeyKind.READ, channel=year)
         t = time.perf_counter()
@@ -291,6 +296,16 @@ class Bare:
             f"WHERE field_id = {m} AND ts >= {m} AND ts < {m} GROUP BY 1"
         )
         return len(self.conn.execute(sql, (start, every, field, start, end)).fetchall())
+
+    def energy(self, field: int, start: int, end: int) -> int:
+        """Daily (UTC) energy from the raw readings: each held until the next, gaps up to an hour."""
+        m = self.mark
+        sql = (
+            f"SELECT (ts - {m}) / {m}, sum(CASE WHEN nts - ts <= {m} THEN value * (nts - ts) END) FROM "
+            f"(SELECT ts, value, lead(ts) OVER (ORDER BY ts) AS nts FROM readings "
+            f"WHERE field_id = {m} AND ts >= {m} AND ts < {m}) r GROUP BY 1"
+        )
+        return len(self.conn.execute(sql, (start, DAY, HOUR, field, start, end)).fetchall())
 
     def close(self) -> None:
         self.conn.close()
@@ -621,6 +636,26 @@ def bench_engine(name: str, url: str, args: argparse.Namespace, influx: Influx |
                 f"{(memory_kib(influx.proc.pid)[0] - rss) / 1024:.1f} MiB) -> Fieldstation / InfluxDB "
                 f"{ratio(rate, i_rate)}"
             )
+
+        # 4. 365 daily energy totals of a year of one-minute power data
+        dstart = (end - YEAR_POINTS * MINUTE) // DAY * DAY + DAY
+        dend = dstart + 365 * DAY
+        path = f"/api/v1/channels/{info['year']}/buckets"
+        sql = timed(lambda: bare.energy(int(info["year_field"]), dstart, dend), 5)
+        for tz in ("UTC", "Europe/Berlin"):
+            q = {"fields": "1", "start": str(dstart), "end": str(dend), "every": "1d", "fn": "energy",
+                 "tz": tz, "api_key": info["key_year"]}  # fmt: skip
+            count = len(json.loads(client.get(path, q))["series"][0]["buckets"])
+            http = timed(lambda q=q: client.get(path, q), max(20, n // 4))
+            avg = timed(lambda q=q: client.get(path, q | {"fn": "avg"}), max(20, n // 4))
+            p50 = figures[f"energy_{tz}_p50"] = statistics.median(http)
+            print(
+                f"  365 daily energy totals ({tz} days, {count} buckets) of 1-minute power data over HTTP: "
+                f"p50 {p50:.2f} ms, p99 {percentile(http, 0.99):.2f} ms (target <= 50 ms); daily avg, same "
+                f"request: p50 {statistics.median(avg):.2f} ms -> {p50 / statistics.median(avg):.2f}x; "
+                f"bare SQL integral over raw readings p50 {statistics.median(sql):.1f} ms "
+                f"-> ratio {p50 / statistics.median(sql):.2f}x"
+            )
     finally:
         client.close()
         bare.close()
@@ -687,7 +722,8 @@ def main() -> None:
         print(
             f"  {engine}: 24 h {f['24h_http_p50']:.2f} ms{versus} | "
             f"buckets auto {f['buckets_auto_p50']:.1f} ms, 9h {f['buckets_9h_p50']:.1f} ms | "
-            f"export {f['export_rows_s']:,.0f} rows/s"
+            f"export {f['export_rows_s']:,.0f} rows/s | daily energy UTC {f['energy_UTC_p50']:.1f} ms, "
+            f"Europe/Berlin {f['energy_Europe/Berlin_p50']:.1f} ms"
         )
 
 

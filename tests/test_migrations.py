@@ -42,6 +42,30 @@ def fresh_app(request: pytest.FixtureRequest, tmp_path: Path):  # type: ignore[n
         db.engine.dispose()
 
 
+def old_channel(name: str) -> int:
+    """A channel with field 1 under an earlier revision (the models have columns it lacks)."""
+    owner = old_user("alice").id
+    stamp = "2026-01-01 00:00:00"
+    with db.engine.begin() as conn:
+        conn.execute(
+            sa.text(
+                "INSERT INTO channels (owner_id, name, description, public, last_entry_id, min_interval_s,"
+                " created_at, updated_at) VALUES (:o, :n, '', false, 0, 0, :t, :t)"
+            ),
+            {"o": owner, "n": name, "t": stamp},
+        )
+        channel_id = int(
+            conn.execute(sa.text("SELECT id FROM channels WHERE name = :n"), {"n": name}).scalar_one()
+        )
+        conn.execute(
+            sa.text(
+                "INSERT INTO fields (channel_id, number, name, created_at) VALUES (:c, 1, 'temperature', :t)"
+            ),
+            {"c": channel_id, "t": stamp},
+        )
+    return channel_id
+
+
 def table_names() -> set[str]:
     return set(sa.inspect(db.engine).get_table_names())
 
@@ -73,6 +97,9 @@ def test_a_step_down_and_up_keeps_the_data(fresh_app) -> None:  # type: ignore[n
     with db.engine.connect() as conn:
         before = tuple(conn.exec_driver_sql(counts).one())
     assert before == (1, 2, 1, 0)
+    downgrade(revision="0006_compact_rollup_slots")
+    with db.engine.connect() as conn:
+        assert tuple(conn.exec_driver_sql(counts).one()) == before
     for revision in ("0005_reading_blocks", "0004_sign_in_guard", "0003_pg_cascade_triggers", "0002_rollups"):
         downgrade(revision=revision)
         with db.engine.connect() as conn:
@@ -115,13 +142,16 @@ def test_upgrading_to_read_blocks_marks_every_hour_with_readings(fresh_app) -> N
     from fieldstation import query, rollups
 
     upgrade(revision="0004_sign_in_guard")
-    keys = make_channel(old_user("alice"), "weather")
-    channel_id, hour = keys.id, 3_600_000_000
-    store.write(
-        Batch(channel_id, [Entry({1: float(i)}, ts=1_700_000_000_000_000 + i * hour) for i in range(5)])
-    )
-    with db.engine.begin() as conn:  # as after a rollup refresh under 0004: no hour is marked
-        conn.exec_driver_sql("DELETE FROM rollup_dirty")
+    channel_id, hour = old_channel("weather"), 3_600_000_000
+    with db.engine.begin() as conn:  # readings as 0004 stored them, after a refresh: no hour is marked
+        field_id = conn.execute(
+            sa.text("SELECT id FROM fields WHERE channel_id = :c"), {"c": channel_id}
+        ).scalar()
+        for i in range(5):
+            conn.execute(
+                sa.text("INSERT INTO readings (field_id, ts, value) VALUES (:f, :t, :v)"),
+                {"f": field_id, "t": 1_700_000_000_000_000 + i * hour, "v": float(i)},
+            )
     db.session.remove()
     upgrade()
     field = query.field_of(channel_id, 1)
@@ -135,8 +165,7 @@ def test_upgrading_to_read_blocks_marks_every_hour_with_readings(fresh_app) -> N
 def test_upgrading_compacts_slots_of_one_reading(fresh_app) -> None:  # type: ignore[no-untyped-def]
     """Migration 0006 empties min, max, first and last of slots whose sum is their one reading."""
     upgrade(revision="0005_reading_blocks")
-    keys = make_channel(old_user("alice"), "weather")
-    channel_id = keys.id
+    channel_id = old_channel("weather")
     db.session.remove()
     slots = [(1, 2.5, 2.5, 2.5, 2.5, 2.5), (2, 5.0, 2.0, 3.0, 2.0, 3.0), (1, 0.5, 0.5, 0.5, 0.5, 0.5)]
     with db.engine.begin() as conn:
@@ -220,3 +249,25 @@ def test_channel_ids_are_never_reused_and_the_upgrade_keeps_everything(fresh_app
         assert tuple(conn.exec_driver_sql(counts).one()) == (1, 1, 1, 1)
     again = manage.create_channel(user, "three")
     assert again.id == ids[1] + 1
+
+
+def test_upgrading_to_energy_marks_every_hour_so_integrals_are_built(fresh_app) -> None:  # type: ignore[no-untyped-def]
+    """Migration 0014: slots made before it lack t0, area and rise; every hour is marked, so the
+    first read rebuilds them instead of reading NULLs as zeros."""
+    from fieldstation import energy
+
+    upgrade(revision="0006_compact_rollup_slots")
+    channel_id, minute = old_channel("house"), 60_000_000
+    base = 1_780_000_000_000_000 // 86_400_000_000 * 86_400_000_000
+    with db.engine.begin() as conn:
+        field_id = conn.exec_driver_sql(f"SELECT id FROM fields WHERE channel_id = {channel_id}").scalar()
+        for i in range(91):  # 1,000 W for 90 minutes, then 0, and the slots an old refresh made
+            value = 1000.0 if i < 90 else 0.0
+            row = {"f": field_id, "t": base + i * minute, "v": value}
+            conn.execute(sa.text("INSERT INTO readings (field_id, ts, value) VALUES (:f, :t, :v)"), row)
+            conn.execute(
+                sa.text("INSERT INTO rollup_minute (field_id, ts, n, sum) VALUES (:f, :t, 1, :v)"), row
+            )
+    upgrade()
+    day = 86_400_000_000
+    assert [t.energy for t in energy.totals(field_id, base, base + day, day)] == [pytest.approx(1500.0)]

@@ -546,3 +546,90 @@ def _span(every: int) -> str:
 def format_time(ts: int, zone: dt.tzinfo, *, seconds: bool = False) -> str:
     """``2026-11-24 10:05`` in ``zone``."""
     return _to_local(ts, zone).strftime("%Y-%m-%d %H:%M:%S" if seconds else "%Y-%m-%d %H:%M")
+
+
+# -- bars (energy and counter totals) --------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Bar:
+    """One bar: the total of ``[start, end)`` (a local hour, day or month)."""
+
+    start: int
+    end: int
+    value: float
+
+
+def render_bars(
+    bars: Sequence[Bar], frame: Frame, *, title: str, unit: str | None, chart_id: str = "chart"
+) -> str:
+    """Totals as an ``<svg>`` bar chart, each bar spanning its period; axes and hover as the lines'."""
+    margin_left, _ = _margins(False)
+    top, bottom = 14, 26
+    width, height = frame.width, frame.height
+    plot_w = plot_width(width)
+    plot_h = max(height - top - bottom, 40)
+    x_of = _x_scale(frame.start, frame.end, margin_left, plot_w)
+    values = [b.value for b in bars]
+    low, high, ticks = value_ticks(min([0.0, *values]), max([0.0, *values]), max(plot_h // VALUE_LABEL_PX, 2))
+
+    def y_of(value: float) -> float:
+        return top + plot_h - (value / 2 - low / 2) / (high / 2 - low / 2) * plot_h
+
+    parts = [
+        f'<rect class="plot" x="{margin_left}" y="{top}" width="{plot_w}" height="{plot_h}" fill="#fff"'
+        ' stroke="#d4d4d8"/>'
+    ]
+    for tick in ticks:
+        y = y_of(tick.at)
+        parts.append(
+            f'<line x1="{margin_left}" x2="{margin_left + plot_w}" y1="{y:.1f}" y2="{y:.1f}"'
+            ' stroke="#ececef"/>'
+            f'<text x="{margin_left - 6}" y="{y + 4:.1f}" text-anchor="end">{escape(tick.label)}</text>'
+        )
+    for tick in time_ticks(frame.start, frame.end, frame.zone, max(plot_w // TIME_LABEL_PX, 1)):
+        x = x_of(int(tick.at))
+        if x + 24 <= width:
+            parts.append(
+                f'<text x="{x:.1f}" y="{top + plot_h + 17}" text-anchor="middle">{escape(tick.label)}</text>'
+            )
+    suffix = f" {unit}" if unit else ""
+    colour = PALETTE[0]
+    zero = y_of(0.0)
+    points = []
+    parts.append(f'<g class="series bars" data-label="{escape(title)}">')
+    for bar in bars:
+        left = x_of(max(bar.start, frame.start))
+        right = x_of(min(bar.end, frame.end))
+        gap = min((right - left) * 0.15, 3)
+        y = y_of(bar.value)
+        label = f"{format_time(bar.start, frame.zone)}: {bar.value:.6g}{suffix}"
+        parts.append(
+            f'<rect class="bar" x="{left + gap / 2:.1f}" y="{min(y, zero):.1f}"'
+            f' width="{max(right - left - gap, 1):.1f}"'
+            f' height="{abs(zero - y):.1f}" fill="{colour}" data-value="{_short(bar.value)}">'
+            f"<title>{escape(label)}</title></rect>"
+        )
+        points.append([round((left + right) / 2, 1), bar.start // 1000, _short(bar.value)])
+    parts.append("</g>")
+    if not bars:
+        parts.append(
+            f'<text class="empty" x="{margin_left + plot_w / 2:.0f}" y="{top + plot_h / 2:.0f}"'
+            ' text-anchor="middle" fill="#71717a">No data in this range</text>'
+        )
+    total = sum(values)
+    desc = (
+        f"Bars from {format_time(frame.start, frame.zone)} to {format_time(frame.end, frame.zone)}"
+        f" ({frame.zone_name}): {len(bars)} periods, total {total:.6g}{suffix}."
+    )
+    hover = [{"label": title, "unit": unit or "", "colour": colour, "points": points}] if bars else []
+    data = escape(json.dumps({"zone": frame.zone_name, "series": hover}, separators=(",", ":")))
+    return (
+        f'<svg xmlns="http://www.w3.org/2000/svg" class="chart" viewBox="0 0 {width} {height}"'
+        f' width="{width}" height="{height}" role="img" aria-labelledby="{chart_id}-t {chart_id}-d"'
+        f' font-family="system-ui, sans-serif" font-size="11" fill="#3f3f46"'
+        f' data-plot="{margin_left},{top},{plot_w},{plot_h}" data-hover="{data}">'
+        f'<title id="{chart_id}-t">{escape(title)}</title><desc id="{chart_id}-d">{escape(desc)}</desc>'
+        + "".join(parts)
+        + "</svg>"
+    )

@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import secrets
 from pathlib import Path
+from typing import Any
 
 import click
 from flask import Config, Flask
@@ -301,7 +302,11 @@ def channel_show(channel: str) -> None:
     counts = channel_counts(ch.id)
     click.echo(f"entries: {counts.entries}, readings: {counts.readings}, last entry id: {ch.last_entry_id}")
     for field in ch.fields:
-        click.echo(f"  field{field.number}: {field.name}" + (f" [{field.unit}]" if field.unit else ""))
+        click.echo(
+            f"  field{field.number}: {field.name}"
+            + (f" [{field.unit}]" if field.unit else "")
+            + _extras(field)
+        )
     for key in manage.keys_of(ch):
         state = "revoked" if key.revoked_at else "live"
         device = f" device {key.device_id}" if key.device_id else ""
@@ -347,6 +352,44 @@ def channel_meta(
         click.echo(f"{key} = {json.dumps(value, ensure_ascii=False)}")
     if meta.metadata:
         click.echo(f"metadata: {meta.metadata}")
+
+
+def _extras(field: Any) -> str:
+    """A field's kind, calibration and expression as ``channel show`` lists them."""
+    parts = [field.kind] if field.kind != "gauge" else []
+    if field.cal_scale is not None or field.cal_offset is not None:
+        parts.append(
+            f"value * {field.cal_scale if field.cal_scale is not None else 1:g} + {field.cal_offset or 0:g}"
+        )
+    if field.expression:
+        parts.append(f"= {field.expression}")
+    return f" ({', '.join(parts)})" if parts else ""
+
+
+@channel_group.command("field")
+@click.argument("channel")
+@click.argument("number", type=int)
+@click.option("--unit", help="Unit (W, kW, l, °C, …).")
+@click.option("--kind", type=click.Choice(["gauge", "power", "counter"]), help="What the field measures.")
+@click.option("--max-gap", "max_gap_s", type=int, help="Seconds a power reading holds at most (energy).")
+@click.option("--scale", "cal_scale", type=float, help="Calibration: stored value = value * scale + offset.")
+@click.option("--offset", "cal_offset", type=float, help="Calibration offset (see --scale).")
+@click.option("--no-calibration", is_flag=True, help="Store new readings as they come.")
+@click.option("--expression", help="Compute the field from others of the entry, e.g. 'voltage * current'.")
+@with_appcontext
+@friendly
+def channel_field(channel: str, number: int, no_calibration: bool, **settings: object) -> None:
+    """Change a field's unit, kind, energy gap, calibration or expression (docs/energy.md)."""
+    changes = {k: v for k, v in settings.items() if v is not None}
+    if no_calibration:
+        changes |= {"cal_scale": None, "cal_offset": None}
+    field = manage.update_field(manage.get_field(manage.find_channel(channel), number), **changes)
+    calibration = (
+        f", value * {field.cal_scale or 1:g} + {field.cal_offset or 0:g}"
+        if changes.keys() & {"cal_scale", "cal_offset"}
+        else ""
+    )
+    click.echo(f"field{field.number}: {field.name} ({field.kind}{calibration})")
 
 
 @channel_group.command("delete")

@@ -115,7 +115,7 @@ def import_file(
 
 def _write(channel: Channel, chunk: list[Entry], report: ImportReport) -> bool:
     try:
-        result = store.write(Batch(channel.id, chunk, rate_limited=False))
+        result = store.write(Batch(channel.id, chunk, rate_limited=False, as_given=True))
     except FieldstationError as exc:
         report.fatal = f"rows after {report.imported} imported ones were refused: {exc.message}"
         return False

@@ -90,7 +90,8 @@ def _write_keyed(
 #: transaction: all of it commits before the answer arrives, or none of it. Every
 #: data-modifying part hangs off the channel UPDATE, which runs only for a key that passes
 #: the write rule (:func:`fieldstation.auth.may_write_sql`; Python applies its twin to the
-#: returned row to choose 401/403) and only when every field number exists; otherwise nothing
+#: returned row to choose 401/403), only when every field number exists and the channel has no
+#: calibration or computed field (``store.write`` applies those in Python); otherwise nothing
 #: is written and the caller takes the ordinary path, which names the reason. The entry is
 #: inserted at ``now`` without ON CONFLICT: a taken microsecond aborts the whole statement,
 #: and the ordinary path then finds the next free one. ``readings`` has no foreign key on
@@ -111,7 +112,7 @@ r AS (
   FROM k, p
   WHERE c.id = k.channel_id AND {auth.may_write_sql("k", "p.device")}
     AND {store.rate_limit_passes_sql("c", "p.now")}
-    AND (SELECT count(*) FROM f) = %(count)s
+    AND (SELECT count(*) FROM f) = %(count)s AND NOT c.derived
   RETURNING c.id, c.last_entry_id
 ),
 e AS (

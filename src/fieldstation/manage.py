@@ -16,13 +16,15 @@ from sqlalchemy.exc import IntegrityError
 from werkzeug.security import check_password_hash, generate_password_hash
 
 from fieldstation import db as database
-from fieldstation import signin
+from fieldstation import derive, rollups, signin
 from fieldstation.auth import generate_key, hash_key
 from fieldstation.errors import BadRequest, Conflict, NotFound
 from fieldstation.extensions import db
 from fieldstation.models import ApiKey, Channel, Device, Field, KeyKind, User
 from fieldstation.models.base import utcnow
+from fieldstation.models.channels import FIELD_KINDS, MAX_GAP_S, FieldCalibration
 from fieldstation.points import UNSTORABLE, normalize_device, plain_int
+from fieldstation.timeunits import now_us
 
 MIN_PASSWORD = 8
 
@@ -367,24 +369,92 @@ def get_field(channel: Channel, number: int) -> Field:
     return field
 
 
+#: Settings of a field that update_field changes.
+FIELD_SETTINGS = frozenset({"name", "unit", "kind", "max_gap_s", "cal_scale", "cal_offset", "expression"})
+#: Calibration factors beyond this size are refused (they can only be a mistake).
+MAX_CALIBRATION = 1e12
+
+
 def update_field(field: Field, **changes: object) -> Field:
-    """Rename a field or change its unit."""
+    """Rename a field, change its unit, its kind or its energy gap.
+
+    A new gap changes every stored integral of the field: all its hours are marked
+    stale, and the next read rebuilds their rollups.
+    """
     for key, value in changes.items():
-        if key not in {"name", "unit"}:
+        if key not in FIELD_SETTINGS:
             raise BadRequest(f"unknown field setting {key!r}")
         if key == "name":
             if value is None:  # else the NOT NULL violation read as a name clash (409)
                 raise BadRequest("name cannot be null")
             _check_name(str(value))
-        _check_text(value, key)
+        elif key == "kind" and value not in FIELD_KINDS:
+            raise BadRequest(f"kind must be one of {', '.join(FIELD_KINDS)}", code="bad_kind")
+        elif key in ("cal_scale", "cal_offset"):
+            value = _check_calibration(key, value)
+        elif key == "expression":
+            value = _check_expression(field, value)
+        elif key == "max_gap_s":
+            if not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= MAX_GAP_S:
+                raise BadRequest(f"max_gap_s must be a whole number from 1 to {MAX_GAP_S}", code="bad_gap")
+            if value != field.max_gap_s:
+                rollups.mark_field_dirty(db.session, field.id)
+        else:
+            _check_text(value, key)
         setattr(field, key, value)
+    if {"cal_scale", "cal_offset"} & changes.keys():
+        db.session.add(
+            FieldCalibration(
+                field_id=field.id, since_us=now_us(), cal_scale=field.cal_scale, cal_offset=field.cal_offset
+            )
+        )
+    _mark_derived(field.channel)
     _commit_unique(f"channel already has a field named {changes.get('name')!r}")
     return field
 
 
+def _check_calibration(key: str, value: object) -> float | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        raise BadRequest(f"{key} must be a number", code="bad_calibration")
+    if abs(value) > MAX_CALIBRATION or (key == "cal_scale" and value == 0):
+        raise BadRequest(f"{key} must be non-zero and within ±{MAX_CALIBRATION:g}", code="bad_calibration")
+    return float(value)
+
+
+def _check_expression(field: Field, value: object) -> str | None:
+    """An expression over the channel's other fields, refused with the reason (fieldstation.derive)."""
+    if value is None or value == "":
+        return None
+    if not isinstance(value, str):
+        raise BadRequest("expression must be text", code="bad_expression")
+    others = [f for f in field.channel.fields if f.id != field.id]
+    return derive.check_expression(
+        value, [derive.FieldRule(f.number, f.name, expression=f.expression) for f in others]
+    )
+
+
+def _mark_derived(channel: Channel) -> None:
+    """Keep ``channel.derived`` true exactly while a field has a calibration or an expression."""
+    channel.derived = any(
+        f.cal_scale is not None or f.cal_offset is not None or f.expression for f in channel.fields
+    )
+
+
+def calibrations(field: Field) -> list[FieldCalibration]:
+    """The field's calibration changes, oldest first: readings stored after each used it."""
+    query = select(FieldCalibration).where(FieldCalibration.field_id == field.id)
+    return list(db.session.scalars(query.order_by(FieldCalibration.since_us, FieldCalibration.id)))
+
+
 def delete_field(field: Field) -> None:
     """Delete a field and its readings."""
+    channel = field.channel
     db.session.delete(field)
+    db.session.flush()
+    db.session.expire(channel, ["fields"])
+    _mark_derived(channel)
     _commit()
 
 

@@ -25,6 +25,8 @@ _DURATION_RE = re.compile(r"(\d{1,12})(us|u|µs|ms|s|m|h|d|w)")
 _RELATIVE_RE = re.compile(r"(?:now)?\s*([+-])\s*(\d{1,12}(?:us|u|µs|ms|s|m|h|d|w))|now")
 #: Aggregate functions of the JSON API, in output order.
 FUNCTIONS = ("avg", "min", "max", "sum", "count", "first", "last")
+#: Totals over time (fieldstation.energy): a power field's energy, a counter's increase.
+TOTALS = ("energy", "increase")
 MAX_FIELDS = 200
 
 
@@ -130,15 +132,16 @@ def parse_fields(raw: Sequence[str], available: Sequence[int]) -> list[int]:
 def parse_functions(raw: str | None) -> list[str]:
     """``fn=avg,min,max`` -> the named aggregates (default ``avg``).
 
-    :raise BadRequest: a name outside avg, min, max, sum, count, first, last.
+    :raise BadRequest: a name outside avg, min, max, sum, count, first, last, energy, increase.
     """
     if not raw:
         return ["avg"]
+    known = FUNCTIONS + TOTALS
     names = [part.strip().lower() for part in raw.split(",") if part.strip()]
-    unknown = [n for n in names if n not in FUNCTIONS]
+    unknown = [n for n in names if n not in known]
     if unknown or not names:
-        raise BadRequest(f"fn must be some of {', '.join(FUNCTIONS)}", code="bad_fn")
-    return [n for n in FUNCTIONS if n in names]
+        raise BadRequest(f"fn must be some of {', '.join(known)}", code="bad_fn")
+    return [n for n in known if n in names]
 
 
 def parse_order(raw: str | None) -> bool:

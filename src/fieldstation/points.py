@@ -62,6 +62,9 @@ class Batch:
     #: False for the owner's own imports (the dashboard's CSV upload): the channel's minimum
     #: interval between updates paces devices, not a file of history written in batches.
     rate_limited: bool = True
+    #: True for imports of exported data: values are stored without the fields' calibration
+    #: (an export is calibrated already); computed fields missing from it are still computed.
+    as_given: bool = False
 
     @classmethod
     def of_series(cls, channel_id: int, times: Iterable[int | None], series: dict[int, Series]) -> Batch:

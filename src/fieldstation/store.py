@@ -25,7 +25,7 @@ from operator import itemgetter
 from typing import Any, cast
 
 from fieldstation import db as database
-from fieldstation import metrics, writehooks
+from fieldstation import derive, metrics, writehooks
 from fieldstation.db import Dialect
 from fieldstation.errors import BadRequest, Conflict, NotFound, RateLimited
 from fieldstation.extensions import db
@@ -169,6 +169,8 @@ class _Sql:
     mark_dirty: str
     #: PostgreSQL only: ``reserve`` and ``fields`` in one round trip.
     reserve_fields: str | None
+    #: The channel's calibrations and expressions (only read for a channel marked ``derived``).
+    rules: str
 
 
 def _statements(d: Dialect) -> _Sql:
@@ -178,7 +180,7 @@ def _statements(d: Dialect) -> _Sql:
         dialect=d,
         reserve=bind(
             "UPDATE channels SET last_entry_id = last_entry_id + ?, last_write_us = ? "  # noqa: S608
-            f"WHERE id = ? AND {rate_limit_passes_sql('channels', '?')} RETURNING last_entry_id"
+            f"WHERE id = ? AND {rate_limit_passes_sql('channels', '?')} RETURNING last_entry_id, derived"
         ),
         interval=bind("SELECT min_interval_s FROM channels WHERE id = ?"),
         fields=bind("SELECT number, id FROM fields WHERE channel_id = ?"),
@@ -223,14 +225,18 @@ def _statements(d: Dialect) -> _Sql:
             bind(
                 "WITH r AS (UPDATE channels SET last_entry_id = last_entry_id + ?, last_write_us = ? "  # noqa: S608
                 f"WHERE id = ? AND {rate_limit_passes_sql('channels', '?')} "
-                "RETURNING id, last_entry_id), "
+                "RETURNING id, last_entry_id, derived), "
                 "l AS (SELECT number, id FROM fields WHERE channel_id = (SELECT id FROM r) FOR KEY SHARE) "
-                "SELECT r.last_entry_id, l.number, l.id FROM r LEFT JOIN l ON true"
+                "SELECT r.last_entry_id, l.number, l.id, r.derived FROM r LEFT JOIN l ON true"
             )
             if d.round_trips
             else None
         ),
         mark_dirty=bind(mark_dirty_sql("VALUES (?, ?, 1)")),
+        rules=bind(
+            "SELECT number, name, cal_scale, cal_offset, expression FROM fields WHERE channel_id = ? "
+            "ORDER BY number"
+        ),
     )
 
 
@@ -247,7 +253,13 @@ def write_rows(cur: Any, sql: _Sql, batch: Batch, now: int, prepared: _Prepared 
     if not batch.entries:
         raise BadRequest("nothing to write", code="empty")
     channel_id, entries = batch.channel_id, batch.entries
-    last_entry_id, field_ids = _lock_channel(cur, sql, channel_id, len(entries), now, batch.rate_limited)
+    last_entry_id, field_ids, derived = _lock_channel(
+        cur, sql, channel_id, len(entries), now, batch.rate_limited
+    )
+    if derived:  # calibrations or computed fields: the batch as stored (fieldstation.derive)
+        cur.execute(sql.rules, (channel_id,))
+        batch = derive.apply(batch, derive.Rules.of([derive.FieldRule(*row) for row in cur.fetchall()]))
+        entries, prepared = batch.entries, None
     if _is_batch(batch):
         result = _write_batch(cur, sql, batch, now, last_entry_id, field_ids, prepared)
         return writehooks.written(cur, sql.dialect.name, batch, now, result.points, result)
@@ -439,8 +451,9 @@ def _mark_rollups_dirty(cur: Any, sql: _Sql, readings: Sequence[tuple[object, ..
 
 def _lock_channel(
     cur: Any, sql: _Sql, channel_id: int, count: int, now: int, rate_limited: bool = True
-) -> tuple[int, dict[int, int]]:
-    """Reserve ``count`` entry ids and enforce the rate limit; returns the new counter and field ids.
+) -> tuple[int, dict[int, int], bool]:
+    """Reserve ``count`` entry ids and enforce the rate limit; returns the new counter, field ids and
+    whether the channel has calibrations or computed fields.
 
     On PostgreSQL one statement does both (an UPDATE … RETURNING in a CTE joined
     to the fields), saving a round trip on every write. Without ``rate_limited``
@@ -451,13 +464,14 @@ def _lock_channel(
         cur.execute(sql.reserve_fields, (count, now, channel_id, due))
         rows = cur.fetchall()
         if rows:
-            return int(rows[0][0]), {number: fid for _, number, fid in rows if number is not None}
+            fields = {number: fid for _, number, fid, _ in rows if number is not None}
+            return int(rows[0][0]), fields, bool(rows[0][3])
     else:
         cur.execute(sql.reserve, (count, now, channel_id, due))
         row = cur.fetchone()
         if row is not None:
             cur.execute(sql.fields, (channel_id,))
-            return int(row[0]), dict(cur.fetchall())
+            return int(row[0]), dict(cur.fetchall()), bool(row[1])
     cur.execute(sql.interval, (channel_id,))
     found = cur.fetchone()
     if found is None:

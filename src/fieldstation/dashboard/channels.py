@@ -10,13 +10,13 @@ from flask import flash, redirect, render_template, request, url_for
 from werkzeug.wrappers import Response
 
 from fieldstation import channelmeta, manage, query
-from fieldstation.dashboard import monitoring
+from fieldstation.dashboard import monitoring, plots
 from fieldstation.dashboard.blueprint import bp
 from fieldstation.dashboard.forms import ActionForm, ChannelForm
 from fieldstation.dashboard.ranges import viewer_zone
 from fieldstation.dashboard.session import login_required, me
 from fieldstation.errors import BadRequest, FieldstationError
-from fieldstation.models import Channel
+from fieldstation.models import Channel, Field
 from fieldstation.points import normalize_device, plain_int
 
 #: Empty field rows offered on the create and edit forms.
@@ -31,8 +31,10 @@ def my_channels() -> str:
     """Each of my channels with its last update time and latest values."""
     user = me()
     channels = manage.channels_of(user)
-    rows = [(channel, query.latest_values(channel.id)) for channel in channels]
     zone = viewer_zone(request.args, request.cookies)
+    rows = [
+        (channel, query.latest_values(channel.id), plots.totals_of(channel, zone)) for channel in channels
+    ]
     health = monitoring.overview([c.id for c in channels])
     return render_template("dashboard/channels.html", rows=rows, zone=zone, health=health)
 
@@ -95,7 +97,18 @@ def delete_channel(channel_id: int) -> Response | str:
 
 
 def _form_data(channel: Channel) -> dict[str, Any]:
-    rows = [{"number": str(f.number), "name": f.name, "unit": f.unit or ""} for f in channel.fields]
+    rows = [
+        {
+            "number": str(f.number),
+            "name": f.name,
+            "unit": f.unit or "",
+            "kind": f.kind,
+            "scale": _text(f.cal_scale),
+            "offset": _text(f.cal_offset),
+            "expression": f.expression or "",
+        }
+        for f in channel.fields
+    ]
     return {
         "name": channel.name,
         "description": channel.description,
@@ -165,6 +178,22 @@ def _rows(form: ChannelForm) -> list[dict[str, Any]]:
     return [row.data for row in form.fields]
 
 
+def _field_settings(row: dict[str, Any], field: Field) -> dict[str, Any]:
+    """The unit, kind, calibration and expression of a form row that differ from the field's."""
+    wanted: dict[str, Any] = {
+        "unit": (row.get("unit") or "").strip() or None,
+        "kind": row.get("kind") or "gauge",
+        "expression": (row.get("expression") or "").strip() or None,
+    }
+    for key, name in (("scale", "cal_scale"), ("offset", "cal_offset")):
+        raw = (row.get(key) or "").strip()
+        try:
+            wanted[name] = float(raw) if raw else None
+        except ValueError:
+            raise BadRequest(f"the {key} of field {row.get('name')!r} must be a number") from None
+    return {k: v for k, v in wanted.items() if getattr(field, k) != v}
+
+
 def _create(form: ChannelForm) -> Channel:
     """The channel, its fields' units and its devices, saved together or not at all."""
     settings = _settings(form)
@@ -175,8 +204,9 @@ def _create(form: ChannelForm) -> Channel:
             me(), settings.pop("name"), fields=[r["name"].strip() for r in named], **settings
         )
         for row, field in zip(named, channel.fields, strict=False):
-            if (row["unit"] or "").strip():
-                manage.update_field(field, unit=row["unit"].strip())
+            changes = _field_settings(row, field)
+            if changes:
+                manage.update_field(field, **changes)
         for device in devices:
             manage.add_device(channel, device)
         _save_meta(channel, form)
@@ -205,10 +235,17 @@ def _apply_form(
         field = by_number.get(number) if number is not None else None
         if field is not None and row["remove"]:
             manage.delete_field(field)
-        elif field is not None and name and (name, unit) != (field.name, field.unit):
-            manage.update_field(field, name=name, unit=unit)
+        elif field is not None and name:
+            changes = _field_settings(row, field)
+            if name != field.name:
+                changes["name"] = name
+            if changes:
+                manage.update_field(field, **changes)
         elif field is None and name:
-            manage.add_field(channel, name, unit=unit)
+            added = manage.add_field(channel, name, unit=unit)
+            changes = _field_settings(row, added)
+            if changes:
+                manage.update_field(added, **changes)
     current = {d.device_id for d in channel.devices}
     for device in devices:
         if device not in current:

@@ -15,6 +15,7 @@ from wtforms import (
     StringField,
     TextAreaField,
 )
+from wtforms.fields.choices import SelectChoice
 from wtforms.validators import AnyOf, DataRequired, EqualTo, Length, Optional
 
 
@@ -29,11 +30,20 @@ class ActionForm(FlaskForm):
 
 
 class FieldRow(Form):
-    """One field of a channel: its name and unit (number fixed by position)."""
+    """One field of a channel: name, unit, kind, calibration, expression (number fixed by position)."""
 
     number = HiddenField()
     name = StringField("Name", validators=[Optional(), Length(max=255)])
     unit = StringField("Unit", validators=[Optional(), Length(max=32)])
+    kind = SelectField(
+        "Kind",
+        choices=[SelectChoice(kind, kind) for kind in ("gauge", "power", "counter")],
+        default="gauge",
+        validate_choice=False,  # manage.update_field refuses others with the reason
+    )
+    scale = StringField("Scale", validators=[Optional(), Length(max=40)])
+    offset = StringField("Offset", validators=[Optional(), Length(max=40)])
+    expression = StringField("Computed as", validators=[Optional(), Length(max=500)])
     remove = BooleanField("Remove (deletes its data)")
 
 

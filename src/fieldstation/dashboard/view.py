@@ -63,6 +63,7 @@ def _context(channel: Channel) -> dict[str, Any]:
         "win": win,
         "latest": query.latest_entry(channel.id),
         "charts": plots.channel_charts(channel, win, zone, width, wide, pair),
+        "totals": plots.totals_of(channel, zone),
         "pair": plots.pair_of(channel, pair),
         "owner": _is_owner(channel),
         "monitoring": monitoring.summary(channel) if _is_owner(channel) else None,
@@ -166,6 +167,11 @@ def embed_chart(channel_id: int, number: int) -> str:
     zone = viewer_zone(request.args, request.cookies)
     win = _results_window(field.id) or window(request.args, zone)
     width = chart_width(request.args, {}, default=450)
-    svg = plots.field_chart(field, win, zone, width, chart_height(request.args, default=260))
+    height = chart_height(request.args, default=260)
+    model = next(f for f in channel.fields if f.number == number)
+    if request.args.get("type") == "bars" and plots.has_totals(model):
+        svg = plots.bar_chart(model, win, zone, width, height)
+    else:
+        svg = plots.field_chart(field, win, zone, width, height)
     title = request.args.get("title") or plots.label(field)
     return render_template("dashboard/embed.html", channel=channel, field=field, svg=svg, title=title)

@@ -13,7 +13,7 @@ from typing import Any
 
 from flask import Response, current_app, jsonify, request, stream_with_context
 
-from fieldstation import export, params, query, rollups
+from fieldstation import energy, export, params, query, rollups
 from fieldstation.buckets import auto_every
 from fieldstation.errors import BadRequest, NotFound
 from fieldstation.http import api_bp
@@ -131,21 +131,35 @@ def buckets(channel_id: int) -> Response:
     every_arg = (request.args.get("every") or "auto").strip().lower()
     points = params.parse_int(request.args.get("points"), "points", default=1000, low=1, high=10_000)
     every = auto_every(start, end, points) if every_arg == "auto" else params.parse_duration(every_arg)
-    series = []
-    for field in fields:
-        rows = rollups.buckets(field.id, start, end, every, tz=tz)
-        times = params.format_times([b.start for b in rows], zone)
-        series.append(
-            {
-                "field": field.number,
-                "name": field.name,
-                "buckets": [
-                    {"time": time, "ts": b.start} | {fn: getattr(b, fn) for fn in functions}
-                    for time, b in zip(times, rows, strict=True)
-                ],
-            }
-        )
+    series = [_bucket_series(field, start, end, every, tz, zone, functions) for field in fields]
     return jsonify(channel_id=channel.id, every_s=every / 1_000_000, fn=functions, series=series)
+
+
+def _bucket_series(
+    field: FieldInfo, start: int, end: int, every: int, tz: str | None, zone: dt.tzinfo, functions: list[str]
+) -> dict[str, Any]:
+    """One field's buckets: the aggregates from the rollups, energy and increase from their chains."""
+    plain = [fn for fn in functions if fn not in params.TOTALS]
+    wanted = [fn for fn in functions if fn in params.TOTALS]
+    rows: dict[int, dict[str, Any]] = {}
+    if plain or not wanted:
+        for b in rollups.buckets(field.id, start, end, every, tz=tz):
+            rows[b.start] = {fn: getattr(b, fn) for fn in plain}
+    if wanted:
+        for total in energy.totals(field.id, start, end, every, tz=tz):
+            row = rows.setdefault(
+                total.start, dict.fromkeys(plain) | ({"count": 0} if "count" in plain else {})
+            )
+            row.update({fn: getattr(total, fn) for fn in wanted})
+    starts = sorted(rows)
+    times = params.format_times(starts, zone)
+    result: dict[str, Any] = {"field": field.number, "name": field.name, "unit": field.unit}
+    if wanted:
+        result["units"] = {
+            fn: energy.energy_unit(field.unit) if fn == "energy" else field.unit for fn in wanted
+        }
+    result["buckets"] = [{"time": time, "ts": ts} | rows[ts] for time, ts in zip(times, starts, strict=True)]
+    return result
 
 
 @api_bp.get("/channels/<int:channel_id>/entries/latest")

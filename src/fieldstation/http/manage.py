@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from typing import Annotated, Any, Literal
 
 from flask import Response, jsonify, url_for
@@ -12,15 +13,27 @@ from fieldstation.auth import current_api_user
 from fieldstation.http import api_bp
 from fieldstation.http.jsonbody import Strict, parse_body
 from fieldstation.models import ApiKey, Channel, Device, Field, KeyKind
+from fieldstation.models.channels import MAX_GAP_S
+from fieldstation.params import format_time
 
 Name = Annotated[str, Constraint(min_length=1, max_length=255)]
 Latitude = Annotated[float, Constraint(ge=-90, le=90)]
 Longitude = Annotated[float, Constraint(ge=-180, le=180)]
 
 
+Kind = Literal["gauge", "power", "counter"]
+Gap = Annotated[int, Constraint(ge=1, le=MAX_GAP_S)]
+Expression = Annotated[str, Constraint(max_length=500)]
+
+
 class FieldIn(Strict):
     name: Name
     unit: Annotated[str, Constraint(max_length=32)] | None = None
+    kind: Kind | None = None
+    max_gap_s: Gap | None = None
+    cal_scale: float | None = None
+    cal_offset: float | None = None
+    expression: Expression | None = None
 
 
 class ChannelPatch(Strict):
@@ -46,6 +59,11 @@ class ChannelIn(ChannelPatch):
 class FieldPatch(Strict):
     name: Name | None = None
     unit: Annotated[str, Constraint(max_length=32)] | None = None
+    kind: Kind | None = None
+    max_gap_s: Gap | None = None
+    cal_scale: float | None = None
+    cal_offset: float | None = None
+    expression: Expression | None = None
 
 
 class KeyIn(Strict):
@@ -63,7 +81,16 @@ class DeviceIn(Strict):
 
 
 def field_json(field: Field) -> dict[str, Any]:
-    return {"number": field.number, "name": field.name, "unit": field.unit}
+    return {
+        "number": field.number,
+        "name": field.name,
+        "unit": field.unit,
+        "kind": field.kind,
+        "max_gap_s": field.max_gap_s,
+        "cal_scale": field.cal_scale,
+        "cal_offset": field.cal_offset,
+        "expression": field.expression,
+    }
 
 
 def channel_json(channel: Channel) -> dict[str, Any]:
@@ -135,8 +162,8 @@ def create_channel() -> Response:
     names = [f if isinstance(f, str) else f.name for f in body.fields]
     channel = manage.create_channel(user, body.name, fields=names, **settings)
     for spec, field in zip(body.fields, channel.fields, strict=False):
-        if isinstance(spec, FieldIn) and spec.unit:
-            manage.update_field(field, unit=spec.unit)
+        if isinstance(spec, FieldIn):
+            _apply_settings(field, spec)
     if body.metadata is not None or body.tags is not None:
         channelmeta.update(channel, metadata=body.metadata, tags=body.tags)
     return created(channel_json(channel), url_for("api.get_channel", channel_id=channel.id))
@@ -183,8 +210,16 @@ def create_field(channel_id: int) -> Response:
     channel = manage.channel_for(current_api_user(), channel_id)
     body = parse_body(FieldIn)
     field = manage.add_field(channel, body.name, unit=body.unit)
+    _apply_settings(field, body)
     location = url_for("api.get_field", channel_id=channel.id, number=field.number)
     return created(field_json(field), location)
+
+
+def _apply_settings(field: Field, spec: FieldIn) -> None:
+    """A new field's settings beyond its name (set after it exists: update_field checks them)."""
+    settings = spec.model_dump(exclude={"name"}, exclude_none=True)
+    if settings:
+        manage.update_field(field, **settings)
 
 
 @api_bp.get("/channels/<int:channel_id>/fields/<int:number>")
@@ -198,6 +233,23 @@ def update_field(channel_id: int, number: int) -> Response:
     channel = manage.channel_for(current_api_user(), channel_id)
     changes = parse_body(FieldPatch).model_dump(exclude_unset=True)
     return jsonify(field_json(manage.update_field(manage.get_field(channel, number), **changes)))
+
+
+@api_bp.get("/channels/<int:channel_id>/fields/<int:number>/calibrations")
+def field_calibrations(channel_id: int, number: int) -> Response:
+    """The field's calibration changes, oldest first: readings stored after each one used it."""
+    field = manage.get_field(manage.channel_for(current_api_user(), channel_id), number)
+    return jsonify(
+        [
+            {
+                "since": format_time(c.since_us, dt.UTC),
+                "since_us": c.since_us,
+                "cal_scale": c.cal_scale,
+                "cal_offset": c.cal_offset,
+            }
+            for c in manage.calibrations(field)
+        ]
+    )
 
 
 @api_bp.delete("/channels/<int:channel_id>/fields/<int:number>")

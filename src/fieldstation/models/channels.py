@@ -14,11 +14,17 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    false,
     text,
 )
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from fieldstation.models.base import Base, UTCDateTime, utcnow
+
+#: What a field measures (docs/energy.md): averaged, integrated to energy, or counted up.
+FIELD_KINDS = ("gauge", "power", "counter")
+#: The longest max_gap_s a field may have (30 days).
+MAX_GAP_S = 30 * 86_400
 
 
 class Channel(Base):
@@ -46,6 +52,8 @@ class Channel(Base):
     retention_days: Mapped[int | None] = mapped_column(Integer)
     #: MQTT topic prefix this channel trusts without a key (broker enforces ACLs).
     mqtt_topic_prefix: Mapped[str | None] = mapped_column(String(255))
+    #: Some field has a calibration or an expression: store.write applies them (fieldstation.derive).
+    derived: Mapped[bool] = mapped_column(Boolean, server_default=false())
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
     #: Last change of the channel's settings (not of its data: see last_write_us).
     updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
@@ -83,9 +91,32 @@ class Field(Base):
     #: At most 255 characters when made by hand; line protocol's series names reach 64 KiB.
     name: Mapped[str] = mapped_column(String(255).with_variant(Text(), "postgresql"))
     unit: Mapped[str | None] = mapped_column(String(32))
+    #: gauge (averaged), power (integrated to energy) or counter (its increase); docs/energy.md.
+    kind: Mapped[str] = mapped_column(String(16), server_default="gauge")
+    #: A power reading held longer than this (until the next one) counts no energy.
+    max_gap_s: Mapped[int] = mapped_column(Integer, server_default="3600")
+    #: Calibration applied when a reading is stored: value * scale + offset (NULL: 1 and 0).
+    cal_scale: Mapped[float | None] = mapped_column(Float)
+    cal_offset: Mapped[float | None] = mapped_column(Float)
+    #: A computed field: an expression over other fields of the same entry, by name.
+    expression: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
 
     channel = relationship("Channel", back_populates="fields")
+
+
+class FieldCalibration(Base):
+    """A calibration change of a field and when it took effect (readings stored after it use it)."""
+
+    __tablename__ = "field_calibrations"
+    __table_args__ = (Index("ix_field_calibrations_field", "field_id", "since_us"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    field_id: Mapped[int] = mapped_column(ForeignKey("fields.id", ondelete="CASCADE"))
+    #: Server time (µs since the epoch) of the change.
+    since_us: Mapped[int] = mapped_column(BigInteger)
+    cal_scale: Mapped[float | None] = mapped_column(Float)
+    cal_offset: Mapped[float | None] = mapped_column(Float)
 
 
 class Device(Base):

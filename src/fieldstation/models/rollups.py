@@ -24,6 +24,13 @@ class _RollupColumns:
     max: Mapped[float | None] = mapped_column(Float)
     first: Mapped[float | None] = mapped_column(Float)
     last: Mapped[float | None] = mapped_column(Float)
+    #: Time of the slot's first reading, and of its last (NULL in a slot of one reading).
+    t0: Mapped[int | None] = mapped_column(BigInteger)
+    t1: Mapped[int | None] = mapped_column(BigInteger)
+    #: Within the slot: each reading held until the next (gaps up to the field's max_gap_s), in
+    #: value x µs; and the increase (rises, a drop counting from zero). NULL: 0.
+    area: Mapped[float | None] = mapped_column(Float)
+    rise: Mapped[float | None] = mapped_column(Float)
 
 
 class RollupMinute(_RollupColumns, Base):
