@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from html import escape
 from typing import Protocol
 
-from fieldstation.timeunits import DAY, MINUTE, NICE_WIDTHS, US, datetime_to_us, us_to_datetime
+from fieldstation.timeunits import DAY, HOUR, MINUTE, NICE_WIDTHS, SECOND, US, datetime_to_us, us_to_datetime
 
 #: Pixels one time label needs (the widest, "Nov 30", is about 40 px at 11 px): labels never overlap.
 TIME_LABEL_PX = 64
@@ -537,10 +537,10 @@ def describe(series: Sequence[Series], frame: Frame) -> str:
 
 def _span(every: int) -> str:
     """A bucket's width in words: ``3 h``, ``5 min``, ``1 d``."""
-    for size, unit in ((86_400_000_000, "d"), (3_600_000_000, "h"), (60_000_000, "min"), (1_000_000, "s")):
+    for size, unit in ((DAY, "d"), (HOUR, "h"), (MINUTE, "min"), (SECOND, "s")):
         if every >= size and every % size == 0:
             return f"{every // size} {unit}"
-    return f"{every / 1_000_000:g} s"
+    return f"{every / SECOND:g} s"
 
 
 def format_time(ts: int, zone: dt.tzinfo, *, seconds: bool = False) -> str:

@@ -186,13 +186,15 @@ def channel_set(channel: str, retention_days: str | None, min_interval: int | No
     if retention_days is not None:
         if retention_days.lower() == "none":
             changes["retention_days"] = None
-        elif retention_days.isdigit() and 1 <= int(retention_days) <= 36_500:
+        elif retention_days.isdigit() and 1 <= int(retention_days) <= manage.MAX_RETENTION_DAYS:
             changes["retention_days"] = int(retention_days)
         else:
-            raise click.BadParameter("1 to 36500 days, or none", param_hint="--retention-days")
+            raise click.BadParameter(
+                f"1 to {manage.MAX_RETENTION_DAYS} days, or none", param_hint="--retention-days"
+            )
     if min_interval is not None:
-        if not 0 <= min_interval <= 86_400:
-            raise click.BadParameter("0 to 86400 seconds", param_hint="--min-interval")
+        if not 0 <= min_interval <= manage.MAX_MIN_INTERVAL_S:
+            raise click.BadParameter(f"0 to {manage.MAX_MIN_INTERVAL_S} seconds", param_hint="--min-interval")
         changes["min_interval_s"] = min_interval
     manage.update_channel(ch, **changes)
     keep = f"{ch.retention_days} days" if ch.retention_days else "forever"

@@ -24,7 +24,7 @@ from fieldstation.models import ApiKey, Channel, Device, Field, KeyKind, User
 from fieldstation.models.base import utcnow
 from fieldstation.models.channels import FIELD_KINDS, MAX_GAP_S, FieldCalibration
 from fieldstation.points import UNSTORABLE, normalize_device, plain_int
-from fieldstation.timeunits import now_us
+from fieldstation.timeunits import DAY, SECOND, now_us
 
 MIN_PASSWORD = 8
 
@@ -173,6 +173,13 @@ _SETTINGS = {
 
 _REQUIRED = {"name", "description", "public", "min_interval_s"}
 
+#: The rate limit a channel may set: seconds between writes (one write a day at most).
+MAX_MIN_INTERVAL_S = DAY // SECOND
+#: The longest retention a channel may set, in days (a century).
+MAX_RETENTION_DAYS = 36_500
+#: Integer settings and their bounds; every way of changing a channel meets them here.
+_BOUNDS = {"min_interval_s": (0, MAX_MIN_INTERVAL_S), "retention_days": (1, MAX_RETENTION_DAYS)}
+
 
 def _apply(channel: Channel, changes: dict[str, object]) -> None:
     for key, value in changes.items():
@@ -183,6 +190,10 @@ def _apply(channel: Channel, changes: dict[str, object]) -> None:
         _check_text(value, key)
         if isinstance(value, float) and not math.isfinite(value):  # JSON's Infinity, NaN
             raise BadRequest(f"{key} must be a finite number")
+        if key in _BOUNDS and value is not None:
+            low, high = _BOUNDS[key]
+            if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+                raise BadRequest(f"{key} must be a whole number from {low} to {high}")
         setattr(channel, key, value)
 
 

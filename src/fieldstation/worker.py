@@ -30,10 +30,9 @@ from sqlalchemy import text
 from fieldstation import devices, metrics, retention, rollups
 from fieldstation.alerts import deliver, evaluate
 from fieldstation.extensions import db
-from fieldstation.timeunits import now_us
+from fieldstation.timeunits import US, now_us
 
 log = logging.getLogger(__name__)
-US = 1_000_000
 Clock = Callable[[], int]
 
 #: job name -> (config key of its interval, what it runs)

@@ -32,9 +32,9 @@ from sqlalchemy import text
 from fieldstation import metrics
 from fieldstation.extensions import db
 from fieldstation.models import AlertDelivery
+from fieldstation.timeunits import US
 
 log = logging.getLogger(__name__)
-US = 1_000_000
 SIGNATURE_HEADER = "X-Fieldstation-Signature"
 DELIVERY_HEADER = "X-Fieldstation-Delivery"
 #: Redirects a webhook may take (each to http or https only).

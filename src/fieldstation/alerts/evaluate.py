@@ -26,8 +26,7 @@ from sqlalchemy import func, or_, select, text, update
 
 from fieldstation.extensions import db
 from fieldstation.models import AlertDelivery, AlertRule, AlertTransition, Channel, DeviceActivity, Field
-
-US = 1_000_000
+from fieldstation.timeunits import US
 
 _LATEST = text("SELECT ts, value FROM readings WHERE field_id = :field ORDER BY ts DESC LIMIT 1")
 #: A reading in [start, end] that breaks the condition (a text reading breaks it too).

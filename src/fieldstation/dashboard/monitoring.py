@@ -49,12 +49,14 @@ def limits_from(retention: str | None, interval: str | None) -> dict[str, Any]:
     """The channel form's retention (days, empty: forever) and rate limit (seconds)."""
     settings: dict[str, Any] = {}
     text = (retention or "").strip()
-    if text and not (text.isdigit() and 1 <= int(text) <= 36_500):
-        raise BadRequest("keep data for 1 to 36500 days, or leave it empty to keep it forever")
+    if text and not (text.isdigit() and 1 <= int(text) <= manage.MAX_RETENTION_DAYS):
+        raise BadRequest(
+            f"keep data for 1 to {manage.MAX_RETENTION_DAYS} days, or leave it empty to keep it forever"
+        )
     settings["retention_days"] = int(text) if text else None
     text = (interval or "").strip() or "0"
-    if not (text.isdigit() and int(text) <= 86_400):
-        raise BadRequest("the rate limit is 0 to 86400 seconds")
+    if not (text.isdigit() and int(text) <= manage.MAX_MIN_INTERVAL_S):
+        raise BadRequest(f"the rate limit is 0 to {manage.MAX_MIN_INTERVAL_S} seconds")
     settings["min_interval_s"] = int(text)
     return settings
 

@@ -43,8 +43,8 @@ class ChannelPatch(Strict):
     latitude: Latitude | None = None
     longitude: Longitude | None = None
     elevation: float | None = None
-    min_interval_s: Annotated[int, Constraint(ge=0, le=86_400)] | None = None
-    retention_days: Annotated[int, Constraint(ge=1, le=36_500)] | None = None
+    min_interval_s: Annotated[int, Constraint(ge=0, le=manage.MAX_MIN_INTERVAL_S)] | None = None
+    retention_days: Annotated[int, Constraint(ge=1, le=manage.MAX_RETENTION_DAYS)] | None = None
     mqtt_topic_prefix: Annotated[str, Constraint(min_length=1, max_length=255)] | None = None
     #: ThingSpeak's channel metadata text and tags (fieldstation.channelmeta).
     metadata: Annotated[str, Constraint(max_length=65_536)] | None = None
