@@ -419,3 +419,14 @@ def test_fields_line_protocol_named_before_keep_their_values(client: FlaskClient
     from fieldstation import query
 
     assert [f.name for f in query.read_access(keys.id, keys.read_key).fields] == ["weather temperature"]  # type: ignore[union-attr]
+
+
+def test_a_line_with_hundreds_of_tags_is_stored(client: FlaskClient, channel: ChannelKeys) -> None:
+    """Series names reach InfluxDB's 64 KiB key (migration 0008); 255 characters refused this."""
+    tags = "".join(f",tag{i}=value{i}" for i in range(500))
+    response = client.post(
+        "/write?db=sensors", data=f"m{tags} v=1 5".encode(), headers=basic(channel.write_key)
+    )
+    assert response.status_code == 204, response.json
+    ((name, values),) = readback.values_by_field(channel.id).items()
+    assert len(name) > 7000 and name.endswith(",tag99=value99 v") and values == [1.0]

@@ -391,3 +391,62 @@ def test_string_values_with_control_characters_are_rejected_by_line(before: str,
     assert [r.number for r in parsed.rejected] == [2]
     assert "control characters" in parsed.rejected[0].reason
     assert [p.fields for p in parsed.points] == [(("ok", 1.0),), (("ok", 2.0),)]
+
+
+# -- InfluxDB 1.x's verdicts (each checked against a real InfluxDB 1.6, see test_influx_differential) --
+
+
+@pytest.mark.parametrize(
+    ("line", "expected"),
+    [
+        ("m  v=1   5", lp.Point("m", (), (("v", 1.0),), 0)),
+        ("m v=1 5  ", lp.Point("m", (), (("v", 1.0),), 0)),
+        ("\tm v=1 5000", lp.Point("m", (), (("v", 1.0),), 5)),
+        ("m,t=a\\\\\\,b v=1 5", lp.Point("m", (("t", "a\\\\,b"),), (("v", 1.0),), 0)),
+        ('m v="a\nb" 5', lp.Point("m", (), (("v", "a\nb"),), 0)),
+        ("m v=09223372036854775807i 5", lp.Point("m", (), (("v", float(2**63 - 1)),), 0)),
+        ("m v=00000000000000000000001i 5", lp.Point("m", (), (("v", 1.0),), 0)),
+        ("m v=1 -9223372036854775806", lp.Point("m", (), (("v", 1.0),), -9223372036854776)),
+        ("m v=1 9223372036854775806", lp.Point("m", (), (("v", 1.0),), 9223372036854775)),
+        ("m v=1,v=2 5", lp.Point("m", (), (("v", 2.0),), 0)),
+        ("m v=.5,w=5.,x=1E+5 5", lp.Point("m", (), (("v", 0.5), ("w", 5.0), ("x", 1e5)), 0)),
+        ('m v="a\\b\\"c\\\\" 5', lp.Point("m", (), (("v", 'a\\b"c\\'),), 0)),
+        ('m,t=x\\"y v=1 5', lp.Point("m", (("t", 'x\\"y'),), (("v", 1.0),), 0)),
+    ],
+)
+def test_lines_influxdb_takes(line: str, expected: lp.Point) -> None:
+    assert lp.parse(line).points == [expected]
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        "m,t=a\\\\,x=y v=1 5",  # the backslash before the comma escapes it: "=" in a tag value
+        "m,t=a\\\\ v=1 5",
+        'm v="test"" 5',
+        "m v=1 9223372036854775807",
+        "m v=1 -9223372036854775807",
+        "m v=09223372036854775808i 5",
+        "m v=+1 5",
+        "m v=1\t5",
+        "m v=1 5 6",
+        "m time=1 5",
+        "m,time=a v=1 5",
+        "m,t=a,t=b v=1 5",
+        "m v=1,",
+    ],
+)
+def test_lines_influxdb_refuses(line: str) -> None:
+    parsed = lp.parse(line)
+    assert parsed.points == [] and len(parsed.rejected) == 1
+
+
+def test_a_field_with_two_types_refuses_the_request() -> None:
+    with pytest.raises(lp.FieldTypeConflict):
+        lp.parse_columns("ok v=1\nm v=1,v=2i 5\n")
+
+
+def test_hundreds_of_tags_make_one_series() -> None:
+    tags = "".join(f",k{i}=v{i}" for i in range(300))
+    (point,) = lp.parse(f"m{tags} v=1 5").points
+    assert len(point.tags) == 300 and len(point.field_name("v")) > 2000

@@ -60,6 +60,10 @@ class LineError(ValueError):
     """One line that cannot be parsed; the message says why."""
 
 
+class FieldTypeConflict(ValueError):
+    """A line gives one field key values of two types: InfluxDB refuses the whole request for it."""
+
+
 @dataclass(frozen=True, slots=True)
 class Point:
     """One parsed line: its series key, fields in line order and timestamp (µs, or None)."""
@@ -547,7 +551,7 @@ def parse_line_slow(line: str, scale: int = 1) -> Point:
             break
         if line[i] == " ":
             break
-    measurement = _unescape_codes(line[:i], ", ")
+    measurement = _unescape_codes(line[:i], ',=" ')
     tags: dict[str, str] = {}
     if has_tags:
         i, tags = _scan_tags(line, i + 1)
@@ -689,7 +693,7 @@ def _field_pairs(text: str) -> list[tuple[str, str]]:
             raw = text[start:i]
             known = pairs.get(key)
             if known is not None and _value_type(known) != _value_type(raw):
-                raise LineError(f"field type conflict: input field {key[:40]!r}")
+                raise FieldTypeConflict("field type conflict")
             pairs[key] = raw  # the same key again with the same type: the later value wins
         i += 1
     if not pairs:
