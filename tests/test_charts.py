@@ -15,7 +15,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from fieldstation import charts
-from fieldstation.charts import Frame, Sample, Series
+from fieldstation.charts import ChartSeries, Frame, Sample
 from fieldstation.timeunits import DAY, HOUR, MINUTE, US
 
 T0 = 1_795_000_000 * US  # 2026-11-18
@@ -211,7 +211,7 @@ def frame(width: int = 800) -> Frame:
 
 def test_svg_has_title_description_band_and_gap() -> None:
     points = [Sample(T0 + h * HOUR, 10.0 + h, 9.0 + h, 11.0 + h, 60) for h in (1, 2, 3, 10, 11)]
-    svg = charts.render([Series("temperature", "°C", points)], frame(), title="Temperature (°C)")
+    svg = charts.render([ChartSeries("temperature", "°C", points)], frame(), title="Temperature (°C)")
     assert '<title id="chart-t">Temperature (°C)</title>' in svg
     # The last bucket holds 60 readings: its average is not called the last reading.
     assert "temperature: 300 readings, lowest 10 °C, highest 22 °C, average of the last 1 h 21 °C." in svg
@@ -222,7 +222,7 @@ def test_svg_has_title_description_band_and_gap() -> None:
 
 def test_single_readings_draw_no_band_and_lone_points_draw_dots() -> None:
     points = [sample(T0 + h * HOUR, 5.0 + h) for h in (1, 2, 3, 20)]
-    svg = charts.render([Series("x", None, points)], frame(), title="x")
+    svg = charts.render([ChartSeries("x", None, points)], frame(), title="x")
     assert 'class="band"' not in svg
     assert svg.count("<polyline") == 1 and svg.count("<circle") == 1
     assert "x: 4 readings, lowest 6, highest 25, last 25." in svg
@@ -233,7 +233,9 @@ def test_a_spike_in_an_averaged_bucket_shows_in_the_band_and_the_tooltip() -> No
     every = 90 * US  # a day in 960 buckets on a 480-pixel plot
     points = [Sample(T0 + i * every + every // 2, 20.0, 20.0, 20.0, 90) for i in range(960)]
     points[500] = Sample(points[500].ts, 20.8, 20.0, 90.0, 90)
-    svg = charts.render([Series("t", "°C", points)], Frame(T0, T0 + DAY, every, dt.UTC, 600, 260), title="t")
+    svg = charts.render(
+        [ChartSeries("t", "°C", points)], Frame(T0, T0 + DAY, every, dt.UTC, 600, 260), title="t"
+    )
     band = re.search(r'<polygon class="band" points="([^"]+)"[^>]*stroke-opacity', svg)
     assert band is not None
     corners = [tuple(map(float, xy.split(","))) for xy in band.group(1).split()]
@@ -247,8 +249,10 @@ def test_a_spike_in_an_averaged_bucket_shows_in_the_band_and_the_tooltip() -> No
 
 
 def test_two_axes_label_each_side_in_its_series_colour() -> None:
-    watts = Series("power", "W", [sample(T0 + h * HOUR, 1000.0 + 100 * h) for h in range(24)])
-    temp = Series("temperature", "°C", [sample(T0 + h * HOUR, 20.0 + h / 10) for h in range(24)], right=True)
+    watts = ChartSeries("power", "W", [sample(T0 + h * HOUR, 1000.0 + 100 * h) for h in range(24)])
+    temp = ChartSeries(
+        "temperature", "°C", [sample(T0 + h * HOUR, 20.0 + h / 10) for h in range(24)], right=True
+    )
     svg = charts.render([watts, temp], frame(), title="power and temperature")
     left = re.findall(r'text-anchor="end" fill="(#[0-9a-f]+)">([^<]+)<', svg)
     right = re.findall(r'text-anchor="start" fill="(#[0-9a-f]+)">([^<]+)<', svg)
@@ -258,12 +262,12 @@ def test_two_axes_label_each_side_in_its_series_colour() -> None:
 
 
 def test_empty_chart_says_so() -> None:
-    svg = charts.render([Series("x", None, [])], frame(), title="x")
+    svg = charts.render([ChartSeries("x", None, [])], frame(), title="x")
     assert "No data in this range" in svg and "x: no data." in svg
 
 
 def test_labels_are_escaped() -> None:
-    svg = charts.render([Series("<b>&", "<u>", [sample(T0 + HOUR)])], frame(), title="<script>")
+    svg = charts.render([ChartSeries("<b>&", "<u>", [sample(T0 + HOUR)])], frame(), title="<script>")
     assert "<script>" not in svg and "&lt;b&gt;&amp;" in svg
 
 
@@ -277,7 +281,7 @@ def test_value_ticks_cover_subnormal_values() -> None:
 def test_values_near_the_largest_float_are_drawn() -> None:
     """±1.7e308 once never returned (a step of 1 over an infinite span) and overflowed y (#5)."""
     points = [sample(T0 + HOUR, -1.7e308), sample(T0 + 2 * HOUR, 1.7e308)]
-    svg = charts.render([Series("x", None, points)], frame(), title="t")
+    svg = charts.render([ChartSeries("x", None, points)], frame(), title="t")
     assert "nan" not in svg and "inf" not in svg
     labels = re.findall(r'text-anchor="end" fill="#3f3f46">([^<]*)<', svg)
     assert labels == ["-1.7e308", "-1.1e308", "-5.7e307", "0", "5.7e307", "1.1e308", "1.7e308"]

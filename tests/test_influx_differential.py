@@ -179,7 +179,7 @@ def influx_stored(server: InfluxDB, body: str, precision: str) -> tuple[int, set
     for found in (one for result in results for one in result.get("series", [])):
         # GROUP BY * over several measurements names every tag key, empty where a series has none.
         tags = tuple(sorted((k, v) for k, v in found.get("tags", {}).items() if v))
-        point = lp.Point(found["name"], tags, (), None)
+        point = lp.LinePoint(found["name"], tags, (), None)
         for row in found["values"]:
             ts_us: int | None = row[0] // 1000
             if ts_us is not None and _recent(ts_us):

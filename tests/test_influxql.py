@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from fieldstation.influxql import Column, CreateDatabase, InfluxQLError, Select, Show, TagFilter, parse
+from fieldstation.influxql import CreateDatabase, InfluxQLError, Select, SelectColumn, Show, TagFilter, parse
 from fieldstation.seriesnames import SeriesName, parse_field_name
 
 NOW = 1_700_000_000_000_000
@@ -20,7 +20,7 @@ def one(q: str) -> object:
 
 def test_client_select() -> None:
     stmt = one('SELECT "temperature" FROM "climate" WHERE time > now() - 1h')
-    assert stmt == Select([Column("temperature")], "climate", start=NOW - H + 1)
+    assert stmt == Select([SelectColumn("temperature")], "climate", start=NOW - H + 1)
 
 
 def test_grafana_query_builder() -> None:
@@ -30,7 +30,7 @@ def test_grafana_query_builder() -> None:
         "ORDER BY time DESC LIMIT 10 tz('Europe/Berlin')"
     )
     assert isinstance(stmt, Select)
-    assert stmt.columns == [Column("value", "mean", "avg"), Column("value", "max")]
+    assert stmt.columns == [SelectColumn("value", "mean", "avg"), SelectColumn("value", "max")]
     assert (stmt.retention, stmt.measurement) == ("autogen", "cpu")
     assert stmt.tags == [TagFilter("host", "=", "a b")]
     assert (stmt.start, stmt.end) == (NOW - H, NOW + 1)

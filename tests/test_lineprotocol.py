@@ -223,11 +223,7 @@ _line = st.builds(
 def test_columns_are_the_points_of_plain_bodies(lines: list[str], precision: str, end: str) -> None:
     """Bodies without escapes or strings take the fast path; it keeps every line's fate and value."""
     lines = [line for line in lines if "\\" not in line and '"' not in line]
-    text = end.join(lines)
-    parsed = lp.parse(text, precision)
-    columns = lp.parse_columns(text, precision)
-    assert (columns.values, list(columns.times), columns.lines) == _columns_of(parsed)
-    assert columns.rejected == parsed.rejected
+    _assert_same_columns(end.join(lines), precision)
 
 
 @given(
@@ -235,8 +231,17 @@ def test_columns_are_the_points_of_plain_bodies(lines: list[str], precision: str
     precision=st.sampled_from(list(lp.PRECISION_NS)),
 )
 def test_columns_are_the_points_of_any_body(lines: list[str], precision: str) -> None:
-    text = "\n".join(lines)
-    parsed = lp.parse(text, precision)
+    _assert_same_columns("\n".join(lines), precision)
+
+
+def _assert_same_columns(text: str, precision: str) -> None:
+    """Both parsers read ``text`` alike: the same columns, or both refuse it for a type conflict."""
+    try:
+        parsed = lp.parse(text, precision)
+    except lp.FieldTypeConflict:
+        with pytest.raises(lp.FieldTypeConflict):
+            lp.parse_columns(text, precision)
+        return
     columns = lp.parse_columns(text, precision)
     assert (columns.values, list(columns.times), columns.lines) == _columns_of(parsed)
     assert columns.rejected == parsed.rejected
@@ -399,22 +404,22 @@ def test_string_values_with_control_characters_are_rejected_by_line(before: str,
 @pytest.mark.parametrize(
     ("line", "expected"),
     [
-        ("m  v=1   5", lp.Point("m", (), (("v", 1.0),), 0)),
-        ("m v=1 5  ", lp.Point("m", (), (("v", 1.0),), 0)),
-        ("\tm v=1 5000", lp.Point("m", (), (("v", 1.0),), 5)),
-        ("m,t=a\\\\\\,b v=1 5", lp.Point("m", (("t", "a\\\\,b"),), (("v", 1.0),), 0)),
-        ('m v="a\nb" 5', lp.Point("m", (), (("v", "a\nb"),), 0)),
-        ("m v=09223372036854775807i 5", lp.Point("m", (), (("v", float(2**63 - 1)),), 0)),
-        ("m v=00000000000000000000001i 5", lp.Point("m", (), (("v", 1.0),), 0)),
-        ("m v=1 -9223372036854775806", lp.Point("m", (), (("v", 1.0),), -9223372036854776)),
-        ("m v=1 9223372036854775806", lp.Point("m", (), (("v", 1.0),), 9223372036854775)),
-        ("m v=1,v=2 5", lp.Point("m", (), (("v", 2.0),), 0)),
-        ("m v=.5,w=5.,x=1E+5 5", lp.Point("m", (), (("v", 0.5), ("w", 5.0), ("x", 1e5)), 0)),
-        ('m v="a\\b\\"c\\\\" 5', lp.Point("m", (), (("v", 'a\\b"c\\'),), 0)),
-        ('m,t=x\\"y v=1 5', lp.Point("m", (("t", 'x\\"y'),), (("v", 1.0),), 0)),
+        ("m  v=1   5", lp.LinePoint("m", (), (("v", 1.0),), 0)),
+        ("m v=1 5  ", lp.LinePoint("m", (), (("v", 1.0),), 0)),
+        ("\tm v=1 5000", lp.LinePoint("m", (), (("v", 1.0),), 5)),
+        ("m,t=a\\\\\\,b v=1 5", lp.LinePoint("m", (("t", "a\\\\,b"),), (("v", 1.0),), 0)),
+        ('m v="a\nb" 5', lp.LinePoint("m", (), (("v", "a\nb"),), 0)),
+        ("m v=09223372036854775807i 5", lp.LinePoint("m", (), (("v", float(2**63 - 1)),), 0)),
+        ("m v=00000000000000000000001i 5", lp.LinePoint("m", (), (("v", 1.0),), 0)),
+        ("m v=1 -9223372036854775806", lp.LinePoint("m", (), (("v", 1.0),), -9223372036854776)),
+        ("m v=1 9223372036854775806", lp.LinePoint("m", (), (("v", 1.0),), 9223372036854775)),
+        ("m v=1,v=2 5", lp.LinePoint("m", (), (("v", 2.0),), 0)),
+        ("m v=.5,w=5.,x=1E+5 5", lp.LinePoint("m", (), (("v", 0.5), ("w", 5.0), ("x", 1e5)), 0)),
+        ('m v="a\\b\\"c\\\\" 5', lp.LinePoint("m", (), (("v", 'a\\b"c\\'),), 0)),
+        ('m,t=x\\"y v=1 5', lp.LinePoint("m", (("t", 'x\\"y'),), (("v", 1.0),), 0)),
     ],
 )
-def test_lines_influxdb_takes(line: str, expected: lp.Point) -> None:
+def test_lines_influxdb_takes(line: str, expected: lp.LinePoint) -> None:
     assert lp.parse(line).points == [expected]
 
 

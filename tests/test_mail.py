@@ -26,7 +26,7 @@ from fieldstation.errors import BadRequest
 from fieldstation.extensions import db
 from fieldstation.mail.poller import Mailbox, _mail, parse_every
 from fieldstation.mail.rules import Mail, load_rules, to_batch
-from fieldstation.models import Entry, Field, Reading
+from fieldstation.models import EntryRecord, Field, ReadingRecord
 from fieldstation.timeunits import datetime_to_us
 from tests.conftest import unavailable
 from tests.factories import make_channel, make_user
@@ -290,11 +290,11 @@ def events(channel_id: int) -> list[tuple[str | None, float | None]]:
     """(sensor, value) of every entry in time order."""
     db.session.rollback()
     rows = db.session.execute(
-        select(Entry.status, Reading.value)
-        .join(Field, Field.channel_id == Entry.channel_id)
-        .join(Reading, (Reading.field_id == Field.id) & (Reading.ts == Entry.ts))
-        .where(Entry.channel_id == channel_id)
-        .order_by(Entry.ts)
+        select(EntryRecord.status, ReadingRecord.value)
+        .join(Field, Field.channel_id == EntryRecord.channel_id)
+        .join(ReadingRecord, (ReadingRecord.field_id == Field.id) & (ReadingRecord.ts == EntryRecord.ts))
+        .where(EntryRecord.channel_id == channel_id)
+        .order_by(EntryRecord.ts)
     ).all()
     return [(status, value) for status, value in rows]
 

@@ -23,7 +23,7 @@ from sqlalchemy import func, select
 from fieldstation import manage
 from fieldstation.broker import Broker
 from fieldstation.extensions import db
-from fieldstation.models import Channel, Entry, Field, Reading
+from fieldstation.models import Channel, EntryRecord, Field, ReadingRecord
 from fieldstation.mqtt.listener import Listener, Settings
 from fieldstation.mqtt.topics import TasmotaMap
 from fieldstation.points import parse_time
@@ -112,10 +112,10 @@ def values(channel: ChannelKeys | int) -> dict[int, list[Any]]:
     channel_id = channel if isinstance(channel, int) else channel.id
     db.session.rollback()
     rows = db.session.execute(
-        select(Field.number, Reading.value, Reading.text)
-        .join(Reading, Reading.field_id == Field.id)
+        select(Field.number, ReadingRecord.value, ReadingRecord.text)
+        .join(ReadingRecord, ReadingRecord.field_id == Field.id)
         .where(Field.channel_id == channel_id)
-        .order_by(Reading.ts)
+        .order_by(ReadingRecord.ts)
     ).all()
     out: dict[int, list[Any]] = {}
     for number, value, text in rows:
@@ -126,7 +126,9 @@ def values(channel: ChannelKeys | int) -> dict[int, list[Any]]:
 def entry_count(channel_id: int) -> int:
     db.session.rollback()
     return int(
-        db.session.scalar(select(func.count()).select_from(Entry).where(Entry.channel_id == channel_id))
+        db.session.scalar(
+            select(func.count()).select_from(EntryRecord).where(EntryRecord.channel_id == channel_id)
+        )
     )
 
 
@@ -155,7 +157,9 @@ def test_every_topic_scheme_lands_in_the_right_fields(app: Flask, broker: Mosqui
     assert values(weather) == {1: [21.5, 22.0], 2: [55.0, 56.0], 3: [1013.0, 1014.0]}
     assert values(tasmota) == {1: [21.5], 2: [55.0]}
     db.session.rollback()
-    first = db.session.scalar(select(Entry).where(Entry.channel_id == w).order_by(Entry.ts).limit(1))
+    first = db.session.scalar(
+        select(EntryRecord).where(EntryRecord.channel_id == w).order_by(EntryRecord.ts).limit(1)
+    )
     assert first is not None and first.status == "MQTTPUBLISH"
     assert first.ts == parse_time("2024-01-01T12:00:00Z")
     client.disconnect()

@@ -73,7 +73,7 @@ class Tick:
 
 
 @dataclass(frozen=True, slots=True)
-class Series:
+class ChartSeries:
     """One line: a field's samples, drawn against the left or the right axis."""
 
     label: str
@@ -355,7 +355,7 @@ def _next_month(day: dt.date) -> dt.date:
 # -- rendering -------------------------------------------------------------------------------
 
 
-def render(series: Sequence[Series], frame: Frame, *, title: str, chart_id: str = "chart") -> str:
+def render(series: Sequence[ChartSeries], frame: Frame, *, title: str, chart_id: str = "chart") -> str:
     """The chart as an ``<svg>`` element with title, description and hover data."""
     two_axes = any(s.right for s in series)
     margin_left, margin_right = _margins(two_axes)
@@ -497,7 +497,7 @@ def _x_scale(start: int, end: int, left: int, plot_w: int) -> _Scale:
     return x_of
 
 
-def _axis_colour(series: Sequence[Series], right: bool) -> str:
+def _axis_colour(series: Sequence[ChartSeries], right: bool) -> str:
     for index, line in enumerate(series):
         if line.right == right:
             return PALETTE[index % len(PALETTE)]
@@ -508,7 +508,7 @@ def _short(value: float) -> float:
     return float(f"{value:.6g}")
 
 
-def describe(series: Sequence[Series], frame: Frame) -> str:
+def describe(series: Sequence[ChartSeries], frame: Frame) -> str:
     """A sentence per line for screen readers: range, count, min, max and last value."""
     window = (
         f"{format_time(frame.start, frame.zone)} to {format_time(frame.end, frame.zone)} ({frame.zone_name})"

@@ -22,7 +22,7 @@ from typing import Any
 from simpleeval import FunctionNotDefined, InvalidExpression, NameNotDefined, SimpleEval
 
 from fieldstation.errors import BadRequest
-from fieldstation.points import Batch, Series, Value
+from fieldstation.points import Batch, SeriesValues, Value
 
 #: Functions an expression may call (math on floats; nothing that reads or writes anything).
 FUNCTIONS: dict[str, Callable[..., Any]] = {
@@ -181,9 +181,9 @@ def apply(batch: Batch, rules: Rules) -> Batch:
     calibrations = {} if batch.as_given else rules.calibrations
     evaluator = _evaluator()
     if batch.series is not None:
-        series: dict[int, Series] = {}
+        series: dict[int, SeriesValues] = {}
         for number, given in batch.series.items():
-            kept: Series = {}
+            kept: SeriesValues = {}
             for ts, raw in given.items():
                 calibrated = _calibrate(raw, calibrations.get(number))
                 if calibrated is not None:
@@ -194,7 +194,7 @@ def apply(batch: Batch, rules: Rules) -> Batch:
             stamps: set[int | None] = set()
             for n in inputs.values():
                 stamps.update(series.get(n, {}))
-            made: Series = {}
+            made: SeriesValues = {}
             for ts in stamps:
                 result = _evaluate(evaluator, tree, {k: series.get(n, {}).get(ts) for k, n in inputs.items()})
                 if result is not None:

@@ -16,16 +16,16 @@ from fieldstation import query, rollups
 from fieldstation.auth import KeyScope, key_scope
 from fieldstation.buckets import Bucket, bucket_starts
 from fieldstation.errors import BadRequest, FieldstationError, Unauthorized
-from fieldstation.influxql import Column, CreateDatabase, Select, Show, Statement
+from fieldstation.influxql import CreateDatabase, Select, SelectColumn, Show, Statement
 from fieldstation.params import format_time, format_times
 from fieldstation.points import get_zone
 from fieldstation.query import MAX_LIMIT
 from fieldstation.seriesnames import SeriesName, parse_field_name
-from fieldstation.timeunits import MAX_TS_US, MIN_TS_US
+from fieldstation.timeunits import HOUR, MAX_TS_US, MIN_TS_US, MINUTE, SECOND
 
 #: Most values one raw SELECT returns (rows x columns x series).
 MAX_CELLS = 1_000_000
-EPOCH_US = {"h": 3600 * 10**6, "m": 60 * 10**6, "s": 10**6, "ms": 1000, "u": 1, "µ": 1}
+EPOCH_US = {"h": HOUR, "m": MINUTE, "s": SECOND, "ms": 1000, "u": 1, "µ": 1}
 _VALUE = {
     "mean": "avg",
     "min": "min",
@@ -38,7 +38,7 @@ _VALUE = {
 
 
 @dataclass(frozen=True, slots=True)
-class Series:
+class FieldSeries:
     field_id: int
     name: SeriesName
 
@@ -106,8 +106,8 @@ def _run_one(
     return _select(statement, channel, epoch)
 
 
-def _series_of(channel: query.Database) -> list[Series]:
-    return [Series(field_id, _series_name(name, channel.name)) for field_id, name in channel.fields]
+def _series_of(channel: query.Database) -> list[FieldSeries]:
+    return [FieldSeries(field_id, _series_name(name, channel.name)) for field_id, name in channel.fields]
 
 
 @functools.lru_cache(maxsize=4096)
@@ -172,7 +172,7 @@ def _select(stmt: Select, channel: query.Database, epoch: str | None) -> list[di
     group_tags = stmt.group_tags
     if group_tags == ["*"]:
         group_tags = sorted({k for s in matching for k, _ in s.name.tags})
-    groups: dict[tuple[str, ...], list[Series]] = {}
+    groups: dict[tuple[str, ...], list[FieldSeries]] = {}
     for s in matching:
         groups.setdefault(tuple(s.name.tag(t) for t in group_tags), []).append(s)
     output = []
@@ -223,11 +223,11 @@ def _times(stamps: list[int], epoch: str | None) -> list[Any]:
     return stamps if unit == 1 else [ts // unit for ts in stamps]
 
 
-def _raw_table(stmt: Select, members: list[Series], epoch: str | None) -> tuple[list[str], list[Any]]:
+def _raw_table(stmt: Select, members: list[FieldSeries], epoch: str | None) -> tuple[list[str], list[Any]]:
     """Raw values, one row ``[time, value, …]`` per timestamp in the order asked for, bounded by
     LIMIT (or MAX_LIMIT)."""
     keys = sorted({s.name.key for s in members}) if stmt.columns[0].field == "*" else None
-    columns = [Column(k) for k in keys] if keys is not None else stmt.columns
+    columns = [SelectColumn(k) for k in keys] if keys is not None else stmt.columns
     start = MIN_TS_US if stmt.start is None else stmt.start
     end = MAX_TS_US + 1 if stmt.end is None else stmt.end
     # At most MAX_CELLS values per statement, however many columns SELECT * names.
@@ -259,7 +259,9 @@ def _raw_table(stmt: Select, members: list[Series], epoch: str | None) -> tuple[
     return names, [[time, *table[key]] for time, key in zip(times, order, strict=True)]
 
 
-def _aggregate_rows(stmt: Select, members: list[Series]) -> tuple[list[str], list[tuple[int, list[Any]]]]:
+def _aggregate_rows(
+    stmt: Select, members: list[FieldSeries]
+) -> tuple[list[str], list[tuple[int, list[Any]]]]:
     """One row per GROUP BY time() bucket (with fill), or one row over the whole window."""
     names = _column_names(stmt.columns)
     if stmt.every is None:
@@ -306,7 +308,7 @@ def _aggregate_rows(stmt: Select, members: list[Series]) -> tuple[list[str], lis
     return names, rows
 
 
-def _column_names(columns: list[Column]) -> list[str]:
+def _column_names(columns: list[SelectColumn]) -> list[str]:
     """InfluxDB de-duplicates output names: mean, mean_1, …"""
     seen: dict[str, int] = {}
     names = []
@@ -317,11 +319,11 @@ def _column_names(columns: list[Column]) -> list[str]:
     return names
 
 
-def _fields_for(column: Column, members: list[Series]) -> list[Series]:
+def _fields_for(column: SelectColumn, members: list[FieldSeries]) -> list[FieldSeries]:
     return [s for s in members if s.name.key == column.field]
 
 
-def _combine(column: Column, parts: list[Bucket | None]) -> Any:
+def _combine(column: SelectColumn, parts: list[Bucket | None]) -> Any:
     """One column's value from the buckets of one or more series (same time span)."""
     found = [p for p in parts if p is not None and p.count]
     if not found:

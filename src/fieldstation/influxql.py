@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 
 from fieldstation.errors import BadRequest
 from fieldstation.points import parse_time
-from fieldstation.timeunits import MAX_TS_US, MIN_TS_US
+from fieldstation.timeunits import DAY, HOUR, MAX_TS_US, MIN_TS_US, MINUTE, SECOND
 
 #: Longest query text accepted.
 MAX_QUERY = 16_384
@@ -30,8 +30,8 @@ MAX_QUERY = 16_384
 MAX_NESTING = 32
 FUNCTIONS = ("mean", "min", "max", "sum", "count", "first", "last")
 #: InfluxQL duration units in µs (ns rounds down to µs).
-DURATION_US = {"ns": 0.001, "u": 1, "µ": 1, "us": 1, "ms": 1000, "s": 10**6, "m": 60 * 10**6}
-DURATION_US |= {"h": 3600 * 10**6, "d": 86_400 * 10**6, "w": 7 * 86_400 * 10**6}
+DURATION_US = {"ns": 0.001, "u": 1, "µ": 1, "us": 1, "ms": 1000, "s": SECOND, "m": MINUTE}
+DURATION_US |= {"h": HOUR, "d": DAY, "w": 7 * DAY}
 
 
 class InfluxQLError(BadRequest):
@@ -39,7 +39,7 @@ class InfluxQLError(BadRequest):
 
 
 @dataclass(frozen=True, slots=True)
-class Column:
+class SelectColumn:
     """One SELECT expression: a field (``function`` None) or ``function(field)``."""
 
     field: str
@@ -61,7 +61,7 @@ class TagFilter:
 
 @dataclass(slots=True)
 class Select:
-    columns: list[Column]
+    columns: list[SelectColumn]
     measurement: str
     database: str | None = None
     retention: str | None = None
@@ -272,9 +272,9 @@ class _Parser:
             raise InfluxQLError("error parsing query: GROUP BY requires at least one aggregate function")
         return stmt
 
-    def column(self) -> Column:
+    def column(self) -> SelectColumn:
         if self.accept_op("*"):
-            return Column("*")
+            return SelectColumn("*")
         name = self.ident("field or function")
         if self.accept_op("("):
             function = name.lower()
@@ -284,8 +284,8 @@ class _Parser:
                 raise InfluxQLError(f"error parsing query: {function}(*) is not supported")
             field_name = self.ident("field key")
             self.expect_op(")")
-            return Column(field_name, function, self.alias())
-        return Column(name, None, self.alias())
+            return SelectColumn(field_name, function, self.alias())
+        return SelectColumn(name, None, self.alias())
 
     def alias(self) -> str | None:
         return self.ident("alias") if self.accept_kw("AS") else None

@@ -65,7 +65,7 @@ class FieldTypeConflict(ValueError):
 
 
 @dataclass(frozen=True, slots=True)
-class Point:
+class LinePoint:
     """One parsed line: its series key, fields in line order and timestamp (µs, or None)."""
 
     measurement: str
@@ -102,7 +102,7 @@ class Rejected:
 class Parsed:
     """The points of a body and the lines that were rejected."""
 
-    points: list[Point] = field(default_factory=list)
+    points: list[LinePoint] = field(default_factory=list)
     rejected: list[Rejected] = field(default_factory=list)
 
 
@@ -200,7 +200,7 @@ def parse_columns(text: str, precision: str = "") -> Columns:
     of regular lines (see :func:`_parse_uniform`) is parsed column by column.
     Otherwise lines without escapes or strings take a fast path: each distinct
     series and timestamp text is parsed once, and values go straight into
-    their field's column, without a :class:`Point` per line. Anything else
+    their field's column, without a :class:`LinePoint` per line. Anything else
     goes through :func:`parse_line`.
 
     :raise ValueError: unknown ``precision`` (the caller answers 400 for the whole request).
@@ -481,7 +481,7 @@ def precision_ns(precision: str) -> int:
         raise ValueError(f"invalid precision {precision[:20]!r} (use n, u, ms, s, m or h)") from None
 
 
-def parse_line(line: str, scale: int = 1) -> Point:
+def parse_line(line: str, scale: int = 1) -> LinePoint:
     """Parse one non-empty, non-comment line; ``scale`` is nanoseconds per timestamp unit.
 
     :raise LineError: the line is malformed.
@@ -493,7 +493,7 @@ def parse_line(line: str, scale: int = 1) -> Point:
     return parse_line_slow(line, scale)
 
 
-def _parse_plain(line: str, scale: int) -> Point | None:
+def _parse_plain(line: str, scale: int) -> LinePoint | None:
     """Fast path for the common line without escapes or strings (plain ``str.split``).
 
     Returns None for anything irregular, which the full parser then handles
@@ -522,10 +522,10 @@ def _parse_plain(line: str, scale: int) -> Point | None:
         ts = _parse_ts(ts_text, scale)
     except LineError:
         return None
-    return Point(measurement, tuple(sorted(tags.items())), tuple(fields.items()), ts)
+    return LinePoint(measurement, tuple(sorted(tags.items())), tuple(fields.items()), ts)
 
 
-def parse_line_slow(line: str, scale: int = 1) -> Point:
+def parse_line_slow(line: str, scale: int = 1) -> LinePoint:
     """The full parser: InfluxDB 1.x's scanner, escapes, quoted strings and every error message.
 
     It follows InfluxDB's own two kinds of escapes: in the measurement and the
@@ -571,7 +571,7 @@ def parse_line_slow(line: str, scale: int = 1) -> Point:
         if key == "time":
             raise LineError('invalid field name: input field "time" is invalid')
         values[key] = _parse_value(raw)
-    return Point(measurement, tuple(sorted(tags.items())), tuple(values.items()), ts)
+    return LinePoint(measurement, tuple(sorted(tags.items())), tuple(values.items()), ts)
 
 
 #: InfluxDB's longest series key (measurement, tags and a field key), in bytes as written.

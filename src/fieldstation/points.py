@@ -40,7 +40,7 @@ class Entry:
 
 
 #: Values of one field by timestamp (None: the server stamps it).
-Series = dict[int | None, Value]
+SeriesValues = dict[int | None, Value]
 
 
 @dataclass(slots=True)
@@ -58,7 +58,7 @@ class Batch:
     #: The device the write counts as (MAC address or other id): the key's bound device, else the
     #: one the request named. ``auth`` checked it against the allow-list before the batch was made.
     device: str | None = None
-    series: dict[int, Series] | None = None
+    series: dict[int, SeriesValues] | None = None
     #: False for the owner's own imports (the dashboard's CSV upload): the channel's minimum
     #: interval between updates paces devices, not a file of history written in batches.
     rate_limited: bool = True
@@ -67,7 +67,9 @@ class Batch:
     as_given: bool = False
 
     @classmethod
-    def of_series(cls, channel_id: int, times: Iterable[int | None], series: dict[int, Series]) -> Batch:
+    def of_series(
+        cls, channel_id: int, times: Iterable[int | None], series: dict[int, SeriesValues]
+    ) -> Batch:
         """A batch of ``series``, with an entry per timestamp in ``times`` (in that order)."""
         return cls(channel_id, [Entry({}, ts) for ts in times], series=series)
 

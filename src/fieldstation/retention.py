@@ -14,7 +14,7 @@ from sqlalchemy import delete, select
 
 from fieldstation import rollups
 from fieldstation.extensions import db
-from fieldstation.models import Channel, Entry, Field, Reading
+from fieldstation.models import Channel, EntryRecord, Field, ReadingRecord
 from fieldstation.timeunits import DAY, now_us
 
 
@@ -49,12 +49,14 @@ def purge(
         field_ids = db.session.scalars(select(Field.id).where(Field.channel_id == cid)).all()
         for field_id in field_ids:
             result = db.session.execute(
-                delete(Reading).where(Reading.field_id == field_id, Reading.ts < cutoff)
+                delete(ReadingRecord).where(ReadingRecord.field_id == field_id, ReadingRecord.ts < cutoff)
             )
             readings += result.rowcount  # type: ignore[attr-defined]
             rollups.forget_before(db.session, field_id, cutoff)
             db.session.commit()
-        result = db.session.execute(delete(Entry).where(Entry.channel_id == cid, Entry.ts < cutoff))
+        result = db.session.execute(
+            delete(EntryRecord).where(EntryRecord.channel_id == cid, EntryRecord.ts < cutoff)
+        )
         entries += result.rowcount  # type: ignore[attr-defined]
         db.session.commit()
     return PurgeResult(channels, readings, entries)

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from sqlalchemy import func, select
 
 from fieldstation.extensions import db
-from fieldstation.models import Entry, Field, Reading
+from fieldstation.models import EntryRecord, Field, ReadingRecord
 
 
 @dataclass(frozen=True)
@@ -20,11 +20,13 @@ class ChannelCounts:
 
 def channel_counts(channel_id: int) -> ChannelCounts:
     """Count the channel's rows; the last entry id is not a count (it stays after a purge)."""
-    entries = db.session.scalar(select(func.count()).select_from(Entry).where(Entry.channel_id == channel_id))
+    entries = db.session.scalar(
+        select(func.count()).select_from(EntryRecord).where(EntryRecord.channel_id == channel_id)
+    )
     readings = db.session.scalar(
         select(func.count())
-        .select_from(Reading)
-        .join(Field, Field.id == Reading.field_id)
+        .select_from(ReadingRecord)
+        .join(Field, Field.id == ReadingRecord.field_id)
         .where(Field.channel_id == channel_id)
     )
     return ChannelCounts(entries=int(entries or 0), readings=int(readings or 0))

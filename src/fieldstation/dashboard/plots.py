@@ -19,9 +19,11 @@ def _zone_name(zone: dt.tzinfo) -> str | None:
     return str(name) if name else None
 
 
-def _series(field: Field, win: Window, every: int, zone: dt.tzinfo, *, right: bool = False) -> charts.Series:
+def _series(
+    field: Field, win: Window, every: int, zone: dt.tzinfo, *, right: bool = False
+) -> charts.ChartSeries:
     buckets = rollups.buckets(field.id, win.start, win.end, every, tz=_zone_name(zone))
-    return charts.Series(
+    return charts.ChartSeries(
         label=field.name,
         unit=field.unit,
         samples=charts.samples(buckets, every, win.start, win.end),

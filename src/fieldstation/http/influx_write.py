@@ -24,7 +24,7 @@ from fieldstation.auth import authorize_write
 from fieldstation.errors import BadRequest, FieldstationError, NotFound, Unauthorized
 from fieldstation.http.bodies import raw_body
 from fieldstation.ingest import write_entry
-from fieldstation.points import Batch, Entry, Series, normalize_device
+from fieldstation.points import Batch, Entry, SeriesValues, normalize_device
 from fieldstation.seriesnames import write_target
 
 influx_write_bp = Blueprint("influx_write", __name__)
@@ -69,7 +69,7 @@ def batch_for(channel_id: int, body: lineprotocol.Columns, numbers: dict[str, in
     ``numbers`` maps the body's field names to the channel's field numbers.
     Entries keep the order in which their timestamps first appear.
     """
-    series: dict[int, Series] = {numbers[name]: column for name, column in body.values.items()}
+    series: dict[int, SeriesValues] = {numbers[name]: column for name, column in body.values.items()}
     return Batch.of_series(channel_id, body.times, series)
 
 

@@ -6,7 +6,7 @@ from fieldstation.models.base import Base
 from fieldstation.models.channels import Channel, Device, Field
 from fieldstation.models.meta import ChannelMeta
 from fieldstation.models.monitoring import DeviceActivity, DeviceExpectation
-from fieldstation.models.readings import Entry, Reading
+from fieldstation.models.readings import EntryRecord, ReadingRecord
 from fieldstation.models.rollups import ReadingBlock, RollupDay, RollupDirty, RollupHour, RollupMinute
 from fieldstation.models.throttle import SignInFailures
 
@@ -21,10 +21,10 @@ __all__ = [
     "Device",
     "DeviceActivity",
     "DeviceExpectation",
-    "Entry",
+    "EntryRecord",
     "Field",
     "KeyKind",
-    "Reading",
+    "ReadingRecord",
     "ReadingBlock",
     "RollupDay",
     "RollupDirty",

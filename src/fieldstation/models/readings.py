@@ -33,7 +33,7 @@ from sqlalchemy.orm import Mapped, mapped_column
 from fieldstation.models.base import Base
 
 
-class Entry(Base):
+class EntryRecord(Base):
     """One timestamp of a channel: ThingSpeak's entry id, status and location."""
 
     __tablename__ = "entries"
@@ -57,7 +57,7 @@ class Entry(Base):
     elevation: Mapped[float | None] = mapped_column(Float)
 
 
-class Reading(Base):
+class ReadingRecord(Base):
     """One value of one field at one timestamp.
 
     Clustered on (field_id, ts) — ``WITHOUT ROWID`` on SQLite, a covering
