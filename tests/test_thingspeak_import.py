@@ -269,12 +269,11 @@ def test_dashboard_channel_form_keeps_metadata(app: Flask) -> None:
 
 @given(st.text(max_size=20))
 def test_formula_guard_round_trips_and_never_starts_a_formula(text: str) -> None:
-    from fieldstation.csvimport import _unguard
-    from fieldstation.points import FORMULA_STARTS, guard_text
+    from fieldstation.points import FORMULA_STARTS, guard_text, unguard_text
 
     guarded = guard_text(text)
     assert not guarded.startswith(FORMULA_STARTS)
-    assert _unguard(guarded) == text
+    assert unguard_text(guarded) == text
 
 
 def test_text_cells_download_guarded_and_import_back_unchanged(app: Flask) -> None:
