@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import urllib.request
 from collections.abc import Iterator
 
 import pytest
@@ -15,8 +16,10 @@ from fieldstation import auth, manage, store
 from fieldstation.models import ApiKey, KeyKind
 from fieldstation.points import Batch, Entry
 from fieldstation.timeunits import MINUTE, SECOND
+from tests.conftest import unavailable
 from tests.factories import ChannelKeys, make_channel, make_user
 from tests.liveserver import serve
+from tests.servers import InfluxDB, query, start_influxdb
 
 T0 = 1_577_836_800 * SECOND  # 2020-01-01T00:00:00Z
 LAB = "climate,device=esp01,room=lab temperature"
@@ -75,7 +78,8 @@ def test_influxdb_client_query_gets_what_was_written(channel: ChannelKeys, serve
     assert [m["name"] for m in client.get_list_measurements()] == ["climate", "sensors"]
     assert client.get_list_database() == [{"name": "sensors"}]
     both = client.query('SELECT last("battery") FROM "sensors"; SELECT count(humidity) FROM climate')
-    assert list(both[0].get_points()) == [{"time": "1970-01-01T00:00:00Z", "last": 3.7}]
+    # A selector alone answers with its point's time, as InfluxDB does (a single-stat panel's age).
+    assert list(both[0].get_points()) == [{"time": "2020-01-01T00:09:00Z", "last": 3.7}]
     assert list(both[1].get_points())[0]["count"] == 10
     client.create_database("sensors")  # the channel exists: success
 
@@ -236,3 +240,38 @@ def test_series_that_differ_by_tags_keep_their_own_rows(client: FlaskClient, cha
         [t + 60, 21.0, 50.0],
         [t + 60, 11.0, None],
     ]
+
+
+@pytest.fixture(scope="module")
+def influxd() -> Iterator[InfluxDB]:
+    """A real InfluxDB 1.x with database ``sensors``, for answers to compare with."""
+    try:
+        server = start_influxdb("sensors")
+    except RuntimeError as exc:
+        unavailable(str(exc))
+        raise
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+def test_a_lone_selector_answers_with_its_points_time_as_influxdb_does(
+    client: FlaskClient, channel: ChannelKeys, influxd: InfluxDB
+) -> None:
+    """Grafana's single-stat panel shows the age of ``last()``'s time; both servers give the point's."""
+    body = "\n".join(
+        f"climate,device=esp01,room=lab temperature={20 + i} {T0 // SECOND + 60 * i}" for i in range(10)
+    )
+    urllib.request.urlopen(
+        urllib.request.Request(f"{influxd.url}/write?db=sensors&precision=s", data=body.encode()), timeout=30
+    ).read()
+    for q in (
+        "SELECT last(temperature) FROM climate WHERE room = 'lab'",
+        "SELECT first(temperature) FROM climate WHERE room = 'lab'",
+        "SELECT last(temperature), first(temperature) FROM climate WHERE room = 'lab'",
+        "SELECT last(temperature) FROM climate WHERE room = 'lab' AND time >= '2020-01-01T00:02:00Z'",
+    ):
+        theirs = query(influxd, q, db="sensors")
+        ours = client.get("/query", query_string={"q": q, "db": "sensors", "p": channel.read_key}).get_json()
+        assert ours == theirs, q

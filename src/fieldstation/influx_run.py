@@ -273,7 +273,10 @@ def _aggregate_rows(
         ]
         if all(cell is None for cell in cells):
             return names, []
-        return names, [(0 if stmt.start is None else stmt.start, cells)]
+        time = 0 if stmt.start is None else stmt.start
+        if len(stmt.columns) == 1 and stmt.columns[0].function in ("first", "last"):
+            time = _selected_time(stmt.columns[0], members, start, end, time)
+        return names, [(time, cells)]
     if stmt.start is None:
         raise BadRequest("GROUP BY time() needs a lower time bound in WHERE (time > now() - 1h)")
     from fieldstation.timeunits import now_us
@@ -306,6 +309,26 @@ def _aggregate_rows(
         previous = row
         rows.append((ts, row))
     return names, rows
+
+
+def _selected_time(column: SelectColumn, members: list[FieldSeries], start: int, end: int, other: int) -> int:
+    """The time of the point ``first()`` or ``last()`` selects, as InfluxDB answers a query whose one
+    column is that selector (a single-stat panel shows its age); ``other`` when it cannot say.
+
+    Aggregates count numbers only, so the selected point is the first or last numeric one.
+    """
+    series = _fields_for(column, members)
+    if len(series) != 1:
+        return other
+    descending = column.function == "last"
+    for point in query.series(series[0].field_id, start, end, limit=_SELECTED_PROBE, descending=descending):
+        if point.value is not None:
+            return point.ts
+    return other
+
+
+#: Readings looked at for the selected point's time (text readings are skipped over).
+_SELECTED_PROBE = 100
 
 
 def _column_names(columns: list[SelectColumn]) -> list[str]:
