@@ -6,6 +6,7 @@ import os
 import re
 import subprocess
 import sys
+import time
 
 from flask.testing import FlaskCliRunner
 
@@ -252,9 +253,23 @@ def test_serve_announces_only_once_it_answers_and_a_busy_port_is_one_line(app, t
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/ping", timeout=5) as answer:
             assert answer.status == 204
     finally:
-        server.terminate()
+        server.terminate()  # at once: a SIGTERM right after the announcement once orphaned the server
         out, err = server.communicate(timeout=30)
     assert "Booting worker" not in out + err  # the banner is quiet
+    deadline = time.monotonic() + 10
+    while _answers(port) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not _answers(port), "the server outlived the serve command it was stopped through"
+
+
+def _answers(port: int) -> bool:
+    import socket
+
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=1):
+            return True
+    except OSError:
+        return False
 
 
 def test_channel_show_counts_and_create_sets_units(runner: FlaskCliRunner, client) -> None:  # type: ignore[no-untyped-def]

@@ -112,7 +112,7 @@ def run(
     relay.start()
     # Ctrl-C reaches the whole process group, the server included: let it stop, then report.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    for forwarded in (signal.SIGTERM, signal.SIGHUP):
+    for forwarded in _FORWARDED:
         signal.signal(forwarded, lambda signum, _frame: child.send_signal(signum))
     if not wait_for_answer(host, port, lambda: child.poll() is None):
         if child.poll() is None:
@@ -129,7 +129,14 @@ def run(
     sys.stderr.flush()
     pipe = child.stdout.fileno()
     os.set_inheritable(pipe, True)
+    # Between execv and the relay's own handlers a SIGTERM would end the relay and orphan the
+    # server: the signals wait, blocked (the mask survives execv), until the relay takes them.
+    signal.pthread_sigmask(signal.SIG_BLOCK, _FORWARDED)
     os.execv(sys.executable, [sys.executable, "-I", "-S", "-c", RELAY, str(pipe), str(child.pid)])
+
+
+#: The signals the launcher and then the relay pass on to the server.
+_FORWARDED = {signal.SIGTERM, signal.SIGHUP}
 
 
 #: What the launcher becomes once the server answers (argv: the output pipe's fd, the server's pid).
@@ -139,6 +146,7 @@ fd, pid = int(sys.argv[1]), int(sys.argv[2])
 signal.signal(signal.SIGINT, signal.SIG_IGN)
 for number in (signal.SIGTERM, signal.SIGHUP):
     signal.signal(number, lambda n, _f: os.kill(pid, n))
+signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM, signal.SIGHUP})  # blocked by the launcher
 while data := os.read(fd, 65536):
     os.write(2, data)
 sys.exit(os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]))
