@@ -20,6 +20,7 @@ from fieldstation.http.bodies import TooLarge, gunzip
 from tests import readback
 from tests.factories import ChannelKeys, make_channel, make_user
 from tests.liveserver import SERVERS
+from tests.test_http_ingest_garbage import ENDPOINTS
 
 #: The 155-byte body that looped forever: a member of 100,000 bytes, then a second member.
 TWO_MEMBERS = gzip.compress(b"field1=1&" * 11_112) + gzip.compress(b"field1=2")
@@ -91,17 +92,8 @@ def test_two_members_past_64_kib_inflate() -> None:
     assert _inflate_in_time(TWO_MEMBERS, 10_000_000) == b"field1=1&" * 11_112 + b"field1=2"
 
 
-#: Every path that inflates a gzip body, with the key ({key}) or without it.
-GZIP_ENDPOINTS = [
-    "/update",
-    "/update.json",
-    "/update.xml",
-    "/update/API_key={key}/mac=aa/field=1/data=1",
-    "/channels/{id}/bulk_update.json",
-    "/channels/{id}/bulk_update.csv",
-    "/api/v1/channels/{id}/entries",
-    "/write?db=weather",
-]
+#: Every path that inflates a gzip body, with the key ({key}) or without it: every write endpoint.
+GZIP_ENDPOINTS = ENDPOINTS
 
 
 def _post(url: str, path: str, body: bytes, headers: dict[str, str]) -> int:

@@ -1,4 +1,4 @@
-"""ThingSpeak's read API, shaped as api.thingspeak.com answers it (see shared PROTOCOLS.md §1, §2, §6).
+"""ThingSpeak's read API, shaped as api.thingspeak.com answers it (docs/clients.md §1, §2, §6).
 
 Values are JSON strings, ``created_at`` is in the requested zone with
 second precision. Failures answer ThingSpeak's ``-1`` body: 404 for unknown

@@ -62,7 +62,7 @@ class ReadingRecord(Base):
 
     Clustered on (field_id, ts) — ``WITHOUT ROWID`` on SQLite, a covering
     primary key ``INCLUDE (value)`` on PostgreSQL — so that one field over a
-    time range is one contiguous index scan (see shared PERFORMANCE.md).
+    time range is one contiguous index scan (docs/architecture.md, "Storage").
     Non-numeric values (ThingSpeak allows them) live in ``text`` with
     ``value`` NULL; charts and aggregates skip them.
     """
