@@ -28,6 +28,7 @@ from fieldstation.influx_functions import (
     fill_linear,
     integral,
     median,
+    modes,
     moving_average,
     stddevs,
 )
@@ -133,6 +134,8 @@ def _run_one(
         return []
     if isinstance(statement, Show):
         return _show(statement, databases, database)
+    if statement.invalid is not None:
+        raise BadRequest(statement.invalid)
     channel = databases.find(statement.database or database)
     return _select(statement, channel, epoch)
 
@@ -316,6 +319,10 @@ def _aggregate_rows(
         time = 0 if stmt.start is None else stmt.start
         if len(stmt.columns) == 1 and stmt.columns[0].function in ("first", "last"):
             time = _selected_time(stmt.columns[0], members, start, end, time)
+        elif len(stmt.columns) == 1 and stmt.columns[0].function in ("min", "max"):
+            ids = [s.field_id for s in _fields_for(stmt.columns[0], members)]
+            found = query.time_of_value(ids, start, end, cells[0])
+            time = time if found is None else found
         return names, [(time, cells)]
     if stmt.start is None:
         raise BadRequest("GROUP BY time() needs a lower time bound in WHERE (time > now() - 1h)")
@@ -469,6 +476,7 @@ def _expr_rows(stmt: Select, members: list[FieldSeries]) -> tuple[list[str], lis
     ctx = _Context(stmt, members, start, default_end if stmt.end is None else stmt.end, get_zone(stmt.tz))
     lone = len(exprs) == 1 and len(found) == 1 and found[0].name in SELECTORS
     columns: list[dict[int, Any]] = []
+    evaluated: list[list[tuple[int, Any]]] = []
     for expr in exprs:
         points = _evaluate(expr, ctx, 0)
         if isinstance(points, float):
@@ -477,14 +485,42 @@ def _expr_rows(stmt: Select, members: list[FieldSeries]) -> tuple[list[str], lis
         if whole and not lone:
             at = 0 if any(c.name == "integral" for c in calls(expr)) else ctx.default_time
             points = [(at, value) for _, value in points]
+        evaluated.append(points)
         columns.append(_by_time(points))
     if not any(v is not None for column in columns for v in column.values()):
         return _column_names(stmt.columns), []  # no point in the window: no series, whatever the fill
-    times = sorted({ts for column in columns for ts in column}, reverse=stmt.descending)
-    rows = [(ts, [column.get(ts) for column in columns]) for ts in times]
+    if len(columns) == 1:  # top(), bottom() and distinct() may give several rows at one time
+        rows = [
+            (ts, [value]) for ts, value in sorted(evaluated[0], key=lambda p: p[0], reverse=stmt.descending)
+        ]
+    else:
+        times = sorted({ts for column in columns for ts in column}, reverse=stmt.descending)
+        rows = _joined(times, columns, stmt.fill if stmt.every is not None else "null")
     if stmt.every is None or stmt.fill == "none":
         rows = [(ts, row) for ts, row in rows if any(v is not None for v in row)]
     return _column_names(stmt.columns), rows
+
+
+def _joined(
+    times: list[int], columns: list[dict[int, Any]], fill: str | float
+) -> list[tuple[int, list[Any]]]:
+    """Rows of several columns joined by time. A column without a point at a row's time (a
+    transformation's dropped step beside an aggregate's bucket) takes fill()'s number or its previous
+    row's value, as InfluxDB fills its output; else null."""
+    rows: list[tuple[int, list[Any]]] = []
+    previous: list[Any] = [None] * len(columns)
+    for ts in times:
+        row = []
+        for i, column in enumerate(columns):
+            if ts in column:
+                row.append(column[ts])
+            elif isinstance(fill, float):
+                row.append(fill)
+            else:
+                row.append(previous[i] if fill == "previous" else None)
+        previous = row
+        rows.append((ts, row))
+    return rows
 
 
 def _by_time(points: list[tuple[int, Any]]) -> dict[int, Any]:
@@ -601,7 +637,9 @@ def _field_of(arg: Expr) -> str:
 def _filled(call: Call, starts: list[int], values: list[Any], fill: str | float) -> list[Any]:
     """fill() over one aggregate's buckets (count() fills 0 under null, as InfluxDB)."""
     if fill == "linear":
-        return fill_linear(starts, values)
+        filled = fill_linear(starts, values)
+        # count() is an integer column: InfluxDB truncates the interpolated value to fit it.
+        return [int(v) if v is not None else None for v in filled] if call.name == "count" else filled
     if fill == "previous":
         out, previous = [], None
         for value in values:
@@ -609,7 +647,9 @@ def _filled(call: Call, starts: list[int], values: list[Any], fill: str | float)
             out.append(previous)
         return out
     if isinstance(fill, float):
-        return [fill if v is None else v for v in values]
+        # count() is an integer column: InfluxDB truncates the fill value to fit it.
+        number = int(fill) if call.name == "count" else fill
+        return [number if v is None else v for v in values]
     if fill == "null" and call.name == "count":
         return [0 if v is None else v for v in values]
     return values
@@ -622,7 +662,8 @@ def _aggregate_points(
     starts, or for a selector without GROUP BY time() the selected point's time."""
     name = call.name
     whole_window = ctx.stmt.every is None
-    if name in FUNCTIONS or name == "spread":
+    distinct_count = name == "count" and isinstance(call.args[0], Call)
+    if (name in FUNCTIONS or name == "spread") and not distinct_count:
         return _rollup_points(call, ids, start, end, ctx)
     if name in ("median", "percentile", "top", "bottom"):
         kind = "median" if name == "median" else name
@@ -638,8 +679,10 @@ def _aggregate_points(
         if name == "percentile":
             return [(r.ts if whole_window else plan.start_of(r.key), r.value) for r in chosen]
         return sorted((r.ts, r.value) for r in chosen)[:MAX_LIMIT]
-    if name in ("mode", "count"):  # count(distinct(f))
-        rows = query.grouped(ids, start, end, plan, "mode" if name == "mode" else "count_distinct")
+    if name == "mode":
+        return [(plan.start_of(k), v) for k, v in modes(query.value_runs(ids, start, end, plan))]
+    if name == "count":  # count(distinct(f))
+        rows = query.grouped(ids, start, end, plan, "count_distinct")
         return [(plan.start_of(int(b)), value) for b, value in rows]
     if name == "distinct":
         rows = query.grouped(ids, start, end, plan, "distinct")
@@ -691,7 +734,8 @@ def _rollup_points(call: Call, ids: list[int], start: int, end: int, ctx: _Conte
 def _selector_time(name: str, ids: list[int], start: int, end: int, value: float, ctx: _Context) -> int:
     """The time of the point a selector picked over the whole window (else the window's start)."""
     if name in ("min", "max"):
-        return query.time_of_value(ids, start, end, value) or ctx.default_time
+        found = query.time_of_value(ids, start, end, value)
+        return ctx.default_time if found is None else found
     if name in ("first", "last"):
         column = SelectColumn(ctx.members[0].name.key, name)
         series = [s for s in ctx.members if s.field_id in ids]

@@ -145,6 +145,8 @@ class Select:
     descending: bool = False
     limit: int | None = None
     tz: str | None = None
+    #: Why InfluxDB would refuse it when it runs (a statement error in its result, not a 400).
+    invalid: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -219,6 +221,38 @@ def tokenize(text: str) -> list[Token]:
 
 def _is_call(column: SelectColumn) -> bool:
     return column.function is not None or (column.expr is not None and bool(calls(column.expr)))
+
+
+def validate(stmt: Select) -> None:
+    """What InfluxDB refuses of a parsed SELECT when it compiles it (a statement error, not a 400):
+    unknown functions, wrong arguments, calls beside raw fields, columns without a field.
+
+    :raise InfluxQLError: the first such error, with InfluxDB's message.
+    """
+    for column in stmt.columns:
+        if column.expr is not None:
+            for call in _all_calls(column.expr):
+                if call.name not in FUNCTIONS + EXACT + TRANSFORMS:
+                    raise InfluxQLError(f"error parsing query: undefined function {call.name}()")
+                check_call(call)
+            if not _fields(column.expr):
+                raise InfluxQLError("error parsing query: field must contain at least one variable")
+    has_calls = any(_is_call(c) for c in stmt.columns)
+    if has_calls and not all(_is_call(c) for c in stmt.columns):
+        raise InfluxQLError(
+            "error parsing query: mixing aggregate and non-aggregate queries is not supported"
+        )
+    if has_calls:
+        check_calls(stmt)
+
+
+def _all_calls(expr: Expr) -> list[Call]:
+    """Every call in an expression, outermost first."""
+    if isinstance(expr, Call):
+        return [expr, *(c for arg in expr.args for c in _all_calls(arg))]
+    if isinstance(expr, BinaryOp):
+        return _all_calls(expr.left) + _all_calls(expr.right)
+    return []
 
 
 def check_calls(stmt: Select) -> None:
@@ -489,12 +523,10 @@ class _Parser:
             stmt.tz = self.next().value
             self.expect_op(")")
         has_calls = any(_is_call(c) for c in columns)
-        if has_calls and not all(_is_call(c) for c in columns):
-            raise InfluxQLError(
-                "error parsing query: mixing aggregate and non-aggregate queries is not supported"
-            )
-        if has_calls:
-            check_calls(stmt)
+        try:
+            validate(stmt)
+        except InfluxQLError as exc:
+            stmt.invalid = exc.message.removeprefix("error parsing query: ")
         if stmt.every is not None and not has_calls:
             raise InfluxQLError("error parsing query: GROUP BY requires at least one aggregate function")
         return stmt
@@ -507,14 +539,11 @@ class _Parser:
         if isinstance(expr, FieldRef):
             return SelectColumn(expr.name, None, alias)
         if isinstance(expr, Call) and expr.name in FUNCTIONS:
-            (arg,) = expr.args
-            if isinstance(arg, FieldRef):
-                return SelectColumn(arg.name, expr.name, alias)
+            if len(expr.args) == 1 and isinstance(expr.args[0], FieldRef):
+                return SelectColumn(expr.args[0].name, expr.name, alias)
         fields = _fields(expr)
-        if not fields:
-            raise InfluxQLError("error parsing query: field must contain at least one variable")
         outer = expr.name if isinstance(expr, Call) else None
-        return SelectColumn(fields[0], outer, alias, expr)
+        return SelectColumn(fields[0] if fields else "", outer, alias, expr)
 
     # -- expressions: + - below * /, unary minus, parentheses, calls --
 
@@ -563,8 +592,6 @@ class _Parser:
 
     def call(self, name: str) -> Call:
         function = name.lower()
-        if function not in FUNCTIONS + EXACT + TRANSFORMS:
-            raise InfluxQLError(f"error parsing query: undefined function {name}()")
         if self.accept_op("*"):
             raise InfluxQLError(f"error parsing query: {function}(*) is not supported")
         self.depth += 1
@@ -575,9 +602,7 @@ class _Parser:
             args.append(self.expr())
         self.expect_op(")")
         self.depth -= 1
-        call = Call(function, tuple(args))
-        check_call(call)
-        return call
+        return Call(function, tuple(args))
 
     def alias(self) -> str | None:
         return self.ident("alias") if self.accept_kw("AS") else None

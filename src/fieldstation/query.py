@@ -549,13 +549,9 @@ def ranked(
     return [Ranked(int(b), int(ts), float(value), int(c)) for b, ts, value, c in rows]
 
 
-#: Per bucket of numeric readings: the most frequent value (the smallest of a tie, as InfluxDB), the
-#: number of distinct values, and each distinct value with its first time. Constants, never input.
+#: Per bucket of numeric readings: the number of distinct values, and each distinct value with its
+#: first time. Constants, never input.
 _GROUPED = {
-    "mode": (
-        "SELECT b, value FROM (SELECT b, value, row_number() OVER (PARTITION BY b ORDER BY count(*) DESC,"
-        " value) AS i FROM k GROUP BY b, value) g WHERE i = 1 ORDER BY b"
-    ),
     "count_distinct": "SELECT b, count(DISTINCT value) FROM k GROUP BY b ORDER BY b",
     "distinct": "SELECT b, value, min(ts) AS t FROM k GROUP BY b, value ORDER BY b, t, value LIMIT :n",
 }
@@ -573,6 +569,22 @@ def grouped(
         f" AND ts >= :a AND ts < :z AND value IS NOT NULL) {_GROUPED[kind]}"
     ).bindparams(bindparam("ids", expanding=True))
     return [tuple(row) for row in db.session.execute(statement, params).all()]
+
+
+def value_runs(
+    field_ids: Sequence[int], start: int, end: int, plan: buckets.Plan, *, page: int = 10_000
+) -> Iterator[tuple[int, float, int, int, int]]:
+    """(bucket key, value, readings, first time, last time) of each distinct numeric value per bucket,
+    by bucket then value, streamed in pages (for mode(), which walks the values in order)."""
+    params: dict[str, Any] = {"ids": list(field_ids), "a": start, "z": end}
+    key = plan.key_sql("ts", params)
+    statement = text(
+        f"SELECT {key} AS b, value, count(*), min(ts), max(ts) FROM readings WHERE field_id IN :ids"  # noqa: S608
+        " AND ts >= :a AND ts < :z AND value IS NOT NULL GROUP BY 1, value ORDER BY 1, value"
+    ).bindparams(bindparam("ids", expanding=True))
+    result = db.session.execute(statement.execution_options(stream_results=True, yield_per=page), params)
+    for b, value, count, first, last in result:
+        yield int(b), float(value), int(count), int(first), int(last)
 
 
 def bucket_values(
