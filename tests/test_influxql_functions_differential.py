@@ -1,4 +1,4 @@
-"""InfluxQL's functions against a real InfluxDB 1.6: the same points in both, the same queries, the same answers.
+"""InfluxQL's functions against a real InfluxDB 1.6: the same points in both, the same queries and answers.
 
 Aggregates (median, mode, spread, stddev, percentile, count(distinct)), selectors with the
 time of their point (min, max, percentile, top, bottom), transformations over raw points and
@@ -14,12 +14,13 @@ import pytest
 
 from tests.influxdiff import Twin, influxdb, twin  # noqa: F401  (fixtures)
 
-pytestmark = pytest.mark.parametrize("engine_name", ["sqlite"], indirect=True)
+# Both engines: the order statistics are SQL of their own on each.
 
 T0_MS = 1_577_836_800_000  # 2020-01-01T00:00:00Z
 HOURS = 3
 WINDOW = f"time >= {T0_MS}ms AND time < {T0_MS + HOURS * 3_600_000}ms"
 LAB = f"room = 'lab' AND {WINDOW}"
+CELLAR = f"room = 'cellar' AND {WINDOW}"
 FILLS = ["null", "none", "previous", "0", "-2.5", "linear"]
 
 
@@ -63,8 +64,8 @@ def test_aggregates_per_bucket_with_every_fill(both: Twin, fill: str) -> None:
         # the time order of equal values only up to twelve (it breaks mode()'s ties by that order).
         f"SELECT mode(level), count(distinct(level)) FROM climate WHERE {WINDOW} GROUP BY time(10m), room"
         f" fill({fill})",
-        f"SELECT median(temperature) FROM climate WHERE room = 'cellar' AND {WINDOW} GROUP BY time(10m) fill({fill})",
-        f"SELECT mean(temperature) FROM climate WHERE room = 'cellar' AND {WINDOW} GROUP BY time(5m) fill({fill})",
+        f"SELECT median(temperature) FROM climate WHERE {CELLAR} GROUP BY time(10m) fill({fill})",
+        f"SELECT mean(temperature) FROM climate WHERE {CELLAR} GROUP BY time(5m) fill({fill})",
         f"SELECT percentile(unique, 0), percentile(unique, 100), percentile(unique, 33.3) FROM climate"
         f" WHERE {LAB} GROUP BY time(30m) fill({fill})",
     ):
@@ -73,8 +74,10 @@ def test_aggregates_per_bucket_with_every_fill(both: Twin, fill: str) -> None:
 
 def test_aggregates_over_the_window(both: Twin) -> None:
     for q in (
-        f"SELECT median(temperature), mode(level), spread(temperature), stddev(temperature) FROM climate WHERE {LAB}",
-        f"SELECT median(temperature), stddev(energy), count(distinct(level)) FROM climate WHERE {WINDOW} GROUP BY room",
+        "SELECT median(temperature), mode(level), spread(temperature), stddev(temperature) FROM climate"
+        f" WHERE {LAB}",
+        "SELECT median(temperature), stddev(energy), count(distinct(level)) FROM climate"
+        f" WHERE {WINDOW} GROUP BY room",
         f"SELECT median(temperature) FROM climate WHERE {WINDOW}",
         f"SELECT distinct(level) FROM climate WHERE {LAB}",
         f"SELECT distinct(level) FROM climate WHERE {LAB} GROUP BY time(1h)",
@@ -120,18 +123,20 @@ def test_transformations_of_raw_points(both: Twin) -> None:
 @pytest.mark.parametrize("fill", FILLS)
 def test_transformations_of_buckets(both: Twin, fill: str) -> None:
     for q in (
-        f"SELECT derivative(mean(temperature)) FROM climate WHERE room = 'cellar' AND {WINDOW} GROUP BY time(10m) fill({fill})",
+        f"SELECT derivative(mean(temperature)) FROM climate WHERE {CELLAR} GROUP BY time(10m) fill({fill})",
         f"SELECT derivative(mean(temperature), 1m) FROM climate WHERE {LAB} GROUP BY time(10m) fill({fill})",
-        f"SELECT non_negative_derivative(max(energy), 1h) FROM climate WHERE {WINDOW} GROUP BY time(15m), room fill({fill})",
+        f"SELECT non_negative_derivative(max(energy), 1h) FROM climate WHERE {WINDOW}"
+        f" GROUP BY time(15m), room fill({fill})",
         f"SELECT difference(last(energy)), non_negative_difference(last(energy)) FROM climate WHERE {LAB}"
         f" GROUP BY time(10m) fill({fill})",
         f"SELECT cumulative_sum(sum(watts)) FROM power WHERE {WINDOW} GROUP BY time(20m) fill({fill})",
-        f"SELECT moving_average(mean(temperature), 3) FROM climate WHERE room = 'cellar' AND {WINDOW}"
+        f"SELECT moving_average(mean(temperature), 3) FROM climate WHERE {CELLAR}"
         f" GROUP BY time(10m) fill({fill})",
-        f"SELECT mean(temperature), derivative(mean(temperature)) FROM climate WHERE room = 'cellar' AND {WINDOW}"
+        f"SELECT mean(temperature), derivative(mean(temperature)) FROM climate WHERE {CELLAR}"
         f" GROUP BY time(10m) fill({fill})",
         f"SELECT integral(watts, 1h) FROM power WHERE {WINDOW} GROUP BY time(30m) fill({fill})",
-        f"SELECT derivative(median(temperature), 1h) FROM climate WHERE {LAB} GROUP BY time(20m) fill({fill})",
+        f"SELECT derivative(median(temperature), 1h) FROM climate WHERE {LAB}"
+        f" GROUP BY time(20m) fill({fill})",
     ):
         both.compare(q, epoch="ms")
 

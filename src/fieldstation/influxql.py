@@ -28,6 +28,8 @@ from fieldstation.timeunits import DAY, HOUR, MAX_TS_US, MIN_TS_US, MINUTE, SECO
 MAX_QUERY = 16_384
 #: Deepest parentheses in a WHERE clause (Grafana nests two or three).
 MAX_NESTING = 32
+#: Most arithmetic operators in one SELECT list.
+MAX_OPERATORS = 200
 FUNCTIONS = ("mean", "min", "max", "sum", "count", "first", "last")
 #: Aggregates and selectors beyond FUNCTIONS: one value (top/bottom: several) per bucket from raw values.
 EXACT = ("median", "mode", "spread", "stddev", "percentile", "distinct", "top", "bottom", "integral")
@@ -419,6 +421,7 @@ class _Parser:
         self.i = 0
         self.now = now
         self.depth = 0  # open parentheses in WHERE
+        self.operators = 0  # arithmetic operators in the SELECT list
 
     # -- token helpers --
 
@@ -491,6 +494,7 @@ class _Parser:
         raise self.fail("SELECT, SHOW, CREATE")
 
     def select(self) -> Select:
+        self.operators = 0
         columns = [self.column()]
         while self.accept_op(","):
             columns.append(self.column())
@@ -550,19 +554,28 @@ class _Parser:
     def expr(self) -> Expr:
         left = self.product()
         while self.tok.kind == "op" and self.tok.text in ("+", "-"):
-            op = self.next().text
+            op = self.operator()
             left = BinaryOp(op, left, self.product())
         return left
 
     def product(self) -> Expr:
         left = self.unary()
         while self.tok.kind == "op" and self.tok.text in ("*", "/"):
-            op = self.next().text
+            op = self.operator()
             left = BinaryOp(op, left, self.unary())
         return left
 
+    def operator(self) -> str:
+        """The next operator, counted: every operator is a level of the tree the executor walks
+        recursively, so a query of thousands of them is refused before it can exhaust the stack."""
+        self.operators += 1
+        if self.operators > MAX_OPERATORS:
+            raise InfluxQLError(f"error parsing query: more than {MAX_OPERATORS} operators in one statement")
+        return self.next().text
+
     def unary(self) -> Expr:
-        if self.accept_op("-"):
+        if self.tok.kind == "op" and self.tok.text == "-":
+            self.operator()
             operand = self.unary()
             if isinstance(operand, Number):
                 return Number(-operand.value, operand.integer)

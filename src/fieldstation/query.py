@@ -533,17 +533,21 @@ def ranked(
     Exact and computed in the database: each bucket's numeric readings of ``field_ids`` in
     ``[start, end)`` are numbered in value order by a window function, so no value list is held
     here (the database sorts, spilling to disk where it must); one to ``arg`` rows per bucket
-    come back. ``arg`` is the percentile or the count of top/bottom.
+    come back, at most two per bucket plus MAX_LIMIT in all. ``arg`` is the percentile or the
+    count of top/bottom.
     """
     order, condition = _RANKS[kind]
-    params: dict[str, Any] = {"ids": list(field_ids), "a": start, "z": end, "p": arg, "n": int(arg)}
+    # A percentile beyond [-100, 200] picks no value (its rank lies outside every bucket) however
+    # far beyond, so it is held there: count x 1e308 would overflow, which PostgreSQL raises.
+    params: dict[str, Any] = {"ids": list(field_ids), "a": start, "z": end, "p": min(max(arg, -100.0), 200.0)}
+    params |= {"n": int(min(arg, MAX_LIMIT)), "lim": 2 * buckets.MAX_BUCKETS + MAX_LIMIT}
     key = plan.key_sql("ts", params)
     statement = text(
         f"WITH k AS (SELECT {key} AS b, ts, value FROM readings WHERE field_id IN :ids"  # noqa: S608
         " AND ts >= :a AND ts < :z AND value IS NOT NULL),"
         f" o AS (SELECT b, ts, value, row_number() OVER (PARTITION BY b ORDER BY {order}) AS i,"
         " count(*) OVER (PARTITION BY b) AS c FROM k)"
-        f" SELECT b, ts, value, c FROM o WHERE {condition} ORDER BY b, i"
+        f" SELECT b, ts, value, c FROM o WHERE {condition} ORDER BY b, i LIMIT :lim"
     ).bindparams(bindparam("ids", expanding=True))
     rows = db.session.execute(statement, params).all()
     return [Ranked(int(b), int(ts), float(value), int(c)) for b, ts, value, c in rows]
