@@ -62,14 +62,14 @@ def stddevs(
 def modes(runs: Iterable[tuple[int, float, int, int, int]]) -> Iterator[tuple[int, float]]:
     """The most frequent value per bucket key, from (key, value, count, first time, last time) runs
     in key then value order: InfluxDB's walk over a bucket's values sorted by value (each value's
-    points in time order), where a later value of the same count wins when its first point is no
-    later than the last point of the value ahead of it."""
+    points in time order), where a later value of the same count (two or more: a value seen once
+    is never weighed) wins when its first point is no later than the last point of the one ahead."""
     best: tuple[int, float, int, int] | None = None  # key, value, count, last time
     for key, value, count, first, last in runs:
         if best is not None and best[0] != key:
             yield best[0], best[1]
             best = None
-        if best is None or count > best[2] or (count == best[2] and first <= best[3]):
+        if best is None or count > best[2] or (count == best[2] > 1 and first <= best[3]):
             best = (key, value, count, last)
     if best is not None:
         yield best[0], best[1]
