@@ -111,7 +111,7 @@ def test_integral_per_bucket_adds_up_to_the_whole(
 
 
 def test_integral_interpolates_at_bucket_edges_as_influxdb_1_6() -> None:
-    """Points 1, 3, 2, 7, 7 at 0, 60, 120, 300, 360 s in 2-minute buckets, unit 1 minute: InfluxDB's answer."""
+    """Points 1, 3, 2, 7, 7 at 0, 60, 120, 300, 360 s, 2-minute buckets, unit 1 minute: InfluxDB's answer."""
     s = 1_000_000
     points = [(0, 1.0), (60 * s, 3.0), (120 * s, 2.0), (300 * s, 7.0), (360 * s, 7.0)]
     every = 120 * s
