@@ -5,9 +5,18 @@ statements separated by ``;``) into statement objects with absolute times
 (µs, given ``now``), or raises :class:`InfluxQLError` with InfluxDB's wording
 (``error parsing query: …``). Supported (docs/query.md lists it):
 
-* ``SELECT <field>|*|mean|min|max|sum|count|first|last(<field>) [AS alias], …
-  FROM [<db>.][<rp>.]<measurement> [WHERE …] [GROUP BY time(<d>)[, <tag>…|*]]
-  [fill(none|null|previous|<number>)] [ORDER BY time [ASC|DESC]] [LIMIT n] [tz('<zone>')]``
+* ``SELECT <expr> [AS alias], … FROM [<db>.][<rp>.]<measurement> [WHERE …]
+  [GROUP BY time(<d>)[, <tag>…|*]] [fill(none|null|previous|linear|<number>)]
+  [ORDER BY time [ASC|DESC]] [LIMIT n] [tz('<zone>')]`` where an expression is a field, ``*``, a
+  number, a call, or ``+ - * /`` of them with unary minus and parentheses (:class:`BinaryOp`).
+  Calls: the aggregates and selectors ``mean min max sum count first last`` (:data:`FUNCTIONS`,
+  from the rollups), ``median mode spread stddev percentile(f, N) distinct count(distinct(f))
+  top(f, N) bottom(f, N) integral(f[, unit])`` (:data:`EXACT`), and the transformations
+  ``derivative non_negative_derivative difference non_negative_difference cumulative_sum
+  moving_average(…, N)`` of a field or, with GROUP BY time(), of an aggregate (:data:`TRANSFORMS`).
+  What InfluxDB refuses only when it compiles a statement (argument counts and kinds, unknown
+  functions, calls beside raw fields) is kept in :attr:`Select.invalid`, to be that statement's
+  error rather than the whole query's 400; :mod:`fieldstation.influx_functions` computes them.
 * ``WHERE``: ``AND`` of ``time <op> <time>`` (``now() - 6h``, ``'2020-01-01T00:00:00Z'``,
   ``1577836800000ms``, bare integers are ns) and ``<tag> = | != '<value>'``, parentheses allowed
   (at most :data:`MAX_NESTING` deep).
