@@ -166,3 +166,19 @@ def test_errors_are_influxdbs(both: Twin) -> None:
         "SELECT mean(mean(unique)) FROM climate",
     ):
         both.compare(q)
+
+
+def test_a_window_that_starts_inside_a_bucket(both: Twin) -> None:
+    """InfluxDB moves a transformation's start back by one interval, not to a bucket's start: the
+    first bucket then holds the readings before the window's start too."""
+    window = f"room = 'lab' AND time >= {T0_MS + 183_000}ms AND time < {T0_MS + 7_000_000}ms"
+    for fill in ("null", "0", "linear"):
+        for q in (
+            f"SELECT derivative(mean(temperature)), mean(temperature) FROM climate WHERE {window}"
+            f" GROUP BY time(10m) fill({fill})",
+            f"SELECT moving_average(max(temperature), 2) FROM climate WHERE {window}"
+            f" GROUP BY time(10m) fill({fill})",
+            f"SELECT integral(temperature, 1m), median(temperature) FROM climate WHERE {window}"
+            f" GROUP BY time(10m) fill({fill})",
+        ):
+            both.compare(q, epoch="ms")

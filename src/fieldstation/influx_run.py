@@ -614,9 +614,7 @@ def _aggregate(call: Call, ctx: _Context, lead: int) -> list[tuple[int, Any]]:
         start = ctx.start
         starts: list[int] = []
     else:
-        start = ctx.start
-        for _ in range(lead):
-            start = bucket_starts(start - every, start, every, tz=ctx.zone)[0]
+        start = ctx.start - lead * every  # InfluxDB moves the window's start back by whole intervals
         plan = buckets_plan(start, ctx.end, every, ctx.zone)
         starts = bucket_starts(start, ctx.end, every, tz=ctx.zone)
     points = _aggregate_points(call, ids, start, ctx.end, plan, ctx) if ids else []
@@ -717,7 +715,7 @@ def _rollup_points(call: Call, ids: list[int], start: int, end: int, ctx: _Conte
             return []
         if call.name == "spread":
             value = value - _combine(SelectColumn(field, "min"), parts)
-        return [(_selector_time(call.name, ids, start, end, value, ctx), value)]
+        return [(_selector_time(call.name, field, ids, start, end, value, ctx), value)]
     by_start: dict[int, list[Bucket | None]] = {}
     for i in ids:
         for b in rollups.buckets(i, start, end, ctx.stmt.every, tz=ctx.zone):
@@ -731,13 +729,15 @@ def _rollup_points(call: Call, ids: list[int], start: int, end: int, ctx: _Conte
     return points
 
 
-def _selector_time(name: str, ids: list[int], start: int, end: int, value: float, ctx: _Context) -> int:
+def _selector_time(
+    name: str, field: str, ids: list[int], start: int, end: int, value: float, ctx: _Context
+) -> int:
     """The time of the point a selector picked over the whole window (else the window's start)."""
     if name in ("min", "max"):
         found = query.time_of_value(ids, start, end, value)
         return ctx.default_time if found is None else found
     if name in ("first", "last"):
-        column = SelectColumn(ctx.members[0].name.key, name)
+        column = SelectColumn(field, name)
         series = [s for s in ctx.members if s.field_id in ids]
         return _selected_time(column, series, start, end, ctx.default_time)
     return ctx.default_time
