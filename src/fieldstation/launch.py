@@ -55,7 +55,7 @@ ANY_ADDRESS = {"0.0.0.0", "::", ""}
 def serve_command(
     host: str, port: int, workers: int, server: str | None, access_log: bool, verbose: bool, init_first: bool
 ) -> None:
-    """Serve with uWSGI or gunicorn (production); ``dev run`` is Flask's development server."""
+    """Serve with uWSGI or gunicorn (production); `fieldstation dev run` is Flask's development server."""
     one_time = _initialise() if init_first else None
     config = _check_database()
     server = server or default_server()

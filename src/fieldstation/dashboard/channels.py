@@ -32,9 +32,7 @@ def my_channels() -> str:
     user = me()
     channels = manage.channels_of(user)
     zone = viewer_zone(request.args, request.cookies)
-    rows = [
-        (channel, query.latest_entry(channel.id), plots.totals_of(channel, zone)) for channel in channels
-    ]
+    rows = [(channel, query.latest_entry(channel.id), plots.totals_of(channel, zone)) for channel in channels]
     health = monitoring.overview([c.id for c in channels])
     return render_template("dashboard/channels.html", rows=rows, zone=zone, health=health)
 
