@@ -525,6 +525,25 @@ class Ranked(NamedTuple):
     total: int
 
 
+def _over_buckets(
+    field_ids: Sequence[int], start: int, end: int, plan: buckets.Plan, tail: str, params: dict[str, Any]
+) -> tuple[Any, dict[str, Any]]:
+    """``tail`` over ``k``: (bucket key ``b``, ``ts``, ``value``) of every numeric reading of
+    ``field_ids`` in ``[start, end)``; the statement and its parameters. ``tail`` is a constant."""
+    params |= {"ids": list(field_ids), "a": start, "z": end}
+    key = plan.key_sql("ts", params)
+    statement = text(
+        f"WITH k AS (SELECT {key} AS b, ts, value FROM readings WHERE field_id IN :ids"  # noqa: S608
+        f" AND ts >= :a AND ts < :z AND value IS NOT NULL) {tail}"
+    ).bindparams(bindparam("ids", expanding=True))
+    return statement, params
+
+
+def _streamed(statement: Any, params: dict[str, Any], page: int) -> Any:
+    """The statement's rows fetched ``page`` at a time (a server-side cursor on PostgreSQL)."""
+    return db.session.execute(statement.execution_options(stream_results=True, yield_per=page), params)
+
+
 def ranked(
     field_ids: Sequence[int], start: int, end: int, plan: buckets.Plan, kind: str, arg: float = 0.0
 ) -> list[Ranked]:
@@ -539,17 +558,14 @@ def ranked(
     order, condition = _RANKS[kind]
     # A percentile beyond [-100, 200] picks no value (its rank lies outside every bucket) however
     # far beyond, so it is held there: count x 1e308 would overflow, which PostgreSQL raises.
-    params: dict[str, Any] = {"ids": list(field_ids), "a": start, "z": end, "p": min(max(arg, -100.0), 200.0)}
-    params |= {"n": int(min(arg, MAX_LIMIT)), "lim": 2 * buckets.MAX_BUCKETS + MAX_LIMIT}
-    key = plan.key_sql("ts", params)
-    statement = text(
-        f"WITH k AS (SELECT {key} AS b, ts, value FROM readings WHERE field_id IN :ids"  # noqa: S608
-        " AND ts >= :a AND ts < :z AND value IS NOT NULL),"
-        f" o AS (SELECT b, ts, value, row_number() OVER (PARTITION BY b ORDER BY {order}) AS i,"
+    params: dict[str, Any] = {"p": min(max(arg, -100.0), 200.0), "n": int(min(arg, MAX_LIMIT))}
+    params["lim"] = 2 * buckets.MAX_BUCKETS + MAX_LIMIT
+    tail = (
+        f", o AS (SELECT b, ts, value, row_number() OVER (PARTITION BY b ORDER BY {order}) AS i,"  # noqa: S608 (constants of _RANKS)
         " count(*) OVER (PARTITION BY b) AS c FROM k)"
         f" SELECT b, ts, value, c FROM o WHERE {condition} ORDER BY b, i LIMIT :lim"
-    ).bindparams(bindparam("ids", expanding=True))
-    rows = db.session.execute(statement, params).all()
+    )
+    rows = db.session.execute(*_over_buckets(field_ids, start, end, plan, tail, params)).all()
     return [Ranked(int(b), int(ts), float(value), int(c)) for b, ts, value, c in rows]
 
 
@@ -566,13 +582,8 @@ def grouped(
 ) -> list[tuple[Any, ...]]:
     """Rows of ``_GROUPED[kind]`` over the numeric readings of ``field_ids`` in ``[start, end)``:
     (bucket key, value[, first time]), at most MAX_LIMIT rows."""
-    params: dict[str, Any] = {"ids": list(field_ids), "a": start, "z": end, "n": MAX_LIMIT}
-    key = plan.key_sql("ts", params)
-    statement = text(
-        f"WITH k AS (SELECT {key} AS b, ts, value FROM readings WHERE field_id IN :ids"  # noqa: S608
-        f" AND ts >= :a AND ts < :z AND value IS NOT NULL) {_GROUPED[kind]}"
-    ).bindparams(bindparam("ids", expanding=True))
-    return [tuple(row) for row in db.session.execute(statement, params).all()]
+    found = _over_buckets(field_ids, start, end, plan, _GROUPED[kind], {"n": MAX_LIMIT})
+    return [tuple(row) for row in db.session.execute(*found).all()]
 
 
 def value_runs(
@@ -580,14 +591,10 @@ def value_runs(
 ) -> Iterator[tuple[int, float, int, int, int]]:
     """(bucket key, value, readings, first time, last time) of each distinct numeric value per bucket,
     by bucket then value, streamed in pages (for mode(), which walks the values in order)."""
-    params: dict[str, Any] = {"ids": list(field_ids), "a": start, "z": end}
-    key = plan.key_sql("ts", params)
-    statement = text(
-        f"SELECT {key} AS b, value, count(*), min(ts), max(ts) FROM readings WHERE field_id IN :ids"  # noqa: S608
-        " AND ts >= :a AND ts < :z AND value IS NOT NULL GROUP BY 1, value ORDER BY 1, value"
-    ).bindparams(bindparam("ids", expanding=True))
-    result = db.session.execute(statement.execution_options(stream_results=True, yield_per=page), params)
-    for b, value, count, first, last in result:
+    tail = "SELECT b, value, count(*), min(ts), max(ts) FROM k GROUP BY b, value ORDER BY b, value"
+    for b, value, count, first, last in _streamed(
+        *_over_buckets(field_ids, start, end, plan, tail, {}), page
+    ):
         yield int(b), float(value), int(count), int(first), int(last)
 
 
@@ -596,14 +603,8 @@ def bucket_values(
 ) -> Iterator[tuple[int, float]]:
     """(bucket key, value) of every numeric reading, bucket by bucket and in time order within one,
     streamed in pages of ``page`` rows (for aggregates that walk the values twice, such as stddev)."""
-    params: dict[str, Any] = {"ids": list(field_ids), "a": start, "z": end}
-    key = plan.key_sql("ts", params)
-    statement = text(
-        f"SELECT {key} AS b, value FROM readings WHERE field_id IN :ids"  # noqa: S608
-        " AND ts >= :a AND ts < :z AND value IS NOT NULL ORDER BY b, ts"
-    ).bindparams(bindparam("ids", expanding=True))
-    result = db.session.execute(statement.execution_options(stream_results=True, yield_per=page), params)
-    for b, value in result:
+    tail = "SELECT b, value FROM k ORDER BY b, ts"
+    for b, value in _streamed(*_over_buckets(field_ids, start, end, plan, tail, {}), page):
         yield int(b), float(value)
 
 
