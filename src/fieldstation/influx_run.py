@@ -594,10 +594,8 @@ def _transform(call: Call, ctx: _Context) -> list[tuple[int, Any]]:
 
 def _raw_points(ids: list[int], start: int, end: int) -> Iterator[tuple[int, float]]:
     """Numeric readings of several fields merged in time order, streamed in pages."""
-    streams = [
-        ((p.ts, p.value) for p in query.iter_series(i, start, end) if p.value is not None) for i in ids
-    ]
-    return heapq.merge(*streams, key=lambda p: p[0])
+    streams = [query.iter_numbers(i, start, end) for i in ids]
+    return streams[0] if len(streams) == 1 else heapq.merge(*streams, key=lambda p: p[0])
 
 
 def _aggregate(call: Call, ctx: _Context, lead: int) -> list[tuple[int, Any]]:

@@ -11,6 +11,7 @@ with :mod:`fieldstation.auth`'s read rule, inside their own statement.
 from __future__ import annotations
 
 import datetime as dt
+import heapq
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, NamedTuple
@@ -485,6 +486,22 @@ def iter_series(field_id: int, start: int, end: int, *, page: int = 5000) -> Ite
         after = rows[-1].ts
 
 
+def iter_numbers(
+    field_id: int, start: int, end: int, *, page: int = MAX_LIMIT
+) -> Iterator[tuple[int, float]]:
+    """(ts, value) of every numeric reading of a field in ``[start, end)``, oldest first: the driver's
+    pairs in keyset pages (long ones from the read blocks), for functions that walk every value."""
+    after: int | None = None
+    while True:
+        pairs = series_rows(field_id, start, end, limit=page, after=after).pairs
+        for ts, value in pairs:
+            if value is not None:
+                yield ts, value
+        if len(pairs) < page:
+            return
+        after = pairs[-1][0]
+
+
 def iter_entries(channel_id: int, start: int, end: int, *, page: int = 2000) -> Iterator[EntryRow]:
     """Every entry of a channel in ``[start, end)``, oldest first, fetched in keyset pages."""
     after: int | None = None
@@ -599,13 +616,19 @@ def value_runs(
 
 
 def bucket_values(
-    field_ids: Sequence[int], start: int, end: int, plan: buckets.Plan, *, page: int = 10_000
+    field_ids: Sequence[int], start: int, end: int, plan: buckets.Plan
 ) -> Iterator[tuple[int, float]]:
-    """(bucket key, value) of every numeric reading, bucket by bucket and in time order within one,
-    streamed in pages of ``page`` rows (for aggregates that walk the values twice, such as stddev)."""
-    tail = "SELECT b, value FROM k ORDER BY b, ts"
-    for b, value in _streamed(*_over_buckets(field_ids, start, end, plan, tail, {}), page):
-        yield int(b), float(value)
+    """(bucket key, value) of every numeric reading of ``field_ids``, in time order, streamed (for
+    aggregates that walk the values twice, such as stddev): the fields' pages merged by time."""
+    streams = [iter_numbers(field_id, start, end) for field_id in field_ids]
+    merged = streams[0] if len(streams) == 1 else heapq.merge(*streams, key=lambda pair: pair[0])
+    if plan.offsets:
+        for ts, value in merged:
+            yield plan.key_of(ts), value
+    else:  # the key without a zone's steps, as Plan.key_of computes it, inline: a year is 525,600 calls
+        shift, every = plan.shift, plan.every
+        for ts, value in merged:
+            yield (ts + shift) // every, value
 
 
 def time_of_value(field_ids: Sequence[int], start: int, end: int, value: float) -> int | None:
