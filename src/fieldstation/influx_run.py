@@ -490,9 +490,9 @@ def _expr_rows(stmt: Select, members: list[FieldSeries]) -> tuple[list[str], lis
     if not any(v is not None for column in columns for v in column.values()):
         return _column_names(stmt.columns), []  # no point in the window: no series, whatever the fill
     if len(columns) == 1:  # top(), bottom() and distinct() may give several rows at one time
-        rows = [
-            (ts, [value]) for ts, value in sorted(evaluated[0], key=lambda p: p[0], reverse=stmt.descending)
-        ]
+        # InfluxDB lists top() and bottom() in time order even under ORDER BY time DESC.
+        backwards = stmt.descending and not any(c.name in ("top", "bottom") for c in found)
+        rows = [(ts, [value]) for ts, value in sorted(evaluated[0], key=lambda p: p[0], reverse=backwards)]
     else:
         times = sorted({ts for column in columns for ts in column}, reverse=stmt.descending)
         rows = _joined(times, columns, stmt.fill if stmt.every is not None else "null")
@@ -622,6 +622,9 @@ def _aggregate(call: Call, ctx: _Context, lead: int) -> list[tuple[int, Any]]:
         return [(ts, v) for ts, v in points if v is not None]
     found = dict(points)
     values = [found.get(ts) for ts in starts]
+    if ctx.stmt.descending:  # filled in the order asked for: previous and linear look at later buckets
+        backwards = _filled(call, starts[::-1], values[::-1], ctx.stmt.fill)
+        return list(zip(starts, backwards[::-1], strict=True))
     return list(zip(starts, _filled(call, starts, values, ctx.stmt.fill), strict=True))
 
 
