@@ -169,18 +169,17 @@ def _select(stmt: Select, channel: query.Database, epoch: str | None) -> list[di
     ]
     if not matching:
         return []
-    group_tags = stmt.group_tags
+    # InfluxDB names a series' tags in key order and lists series in that order, whatever GROUP BY's.
+    group_tags = sorted(set(stmt.group_tags))
     if group_tags == ["*"]:
         group_tags = sorted({k for s in matching for k, _ in s.name.tags})
     groups: dict[tuple[str, ...], list[FieldSeries]] = {}
     for s in matching:
         groups.setdefault(tuple(s.name.tag(t) for t in group_tags), []).append(s)
     output = []
-    for values, members in sorted(groups.items()):
+    for values, members in sorted(groups.items(), reverse=stmt.descending):  # DESC orders series too
         if any(c.function for c in stmt.columns):
             columns, rows = _aggregate_rows(stmt, members)
-            if stmt.descending:
-                rows.reverse()
             if stmt.limit is not None:
                 rows = rows[: stmt.limit]
             table: list[Any] = [[_time(ts, epoch), *row] for ts, row in rows]
@@ -290,10 +289,13 @@ def _aggregate_rows(
             for b in rollups.buckets(s.field_id, stmt.start, end, stmt.every, tz=zone):
                 by_start.setdefault(b.start, []).append(b)
         per_column.append({ts: _combine(column, parts) for ts, parts in by_start.items()})
+    if not any(per_column):
+        return names, []  # no point in the window: no series, whatever the fill
     starts = bucket_starts(stmt.start, end, stmt.every, tz=zone)
     rows = []
     previous: list[Any] = [None] * len(stmt.columns)
-    for ts in starts:
+    # Filled in the order asked for: with ORDER BY time DESC, fill(previous) takes the later bucket.
+    for ts in reversed(starts) if stmt.descending else starts:
         row = [values.get(ts) for values in per_column]
         if all(v is None for v in row) and stmt.fill == "none":
             continue
@@ -303,7 +305,8 @@ def _aggregate_rows(
             if stmt.fill == "previous":
                 row[i] = previous[i]
             elif isinstance(stmt.fill, float):
-                row[i] = stmt.fill
+                # count() is an integer column: InfluxDB truncates the fill value to fit it.
+                row[i] = int(stmt.fill) if column.function == "count" else stmt.fill
             elif column.function == "count":
                 row[i] = 0
         previous = row
