@@ -8,11 +8,13 @@ Databases are the channels the credentials may read, named by channel name
 
 from __future__ import annotations
 
+import datetime as dt
 import functools
+import re
 from dataclasses import dataclass
 from typing import Any
 
-from fieldstation import query, rollups
+from fieldstation import query, rollups, tagmatch
 from fieldstation.auth import KeyScope, key_scope
 from fieldstation.buckets import Bucket, bucket_starts
 from fieldstation.errors import BadRequest, FieldstationError, Unauthorized
@@ -132,16 +134,14 @@ def _show(stmt: Show, databases: Databases, database: str) -> list[dict[str, Any
             }
         ]
     channel = databases.find(stmt.database or database)
-    every = [s.name for s in _series_of(channel)]
-    if stmt.measurement is not None:
-        every = [s for s in every if s.measurement == stmt.measurement]
+    every = [s.name for s in _series_of(channel) if _shown(s.name, stmt)]
     measurements = sorted({s.measurement for s in every})
     if stmt.what == "measurements":
-        if not measurements:
-            return []
-        return [
-            {"name": "measurements", "columns": ["name"], "values": [[m] for m in measurements[: stmt.limit]]}
-        ]
+        found = _page([[m] for m in measurements], stmt)
+        return [{"name": "measurements", "columns": ["name"], "values": found}] if found else []
+    if stmt.what == "series":
+        keys = _page([[k] for k in sorted({s.series_key for s in every})], stmt)
+        return [{"columns": ["key"], "values": keys}] if keys else []
     result = []
     for measurement in measurements:
         members = [s for s in every if s.measurement == measurement]
@@ -152,42 +152,71 @@ def _show(stmt: Show, databases: Databases, database: str) -> list[dict[str, Any
             rows = [[k] for k in sorted({k for s in members for k, _ in s.tags})]
             columns = ["tagKey"]
         else:
-            pairs = {(k, v) for s in members for k, v in s.tags if k in stmt.keys}
+            pairs = {(k, v) for s in members for k, v in s.tags if _key_wanted(k, stmt)}
             rows = [[k, v] for k, v in sorted(pairs)]
             columns = ["key", "value"]
+        rows = _page(rows, stmt)
         if rows:
-            result.append({"name": measurement, "columns": columns, "values": rows[: stmt.limit]})
+            result.append({"name": measurement, "columns": columns, "values": rows})
     return result
+
+
+def _shown(name: SeriesName, stmt: Show) -> bool:
+    """The series is in ``FROM`` (``WITH MEASUREMENT``) and passes ``WHERE``."""
+    if stmt.measurement is not None and name.measurement != stmt.measurement:
+        return False
+    if stmt.measurement_regex is not None and not tagmatch.compare(
+        "=~", name.measurement, stmt.measurement_regex
+    ):
+        return False
+    return all(condition.holds(name.tag) for condition in stmt.tags)
+
+
+def _key_wanted(key: str, stmt: Show) -> bool:
+    """``SHOW TAG VALUES WITH KEY …``: ``=``/``IN`` any of the keys, or ``!=``, ``=~``, ``!~`` the one."""
+    if stmt.key_op == "=":
+        return key in stmt.keys
+    return tagmatch.compare(stmt.key_op, key, stmt.keys[0])
+
+
+def _page(rows: list[list[Any]], stmt: Show) -> list[list[Any]]:
+    """``OFFSET`` then ``LIMIT`` of a SHOW answer's rows."""
+    rows = rows[stmt.offset :]
+    return rows if stmt.limit is None else rows[: stmt.limit]
 
 
 # -- SELECT -----------------------------------------------------------------------------------
 
 
 def _select(stmt: Select, channel: query.Database, epoch: str | None) -> list[dict[str, Any]]:
-    matching = [
-        s for s in _series_of(channel) if s.name.measurement == stmt.measurement and _passes(s.name, stmt)
-    ]
+    matching = [s for s in _series_of(channel) if _in_source(s.name, stmt) and _passes(s.name, stmt)]
     if not matching:
         return []
     # InfluxDB names a series' tags in key order and lists series in that order, whatever GROUP BY's.
     group_tags = sorted(set(stmt.group_tags))
     if group_tags == ["*"]:
         group_tags = sorted({k for s in matching for k, _ in s.name.tags})
-    groups: dict[tuple[str, ...], list[FieldSeries]] = {}
+    groups: dict[tuple[str, tuple[str, ...]], list[FieldSeries]] = {}
     for s in matching:
-        groups.setdefault(tuple(s.name.tag(t) for t in group_tags), []).append(s)
+        groups.setdefault((s.name.measurement, tuple(s.name.tag(t) for t in group_tags)), []).append(s)
+    shape = None if any(c.function for c in stmt.columns) else _raw_shape(stmt, matching, group_tags)
+    if shape is not None and not shape.fields:
+        return []  # only tags selected: InfluxDB answers no series
+    zone = get_zone(stmt.tz)
     output = []
-    for values, members in sorted(groups.items(), reverse=stmt.descending):  # DESC orders series too
-        if any(c.function for c in stmt.columns):
+    ordered = sorted(groups.items(), reverse=stmt.descending)  # DESC orders series too
+    for (measurement, values), members in _series_window(ordered, stmt):
+        if shape is None:
             columns, rows = _aggregate_rows(stmt, members)
+            rows = rows[stmt.offset :]
             if stmt.limit is not None:
                 rows = rows[: stmt.limit]
-            table: list[Any] = [[_time(ts, epoch), *row] for ts, row in rows]
+            table: list[Any] = [[_time(ts, epoch, zone), *row] for ts, row in rows]
         else:
-            columns, table = _raw_table(stmt, members, epoch)
+            columns, table = _raw_table(stmt, members, epoch, shape)
         if not table:
             continue
-        series: dict[str, Any] = {"name": stmt.measurement}
+        series: dict[str, Any] = {"name": measurement}
         if group_tags:
             series["tags"] = dict(zip(group_tags, values, strict=True))
         series["columns"] = ["time", *columns]
@@ -196,66 +225,151 @@ def _select(stmt: Select, channel: query.Database, epoch: str | None) -> list[di
     return output
 
 
+def _in_source(name: SeriesName, stmt: Select) -> bool:
+    """The series belongs to ``FROM``'s measurement, or to one its ``/regex/`` matches."""
+    if stmt.measurement_regex is None:
+        return name.measurement == stmt.measurement
+    return tagmatch.compare("=~", name.measurement, stmt.measurement_regex)
+
+
 def _passes(name: SeriesName, stmt: Select) -> bool:
-    for condition in stmt.tags:
-        equal = name.tag(condition.key) == condition.value
-        if equal != (condition.op == "="):
-            return False
-    return True
+    return all(condition.holds(name.tag) for condition in stmt.tags)
 
 
-def _time(ts: int, epoch: str | None) -> int | str:
+_GroupItem = tuple[tuple[str, tuple[str, ...]], list[FieldSeries]]
+
+
+def _series_window(ordered: list[_GroupItem], stmt: Select) -> list[_GroupItem]:
+    """``SOFFSET``/``SLIMIT``: which output series (measurement and tag set) are answered."""
+    chosen = ordered[stmt.soffset :]
+    return chosen if stmt.slimit is None else chosen[: stmt.slimit]
+
+
+def _time(ts: int, epoch: str | None, zone: dt.tzinfo = dt.UTC) -> int | str:
     if epoch is None:
-        return format_time(ts)
+        return _rfc3339([ts], zone)[0]
     if epoch == "ns":
         return ts * 1000
     return ts // EPOCH_US[epoch]
 
 
-def _times(stamps: list[int], epoch: str | None) -> list[Any]:
+def _times(stamps: list[int], epoch: str | None, zone: dt.tzinfo = dt.UTC) -> list[Any]:
     """:func:`_time` of every row at once."""
     if epoch is None:
-        return format_times(stamps)
+        return _rfc3339(stamps, zone)
     if epoch == "ns":
         return [ts * 1000 for ts in stamps]
     unit = EPOCH_US[epoch]
     return stamps if unit == 1 else [ts // unit for ts in stamps]
 
 
-def _raw_table(stmt: Select, members: list[FieldSeries], epoch: str | None) -> tuple[list[str], list[Any]]:
+_FRACTION_ZEROS = re.compile(r"\.?0+(?=Z|[+-]\d\d:\d\d$)")
+
+
+def _rfc3339(stamps: list[int], zone: dt.tzinfo) -> list[str]:
+    """Times as InfluxDB prints them (Go's RFC 3339 with nanoseconds): a fraction only as long as it
+    needs, ``tz()``'s offset (``2020-03-29T00:00:00+01:00``), ``Z`` where the offset is zero."""
+    if zone is dt.UTC:
+        texts = format_times(stamps)
+    else:
+        texts = [format_time(ts, zone) for ts in stamps]
+        texts = [t[:-6] + "Z" if t.endswith("+00:00") else t for t in texts]
+    if any(ts % SECOND for ts in stamps):  # rare: most sensors write whole seconds
+        texts = [_FRACTION_ZEROS.sub("", t) if "." in t else t for t in texts]
+    return texts
+
+
+@dataclass(frozen=True, slots=True)
+class _RawShape:
+    """The columns of a raw SELECT: names in order, which are fields, which are tags (filled from
+    each series' tags, as InfluxDB fills ``SELECT *`` and ``SELECT "tag"``)."""
+
+    names: list[str]
+    fields: dict[int, str]  # column index -> field key
+    tags: dict[int, str]  # column index -> tag key
+
+
+def _raw_shape(stmt: Select, matching: list[FieldSeries], group_tags: list[str]) -> _RawShape:
+    """``SELECT *``: every field key and every tag key not grouped by, sorted, over all measurements
+    the statement reads; named columns are tags when a matching series has such a tag and no such field."""
+    field_keys = {s.name.key for s in matching}
+    tag_keys = {k for s in matching for k, _ in s.name.tags} - field_keys
+    if stmt.columns[0].field == "*":
+        keys = sorted(field_keys | (tag_keys - set(group_tags)))
+        names = keys
+    else:
+        keys = [c.field for c in stmt.columns]
+        names = [c.name for c in stmt.columns]
+    fields = {i: k for i, k in enumerate(keys) if k not in tag_keys}
+    tags = {i: k for i, k in enumerate(keys) if k in tag_keys}
+    return _RawShape(names, fields, tags)
+
+
+def _raw_table(
+    stmt: Select, members: list[FieldSeries], epoch: str | None, shape: _RawShape
+) -> tuple[list[str], list[Any]]:
     """Raw values, one row ``[time, value, …]`` per timestamp in the order asked for, bounded by
-    LIMIT (or MAX_LIMIT)."""
-    keys = sorted({s.name.key for s in members}) if stmt.columns[0].field == "*" else None
-    columns = [SelectColumn(k) for k in keys] if keys is not None else stmt.columns
+    LIMIT (or MAX_LIMIT) after OFFSET."""
+    names = shape.names
     start = MIN_TS_US if stmt.start is None else stmt.start
     end = MAX_TS_US + 1 if stmt.end is None else stmt.end
     # At most MAX_CELLS values per statement, however many columns SELECT * names.
-    bound = max(1, min(stmt.limit or MAX_LIMIT, MAX_LIMIT, MAX_CELLS // max(1, len(columns) * len(members))))
-    names = [c.name for c in columns]
-    wanted = [
-        (index, s) for index, column in enumerate(columns) for s in members if s.name.key == column.field
-    ]
-    if len(columns) == 1 and len(wanted) == 1:
+    cap = min(MAX_LIMIT, MAX_CELLS // max(1, len(names) * len(members)))
+    bound = max(1, min((stmt.limit or MAX_LIMIT) + stmt.offset, cap))
+    wanted = [(index, s) for index, key in shape.fields.items() for s in members if s.name.key == key]
+    zone = get_zone(stmt.tz)
+    if len(names) == 1 and len(wanted) == 1:
         # One series, as a Grafana panel asks: the driver's rows, in order, formatted at once.
         got = query.series_rows(wanted[0][1].field_id, start, end, limit=bound, descending=stmt.descending)
         texts = got.texts
         pairs: list[tuple[int, Any]] = got.pairs
         if texts:
             pairs = [(ts, v if v is not None else texts.get(ts)) for ts, v in pairs]
+        if stmt.offset or stmt.limit is not None:
+            pairs = pairs[stmt.offset : stmt.offset + (stmt.limit or MAX_LIMIT)]
         unit = EPOCH_US.get(epoch or "")
         if unit is not None:  # epoch=ms, as Grafana asks: one pass, the driver's tuples serialise as arrays
             return names, pairs if unit == 1 else [(ts // unit, value) for ts, value in pairs]
-        return names, list(zip(_times([ts for ts, _ in pairs], epoch), [v for _, v in pairs], strict=True))
+        return names, list(
+            zip(_times([ts for ts, _ in pairs], epoch, zone), [v for _, v in pairs], strict=True)
+        )
     # A row per time and tag set, as InfluxDB answers: points of series that differ only by
     # tags are rows of their own even at the same time, fields of one series share a row.
     table: dict[tuple[int, tuple[tuple[str, str], ...]], list[Any]] = {}
     for index, s in wanted:
         for point in query.series(s.field_id, start, end, limit=bound, descending=stmt.descending):
-            row = table.setdefault((point.ts, s.name.tags), [None] * len(columns))
+            row = table.get((point.ts, s.name.tags))
+            if row is None:
+                row = table[(point.ts, s.name.tags)] = _tag_cells(shape, s.name)
             row[index] = point.value if point.value is not None else point.text
-    order = sorted(table, reverse=stmt.descending)[:bound]
-    times = _times([ts for ts, _ in order], epoch)
+    order = sorted(table, key=_row_order(shape), reverse=stmt.descending)[stmt.offset : bound]
+    times = _times([ts for ts, _ in order], epoch, zone)
     return names, [[time, *table[key]] for time, key in zip(times, order, strict=True)]
+
+
+def _tag_cells(shape: _RawShape, name: SeriesName) -> list[Any]:
+    """A new row: its tag columns filled from the series (null where it lacks the tag)."""
+    row: list[Any] = [None] * len(shape.names)
+    if shape.tags:
+        tags = dict(name.tags)
+        for index, key in shape.tags.items():
+            row[index] = tags.get(key)
+    return row
+
+
+def _row_order(shape: _RawShape) -> Any:
+    """Rows at one time come in the order of the selected tags' values (InfluxDB sorts its rows by
+    the tags a query reads), then of the tag sets."""
+    keys = sorted(set(shape.tags.values()))
+
+    def order(key: tuple[int, tuple[tuple[str, str], ...]]) -> Any:
+        ts, tags = key
+        if not keys:
+            return key
+        found = dict(tags)
+        return ts, tuple(found.get(k, "") for k in keys), tags
+
+    return order
 
 
 def _aggregate_rows(

@@ -19,6 +19,7 @@ from __future__ import annotations
 import bisect
 import unicodedata
 from dataclasses import dataclass, field
+from typing import Any
 
 from fieldstation.errors import BadRequest
 
@@ -121,7 +122,9 @@ def _charset(
     ncats: list[str] | None = None,
 ) -> CharSet:
     normal = tuple(_normal(ranges))
-    return CharSet(normal, tuple(cats or ()), tuple(ncats or ()), negated, fold, tuple(lo for lo, _ in normal))
+    return CharSet(
+        normal, tuple(cats or ()), tuple(ncats or ()), negated, fold, tuple(lo for lo, _ in normal)
+    )
 
 
 _ANY = _charset([(0, _MAX_CODE)], False, False)
@@ -132,7 +135,7 @@ _ANY_BUT_NEWLINE = _charset([(10, 10)], True, False)
 # Nodes: ("set", CharSet) | ("cat", [nodes]) | ("alt", [nodes]) | ("rep", node, min, max|None)
 # | ("assert", kind) | ("empty",). Assertion kinds below.
 BEGIN_TEXT, END_TEXT, BEGIN_LINE, END_LINE, WORD_BOUNDARY, NOT_WORD_BOUNDARY = range(6)
-Node = tuple  # type: ignore[type-arg]
+Node = tuple[Any, ...]
 
 
 class _Parser:
@@ -346,7 +349,9 @@ class _Parser:
             raise _fail("invalid escape sequence", self.text[start : self.i])
         return code
 
-    def unicode_class(self, start: int, negated: bool) -> tuple[list[tuple[int, int]], list[str], list[str], bool]:
+    def unicode_class(
+        self, start: int, negated: bool
+    ) -> tuple[list[tuple[int, int]], list[str], list[str], bool]:
         if self.peek() == "{":
             end = self.text.find("}", self.i)
             name = self.text[self.i + 1 : end] if end > 0 else ""
@@ -443,7 +448,7 @@ _CATEGORIES = {
 # Instructions: ("set", CharSet, next) | ("split", a, b) | ("assert", kind, next) | ("match",)
 
 
-def _compile(node: Node, program: list[tuple], follow: int) -> int:  # type: ignore[type-arg]
+def _compile(node: Node, program: list[tuple[Any, ...]], follow: int) -> int:
     """Instructions for ``node`` ending in ``follow``; the entry's index. Built back to front."""
     if len(program) > MAX_PROGRAM:
         raise _fail("expression too large", "")
@@ -513,7 +518,7 @@ class Regex:
             raise _fail("expression too large", pattern[:20])
         self.pattern = pattern
         tree = _Parser(pattern).parse()
-        self.program: list[tuple] = [("match",)]  # type: ignore[type-arg]
+        self.program: list[tuple[Any, ...]] = [("match",)]
         self.start = _compile(tree, self.program, 0)
         if len(self.program) > MAX_PROGRAM:
             raise _fail("expression too large", pattern[:20])
