@@ -189,23 +189,26 @@ def _page(rows: list[list[Any]], stmt: Show) -> list[list[Any]]:
 
 
 def _select(stmt: Select, channel: query.Database, epoch: str | None) -> list[dict[str, Any]]:
-    matching = [s for s in _series_of(channel) if _in_source(s.name, stmt) and _passes(s.name, stmt)]
+    sources = [s for s in _series_of(channel) if _in_source(s.name, stmt)]
+    matching = [s for s in sources if _passes(s.name, stmt)]
     if not matching:
         return []
     # InfluxDB names a series' tags in key order and lists series in that order, whatever GROUP BY's.
     group_tags = sorted(set(stmt.group_tags))
-    if group_tags == ["*"]:
-        group_tags = sorted({k for s in matching for k, _ in s.name.tags})
+    if group_tags == ["*"]:  # every tag key of the measurements read, whatever WHERE keeps
+        group_tags = sorted({k for s in sources for k, _ in s.name.tags})
     groups: dict[tuple[str, tuple[str, ...]], list[FieldSeries]] = {}
     for s in matching:
         groups.setdefault((s.name.measurement, tuple(s.name.tag(t) for t in group_tags)), []).append(s)
-    shape = None if any(c.function for c in stmt.columns) else _raw_shape(stmt, matching, group_tags)
+    shape = None if any(c.function for c in stmt.columns) else _raw_shape(stmt, sources, group_tags)
     if shape is not None and not shape.fields:
         return []  # only tags selected: InfluxDB answers no series
     zone = get_zone(stmt.tz)
     output = []
-    ordered = sorted(groups.items(), reverse=stmt.descending)  # DESC orders series too
-    for (measurement, values), members in _series_window(ordered, stmt):
+    ordered = sorted(
+        _series_window(groups, group_tags, stmt), reverse=stmt.descending
+    )  # DESC orders series too
+    for (measurement, values), members in ordered:
         if shape is None:
             columns, rows = _aggregate_rows(stmt, members)
             rows = rows[stmt.offset :]
@@ -239,10 +242,32 @@ def _passes(name: SeriesName, stmt: Select) -> bool:
 _GroupItem = tuple[tuple[str, tuple[str, ...]], list[FieldSeries]]
 
 
-def _series_window(ordered: list[_GroupItem], stmt: Select) -> list[_GroupItem]:
-    """``SOFFSET``/``SLIMIT``: which output series (measurement and tag set) are answered."""
-    chosen = ordered[stmt.soffset :]
-    return chosen if stmt.slimit is None else chosen[: stmt.slimit]
+def _series_window(
+    groups: dict[tuple[str, tuple[str, ...]], list[FieldSeries]], group_tags: list[str], stmt: Select
+) -> list[_GroupItem]:
+    """``SLIMIT``/``SOFFSET``: the output series (tag sets) answered, per measurement, as InfluxDB 1.6
+    picks them: in the order of its tag-set keys (``key|value|…`` of the tags a series has, so a
+    series without a tag comes after those with it), and, as its ``LimitTagSets`` does, no series at
+    all for ``SOFFSET`` without ``SLIMIT``."""
+    if stmt.slimit is None and not stmt.soffset:
+        return list(groups.items())
+    chosen: list[_GroupItem] = []
+    for measurement in sorted({m for m, _ in groups}):
+        mine = sorted(
+            ((m, values) for m, values in groups if m == measurement),
+            key=lambda item: _tag_set_key(group_tags, item[1]),
+        )
+        limit = stmt.slimit or 0
+        if stmt.soffset > len(mine):
+            continue
+        limit = min(limit, len(mine) - stmt.soffset)
+        chosen += [(item, groups[item]) for item in mine[stmt.soffset : stmt.soffset + limit]]
+    return chosen
+
+
+def _tag_set_key(keys: list[str], values: tuple[str, ...]) -> bytes:
+    """InfluxDB's tag-set key: ``key|value`` of each GROUP BY tag the series has, joined by ``|``."""
+    return "|".join(f"{k}|{v}" for k, v in zip(keys, values, strict=True) if v).encode()
 
 
 def _time(ts: int, epoch: str | None, zone: dt.tzinfo = dt.UTC) -> int | str:
@@ -342,7 +367,7 @@ def _raw_table(
             if row is None:
                 row = table[(point.ts, s.name.tags)] = _tag_cells(shape, s.name)
             row[index] = point.value if point.value is not None else point.text
-    order = sorted(table, key=_row_order(shape), reverse=stmt.descending)[stmt.offset : bound]
+    order = sorted(table, reverse=stmt.descending)[stmt.offset : bound]
     times = _times([ts for ts, _ in order], epoch, zone)
     return names, [[time, *table[key]] for time, key in zip(times, order, strict=True)]
 
@@ -355,21 +380,6 @@ def _tag_cells(shape: _RawShape, name: SeriesName) -> list[Any]:
         for index, key in shape.tags.items():
             row[index] = tags.get(key)
     return row
-
-
-def _row_order(shape: _RawShape) -> Any:
-    """Rows at one time come in the order of the selected tags' values (InfluxDB sorts its rows by
-    the tags a query reads), then of the tag sets."""
-    keys = sorted(set(shape.tags.values()))
-
-    def order(key: tuple[int, tuple[tuple[str, str], ...]]) -> Any:
-        ts, tags = key
-        if not keys:
-            return key
-        found = dict(tags)
-        return ts, tuple(found.get(k, "") for k in keys), tags
-
-    return order
 
 
 def _aggregate_rows(
