@@ -3,23 +3,18 @@ GROUP BY *, SLIMIT/SOFFSET/OFFSET, tz() in returned times, SHOW SERIES and SHOW'
 
 Each test writes the same points to both servers (tests/influxdiff.py) and asserts that
 every query gets the same JSON answer (errors: the same status, and where the test says
-so the same text). One thing is left out of the comparison: the order of rows of
-different series at the same time in a raw SELECT. InfluxDB merges its series' cursors
-with Go's heap, so that order depends on its heap's layout and its number of CPUs (and
-changes with the series present); Fieldstation orders them by tag set. Such rows are
-compared as a set, and LIMIT/OFFSET here never cut through them.
+so the same text). Rows of several series at one time are compared as a set (the
+harness does: InfluxDB merges its series' cursors with Go's heap, in no defined order),
+so LIMIT/OFFSET here never cut through them.
 """
 
 from __future__ import annotations
-
-import json
-from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
-from tests.influxdiff import Answer, Twin, differ, influxdb, twin  # noqa: F401 (fixtures)
+from tests.influxdiff import Twin, influxdb, twin  # noqa: F401 (fixtures)
 
 T0 = 1_577_836_800  # 2020-01-01T00:00:00Z, in seconds
 
@@ -50,25 +45,6 @@ def loaded(twin: Twin) -> Twin:  # noqa: F811
     return twin
 
 
-def same(pair: Twin, q: str, *, exact_errors: bool = False, **params: str) -> None:
-    """Both servers answer ``q`` alike, rows at one time in any order (the module's docstring)."""
-    ours, theirs = pair.answers(q, **params)
-    difference = differ(_ties_sorted(ours), _ties_sorted(theirs), exact_errors=exact_errors)
-    assert difference is None, f"{q!r} {params}: {difference}\nours:   {ours}\ntheirs: {theirs}"
-
-
-def _ties_sorted(answer: Answer) -> Answer:
-    body: Any = json.loads(json.dumps(answer.body))
-    for result in body.get("results", []) if isinstance(body, dict) else []:
-        for series in result.get("series", []):
-            series["values"].sort(key=lambda row: (row[0] if isinstance(row[0], int) else 0, json.dumps(row)))
-            if series["values"] and isinstance(series["values"][0][0], str):
-                series["values"].sort(
-                    key=lambda row: row[0]
-                )  # RFC 3339 in one zone: text order is time order
-    return Answer(answer.status, body)
-
-
 REGEX_QUERIES = [
     "SELECT temperature FROM climate WHERE room =~ /^(lab|hall)$/",
     "SELECT temperature FROM climate WHERE room !~ /^(lab|hall)$/",
@@ -96,7 +72,7 @@ REGEX_QUERIES = [
 
 def test_regular_expressions_and_or_as_influxdb(loaded: Twin) -> None:
     for q in REGEX_QUERIES:
-        same(loaded, q)
+        loaded.compare(q)
 
 
 BAD_REGEX = [
@@ -111,7 +87,7 @@ BAD_REGEX = [
 
 def test_patterns_re2_refuses_are_refused_in_influxdb_s_words(loaded: Twin) -> None:
     for q in BAD_REGEX:
-        same(loaded, q, exact_errors=True)
+        loaded.compare(q, exact_errors=True)
 
 
 SHAPE_QUERIES = [
@@ -146,7 +122,7 @@ SHAPE_QUERIES = [
 
 def test_select_star_tags_group_by_and_series_limits_as_influxdb(loaded: Twin) -> None:
     for q in SHAPE_QUERIES:
-        same(loaded, q)
+        loaded.compare(q)
 
 
 ZONES = ["Europe/Berlin", "Asia/Kolkata", "America/St_Johns", "Europe/London", "UTC"]
@@ -165,14 +141,14 @@ def test_tz_shows_in_returned_times_as_influxdb(twin: Twin) -> None:  # noqa: F8
             f"SELECT v FROM m WHERE {window} tz('{zone}')",
             f"SELECT last(v) FROM m WHERE {window} tz('{zone}')",
         ):
-            same(twin, q)
+            twin.compare(q)
     # Buckets narrower than a day align to UTC here and to local time in InfluxDB: the same for
     # zones of whole-hour offsets only (docs/query.md, "Bucket alignment").
     for zone in ("Europe/Berlin", "Europe/London", "UTC"):
-        same(twin, f"SELECT max(v) FROM m WHERE {window} GROUP BY time(1h) tz('{zone}')")
-        same(twin, f"SELECT max(v) FROM m WHERE {window} GROUP BY time(1d) tz('{zone}')")
-    same(twin, f"SELECT v FROM m WHERE {window} tz('Europe/Berlin')", epoch="ms")
-    same(twin, "SELECT v FROM m tz('Nowhere/Else')", exact_errors=True)
+        twin.compare(f"SELECT max(v) FROM m WHERE {window} GROUP BY time(1h) tz('{zone}')")
+        twin.compare(f"SELECT max(v) FROM m WHERE {window} GROUP BY time(1d) tz('{zone}')")
+    twin.compare(f"SELECT v FROM m WHERE {window} tz('Europe/Berlin')", epoch="ms")
+    twin.compare("SELECT v FROM m tz('Nowhere/Else')", exact_errors=True)
 
 
 SHOW_QUERIES = [
@@ -201,7 +177,7 @@ SHOW_QUERIES = [
 
 def test_show_statements_as_influxdb(loaded: Twin) -> None:
     for q in SHOW_QUERIES:
-        same(loaded, q)
+        loaded.compare(q)
 
 
 # -- generated: tag conditions with =, !=, =~, !~, AND, OR and parentheses ----------------------
@@ -230,5 +206,5 @@ def test_generated_tag_conditions_select_what_influxdb_selects(loaded: Twin, dat
     condition = data.draw(_condition())
     select = data.draw(st.sampled_from(["temperature", "*", "temperature, room", "count(temperature)"]))
     group = data.draw(st.sampled_from(["", " GROUP BY *", " GROUP BY room"]))
-    same(loaded, f"SELECT {select} FROM climate WHERE {condition}{group}")
-    same(loaded, f"SHOW SERIES WHERE {condition}")
+    loaded.compare(f"SELECT {select} FROM climate WHERE {condition}{group}")
+    loaded.compare(f"SHOW SERIES WHERE {condition}")

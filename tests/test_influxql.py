@@ -205,7 +205,8 @@ def test_or_and_parentheses_make_a_tree_and_time_stays_outside() -> None:
 def test_show_series_and_show_filters() -> None:
     statements = parse(
         "SHOW SERIES FROM /^c/ WHERE room = 'lab' LIMIT 2 OFFSET 1; SHOW TAG VALUES WITH KEY =~ /o/;"
-        ' SHOW TAG VALUES FROM m WITH KEY != "room" WHERE a =~ /b/; SHOW MEASUREMENTS WITH MEASUREMENT =~ /x/;'
+        ' SHOW TAG VALUES FROM m WITH KEY != "room" WHERE a =~ /b/;'
+        " SHOW MEASUREMENTS WITH MEASUREMENT =~ /x/;"
         " SHOW MEASUREMENTS WITH MEASUREMENT = m; SHOW TAG KEYS FROM /m/; SHOW FIELD KEYS ON d FROM /.*/",
         NOW,
     )
