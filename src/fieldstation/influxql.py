@@ -1,18 +1,26 @@
-"""A parser for the subset of InfluxQL that the ``influxdb`` client and Grafana's query builder send.
+r"""A parser for the subset of InfluxQL that the ``influxdb`` client and Grafana's query builder send.
 
 Pure: no Flask, no database. :func:`parse` turns a query string (several
 statements separated by ``;``) into statement objects with absolute times
 (µs, given ``now``), or raises :class:`InfluxQLError` with InfluxDB's wording
 (``error parsing query: …``). Supported (docs/query.md lists it):
 
-* ``SELECT <field>|*|mean|min|max|sum|count|first|last(<field>) [AS alias], …
-  FROM [<db>.][<rp>.]<measurement> [WHERE …] [GROUP BY time(<d>)[, <tag>…|*]]
-  [fill(none|null|previous|<number>)] [ORDER BY time [ASC|DESC]] [LIMIT n] [tz('<zone>')]``
-* ``WHERE``: ``AND`` of ``time <op> <time>`` (``now() - 6h``, ``'2020-01-01T00:00:00Z'``,
-  ``1577836800000ms``, bare integers are ns) and ``<tag> = | != '<value>'``, parentheses allowed
-  (at most :data:`MAX_NESTING` deep).
-* ``SHOW DATABASES``; ``SHOW MEASUREMENTS | FIELD KEYS | TAG KEYS | TAG VALUES WITH KEY = "k" |
-  RETENTION POLICIES`` (``ON <db>``, ``FROM <m>``, ``LIMIT n``); ``CREATE DATABASE <name>``.
+* ``SELECT <field>|<tag>|*|mean|min|max|sum|count|first|last(<field>) [AS alias], …
+  FROM [<db>.][<rp>.]<measurement>|/<regex>/ [WHERE …] [GROUP BY time(<d>)[, <tag>…|*]]
+  [fill(none|null|previous|<number>)] [ORDER BY time [ASC|DESC]] [LIMIT n] [OFFSET n]
+  [SLIMIT n] [SOFFSET n] [tz('<zone>')]``
+* ``WHERE``: ``time <op> <time>`` (``now() - 6h``, ``'2020-01-01T00:00:00Z'``,
+  ``1577836800000ms``, bare integers are ns) ANDed at the top, and tag conditions
+  ``<tag> = | != '<value>'``, ``<tag> =~ | !~ /<regex>/`` joined by ``AND``/``OR`` with
+  parentheses (at most :data:`MAX_NESTING` deep; :mod:`fieldstation.tagmatch` holds the tree).
+  Time inside an ``OR`` is refused.
+* Regular expressions are RE2's, as InfluxDB's (``\/`` is a slash; :mod:`fieldstation.influxregex`
+  reads them and refuses what RE2 refuses, in Go's words). A ``/`` opens one only after ``=~``,
+  ``!~``, ``FROM`` or a dot, where InfluxDB's parser asks for one.
+* ``SHOW DATABASES``; ``SHOW SERIES | MEASUREMENTS [WITH MEASUREMENT =|=~ …] | FIELD KEYS |
+  TAG KEYS | TAG VALUES WITH KEY =|!=|=~|!~|IN … | RETENTION POLICIES`` (``ON <db>``,
+  ``FROM <m>|/<regex>/``, ``WHERE`` tag conditions, ``LIMIT n``, ``OFFSET n``);
+  ``CREATE DATABASE <name>``.
 """
 
 from __future__ import annotations
