@@ -3,6 +3,7 @@ against Go's wording where RE2 refuses, and on patterns that make a backtracking
 
 from __future__ import annotations
 
+import random
 import re
 
 import pytest
@@ -150,3 +151,12 @@ def test_patterns_that_backtrack_exponentially_in_python_answer(pattern: str, su
     """Each of these holds Python's re for longer than the age of the universe on this subject."""
     assert compile_pattern(pattern).search(subject) is False
     assert compile_pattern(pattern).search(subject[:3] + "b" + "y" + "c") in (True, False)
+
+
+def test_a_dfa_that_explodes_is_refused_rather_than_hold_a_worker() -> None:
+    """A new DFA state per character: the search stops at MAX_WORK positions with a 400."""
+    exploding = compile_pattern("(a|b)*a(a|b){200}c")
+    assert exploding.search("ab" * 20 + "c") is False  # short texts are answered
+    rng = random.Random(4)
+    with pytest.raises(RegexError, match="too costly"):
+        exploding.search("".join(rng.choice("ab") for _ in range(60_000)))

@@ -7,8 +7,10 @@ literal), ``[[:alpha:]]``, ``\\d`` (RE2: ASCII digits only), ``$`` (Python: also
 before a final newline), lookarounds and backreferences (RE2 refuses them). So a
 pattern is parsed here by RE2's grammar, refused with Go's wording where Go refuses
 it, compiled to a small NFA and run as a lazily built DFA: time linear in the
-subject, the DFA cache bounded by :data:`MAX_STATES` and the program by
-:data:`MAX_PROGRAM`. Matching is unanchored, as Go's ``MatchString``.
+subject, the DFA cache bounded by :data:`MAX_STATES` and :data:`MAX_CACHED` and the
+program by :data:`MAX_PROGRAM`. A pattern whose DFA explodes (``(a|b)*a(a|b){500}``) builds a
+state per character; past :data:`MAX_WORK` such steps in one search it is refused (a 400)
+rather than hold a worker. Matching is unanchored, as Go's ``MatchString``.
 
 Pure: no Flask, no database. Unicode scripts (``\\p{Greek}``) and ``\\C`` are not
 supported (Python has no script table): such patterns are refused.
@@ -27,8 +29,15 @@ from fieldstation.errors import BadRequest
 MAX_PATTERN = 8_192
 #: Most NFA instructions (RE2 refuses counted repetitions over 1000 the same way).
 MAX_PROGRAM = 20_000
-#: DFA states kept before the cache is dropped and rebuilt (RE2 does the same).
+#: DFA states kept before the cache is dropped and rebuilt (RE2 does the same), and the most
+#: NFA positions they may hold in all (memory per pattern stays a few MB).
 MAX_STATES = 4_096
+MAX_CACHED = 200_000
+#: NFA positions visited by one search that misses the cache (each a state built): past it the
+#: pattern is refused rather than a worker held (only patterns whose DFA explodes on a long text).
+MAX_WORK = 500_000
+#: Longest text whose answer is remembered.
+MAX_REMEMBERED = 256
 MAX_REPEAT = 1000
 
 
@@ -525,19 +534,26 @@ class Regex:
         self._closures: dict[tuple[frozenset[int], int, int], tuple[frozenset[int], bool]] = {}
         self._steps: dict[tuple[frozenset[int], str], frozenset[int]] = {}
         self._results: dict[str, bool] = {}
+        self._cached = 0  # NFA positions held by the two caches
+        self._work = 0  # NFA positions visited by the current search
 
     def search(self, text: str) -> bool:
-        """Whether the pattern matches anywhere in ``text``, in time linear in its length."""
+        """Whether the pattern matches anywhere in ``text``, in time linear in its length.
+
+        :raise RegexError: the search would visit more than :data:`MAX_WORK` positions.
+        """
         known = self._results.get(text)
         if known is not None:
             return known
         found = self._run(text)
-        if len(self._results) > MAX_STATES:
-            self._results.clear()
-        self._results[text] = found
+        if len(text) <= MAX_REMEMBERED:
+            if len(self._results) > MAX_STATES:
+                self._results.clear()
+            self._results[text] = found
         return found
 
     def _run(self, text: str) -> bool:
+        self._work = 0
         current: frozenset[int] = frozenset()
         before = 0
         for index in range(len(text) + 1):
@@ -557,9 +573,10 @@ class Regex:
         got = self._closures.get(key)
         if got is not None:
             return got
-        if len(self._closures) > MAX_STATES:
+        if len(self._closures) > MAX_STATES or self._cached > MAX_CACHED:
             self._closures.clear()
             self._steps.clear()
+            self._cached = 0
         seen: set[int] = set()
         stack = [self.start, *pcs]
         program = self.program
@@ -576,7 +593,14 @@ class Regex:
         closed = frozenset(pc for pc in seen if program[pc][0] in ("set", "match"))
         got = (closed, 0 in closed)
         self._closures[key] = got
+        self._spend(len(seen), len(pcs) + len(closed))
         return got
+
+    def _spend(self, visited: int, held: int) -> None:
+        self._work += visited
+        self._cached += held
+        if self._work > MAX_WORK:
+            raise RegexError(f"regular expression too costly to match: `{self.pattern[:40]}`")
 
     def _step(self, closed: frozenset[int], char: str) -> frozenset[int]:
         key = (closed, char)
@@ -587,6 +611,7 @@ class Regex:
                 program[pc][2] for pc in closed if program[pc][0] == "set" and program[pc][1].matches(char)
             )
             self._steps[key] = got
+            self._spend(len(closed), len(closed) + len(got))
         return got
 
 

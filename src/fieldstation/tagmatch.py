@@ -18,7 +18,7 @@ from fieldstation.influxregex import Regex, compile_pattern
 TagLookup = Callable[[str], str]
 
 
-@functools.lru_cache(maxsize=256)
+@functools.lru_cache(maxsize=64)
 def regex(pattern: str) -> Regex:
     """The compiled pattern, kept per process: Grafana sends the same ones with every refresh.
 
