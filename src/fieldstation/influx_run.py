@@ -205,10 +205,10 @@ def _select(stmt: Select, channel: query.Database, epoch: str | None) -> list[di
         return []  # only tags selected: InfluxDB answers no series
     zone = get_zone(stmt.tz)
     output = []
-    ordered = sorted(
+    # DESC orders series too.
+    for (measurement, values), members in sorted(
         _series_window(groups, group_tags, stmt), reverse=stmt.descending
-    )  # DESC orders series too
-    for (measurement, values), members in ordered:
+    ):
         if shape is None:
             columns, rows = _aggregate_rows(stmt, members)
             rows = rows[stmt.offset :]
@@ -272,7 +272,7 @@ def _tag_set_key(keys: list[str], values: tuple[str, ...]) -> bytes:
 
 def _time(ts: int, epoch: str | None, zone: dt.tzinfo = dt.UTC) -> int | str:
     if epoch is None:
-        return _rfc3339([ts], zone)[0]
+        return format_time(ts) if zone is dt.UTC and not ts % SECOND else _rfc3339([ts], zone)[0]
     if epoch == "ns":
         return ts * 1000
     return ts // EPOCH_US[epoch]
@@ -314,11 +314,12 @@ class _RawShape:
     tags: dict[int, str]  # column index -> tag key
 
 
-def _raw_shape(stmt: Select, matching: list[FieldSeries], group_tags: list[str]) -> _RawShape:
-    """``SELECT *``: every field key and every tag key not grouped by, sorted, over all measurements
-    the statement reads; named columns are tags when a matching series has such a tag and no such field."""
-    field_keys = {s.name.key for s in matching}
-    tag_keys = {k for s in matching for k, _ in s.name.tags} - field_keys
+def _raw_shape(stmt: Select, sources: list[FieldSeries], group_tags: list[str]) -> _RawShape:
+    """``SELECT *``: every field key and every tag key not grouped by, sorted, of the measurements the
+    statement reads (whatever WHERE keeps, as InfluxDB); a named column is a tag when those
+    measurements have such a tag key and no such field key."""
+    field_keys = {s.name.key for s in sources}
+    tag_keys = {k for s in sources for k, _ in s.name.tags} - field_keys
     if stmt.columns[0].field == "*":
         keys = sorted(field_keys | (tag_keys - set(group_tags)))
         names = keys
