@@ -82,6 +82,10 @@ BAD_REGEX = [
     "SELECT temperature FROM climate WHERE room =~ /a**/",
     "SELECT temperature FROM climate WHERE room =~ /[z-a]/",
     "SELECT temperature FROM climate WHERE room =~ /\\Z/",
+    "SELECT temperature FROM /(?=a)/",
+    "SHOW TAG VALUES WITH KEY =~ /(a/",
+    "SELECT temperature FROM climate WHERE room =~ /a/ AND device =~ /[[:nope:]]/",
+    "SELECT temperature FROM climate WHERE room =~ /abc",
 ]
 
 

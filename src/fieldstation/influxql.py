@@ -157,7 +157,7 @@ def tokenize(text: str) -> list[Token]:
         if text[pos] == "/" and _regex_may_follow(tokens):
             end = _REGEX_RE.match(text, pos)
             if end is None:
-                raise InfluxQLError(f"error parsing query: unterminated regular expression at char {pos + 1}")
+                raise InfluxQLError(f"error parsing query: bad regex:  at line 1, char {pos}")  # sic
             tokens.append(Token("regex", end.group(), pos))
             pos = end.end()
             continue
