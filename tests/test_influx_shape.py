@@ -212,3 +212,23 @@ def test_generated_tag_conditions_select_what_influxdb_selects(loaded: Twin, dat
     group = data.draw(st.sampled_from(["", " GROUP BY *", " GROUP BY room"]))
     loaded.compare(f"SELECT {select} FROM climate WHERE {condition}{group}")
     loaded.compare(f"SHOW SERIES WHERE {condition}")
+
+
+WITH_FUNCTIONS = [
+    'SELECT mean("temperature") FROM /^cli/ WHERE "room" =~ /^(lab|hall)$/ AND '
+    + WINDOW
+    + " GROUP BY time(1m), \"room\" fill(none) tz('Europe/Berlin')",
+    "SELECT median(temperature) FROM climate WHERE " + WINDOW + " GROUP BY * SLIMIT 2 SOFFSET 1",
+    "SELECT max(temperature) * 2 FROM climate WHERE room !~ /^c/ AND device = 'esp01' tz('Asia/Kolkata')",
+    "SELECT derivative(mean(temperature), 1m) FROM climate WHERE "
+    + WINDOW
+    + " GROUP BY time(1m), room LIMIT 2 OFFSET 1",
+    "SELECT temperature * 2 FROM climate WHERE device = 'esp01' LIMIT 2 OFFSET 1 tz('Europe/Berlin')",
+    "SELECT spread(watts) FROM /^(power|plain)$/ WHERE " + WINDOW + " GROUP BY *",
+    "SELECT count(temperature) FROM climate WHERE (room = 'lab' OR device =~ /3$/) AND " + WINDOW,
+]
+
+
+def test_shapes_through_the_functions_as_influxdb(loaded: Twin) -> None:
+    for q in WITH_FUNCTIONS:
+        loaded.compare(q)

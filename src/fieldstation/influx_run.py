@@ -715,7 +715,7 @@ def _transform(call: Call, ctx: _Context) -> list[tuple[int, Any]]:
         size = call.args[1]
         assert isinstance(size, Number)
         out = moving_average(points, int(size.value))
-    bound = min(ctx.stmt.limit or MAX_LIMIT, MAX_LIMIT)
+    bound = min((ctx.stmt.limit or MAX_LIMIT) + ctx.stmt.offset, MAX_LIMIT)  # OFFSET cuts after
     return list(itertools.islice((p for p in out if p[0] >= first), bound))
 
 
