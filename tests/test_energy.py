@@ -188,6 +188,8 @@ def plain_totals(
 
 
 _EXAMPLES = itertools.count()
+#: The day before a DST change: America's spring and autumn, Europe's spring and autumn (2026).
+DST_CHANGES = [dt.date(2026, 3, 7), dt.date(2026, 3, 28), dt.date(2026, 10, 24), dt.date(2026, 10, 31)]
 readings_strategy = st.dictionaries(
     st.integers(min_value=0, max_value=3 * 24 * 12).map(lambda q: q * 5 * MINUTE)
     | st.integers(min_value=0, max_value=3 * DAY // SECOND).map(lambda s: s * SECOND),
@@ -197,12 +199,15 @@ readings_strategy = st.dictionaries(
 )
 
 
-@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(
     first=readings_strategy,
     late=readings_strategy,
-    every=st.sampled_from([MINUTE, 15 * MINUTE, HOUR, DAY]),
-    tz=st.sampled_from([None, "Europe/Berlin", "America/St_Johns"]),
+    every=st.sampled_from([MINUTE, 15 * MINUTE, HOUR, DAY, 2 * DAY]),
+    tz=st.sampled_from([None, "Europe/Berlin", "America/St_Johns", "Asia/Tokyo"]),
+    day=st.sampled_from(
+        [dt.date(2026, 3, 7), dt.date(2026, 3, 28), dt.date(2026, 10, 24), dt.date(2026, 10, 31)]
+    ),
     gap_s=st.sampled_from([300, 3600, 6 * 3600]),
     edges=st.tuples(st.integers(-6 * HOUR, 6 * HOUR), st.integers(-6 * HOUR, 6 * HOUR)),
 )
@@ -214,13 +219,19 @@ def test_totals_agree_with_plain_python(
     tz: str | None,
     gap_s: int,
     edges: tuple[int, int],
+    day: dt.date,
 ) -> None:
-    """Readings with gaps and resets, a read (rollups built), late readings, another read."""
+    """Readings with gaps and resets, a read (rollups built), late readings, another read.
+
+    The days hold DST changes in Europe (spring, autumn) and America (St. John's: half-hour
+    offsets); local days are read from day slots cut at local midnight (Tokyo's on the other
+    side of the UTC day than Berlin's).
+    """
     db.session.remove()  # the last example's reads end their transaction before the tables empty
     truncate_all()
     keys = make_channel(make_user(f"e{next(_EXAMPLES)}").user)
     fid = power_field(keys, max_gap_s=gap_s)
-    base = datetime_to_us(dt.datetime(2026, 3, 28, tzinfo=dt.UTC))  # a DST change in Europe and America
+    base = datetime_to_us(dt.datetime(day.year, day.month, day.day, tzinfo=dt.UTC))
     start, end = base + edges[0], base + 3 * DAY + edges[1]
     write(keys, [(base + ts, v) for ts, v in first.items()])
     expected = plain_totals({base + t: v for t, v in first.items()}, start, end, every, tz, gap_s * SECOND)
@@ -288,3 +299,22 @@ def test_bars_per_hour_day_and_month(channel: ChannelKeys) -> None:
     months = plots.bars(field, start, datetime_to_us(dt.datetime(2027, 1, 1, tzinfo=berlin)), berlin)
     assert [(round(b.value, 6)) for b in months] == [31 * 24.0, 28 * 24.0, 11 * 24.0]
     assert months[1].start == datetime_to_us(dt.datetime(2026, 2, 1, tzinfo=berlin))
+
+
+def test_local_days_read_day_slots_and_the_hours_past_each_cut(channel: ChannelKeys) -> None:
+    """Ten Berlin days of one-minute readings: per day its day slot and the two hours after
+    local midnight's cut (22:00 UTC in summer), not 24 hour slots; the totals stay exact."""
+    from fieldstation import energy
+
+    fid = power_field(channel)
+    berlin = ZoneInfo("Europe/Berlin")
+    start = datetime_to_us(dt.datetime(2026, 6, 1, tzinfo=berlin))
+    write(channel, [(start - HOUR + i * MINUTE, 100.0 + i % 7) for i in range(11 * 24 * 60)])
+    end = start + 10 * DAY
+    planned = energy.plan(start, end, DAY, berlin)
+    pieces = energy._pieces(fid, start, end, planned, HOUR)
+    # the first two hours (the window starts at 22:00 UTC) and the last 22 (it ends at 22:00)
+    assert len(pieces) <= 2 + 9 * 3 + 22
+    readings = {start - HOUR + i * MINUTE: 100.0 + i % 7 for i in range(11 * 24 * 60)}
+    expected = plain_totals(readings, start, end, DAY, "Europe/Berlin", HOUR)
+    assert _as_dict(totals(fid, start, end, DAY, tz=berlin)) == _approx(expected)
