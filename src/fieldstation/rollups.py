@@ -532,7 +532,8 @@ def edge_readings(
         "SELECT x.a, x.t, v.value FROM (SELECT g.a, (SELECT r.ts FROM readings r WHERE r.field_id = :f"  # noqa: S608
         " AND r.ts >= g.a AND r.ts < g.z AND r.value IS NOT NULL"
         f" ORDER BY r.ts {order} LIMIT 1) AS t FROM {{pairs}}) x"
-        " JOIN readings v ON v.field_id = :f AND v.ts = x.t"
+        # CROSS JOIN: SQLite keeps the ranges outside (joined, it scanned the field's readings)
+        " CROSS JOIN readings v WHERE v.field_id = :f AND v.ts = x.t"
     )
     rows = _fetch(sql, {"f": field_id, "g": json.dumps(ranges)})
     return {int(a): (int(t), float(value)) for a, t, value in rows}
