@@ -318,3 +318,34 @@ def test_local_days_read_day_slots_and_the_hours_past_each_cut(channel: ChannelK
     readings = {start - HOUR + i * MINUTE: 100.0 + i % 7 for i in range(11 * 24 * 60)}
     expected = plain_totals(readings, start, end, DAY, "Europe/Berlin", HOUR)
     assert _as_dict(totals(fid, start, end, DAY, tz=berlin)) == _approx(expected)
+
+
+def test_the_embedded_bar_chart_shows_today_so_far_and_this_month(
+    channel: ChannelKeys, client: FlaskClient
+) -> None:
+    """type=bars: the bars of the window, and below them the channel page's today and this month."""
+    from fieldstation.dashboard import plots
+
+    power_field(channel)
+    midnight = datetime_to_us(dt.datetime.now(dt.UTC).replace(hour=0, minute=0, second=0, microsecond=0))
+    # 1,000 W for 36 s after midnight (10 Wh today); 500 W for an hour ten days before
+    write(channel, [(midnight, 1000.0), (midnight + 36 * SECOND, 0.0)])
+    write(channel, [(midnight - 10 * DAY, 500.0), (midnight - 10 * DAY + HOUR, 0.0)])
+    week = {"range": "7d", "api_key": channel.read_key, "tz": "UTC"}
+    embed = client.get(f"/channels/{channel.id}/charts/1", query_string=week | {"type": "bars"})
+    assert embed.status_code == 200
+    field = manage.get_field(channel.channel, 1)
+    found = plots.so_far(field, dt.UTC)
+    assert found is not None and found.today == pytest.approx(10.0)
+    today = dt.datetime.now(dt.UTC).date()
+    month = "260" if (today - dt.timedelta(days=10)).month == today.month else "10"
+    assert f"{found.month:.6g}" == month
+    shown = re.search(
+        r'class="so-far"[^>]*>today so far <strong>([^<]+)</strong> Wh · this month <strong>([^<]+)',
+        embed.text,
+    )
+    assert shown is not None and shown.groups() == ("10", month)
+    page = client.get(f"/dashboard/channels/{channel.id}", query_string=week)
+    assert f"today so far <strong>10</strong> Wh · this month <strong>{month}</strong>" in page.text
+    line = client.get(f"/channels/{channel.id}/charts/1", query_string=week)  # the line chart has none
+    assert "so-far" not in line.text
