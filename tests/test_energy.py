@@ -19,7 +19,7 @@ from fieldstation import manage, query, store
 from fieldstation.buckets import bucket_starts
 from fieldstation.energy import totals
 from fieldstation.extensions import db
-from fieldstation.points import Batch, Entry
+from fieldstation.points import Batch, Entry, number_text
 from fieldstation.timeunits import DAY, HOUR, MINUTE, SECOND, datetime_to_us
 from tests.conftest import truncate_all
 from tests.factories import ChannelKeys, make_channel, make_user
@@ -349,3 +349,53 @@ def test_the_embedded_bar_chart_shows_today_so_far_and_this_month(
     assert f"today so far <strong>10</strong> Wh · this month <strong>{month}</strong>" in page.text
     line = client.get(f"/channels/{channel.id}/charts/1", query_string=week)  # the line chart has none
     assert "so-far" not in line.text
+
+
+def thingspeak_sums(client: FlaskClient, channel: ChannelKeys, **args: Any) -> list[tuple[str, str | None]]:
+    response = client.get(
+        f"/channels/{channel.id}/feeds.json", query_string={"api_key": channel.read_key} | args
+    )
+    assert response.status_code == 200, response.get_data(as_text=True)
+    return [(f["created_at"], f.get("field1"), f.get("field2")) for f in response.get_json()["feeds"]]
+
+
+def test_thingspeak_sum_of_a_power_field_is_its_energy(channel: ChannelKeys, client: FlaskClient) -> None:
+    """sum=daily|60 on feeds.json: energy for a power field, ThingSpeak's plain sum for a gauge beside it."""
+    power_field(channel)
+    readings = ninety_minutes_at_1000_w(DAY0 + 8 * HOUR)
+    store.write(Batch(channel.id, [Entry({1: v, 2: 2.0}, ts=ts) for ts, v in readings]))
+    window = {"start": "2026-06-01 00:00:00", "end": "2026-06-02 00:00:00"}
+    daily = thingspeak_sums(client, channel, sum="daily", **window)
+    assert daily == [("2026-06-01T00:00:00Z", "1500", "182")]  # 91 readings of 2.0 on the gauge
+    hourly = thingspeak_sums(client, channel, sum="60", **window)
+    assert hourly == [("2026-06-01T08:00:00Z", "1000", "120"), ("2026-06-01T09:00:00Z", "500", "62")]
+    fields = client.get(
+        f"/channels/{channel.id}/fields/1.json",
+        query_string={"api_key": channel.read_key, "sum": "daily"} | window,
+    )
+    assert [f["field1"] for f in fields.get_json()["feeds"]] == ["1500"]
+    averaged = thingspeak_sums(client, channel, average="daily", **window)  # an average stays an average
+    assert averaged[0][1] == number_text(1000.0 * 90 / 91)
+
+
+def test_thingspeak_daily_sums_follow_local_days_and_counter_resets(
+    channel: ChannelKeys, client: FlaskClient
+) -> None:
+    power_field(channel, unit="l", kind="counter")
+    berlin = ZoneInfo("Europe/Berlin")
+    first = datetime_to_us(dt.datetime(2026, 3, 28, 23, tzinfo=berlin))
+    values = [100.0, 130.0, 5.0, 25.0]  # 30 l before midnight; at the reset 5 l, then 20 l
+    write(channel, [(first + i * HOUR, v) for i, v in enumerate(values)])
+    sums = thingspeak_sums(
+        client,
+        channel,
+        sum="daily",
+        timezone="Europe/Berlin",
+        start="2026-03-28 00:00:00",
+        end="2026-03-30 00:00:00",
+    )
+    # the 28th: one reading, nothing risen yet; the 29th (23 hours): 30 + 5 (the reset) + 20
+    assert [(t, v) for t, v, _ in sums] == [
+        ("2026-03-28T00:00:00+01:00", "0"),
+        ("2026-03-29T00:00:00+01:00", "55"),
+    ]

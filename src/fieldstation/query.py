@@ -91,7 +91,7 @@ def _statements(d: Dialect) -> _Sql:
         channel=bind(
             "SELECT c.id, c.owner_id, c.name, c.description, c.public, c.latitude, c.longitude, "  # noqa: S608
             "c.elevation, c.last_entry_id, c.created_at, c.updated_at, "
-            f"{readable_sql('c', 's.owner_id', 's.channel_id')}, f.id, f.number, f.name, f.unit "
+            f"{readable_sql('c', 's.owner_id', 's.channel_id')}, f.id, f.number, f.name, f.unit, f.kind "
             f"FROM channels c LEFT JOIN ({KEY_SCOPE_SQL}) s ON true "
             "LEFT JOIN fields f ON f.channel_id = c.id AND f.number >= ? AND f.number <= ? "
             "WHERE c.id = ? ORDER BY f.number"
@@ -154,6 +154,8 @@ class FieldInfo:
     number: int
     name: str
     unit: str | None
+    #: gauge, power or counter (docs/energy.md): what the field's sums are.
+    kind: str = "gauge"
 
 
 @dataclass(frozen=True, slots=True)
@@ -210,7 +212,7 @@ def read_access(
     if not rows or not rows[0][11]:
         return None
     first = rows[0]
-    fields = tuple(FieldInfo(r[12], r[13], r[14], r[15]) for r in rows if r[12] is not None)
+    fields = tuple(FieldInfo(r[12], r[13], r[14], r[15], r[16]) for r in rows if r[12] is not None)
     return ChannelInfo(
         first[0],
         first[1],
