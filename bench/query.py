@@ -13,7 +13,12 @@ user would (``start_server``: ``fieldstation serve``'s command line, uWSGI or ``
 * 365 daily energy totals of the year field (a power field in W: ``fn=energy&every=1d``, in UTC and
   in Europe/Berlin's local days) over HTTP, from the rollups: p50/p99, the ratio to the daily
   averages (``fn=avg``) of the same request and to the same integral as bare SQL (a window over
-  the raw readings).
+  the raw readings);
+* InfluxQL functions over the year field through ``/query`` (``FUNCTION_QUERIES``): derivative,
+  difference, cumulative_sum and moving_average of its 974 nine-hour buckets, arithmetic with
+  fill(linear), integral (raw points), and the exact order statistics (median per bucket; median,
+  percentile, mode and stddev of the whole year), each as p50 and its ratio to the plain
+  ``mean() GROUP BY time(9h)`` of the same run (and to InfluxDB's answer to the same query).
 
 When ``influxd`` is installed (Debian package ``influxdb``), a throwaway InfluxDB 1.x (own temp dir,
 free loopback ports, reporting, HTTP log and query log off) gets the same data through ``/write``
@@ -514,6 +519,9 @@ def bench_engine(name: str, url: str, args: argparse.Namespace, influx: Influx |
         if args.only != "energy":
             reads(client, bare, info, args, influx, figures, proc, instance)
         energy(client, bare, info, args, instance, url, figures)
+        if args.only != "energy":
+            # 5. InfluxQL functions over the year: transformations of ~1,000 buckets, order statistics
+            functions(client, info, int(info["end"]), influx, figures, max(10, args.requests // 10))
     finally:
         client.close()
         bare.close()
@@ -716,6 +724,57 @@ def energy(
             base_client.close()
             base_proc.send_signal(signal.SIGTERM)
             base_proc.wait(timeout=30)
+
+
+#: InfluxQL over the year field, ``{w}`` the window: transformations of its 974 nine-hour buckets
+#: (from the rollups, then transformed), and the order statistics that read every value.
+FUNCTION_QUERIES = {
+    "mean (baseline)": "SELECT mean(temperature) FROM year WHERE {w} GROUP BY time(9h)",
+    "derivative(mean, 1h)": "SELECT derivative(mean(temperature), 1h) FROM year WHERE {w} GROUP BY time(9h)",
+    "non_negative_derivative(max)": "SELECT non_negative_derivative(max(temperature)) FROM year WHERE {w}"
+    " GROUP BY time(9h)",
+    "difference(last)": "SELECT difference(last(temperature)) FROM year WHERE {w} GROUP BY time(9h)",
+    "non_negative_difference(last)": "SELECT non_negative_difference(last(temperature)) FROM year WHERE {w}"
+    " GROUP BY time(9h)",
+    "cumulative_sum(sum)": "SELECT cumulative_sum(sum(temperature)) FROM year WHERE {w} GROUP BY time(9h)",
+    "moving_average(mean, 5)": "SELECT moving_average(mean(temperature), 5) FROM year WHERE {w}"
+    " GROUP BY time(9h)",
+    "mean / 1000 fill(linear)": "SELECT mean(temperature) / 1000 FROM year WHERE {w} GROUP BY time(9h)"
+    " fill(linear)",
+    "integral(raw, 1h)": "SELECT integral(temperature, 1h) FROM year WHERE {w} GROUP BY time(9h)",
+    "median per bucket": "SELECT median(temperature) FROM year WHERE {w} GROUP BY time(9h)",
+    "median of the year": "SELECT median(temperature) FROM year WHERE {w}",
+    "percentile(95) of the year": "SELECT percentile(temperature, 95) FROM year WHERE {w}",
+    "mode of the year": "SELECT mode(temperature) FROM year WHERE {w}",
+    "stddev of the year": "SELECT stddev(temperature) FROM year WHERE {w}",
+}
+
+
+def functions(
+    client: Client, info: dict[str, Any], end: int, influx: Influx | None, figures: dict[str, float], n: int
+) -> None:
+    """Workload 5: each of FUNCTION_QUERIES through /query, p50 against the plain mean's (same run)
+    and against InfluxDB's answer to the same query, calls alternating."""
+    ystart = end - YEAR_POINTS * MINUTE
+    window = f"time >= {ystart * 1000} AND time < {end * 1000}"
+    print(f"  InfluxQL functions over the year (974 buckets of 9 h, or the whole year), {n} requests each:")
+    base = None
+    for name, template in FUNCTION_QUERIES.items():
+        q = {"db": "year", "q": template.format(w=window), "epoch": "ms", "u": "bench", "p": info["key_year"]}
+        answer = json.loads(client.get("/query", q))["results"][0]
+        assert "error" not in answer, (name, answer)
+        theirs = None
+        if influx:
+            i_window = f"time >= {(influx.end - YEAR_POINTS * MINUTE) * 1000} AND time < {influx.end * 1000}"
+            i_query = template.format(w=i_window)
+            theirs = lambda i_query=i_query: influx.query(i_query, epoch="ms")  # noqa: E731
+        ours, ifx = paired(lambda q=q: client.get("/query", q), theirs, n)
+        p50 = figures[f"fn_{name}_p50"] = statistics.median(ours)
+        base = base or p50
+        line = f"    {name}: p50 {p50:.1f} ms ({p50 / base:.2f}x the plain mean's)"
+        if ifx:
+            line += f"; InfluxDB {statistics.median(ifx):.1f} ms -> {ratio(p50, statistics.median(ifx))}"
+        print(line)
 
 
 def main() -> None:

@@ -6,7 +6,20 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from fieldstation.influxql import CreateDatabase, InfluxQLError, Select, SelectColumn, Show, TagFilter, parse
+from fieldstation.influxql import (
+    BinaryOp,
+    Call,
+    CreateDatabase,
+    Duration,
+    FieldRef,
+    InfluxQLError,
+    Number,
+    Select,
+    SelectColumn,
+    Show,
+    TagFilter,
+    parse,
+)
 from fieldstation.seriesnames import SeriesName, parse_field_name
 
 NOW = 1_700_000_000_000_000
@@ -80,11 +93,9 @@ def test_show_and_create_and_several_statements() -> None:
         "SELECT FROM m",
         "SELECT v FROM m WHERE v > 3",
         "SELECT v FROM m WHERE time > now() - 1h OR time < now()",
-        "SELECT median(v) FROM m",
-        "SELECT v, mean(v) FROM m",
+        "SELECT v + FROM m",
         "SELECT v FROM m GROUP BY time(1h)",
         "SELECT mean(v) FROM m GROUP BY time(1h, 15m)",
-        "SELECT mean(v) FROM m fill(linear)",
         "SELECT v FROM m WHERE host =~ /a/",
         "SELECT v FROM /re/",
         "SELECT v FROM m WHERE time > 'yesterday'",
@@ -136,6 +147,90 @@ def test_generated_aggregate_queries_round_trip(
     assert isinstance(stmt, Select)
     assert [(c.function, c.field) for c in stmt.columns] == cols
     assert stmt.measurement == measurement and stmt.every == seconds * 10**6 and stmt.limit == limit
+
+
+@pytest.mark.parametrize(
+    ("query", "error"),
+    [
+        ("SELECT median(v, 2) FROM m", "invalid number of arguments for median, expected 1, got 2"),
+        ("SELECT mean(mean(v)) FROM m", "expected field argument in mean()"),
+        ("SELECT derivative(mean(v)) FROM m", "derivative aggregate requires a GROUP BY interval"),
+        (
+            "SELECT derivative(v) FROM m WHERE time > now() - 1h GROUP BY time(1m)",
+            "aggregate function required inside the call to derivative",
+        ),
+        ("SELECT derivative(v, 2) FROM m", "second argument to derivative must be a duration"),
+        ("SELECT top(v, 0) FROM m", "limit (0) in top function must be at least 1"),
+        (
+            "SELECT top(v, 2), mean(v) FROM m",
+            "selector function top() cannot be combined with other functions",
+        ),
+        ("SELECT percentile(v, w) FROM m", "expected float argument in percentile()"),
+        ("SELECT moving_average(v, 1) FROM m", "moving_average window must be greater than 1, got 1"),
+        ("SELECT 2 * 3 FROM m", "field must contain at least one variable"),
+        ("SELECT nope(v) FROM m", "undefined function nope()"),
+        ("SELECT v, mean(v) FROM m", "mixing aggregate and non-aggregate queries is not supported"),
+    ],
+)
+def test_statements_influxdb_refuses_when_it_runs(query: str, error: str) -> None:
+    """Parsed, but refused as InfluxDB refuses them: a statement error in the result, not a 400."""
+    stmt = one(query)
+    assert isinstance(stmt, Select) and stmt.invalid == error
+
+
+def test_expressions_and_their_column_names() -> None:
+    stmt = one('SELECT mean("power") / 1000 + 1, -max(x), percentile(x, 95) AS p FROM m')
+    assert isinstance(stmt, Select)
+    assert [c.name for c in stmt.columns] == ["mean", "max", "p"]
+    raw = one('SELECT ("a" + b) * 2, -x FROM m')
+    assert isinstance(raw, Select) and [c.name for c in raw.columns] == ["a_b", "x"]
+    assert stmt.columns[0].expr == BinaryOp(
+        "+", BinaryOp("/", Call("mean", (FieldRef("power"),)), Number(1000.0, True)), Number(1.0, True)
+    )
+    assert stmt.columns[1].expr == BinaryOp("*", Number(-1.0, True), Call("max", (FieldRef("x"),)))
+    deriv = one(
+        "SELECT non_negative_derivative(mean(v), 1m) FROM m WHERE time > now() - 1h GROUP BY time(5m)"
+    )
+    assert isinstance(deriv, Select)
+    assert deriv.columns[0].expr == Call(
+        "non_negative_derivative", (Call("mean", (FieldRef("v"),)), Duration(60_000_000))
+    )
+    assert (
+        one("SELECT mean(v) FROM m WHERE time > now() - 1h GROUP BY time(1m) fill(linear)").fill == "linear"
+    )  # type: ignore[attr-defined]
+    # A slash after an operand divides; after =~ or FROM it starts a regular expression.
+    ratio = one("SELECT a / 2 / b FROM m")
+    assert isinstance(ratio, Select) and ratio.columns[0].name == "a_b"
+
+
+numbers = st.integers(0, 10**6).map(str) | st.floats(0, 1e6, allow_nan=False).map(repr)
+operands = st.sampled_from(["x", '"y"', "mean(x)", "max(y)", "percentile(x, 90)", "spread(x)"]) | numbers
+
+
+@st.composite
+def expressions(draw: st.DrawFn, depth: int = 0) -> str:
+    if depth > 3 or draw(st.booleans()):
+        return draw(operands)
+    left, right = draw(expressions(depth + 1)), draw(expressions(depth + 1))
+    op = draw(st.sampled_from(["+", "-", "*", "/"]))
+    return draw(st.sampled_from([f"{left} {op} {right}", f"({left}){op}{right}", f"-{left}"]))
+
+
+@given(expressions())
+def test_generated_expressions_parse_or_raise_influxql_error(text: str) -> None:
+    """Any arithmetic over fields, calls and numbers parses to an expression naming its fields,
+    or is refused as InfluxDB refuses it (mixing calls with raw fields, no field at all)."""
+    try:
+        stmt = one(f"SELECT {text} FROM m")
+    except InfluxQLError as exc:
+        refused: str | None = str(exc)
+    else:
+        refused = None
+    if refused is not None:
+        assert refused.startswith("error parsing query: ")
+        return
+    assert isinstance(stmt, Select)
+    assert stmt.invalid is not None or stmt.columns[0].field in ("x", "y")
 
 
 def escape(text: str, chars: str) -> str:

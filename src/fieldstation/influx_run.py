@@ -9,14 +9,46 @@ Databases are the channels the credentials may read, named by channel name
 from __future__ import annotations
 
 import functools
+import heapq
+import itertools
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
 from fieldstation import query, rollups
 from fieldstation.auth import KeyScope, key_scope
-from fieldstation.buckets import Bucket, bucket_starts
+from fieldstation.buckets import Bucket, Plan, bucket_starts, whole
+from fieldstation.buckets import plan as buckets_plan
 from fieldstation.errors import BadRequest, FieldstationError, Unauthorized
-from fieldstation.influxql import CreateDatabase, Select, SelectColumn, Show, Statement
+from fieldstation.influx_functions import (
+    arithmetic,
+    cumulative_sum,
+    derivative,
+    difference,
+    fill_linear,
+    integral,
+    median,
+    modes,
+    moving_average,
+    stddevs,
+)
+from fieldstation.influxql import (
+    FUNCTIONS,
+    SELECTORS,
+    TRANSFORMS,
+    BinaryOp,
+    Call,
+    CreateDatabase,
+    Duration,
+    Expr,
+    FieldRef,
+    Number,
+    Select,
+    SelectColumn,
+    Show,
+    Statement,
+    calls,
+)
 from fieldstation.params import format_time, format_times
 from fieldstation.points import get_zone
 from fieldstation.query import MAX_LIMIT
@@ -102,6 +134,8 @@ def _run_one(
         return []
     if isinstance(statement, Show):
         return _show(statement, databases, database)
+    if statement.invalid is not None:
+        raise BadRequest(statement.invalid)
     channel = databases.find(statement.database or database)
     return _select(statement, channel, epoch)
 
@@ -169,21 +203,26 @@ def _select(stmt: Select, channel: query.Database, epoch: str | None) -> list[di
     ]
     if not matching:
         return []
-    group_tags = stmt.group_tags
+    # InfluxDB names a series' tags in key order and lists series in that order, whatever GROUP BY's.
+    group_tags = sorted(set(stmt.group_tags))
     if group_tags == ["*"]:
         group_tags = sorted({k for s in matching for k, _ in s.name.tags})
     groups: dict[tuple[str, ...], list[FieldSeries]] = {}
     for s in matching:
         groups.setdefault(tuple(s.name.tag(t) for t in group_tags), []).append(s)
     output = []
-    for values, members in sorted(groups.items()):
-        if any(c.function for c in stmt.columns):
+    for values, members in sorted(groups.items(), reverse=stmt.descending):  # DESC orders series too
+        table: list[Any]
+        if _has_calls(stmt) and (any(c.expr is not None for c in stmt.columns) or stmt.fill == "linear"):
+            columns, rows = _expr_rows(stmt, members)
+            table = [[_time(ts, epoch), *row] for ts, row in rows[: stmt.limit]]
+        elif any(c.expr is not None for c in stmt.columns):
+            columns, table = _raw_expr_table(stmt, members, epoch)
+        elif any(c.function for c in stmt.columns):
             columns, rows = _aggregate_rows(stmt, members)
-            if stmt.descending:
-                rows.reverse()
             if stmt.limit is not None:
                 rows = rows[: stmt.limit]
-            table: list[Any] = [[_time(ts, epoch), *row] for ts, row in rows]
+            table = [[_time(ts, epoch), *row] for ts, row in rows]
         else:
             columns, table = _raw_table(stmt, members, epoch)
         if not table:
@@ -195,6 +234,10 @@ def _select(stmt: Select, channel: query.Database, epoch: str | None) -> list[di
         series["values"] = table
         output.append(series)
     return output
+
+
+def _has_calls(stmt: Select) -> bool:
+    return any(c.function is not None or (c.expr is not None and calls(c.expr)) for c in stmt.columns)
 
 
 def _passes(name: SeriesName, stmt: Select) -> bool:
@@ -276,6 +319,10 @@ def _aggregate_rows(
         time = 0 if stmt.start is None else stmt.start
         if len(stmt.columns) == 1 and stmt.columns[0].function in ("first", "last"):
             time = _selected_time(stmt.columns[0], members, start, end, time)
+        elif len(stmt.columns) == 1 and stmt.columns[0].function in ("min", "max"):
+            ids = [s.field_id for s in _fields_for(stmt.columns[0], members)]
+            found = query.time_of_value(ids, start, end, cells[0])
+            time = time if found is None else found
         return names, [(time, cells)]
     if stmt.start is None:
         raise BadRequest("GROUP BY time() needs a lower time bound in WHERE (time > now() - 1h)")
@@ -290,10 +337,13 @@ def _aggregate_rows(
             for b in rollups.buckets(s.field_id, stmt.start, end, stmt.every, tz=zone):
                 by_start.setdefault(b.start, []).append(b)
         per_column.append({ts: _combine(column, parts) for ts, parts in by_start.items()})
+    if not any(per_column):
+        return names, []  # no point in the window: no series, whatever the fill
     starts = bucket_starts(stmt.start, end, stmt.every, tz=zone)
     rows = []
     previous: list[Any] = [None] * len(stmt.columns)
-    for ts in starts:
+    # Filled in the order asked for: with ORDER BY time DESC, fill(previous) takes the later bucket.
+    for ts in reversed(starts) if stmt.descending else starts:
         row = [values.get(ts) for values in per_column]
         if all(v is None for v in row) and stmt.fill == "none":
             continue
@@ -303,7 +353,8 @@ def _aggregate_rows(
             if stmt.fill == "previous":
                 row[i] = previous[i]
             elif isinstance(stmt.fill, float):
-                row[i] = stmt.fill
+                # count() is an integer column: InfluxDB truncates the fill value to fit it.
+                row[i] = int(stmt.fill) if column.function == "count" else stmt.fill
             elif column.function == "count":
                 row[i] = 0
         previous = row
@@ -367,3 +418,367 @@ def _combine(column: SelectColumn, parts: list[Bucket | None]) -> Any:
     if function == "max":
         return max(p.max for p in found if p.max is not None)
     return getattr(found[0], _VALUE[function])
+
+
+# -- expressions: functions with arguments, transformations, arithmetic --------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class _Context:
+    """What every call of one statement's tag group shares: its series, window and buckets."""
+
+    stmt: Select
+    members: list[FieldSeries]
+    start: int
+    end: int
+    zone: Any
+
+    def ids(self, field: str) -> list[int]:
+        return [s.field_id for s in self.members if s.name.key == field]
+
+    @property
+    def default_time(self) -> int:
+        """The time of an aggregate's row without GROUP BY time(): the window's start, else 0."""
+        return 0 if self.stmt.start is None else self.stmt.start
+
+
+#: Calls that transform a series of points (they need the time order of their input).
+_EXTENDED = (
+    "derivative",
+    "non_negative_derivative",
+    "difference",
+    "non_negative_difference",
+    "moving_average",
+)
+
+
+def _column_expr(column: SelectColumn) -> Expr:
+    if column.expr is not None:
+        return column.expr
+    if column.function is None:
+        return FieldRef(column.field)
+    return Call(column.function, (FieldRef(column.field),))
+
+
+def _expr_rows(stmt: Select, members: list[FieldSeries]) -> tuple[list[str], list[tuple[int, list[Any]]]]:
+    """Rows of a statement whose columns are expressions over calls: each column evaluates to
+    points (time, value), and rows join them by time, as InfluxDB's output does."""
+    exprs = [_column_expr(c) for c in stmt.columns]
+    found = [call for e in exprs for call in calls(e)]
+    if stmt.descending and any(c.name in TRANSFORMS or c.name == "integral" for c in found):
+        raise BadRequest("ORDER BY time DESC is not supported with transformations or integral()")
+    if stmt.every is not None and stmt.start is None:
+        raise BadRequest("GROUP BY time() needs a lower time bound in WHERE (time > now() - 1h)")
+    from fieldstation.timeunits import now_us
+
+    start = MIN_TS_US if stmt.start is None else stmt.start
+    default_end = MAX_TS_US + 1 if stmt.every is None else now_us() + 1
+    ctx = _Context(stmt, members, start, default_end if stmt.end is None else stmt.end, get_zone(stmt.tz))
+    lone = len(exprs) == 1 and len(found) == 1 and found[0].name in SELECTORS
+    columns: list[dict[int, Any]] = []
+    evaluated: list[list[tuple[int, Any]]] = []
+    for expr in exprs:
+        points = _evaluate(expr, ctx, 0)
+        if isinstance(points, float):
+            raise BadRequest("field must contain at least one variable")
+        whole = stmt.every is None and not any(c.name in TRANSFORMS + ("top", "bottom") for c in calls(expr))
+        if whole and not lone:
+            at = 0 if any(c.name == "integral" for c in calls(expr)) else ctx.default_time
+            points = [(at, value) for _, value in points]
+        evaluated.append(points)
+        columns.append(_by_time(points))
+    if not any(v is not None for column in columns for v in column.values()):
+        return _column_names(stmt.columns), []  # no point in the window: no series, whatever the fill
+    if len(columns) == 1:  # top(), bottom() and distinct() may give several rows at one time
+        rows = [
+            (ts, [value]) for ts, value in sorted(evaluated[0], key=lambda p: p[0], reverse=stmt.descending)
+        ]
+    else:
+        times = sorted({ts for column in columns for ts in column}, reverse=stmt.descending)
+        rows = _joined(times, columns, stmt.fill if stmt.every is not None else "null")
+    if stmt.every is None or stmt.fill == "none":
+        rows = [(ts, row) for ts, row in rows if any(v is not None for v in row)]
+    return _column_names(stmt.columns), rows
+
+
+def _joined(
+    times: list[int], columns: list[dict[int, Any]], fill: str | float
+) -> list[tuple[int, list[Any]]]:
+    """Rows of several columns joined by time. A column without a point at a row's time (a
+    transformation's dropped step beside an aggregate's bucket) takes fill()'s number or its previous
+    row's value, as InfluxDB fills its output; else null."""
+    rows: list[tuple[int, list[Any]]] = []
+    previous: list[Any] = [None] * len(columns)
+    for ts in times:
+        row = []
+        for i, column in enumerate(columns):
+            if ts in column:
+                row.append(column[ts])
+            elif isinstance(fill, float):
+                row.append(fill)
+            else:
+                row.append(previous[i] if fill == "previous" else None)
+        previous = row
+        rows.append((ts, row))
+    return rows
+
+
+def _by_time(points: list[tuple[int, Any]]) -> dict[int, Any]:
+    """Points by time; several at one time (top() of two series, distinct()) keep the first."""
+    result: dict[int, Any] = {}
+    for ts, value in points:
+        result.setdefault(ts, value)
+    return result
+
+
+def _evaluate(expr: Expr, ctx: _Context, lead: int) -> list[tuple[int, Any]] | float:
+    """Points (time, value or None) of an expression, oldest first, or a constant.
+
+    ``lead`` buckets before the window's first are included (a transformation of an aggregate
+    needs the bucket before the first, as InfluxDB reads it).
+    """
+    if isinstance(expr, Number):
+        return expr.value
+    if isinstance(expr, BinaryOp):
+        return _combine_points(expr.op, _evaluate(expr.left, ctx, lead), _evaluate(expr.right, ctx, lead))
+    if isinstance(expr, Call):
+        if expr.name in TRANSFORMS:
+            return _transform(expr, ctx)
+        return _aggregate(expr, ctx, lead)
+    raise BadRequest("mixing aggregate and non-aggregate queries is not supported")
+
+
+def _combine_points(
+    op: str, left: list[tuple[int, Any]] | float, right: list[tuple[int, Any]] | float
+) -> list[tuple[int, Any]] | float:
+    if isinstance(left, float) and isinstance(right, float):
+        return arithmetic(op, left, right) or 0.0
+    if isinstance(left, float):
+        return [(ts, arithmetic(op, left, v)) for ts, v in right]  # type: ignore[union-attr]
+    if isinstance(right, float):
+        return [(ts, arithmetic(op, v, right)) for ts, v in left]
+    others = _by_time(right)
+    return [(ts, arithmetic(op, v, others.get(ts))) for ts, v in left]
+
+
+def _transform(call: Call, ctx: _Context) -> list[tuple[int, Any]]:
+    """A transformation of the raw points of a field, or of an aggregate per GROUP BY time() bucket
+    (empty buckets skipped after fill, the bucket before the window's first read too)."""
+    inner = call.args[0]
+    every = ctx.stmt.every
+    if isinstance(inner, FieldRef):
+        points: Iterable[tuple[int, float]] = _raw_points(ctx.ids(inner.name), ctx.start, ctx.end)
+        first = ctx.start
+    else:
+        lead = 1 if call.name in _EXTENDED else 0
+        got = _evaluate(inner, ctx, lead)
+        assert not isinstance(got, float)  # the parser requires a call inside
+        points = [(ts, v) for ts, v in got if v is not None]
+        first = bucket_starts(ctx.start, ctx.start + 1, every or 1, tz=ctx.zone)[0] if every else ctx.start
+    name = call.name
+    unit_arg = call.args[1] if len(call.args) > 1 else None
+    if name in ("derivative", "non_negative_derivative"):
+        unit = unit_arg.us if isinstance(unit_arg, Duration) else (every if every else SECOND)
+        out = derivative(points, unit, non_negative=name.startswith("non_"))
+    elif name in ("difference", "non_negative_difference"):
+        out = difference(points, non_negative=name.startswith("non_"))
+    elif name == "cumulative_sum":
+        out = cumulative_sum(points)
+    else:
+        size = call.args[1]
+        assert isinstance(size, Number)
+        out = moving_average(points, int(size.value))
+    bound = min(ctx.stmt.limit or MAX_LIMIT, MAX_LIMIT)
+    return list(itertools.islice((p for p in out if p[0] >= first), bound))
+
+
+def _raw_points(ids: list[int], start: int, end: int) -> Iterator[tuple[int, float]]:
+    """Numeric readings of several fields merged in time order, streamed in pages."""
+    streams = [
+        ((p.ts, p.value) for p in query.iter_series(i, start, end) if p.value is not None) for i in ids
+    ]
+    return heapq.merge(*streams, key=lambda p: p[0])
+
+
+def _aggregate(call: Call, ctx: _Context, lead: int) -> list[tuple[int, Any]]:
+    """One aggregate or selector of a field: a point per bucket (filled) with GROUP BY time(),
+    else at most one point (top/bottom: up to their count; distinct: one per value)."""
+    every = ctx.stmt.every
+    arg = call.args[0]
+    field = (
+        arg.args[0].name if isinstance(arg, Call) and isinstance(arg.args[0], FieldRef) else _field_of(arg)
+    )
+    ids = ctx.ids(field)
+    if every is None:
+        plan = whole(ctx.start, ctx.end)
+        start = ctx.start
+        starts: list[int] = []
+    else:
+        start = ctx.start - lead * every  # InfluxDB moves the window's start back by whole intervals
+        plan = buckets_plan(start, ctx.end, every, ctx.zone)
+        starts = bucket_starts(start, ctx.end, every, tz=ctx.zone)
+    points = _aggregate_points(call, ids, start, ctx.end, plan, ctx) if ids else []
+    if call.name in ("top", "bottom", "distinct"):
+        return points
+    if every is None:
+        return [(ts, v) for ts, v in points if v is not None]
+    found = dict(points)
+    values = [found.get(ts) for ts in starts]
+    return list(zip(starts, _filled(call, starts, values, ctx.stmt.fill), strict=True))
+
+
+def _field_of(arg: Expr) -> str:
+    assert isinstance(arg, FieldRef)  # the parser checks every call's first argument
+    return arg.name
+
+
+def _filled(call: Call, starts: list[int], values: list[Any], fill: str | float) -> list[Any]:
+    """fill() over one aggregate's buckets (count() fills 0 under null, as InfluxDB)."""
+    if fill == "linear":
+        filled = fill_linear(starts, values)
+        # count() is an integer column: InfluxDB truncates the interpolated value to fit it.
+        return [int(v) if v is not None else None for v in filled] if call.name == "count" else filled
+    if fill == "previous":
+        out, previous = [], None
+        for value in values:
+            previous = value if value is not None else previous
+            out.append(previous)
+        return out
+    if isinstance(fill, float):
+        # count() is an integer column: InfluxDB truncates the fill value to fit it.
+        number = int(fill) if call.name == "count" else fill
+        return [number if v is None else v for v in values]
+    if fill == "null" and call.name == "count":
+        return [0 if v is None else v for v in values]
+    return values
+
+
+def _aggregate_points(
+    call: Call, ids: list[int], start: int, end: int, plan: Plan, ctx: _Context
+) -> list[tuple[int, Any]]:
+    """(time, value) per non-empty bucket of one call over the fields ``ids``; times are bucket
+    starts, or for a selector without GROUP BY time() the selected point's time."""
+    name = call.name
+    whole_window = ctx.stmt.every is None
+    distinct_count = name == "count" and isinstance(call.args[0], Call)
+    if (name in FUNCTIONS or name == "spread") and not distinct_count:
+        return _rollup_points(call, ids, start, end, ctx)
+    if name in ("median", "percentile", "top", "bottom"):
+        kind = "median" if name == "median" else name
+        param = call.args[1].value if len(call.args) > 1 and isinstance(call.args[1], Number) else 0.0
+        chosen = query.ranked(ids, start, end, plan, kind, param)
+        if name == "median":
+            middles: dict[int, list[float]] = {}
+            for row in chosen:
+                middles.setdefault(row.key, []).append(row.value)
+            return [
+                (plan.start_of(k), m[0] if len(m) == 1 else median(m[0], m[1])) for k, m in middles.items()
+            ]
+        if name == "percentile":
+            return [(r.ts if whole_window else plan.start_of(r.key), r.value) for r in chosen]
+        return sorted((r.ts, r.value) for r in chosen)[:MAX_LIMIT]
+    if name == "mode":
+        return [(plan.start_of(k), v) for k, v in modes(query.value_runs(ids, start, end, plan))]
+    if name == "count":  # count(distinct(f))
+        rows = query.grouped(ids, start, end, plan, "count_distinct")
+        return [(plan.start_of(int(b)), value) for b, value in rows]
+    if name == "distinct":
+        rows = query.grouped(ids, start, end, plan, "distinct")
+        at = ctx.default_time if whole_window else None
+        return [(at if at is not None else plan.start_of(int(b)), value) for b, value, _ in rows]
+    if name == "stddev":
+        first = query.bucket_values(ids, start, end, plan)
+        deviations = stddevs(first, query.bucket_values(ids, start, end, plan))
+        return [(plan.start_of(k), v) for k, v in deviations.items()]
+    unit = call.args[1].us if len(call.args) > 1 and isinstance(call.args[1], Duration) else SECOND
+    window = None if whole_window else _window(plan)
+    return list(integral(_raw_points(ids, start, end), unit, window))
+
+
+def _window(plan: Plan) -> Any:
+    def window(ts: int) -> tuple[int, int]:
+        key = plan.key_of(ts)
+        return plan.start_of(key), plan.start_of(key + 1)
+
+    return window
+
+
+def _rollup_points(call: Call, ids: list[int], start: int, end: int, ctx: _Context) -> list[tuple[int, Any]]:
+    """mean, min, max, sum, count, first, last and spread from the rollups (as the plain path)."""
+    field = _field_of(call.args[0])
+    name = "max" if call.name == "spread" else call.name
+    column = SelectColumn(field, name)
+    if ctx.stmt.every is None:
+        parts = [rollups.summary(i, start, end) for i in ids]
+        value = _combine(column, parts)
+        if value is None:
+            return []
+        if call.name == "spread":
+            value = value - _combine(SelectColumn(field, "min"), parts)
+        return [(_selector_time(call.name, field, ids, start, end, value, ctx), value)]
+    by_start: dict[int, list[Bucket | None]] = {}
+    for i in ids:
+        for b in rollups.buckets(i, start, end, ctx.stmt.every, tz=ctx.zone):
+            by_start.setdefault(b.start, []).append(b)
+    points = []
+    for ts, parts in by_start.items():
+        value = _combine(column, parts)
+        if call.name == "spread" and value is not None:
+            value = value - _combine(SelectColumn(field, "min"), parts)
+        points.append((ts, value))
+    return points
+
+
+def _selector_time(
+    name: str, field: str, ids: list[int], start: int, end: int, value: float, ctx: _Context
+) -> int:
+    """The time of the point a selector picked over the whole window (else the window's start)."""
+    if name in ("min", "max"):
+        found = query.time_of_value(ids, start, end, value)
+        return ctx.default_time if found is None else found
+    if name in ("first", "last"):
+        column = SelectColumn(field, name)
+        series = [s for s in ctx.members if s.field_id in ids]
+        return _selected_time(column, series, start, end, ctx.default_time)
+    return ctx.default_time
+
+
+def _raw_expr_table(
+    stmt: Select, members: list[FieldSeries], epoch: str | None
+) -> tuple[list[str], list[Any]]:
+    """Raw rows of arithmetic over fields (``"a" * 2 + 1``, ``"a" + "b"``): one row per time and tag
+    set where any field the columns read has a point, each column evaluated on that row."""
+    exprs = [_column_expr(c) for c in stmt.columns]
+    wanted = sorted({f for e in exprs for f in _expr_fields(e)})
+    start = MIN_TS_US if stmt.start is None else stmt.start
+    end = MAX_TS_US + 1 if stmt.end is None else stmt.end
+    bound = max(1, min(stmt.limit or MAX_LIMIT, MAX_LIMIT, MAX_CELLS // max(1, len(wanted) * len(members))))
+    table: dict[tuple[int, tuple[tuple[str, str], ...]], dict[str, float | None]] = {}
+    for s in members:
+        if s.name.key in wanted:
+            for point in query.series(s.field_id, start, end, limit=bound, descending=stmt.descending):
+                table.setdefault((point.ts, s.name.tags), {})[s.name.key] = point.value
+    order = sorted(table, reverse=stmt.descending)[:bound]
+    times = _times([ts for ts, _ in order], epoch)
+    rows = [
+        [time, *(_row_value(e, table[key]) for e in exprs)] for time, key in zip(times, order, strict=True)
+    ]
+    return _column_names(stmt.columns), rows
+
+
+def _expr_fields(expr: Expr) -> list[str]:
+    if isinstance(expr, FieldRef):
+        return [expr.name]
+    if isinstance(expr, BinaryOp):
+        return _expr_fields(expr.left) + _expr_fields(expr.right)
+    return []
+
+
+def _row_value(expr: Expr, row: dict[str, float | None]) -> float | None:
+    if isinstance(expr, FieldRef):
+        return row.get(expr.name)
+    if isinstance(expr, Number):
+        return expr.value
+    if isinstance(expr, BinaryOp):
+        return arithmetic(expr.op, _row_value(expr.left, row), _row_value(expr.right, row))
+    return None

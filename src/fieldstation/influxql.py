@@ -5,9 +5,18 @@ statements separated by ``;``) into statement objects with absolute times
 (µs, given ``now``), or raises :class:`InfluxQLError` with InfluxDB's wording
 (``error parsing query: …``). Supported (docs/query.md lists it):
 
-* ``SELECT <field>|*|mean|min|max|sum|count|first|last(<field>) [AS alias], …
-  FROM [<db>.][<rp>.]<measurement> [WHERE …] [GROUP BY time(<d>)[, <tag>…|*]]
-  [fill(none|null|previous|<number>)] [ORDER BY time [ASC|DESC]] [LIMIT n] [tz('<zone>')]``
+* ``SELECT <expr> [AS alias], … FROM [<db>.][<rp>.]<measurement> [WHERE …]
+  [GROUP BY time(<d>)[, <tag>…|*]] [fill(none|null|previous|linear|<number>)]
+  [ORDER BY time [ASC|DESC]] [LIMIT n] [tz('<zone>')]`` where an expression is a field, ``*``, a
+  number, a call, or ``+ - * /`` of them with unary minus and parentheses (:class:`BinaryOp`).
+  Calls: the aggregates and selectors ``mean min max sum count first last`` (:data:`FUNCTIONS`,
+  from the rollups), ``median mode spread stddev percentile(f, N) distinct count(distinct(f))
+  top(f, N) bottom(f, N) integral(f[, unit])`` (:data:`EXACT`), and the transformations
+  ``derivative non_negative_derivative difference non_negative_difference cumulative_sum
+  moving_average(…, N)`` of a field or, with GROUP BY time(), of an aggregate (:data:`TRANSFORMS`).
+  What InfluxDB refuses only when it compiles a statement (argument counts and kinds, unknown
+  functions, calls beside raw fields) is kept in :attr:`Select.invalid`, to be that statement's
+  error rather than the whole query's 400; :mod:`fieldstation.influx_functions` computes them.
 * ``WHERE``: ``AND`` of ``time <op> <time>`` (``now() - 6h``, ``'2020-01-01T00:00:00Z'``,
   ``1577836800000ms``, bare integers are ns) and ``<tag> = | != '<value>'``, parentheses allowed
   (at most :data:`MAX_NESTING` deep).
@@ -28,7 +37,22 @@ from fieldstation.timeunits import DAY, HOUR, MAX_TS_US, MIN_TS_US, MINUTE, SECO
 MAX_QUERY = 16_384
 #: Deepest parentheses in a WHERE clause (Grafana nests two or three).
 MAX_NESTING = 32
+#: Most arithmetic operators in one SELECT list.
+MAX_OPERATORS = 200
 FUNCTIONS = ("mean", "min", "max", "sum", "count", "first", "last")
+#: Aggregates and selectors beyond FUNCTIONS: one value (top/bottom: several) per bucket from raw values.
+EXACT = ("median", "mode", "spread", "stddev", "percentile", "distinct", "top", "bottom", "integral")
+#: Transformations: a series of points from a field (no GROUP BY time) or from an aggregate per bucket.
+TRANSFORMS = (
+    "derivative",
+    "non_negative_derivative",
+    "difference",
+    "non_negative_difference",
+    "cumulative_sum",
+    "moving_average",
+)
+#: Selectors: the value of one point, so alone in a query without GROUP BY time they answer its time.
+SELECTORS = ("first", "last", "min", "max", "percentile", "top", "bottom")
 #: InfluxQL duration units in µs (ns rounds down to µs).
 DURATION_US = {"ns": 0.001, "u": 1, "µ": 1, "us": 1, "ms": 1000, "s": SECOND, "m": MINUTE}
 DURATION_US |= {"h": HOUR, "d": DAY, "w": 7 * DAY}
@@ -39,17 +63,75 @@ class InfluxQLError(BadRequest):
 
 
 @dataclass(frozen=True, slots=True)
+class FieldRef:
+    """A field key inside an expression."""
+
+    name: str
+
+
+@dataclass(frozen=True, slots=True)
+class Number:
+    value: float
+    integer: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Duration:
+    """A duration literal argument (``derivative(x, 1m)``), in µs."""
+
+    us: int
+
+
+@dataclass(frozen=True, slots=True)
+class Call:
+    """``name(args…)``: an aggregate, a selector or a transformation of a field or of an aggregate."""
+
+    name: str
+    args: tuple[Expr, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class BinaryOp:
+    """Arithmetic between expressions: ``+ - * /`` (unary minus is ``-1 * x``)."""
+
+    op: str
+    left: Expr
+    right: Expr
+
+
+Expr = FieldRef | Number | Duration | Call | BinaryOp
+
+
+def expr_name(expr: Expr) -> str:
+    """InfluxDB's column name of an expression: a call's name, a field's key, operands joined by ``_``."""
+    if isinstance(expr, FieldRef):
+        return expr.name
+    if isinstance(expr, Call):
+        return expr.name
+    if isinstance(expr, BinaryOp):
+        return "_".join(n for n in (expr_name(expr.left), expr_name(expr.right)) if n)
+    return ""
+
+
+@dataclass(frozen=True, slots=True)
 class SelectColumn:
-    """One SELECT expression: a field (``function`` None) or ``function(field)``."""
+    """One SELECT expression: a field (``function`` None), ``function(field)``, or any other
+    expression in ``expr`` (calls with arguments, nested calls, arithmetic); ``field`` and
+    ``function`` then name its first field and outermost call."""
 
     field: str
     function: str | None = None
     alias: str | None = None
+    expr: Expr | None = None
 
     @property
     def name(self) -> str:
         """The output column name (InfluxDB uses the function name for calls)."""
-        return self.alias or self.function or self.field
+        if self.alias:
+            return self.alias
+        if self.expr is not None:
+            return expr_name(self.expr)
+        return self.function or self.field
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,6 +156,8 @@ class Select:
     descending: bool = False
     limit: int | None = None
     tz: str | None = None
+    #: Why InfluxDB would refuse it when it runs (a statement error in its result, not a 400).
+    invalid: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,6 +186,7 @@ _TOKEN_RE = re.compile(
   | (?P<ident>[A-Za-z_][A-Za-z0-9_]*)
   | (?P<op><=|>=|!=|<>|=~|!~|[=<>+\-*(),;.])
   | (?P<regex>/(?:[^/\\]|\\.)*/)
+  | (?P<slash>/)
     """,
     re.VERBOSE | re.ASCII,
 )
@@ -133,11 +218,196 @@ def tokenize(text: str) -> list[Token]:
         if match is None:
             raise InfluxQLError(f"error parsing query: found {text[pos : pos + 10]!r}, at char {pos + 1}")
         kind = match.lastgroup or "ws"
+        end = match.end()
+        if kind in ("regex", "slash"):
+            kind, end = ("op", pos + 1) if _divides(tokens) else (kind, end)
+            if kind == "slash":
+                raise InfluxQLError(f"error parsing query: found /, at char {pos + 1}")
         if kind != "ws":
-            tokens.append(Token(kind, match.group(), pos))
-        pos = match.end()
+            tokens.append(Token(kind, text[pos:end], pos))
+        pos = end
     tokens.append(Token("eof", "", len(text)))
     return tokens
+
+
+def _is_call(column: SelectColumn) -> bool:
+    return column.function is not None or (column.expr is not None and bool(calls(column.expr)))
+
+
+def validate(stmt: Select) -> None:
+    """What InfluxDB refuses of a parsed SELECT when it compiles it (a statement error, not a 400):
+    unknown functions, wrong arguments, calls beside raw fields, columns without a field.
+
+    :raise InfluxQLError: the first such error, with InfluxDB's message.
+    """
+    for column in stmt.columns:
+        if column.expr is not None:
+            for call in _all_calls(column.expr):
+                if call.name not in FUNCTIONS + EXACT + TRANSFORMS:
+                    raise InfluxQLError(f"error parsing query: undefined function {call.name}()")
+                check_call(call)
+            if not _fields(column.expr):
+                raise InfluxQLError("error parsing query: field must contain at least one variable")
+    has_calls = any(_is_call(c) for c in stmt.columns)
+    if has_calls and not all(_is_call(c) for c in stmt.columns):
+        raise InfluxQLError(
+            "error parsing query: mixing aggregate and non-aggregate queries is not supported"
+        )
+    if has_calls:
+        check_calls(stmt)
+
+
+def _all_calls(expr: Expr) -> list[Call]:
+    """Every call in an expression, outermost first."""
+    if isinstance(expr, Call):
+        return [expr, *(c for arg in expr.args for c in _all_calls(arg))]
+    if isinstance(expr, BinaryOp):
+        return _all_calls(expr.left) + _all_calls(expr.right)
+    return []
+
+
+def check_calls(stmt: Select) -> None:
+    """What InfluxDB refuses of a statement's calls as a whole: top/bottom and distinct only alone,
+    transformations of an aggregate only with GROUP BY time, of a field only without.
+
+    :raise InfluxQLError: with InfluxDB's message.
+    """
+    found = [
+        call for c in stmt.columns for call in calls(c.expr or Call(c.function or "", (FieldRef(c.field),)))
+    ]
+    for call in found:
+        if call.name in ("top", "bottom", "distinct") and len(found) > 1:
+            kind = "selector" if call.name != "distinct" else "aggregate"
+            tail = "" if call.name != "distinct" else " or fields"
+            raise InfluxQLError(
+                f"error parsing query: {kind} function {call.name}() cannot be combined"
+                f" with other functions{tail}"
+            )
+        if call.name in TRANSFORMS:
+            inner = call.args[0]
+            if isinstance(inner, Call) and stmt.every is None:
+                raise InfluxQLError(
+                    f"error parsing query: {call.name} aggregate requires a GROUP BY interval"
+                )
+            if isinstance(inner, FieldRef) and stmt.every is not None:
+                raise InfluxQLError(
+                    f"error parsing query: aggregate function required inside the call to {call.name}"
+                )
+
+
+def _fields(expr: Expr) -> list[str]:
+    """Field keys an expression reads, in order of appearance."""
+    if isinstance(expr, FieldRef):
+        return [expr.name]
+    if isinstance(expr, Call):
+        return [f for arg in expr.args for f in _fields(arg)]
+    if isinstance(expr, BinaryOp):
+        return _fields(expr.left) + _fields(expr.right)
+    return []
+
+
+def calls(expr: Expr) -> list[Call]:
+    """The outermost calls inside an expression (arithmetic around them looked through)."""
+    if isinstance(expr, Call):
+        return [expr]
+    if isinstance(expr, BinaryOp):
+        return calls(expr.left) + calls(expr.right)
+    return []
+
+
+#: Argument counts (least, most) of every function.
+_ARITY = {name: (1, 1) for name in FUNCTIONS + EXACT + TRANSFORMS}
+_ARITY |= {"percentile": (2, 2), "top": (2, 2), "bottom": (2, 2), "moving_average": (2, 2)}
+_ARITY |= {"integral": (1, 2), "derivative": (1, 2), "non_negative_derivative": (1, 2)}
+
+
+def check_call(call: Call) -> None:
+    """A call's arguments as InfluxDB checks them, with its messages.
+
+    :raise InfluxQLError: wrong count or kind of arguments.
+    """
+    name, args = call.name, call.args
+    least, most = _ARITY[name]
+    if not least <= len(args) <= most:
+        expected = (
+            (str(least) if least == most else f"at least {least} but no more than {most}")
+            if name not in ("top", "bottom")
+            else f"at least {least}"
+        )
+        raise InfluxQLError(
+            f"error parsing query: invalid number of arguments for {name},"
+            f" expected {expected}, got {len(args)}"
+        )
+    first = args[0]
+    if name in TRANSFORMS:
+        inner_ok = isinstance(first, FieldRef) or (
+            isinstance(first, Call)
+            and first.name in FUNCTIONS + EXACT
+            and first.name not in ("top", "bottom")
+        )
+        if isinstance(first, Call) and first.name in ("top", "bottom"):
+            raise InfluxQLError(
+                f"error parsing query: selector function {first.name}() cannot be combined"
+                " with other functions"
+            )
+        if not inner_ok:
+            raise InfluxQLError(f"error parsing query: expected field argument in {name}()")
+    elif name == "count" and isinstance(first, Call) and first.name == "distinct":
+        pass
+    elif not isinstance(first, FieldRef):
+        raise InfluxQLError(f"error parsing query: expected field argument in {name}()")
+    _check_second(name, args[1:])
+
+
+def _check_second(name: str, rest: tuple[Expr, ...]) -> None:
+    if not rest:
+        return
+    arg = rest[0]
+    if name in ("derivative", "non_negative_derivative"):
+        if not isinstance(arg, Duration):
+            raise InfluxQLError(f"error parsing query: second argument to {name} must be a duration")
+        if arg.us <= 0:
+            raise InfluxQLError(f"error parsing query: duration argument must be positive, got {arg.us}us")
+    elif name == "integral":
+        if not isinstance(arg, Duration) or arg.us <= 0:
+            raise InfluxQLError("error parsing query: second argument must be a duration")
+    elif name == "percentile":
+        if not isinstance(arg, Number):
+            raise InfluxQLError("error parsing query: expected float argument in percentile()")
+    elif name in ("top", "bottom"):
+        if not isinstance(arg, Number) or not arg.integer:
+            raise InfluxQLError(
+                f"error parsing query: expected integer as last argument in {name}(), found {arg}"
+            )
+        if arg.value < 1:
+            raise InfluxQLError(
+                f"error parsing query: limit ({int(arg.value)}) in {name} function must be at least 1"
+            )
+        if arg.value > _MAX_TOP:
+            raise InfluxQLError(f"error parsing query: limit in {name} function must be at most {_MAX_TOP}")
+    elif name == "moving_average":
+        if not isinstance(arg, Number) or not arg.integer:
+            raise InfluxQLError("error parsing query: second argument for moving_average must be an integer")
+        if arg.value <= 1:
+            raise InfluxQLError(
+                f"error parsing query: moving_average window must be greater than 1, got {int(arg.value)}"
+            )
+        if arg.value > _MAX_TOP:
+            raise InfluxQLError(f"error parsing query: moving_average window must be at most {_MAX_TOP}")
+
+
+#: Largest ``top``/``bottom`` count and ``moving_average`` window (each is held in memory).
+_MAX_TOP = 100_000
+
+
+def _divides(tokens: list[Token]) -> bool:
+    """Whether a ``/`` here is division: it follows an operand (a regex starts one)."""
+    if not tokens:
+        return False
+    last = tokens[-1]
+    if last.kind == "ident":
+        return not last.is_kw("FROM", "WHERE", "AND", "OR", "SELECT", "BY")
+    return last.kind in ("qident", "number", "duration", "string") or last.text == ")"
 
 
 def parse(text: str, now: int) -> list[Statement]:
@@ -160,6 +430,7 @@ class _Parser:
         self.i = 0
         self.now = now
         self.depth = 0  # open parentheses in WHERE
+        self.operators = 0  # arithmetic operators in the SELECT list
 
     # -- token helpers --
 
@@ -232,13 +503,14 @@ class _Parser:
         raise self.fail("SELECT, SHOW, CREATE")
 
     def select(self) -> Select:
+        self.operators = 0
         columns = [self.column()]
         while self.accept_op(","):
             columns.append(self.column())
         self.expect_kw("FROM")
         database, retention, measurement = self.source()
         stmt = Select(columns, measurement, database, retention)
-        if any(c.field == "*" and not c.function for c in columns) and any(c.function for c in columns):
+        if any(c.field == "*" and not c.function for c in columns) and any(_is_call(c) for c in columns):
             raise InfluxQLError("error parsing query: mixing * with functions is not supported")
         if self.accept_kw("WHERE"):
             self.condition(stmt)
@@ -263,11 +535,11 @@ class _Parser:
                 raise self.fail("time zone string")
             stmt.tz = self.next().value
             self.expect_op(")")
-        has_calls = any(c.function for c in columns)
-        if has_calls and not all(c.function for c in columns):
-            raise InfluxQLError(
-                "error parsing query: mixing aggregate and non-aggregate queries is not supported"
-            )
+        has_calls = any(_is_call(c) for c in columns)
+        try:
+            validate(stmt)
+        except InfluxQLError as exc:
+            stmt.invalid = exc.message.removeprefix("error parsing query: ")
         if stmt.every is not None and not has_calls:
             raise InfluxQLError("error parsing query: GROUP BY requires at least one aggregate function")
         return stmt
@@ -275,17 +547,84 @@ class _Parser:
     def column(self) -> SelectColumn:
         if self.accept_op("*"):
             return SelectColumn("*")
-        name = self.ident("field or function")
+        expr = self.expr()
+        alias = self.alias()
+        if isinstance(expr, FieldRef):
+            return SelectColumn(expr.name, None, alias)
+        if isinstance(expr, Call) and expr.name in FUNCTIONS:
+            if len(expr.args) == 1 and isinstance(expr.args[0], FieldRef):
+                return SelectColumn(expr.args[0].name, expr.name, alias)
+        fields = _fields(expr)
+        outer = expr.name if isinstance(expr, Call) else None
+        return SelectColumn(fields[0] if fields else "", outer, alias, expr)
+
+    # -- expressions: + - below * /, unary minus, parentheses, calls --
+
+    def expr(self) -> Expr:
+        left = self.product()
+        while self.tok.kind == "op" and self.tok.text in ("+", "-"):
+            op = self.operator()
+            left = BinaryOp(op, left, self.product())
+        return left
+
+    def product(self) -> Expr:
+        left = self.unary()
+        while self.tok.kind == "op" and self.tok.text in ("*", "/"):
+            op = self.operator()
+            left = BinaryOp(op, left, self.unary())
+        return left
+
+    def operator(self) -> str:
+        """The next operator, counted: every operator is a level of the tree the executor walks
+        recursively, so a query of thousands of them is refused before it can exhaust the stack."""
+        self.operators += 1
+        if self.operators > MAX_OPERATORS:
+            raise InfluxQLError(f"error parsing query: more than {MAX_OPERATORS} operators in one statement")
+        return self.next().text
+
+    def unary(self) -> Expr:
+        if self.tok.kind == "op" and self.tok.text == "-":
+            self.operator()
+            operand = self.unary()
+            if isinstance(operand, Number):
+                return Number(-operand.value, operand.integer)
+            return BinaryOp("*", Number(-1.0, True), operand)
+        return self.operand()
+
+    def operand(self) -> Expr:
+        token = self.tok
         if self.accept_op("("):
-            function = name.lower()
-            if function not in FUNCTIONS:
-                raise InfluxQLError(f"error parsing query: undefined function {name}()")
-            if self.accept_op("*"):
-                raise InfluxQLError(f"error parsing query: {function}(*) is not supported")
-            field_name = self.ident("field key")
+            self.depth += 1
+            if self.depth > MAX_NESTING:
+                raise InfluxQLError(f"error parsing query: parentheses nested deeper than {MAX_NESTING}")
+            inner = self.expr()
             self.expect_op(")")
-            return SelectColumn(field_name, function, self.alias())
-        return SelectColumn(name, None, self.alias())
+            self.depth -= 1
+            return inner
+        if token.kind == "number":
+            self.next()
+            integer = token.text.isdigit()
+            return Number(float(int(token.text)) if integer else float(token.text), integer)
+        if token.kind == "duration":
+            return Duration(self.duration())
+        name = self.ident("field or function")
+        if token.kind == "ident" and self.accept_op("("):
+            return self.call(name)
+        return FieldRef(name)
+
+    def call(self, name: str) -> Call:
+        function = name.lower()
+        if self.accept_op("*"):
+            raise InfluxQLError(f"error parsing query: {function}(*) is not supported")
+        self.depth += 1
+        if self.depth > MAX_NESTING:
+            raise InfluxQLError(f"error parsing query: parentheses nested deeper than {MAX_NESTING}")
+        args = [self.expr()] if not self.tok.text == ")" else []
+        while self.accept_op(","):
+            args.append(self.expr())
+        self.expect_op(")")
+        self.depth -= 1
+        return Call(function, tuple(args))
 
     def alias(self) -> str | None:
         return self.ident("alias") if self.accept_kw("AS") else None
@@ -418,7 +757,7 @@ class _Parser:
         if self.tok.is_kw("NONE", "NULL", "PREVIOUS"):
             value: str | float = self.next().text.lower()
         elif self.tok.is_kw("LINEAR"):
-            raise InfluxQLError("error parsing query: fill(linear) is not supported")
+            value = self.next().text.lower()
         else:
             negative = self.accept_op("-")
             if self.tok.kind != "number":

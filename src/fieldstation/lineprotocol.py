@@ -143,11 +143,17 @@ def _lines(text: str) -> list[tuple[int, str]]:
     if '"' not in text:
         return [(number, raw.removesuffix("\r")) for number, raw in enumerate(text.split("\n"), start=1)]
     out, i, n, number = [], 0, len(text), 1
+    find = _LINE_EVENTS.search
     while i <= n:
         start = i
         quoted = in_fields = False
         equals = commas = 0
-        while i < n:
+        while True:
+            found = find(text, i)  # letters and digits change nothing: jump to the next event
+            if found is None:
+                i = n
+                break
+            i = found.start()
             char = text[i]
             if char == "\\" and i + 2 < n:
                 i += 2
@@ -169,6 +175,12 @@ def _lines(text: str) -> list[tuple[int, str]]:
         number += line.count("\n") + 1
         i += 1
     return out
+
+
+#: Inside a quoted string only these two matter.
+_QUOTED_EVENTS = re.compile(r'[\\"]')
+#: The characters that can change _lines' state; the others are skipped over in C.
+_LINE_EVENTS = re.compile(r'[\\ =,"\n]')
 
 
 #: Values of one channel field, by timestamp (µs; None: the line had none, the server stamps it).
@@ -634,6 +646,11 @@ def _scan_fields(line: str, i: int) -> tuple[list[tuple[str, str]], int]:
     quoted = False
     equals = commas = 0
     while i < n:
+        if quoted:  # inside a string only a backslash or a quote matters
+            found = _QUOTED_EVENTS.search(line, i)
+            if found is None:
+                break
+            i = found.start()
         char = line[i]
         if char == "\\" and i + 1 < n:
             i += 2
@@ -680,6 +697,12 @@ def _field_pairs(text: str) -> list[tuple[str, str]]:
         i += 1
         start, quoted = i, False
         while i < n:
+            if quoted:  # inside a string only a backslash or a quote matters
+                found = _QUOTED_EVENTS.search(text, i)
+                if found is None:
+                    i = n
+                    break
+                i = found.start()
             char = text[i]
             if char == "\\" and i + 1 < n and text[i + 1] in '"\\':
                 i += 2

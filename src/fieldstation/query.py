@@ -16,7 +16,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
-from sqlalchemy import select, text
+from sqlalchemy import bindparam, select, text
 
 from fieldstation import blocks, buckets
 from fieldstation import db as database
@@ -505,40 +505,140 @@ def last_point(field_id: int) -> Point | None:
     return rows[0] if rows else None
 
 
-# -- medians ----------------------------------------------------------------------------------
+# -- exact aggregates: every value of each bucket -----------------------------------------------
 
-#: Most readings one median query looks at (medians need every value, not a running aggregate).
-MAX_MEDIAN_ROWS = 100_000
+#: Rank conditions over each bucket's readings numbered ``i`` of ``c`` in the order given,
+#: as InfluxDB picks them: the middle one or two (median), the value at ``floor(c * p / 100 + 0.5)``
+#: (percentile; floor written as a range, which both engines compute alike), the first ``n``
+#: (top: largest first, bottom: smallest first; the earlier reading wins a tie). Constants, never input.
+_RANKS = {
+    "median": ("value, ts", "i IN ((c + 1) / 2, (c + 2) / 2)"),
+    "percentile": ("value, ts", "i <= c * :p / 100.0 + 0.5 AND c * :p / 100.0 + 0.5 < i + 1"),
+    "top": ("value DESC, ts", "i <= :n"),
+    "bottom": ("value, ts", "i <= :n"),
+}
+
+
+class Ranked(NamedTuple):
+    """A reading chosen by its rank in its bucket: bucket key, time, value, and the bucket's count."""
+
+    key: int
+    ts: int
+    value: float
+    total: int
+
+
+def ranked(
+    field_ids: Sequence[int], start: int, end: int, plan: buckets.Plan, kind: str, arg: float = 0.0
+) -> list[Ranked]:
+    """The readings at the ranks ``kind`` (a key of ``_RANKS``) names in each bucket, bucket by bucket.
+
+    Exact and computed in the database: each bucket's numeric readings of ``field_ids`` in
+    ``[start, end)`` are numbered in value order by a window function, so no value list is held
+    here (the database sorts, spilling to disk where it must); one to ``arg`` rows per bucket
+    come back, at most two per bucket plus MAX_LIMIT in all. ``arg`` is the percentile or the
+    count of top/bottom.
+    """
+    order, condition = _RANKS[kind]
+    # A percentile beyond [-100, 200] picks no value (its rank lies outside every bucket) however
+    # far beyond, so it is held there: count x 1e308 would overflow, which PostgreSQL raises.
+    params: dict[str, Any] = {"ids": list(field_ids), "a": start, "z": end, "p": min(max(arg, -100.0), 200.0)}
+    params |= {"n": int(min(arg, MAX_LIMIT)), "lim": 2 * buckets.MAX_BUCKETS + MAX_LIMIT}
+    key = plan.key_sql("ts", params)
+    statement = text(
+        f"WITH k AS (SELECT {key} AS b, ts, value FROM readings WHERE field_id IN :ids"  # noqa: S608
+        " AND ts >= :a AND ts < :z AND value IS NOT NULL),"
+        f" o AS (SELECT b, ts, value, row_number() OVER (PARTITION BY b ORDER BY {order}) AS i,"
+        " count(*) OVER (PARTITION BY b) AS c FROM k)"
+        f" SELECT b, ts, value, c FROM o WHERE {condition} ORDER BY b, i LIMIT :lim"
+    ).bindparams(bindparam("ids", expanding=True))
+    rows = db.session.execute(statement, params).all()
+    return [Ranked(int(b), int(ts), float(value), int(c)) for b, ts, value, c in rows]
+
+
+#: Per bucket of numeric readings: the number of distinct values, and each distinct value with its
+#: first time. Constants, never input.
+_GROUPED = {
+    "count_distinct": "SELECT b, count(DISTINCT value) FROM k GROUP BY b ORDER BY b",
+    "distinct": "SELECT b, value, min(ts) AS t FROM k GROUP BY b, value ORDER BY b, t, value LIMIT :n",
+}
+
+
+def grouped(
+    field_ids: Sequence[int], start: int, end: int, plan: buckets.Plan, kind: str
+) -> list[tuple[Any, ...]]:
+    """Rows of ``_GROUPED[kind]`` over the numeric readings of ``field_ids`` in ``[start, end)``:
+    (bucket key, value[, first time]), at most MAX_LIMIT rows."""
+    params: dict[str, Any] = {"ids": list(field_ids), "a": start, "z": end, "n": MAX_LIMIT}
+    key = plan.key_sql("ts", params)
+    statement = text(
+        f"WITH k AS (SELECT {key} AS b, ts, value FROM readings WHERE field_id IN :ids"  # noqa: S608
+        f" AND ts >= :a AND ts < :z AND value IS NOT NULL) {_GROUPED[kind]}"
+    ).bindparams(bindparam("ids", expanding=True))
+    return [tuple(row) for row in db.session.execute(statement, params).all()]
+
+
+def value_runs(
+    field_ids: Sequence[int], start: int, end: int, plan: buckets.Plan, *, page: int = 10_000
+) -> Iterator[tuple[int, float, int, int, int]]:
+    """(bucket key, value, readings, first time, last time) of each distinct numeric value per bucket,
+    by bucket then value, streamed in pages (for mode(), which walks the values in order)."""
+    params: dict[str, Any] = {"ids": list(field_ids), "a": start, "z": end}
+    key = plan.key_sql("ts", params)
+    statement = text(
+        f"SELECT {key} AS b, value, count(*), min(ts), max(ts) FROM readings WHERE field_id IN :ids"  # noqa: S608
+        " AND ts >= :a AND ts < :z AND value IS NOT NULL GROUP BY 1, value ORDER BY 1, value"
+    ).bindparams(bindparam("ids", expanding=True))
+    result = db.session.execute(statement.execution_options(stream_results=True, yield_per=page), params)
+    for b, value, count, first, last in result:
+        yield int(b), float(value), int(count), int(first), int(last)
+
+
+def bucket_values(
+    field_ids: Sequence[int], start: int, end: int, plan: buckets.Plan, *, page: int = 10_000
+) -> Iterator[tuple[int, float]]:
+    """(bucket key, value) of every numeric reading, bucket by bucket and in time order within one,
+    streamed in pages of ``page`` rows (for aggregates that walk the values twice, such as stddev)."""
+    params: dict[str, Any] = {"ids": list(field_ids), "a": start, "z": end}
+    key = plan.key_sql("ts", params)
+    statement = text(
+        f"SELECT {key} AS b, value FROM readings WHERE field_id IN :ids"  # noqa: S608
+        " AND ts >= :a AND ts < :z AND value IS NOT NULL ORDER BY b, ts"
+    ).bindparams(bindparam("ids", expanding=True))
+    result = db.session.execute(statement.execution_options(stream_results=True, yield_per=page), params)
+    for b, value in result:
+        yield int(b), float(value)
+
+
+def time_of_value(field_ids: Sequence[int], start: int, end: int, value: float) -> int | None:
+    """The earliest time in ``[start, end)`` at which one of ``field_ids`` reads ``value`` (the point a
+    ``min()`` or ``max()`` selected)."""
+    statement = text(
+        "SELECT min(ts) FROM readings WHERE field_id IN :ids AND ts >= :a AND ts < :z AND value = :v"
+    ).bindparams(bindparam("ids", expanding=True))
+    found = db.session.execute(statement, {"ids": list(field_ids), "a": start, "z": end, "v": value}).scalar()
+    return None if found is None else int(found)
 
 
 def medians(
     field_id: int, start: int, end: int, every: int, *, tz: str | dt.tzinfo | None = None
 ) -> list[tuple[int, float]]:
-    """(bucket start, median) of the numeric readings per bucket, via window functions on both engines.
+    """(bucket start, median) of the numeric readings per bucket, exact (:func:`ranked`).
 
-    Bounded: only the newest MAX_MEDIAN_ROWS readings of the window count.
+    The median of an even count is the sum of the middle two's halves: their sum may overflow
+    (PostgreSQL's avg() of two floats near 1e200 does).
     """
     buckets.check_window(start, end)
     if every < 1 or (end - start) // every > buckets.MAX_BUCKETS:
         raise BadRequest("bad bucket width for median", code="bad_every")
     plan = buckets.Plan.make(start, end, every, tz if isinstance(tz, dt.tzinfo) else get_zone(tz))
-    params: dict[str, Any] = {"f": field_id, "a": start, "z": end, "n": MAX_MEDIAN_ROWS}
-    key = plan.key_sql("ts", params)
-    rows = db.session.execute(
-        text(
-            "WITH r AS (SELECT ts, value FROM readings WHERE field_id = :f AND ts >= :a AND ts < :z"  # noqa: S608
-            " AND value IS NOT NULL ORDER BY ts DESC LIMIT :n),"
-            f" k AS (SELECT {key} AS b, value FROM r),"
-            " o AS (SELECT b, value, row_number() OVER (PARTITION BY b ORDER BY value) AS i,"
-            " count(*) OVER (PARTITION BY b) AS c FROM k)"
-            # The middle value, or halves of the middle two (their sum may overflow; PostgreSQL's
-            # avg() of two floats near 1e200 does).
-            " SELECT b, CASE WHEN count(*) = 1 THEN min(value) ELSE min(value) / 2 + max(value) / 2 END"
-            " FROM o WHERE i IN ((c + 1) / 2, (c + 2) / 2) GROUP BY b ORDER BY b"
-        ),
-        params,
-    ).all()
-    return [(plan.start_of(int(b)), float(m)) for b, m in rows]
+    middles: dict[int, list[float]] = {}
+    for row in ranked([field_id], start, end, plan, "median"):
+        middles.setdefault(row.key, []).append(row.value)
+    return [
+        (plan.start_of(b), pair[0] if len(pair) == 1 else pair[0] / 2 + pair[1] / 2)
+        for b, pair in middles.items()
+    ]
 
 
 # -- checks -----------------------------------------------------------------------------------
