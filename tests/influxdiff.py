@@ -127,7 +127,7 @@ def _ties_sorted(body: Any) -> Any:
     for result in body.get("results", []):
         for series in result.get("series", []):
             runs = itertools.groupby(series.get("values", []), key=lambda row: row[0])
-            series["values"] = [row for _, run in runs for row in sorted(run, key=json.dumps)]
+            series["values"] = [row for _, run in runs for row in sorted(run, key=_row_key)]
     return body
 
 
@@ -155,6 +155,11 @@ def _differ(a: Any, b: Any, path: str, exact_errors: bool) -> str | None:
             return None
         return f"{path}: {a!r} != {b!r}"
     return None if a == b else f"{path}: {a!r} != {b!r}"
+
+
+def _row_key(row: list[Any]) -> str:
+    """Rows of one time sorted alike on both sides: 5 and 5.0 are the same number."""
+    return json.dumps([float(v) if _number(v) else v for v in row])
 
 
 def _number(value: Any) -> bool:
