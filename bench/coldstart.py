@@ -28,7 +28,7 @@ Each source tree is compiled to bytecode first (``compileall``), as installing a
 wheel does and a checkout's first run does: with ``PYTHONDONTWRITEBYTECODE`` set,
 as on some CI machines, every start would compile Fieldstation's modules again.
 
-Usage: ``.venv/bin/python bench/coldstart.py`` (about a minute); ``--runs 9``;
+Usage: ``.venv/bin/python bench/coldstart.py`` (a few minutes); ``--runs 9``;
 ``--against /path/to/other/checkout``. Import times of a worker: ``python -X
 importtime -c "from fieldstation.wsgi import served_app; served_app()"``.
 """
