@@ -514,6 +514,9 @@ def last_point(field_id: int) -> Point | None:
 _RANKS = {
     "median": ("value, ts", "i IN ((c + 1) / 2, (c + 2) / 2)"),
     "percentile": ("value, ts", "i <= c * :p / 100.0 + 0.5 AND c * :p / 100.0 + 0.5 < i + 1"),
+    # the native API's percentile (:func:`percentiles`): the ranks either side of
+    # h = (c - 1) * p / 100 counted from 0, that is i - 2 < h < i
+    "between": ("value, ts", "(c - 1) * :p / 100.0 > i - 2 AND (c - 1) * :p / 100.0 < i"),
     "top": ("value DESC, ts", "i <= :n"),
     "bottom": ("value, ts", "i <= :n"),
 }
@@ -641,6 +644,39 @@ def medians(
     ]
 
 
+def percentiles(
+    field_id: int, start: int, end: int, every: int, percent: float, *, tz: str | dt.tzinfo | None = None
+) -> list[tuple[int, float]]:
+    """(bucket start, ``percent``-th percentile) of the numeric readings per bucket, exact (:func:`ranked`).
+
+    Between the two nearest ranks, linearly (PostgreSQL's ``percentile_cont``, numpy's
+    default): the value at rank ``h = (count - 1) * percent / 100`` counted from 0, so that
+    percentile 50 is :func:`medians`' median, bit for bit (the middle one, or the halves of
+    the middle two), and 0 and 100 are the minimum and the maximum. InfluxQL's
+    ``percentile()`` picks the nearest rank instead, as InfluxDB does.
+
+    :raise BadRequest: reversed window, bad width or more than MAX_BUCKETS buckets.
+    """
+    plan = buckets.plan(start, end, every, tz)
+    percent = min(max(percent, 0.0), 100.0)
+    found: dict[int, tuple[int, list[float]]] = {}
+    for row in ranked([field_id], start, end, plan, "between", percent):
+        found.setdefault(row.key, (row.total, []))[1].append(row.value)
+    return [(plan.start_of(b), _between(count, percent, pair)) for b, (count, pair) in found.items()]
+
+
+def _between(count: int, percent: float, pair: list[float]) -> float:
+    """The value at rank ``(count - 1) * percent / 100`` from the values at the ranks either side
+    (one value when the rank is whole), as the SQL of ``_RANKS["between"]`` picked them."""
+    rank = (count - 1) * percent / 100
+    share = rank - math.floor(rank)
+    if len(pair) == 1:
+        return pair[0]
+    below, above = pair
+    # Each value weighted (no difference of the two, which may overflow); held between them.
+    return min(max(below * (1 - share) + above * share, below), above)
+
+
 # -- checks -----------------------------------------------------------------------------------
 
 
@@ -648,54 +684,3 @@ def _check_limit(limit: int) -> int:
     if not 1 <= limit <= MAX_LIMIT:
         raise BadRequest(f"limit must be 1..{MAX_LIMIT}", code="bad_limit")
     return limit
-
-
-# -- percentiles (beside medians) ---------------------------------------------------------------
-
-
-def percentiles(
-    field_id: int, start: int, end: int, every: int, percent: float, *, tz: str | dt.tzinfo | None = None
-) -> list[tuple[int, float]]:
-    """(bucket start, ``percent``-th percentile) of the numeric readings per bucket, exact.
-
-    Between the two nearest ranks, linearly (PostgreSQL's ``percentile_cont``, numpy's
-    default): the value at rank ``h = (count - 1) * percent / 100`` counted from 0, so that
-    percentile 50 is :func:`medians`' median, bit for bit (the middle one, or the halves of
-    the middle two), and 0 and 100 are the minimum and the maximum. InfluxQL's
-    ``percentile()`` picks the nearest rank instead, as InfluxDB does. The database numbers
-    each bucket's values in order (a window function: it sorts, spilling to disk where it
-    must); one or two rows per bucket come back.
-
-    :raise BadRequest: reversed window, bad width or more than MAX_BUCKETS buckets.
-    """
-    plan = buckets.plan(start, end, every, tz)
-    fraction = min(max(percent, 0.0), 100.0) / 100
-    params: dict[str, Any] = {"f": field_id, "a": start, "z": end, "q": fraction}
-    key = plan.key_sql("ts", params)
-    rows = db.session.execute(
-        text(
-            f"WITH k AS (SELECT {key} AS b, value FROM readings WHERE field_id = :f AND ts >= :a"  # noqa: S608
-            " AND ts < :z AND value IS NOT NULL),"
-            " o AS (SELECT b, value, row_number() OVER (PARTITION BY b ORDER BY value) AS i,"
-            " count(*) OVER (PARTITION BY b) AS c FROM k)"
-            # the rows at floor(h) and ceil(h), counted from 0: i - 2 < h < i
-            " SELECT b, c, i, value FROM o WHERE (c - 1) * :q > i - 2 AND (c - 1) * :q < i ORDER BY b, i"
-        ),
-        params,
-    ).all()
-    ranks: dict[int, tuple[int, dict[int, float]]] = {}
-    for b, c, i, value in rows:
-        ranks.setdefault(int(b), (int(c), {}))[1][int(i) - 1] = float(value)
-    return [(plan.start_of(b), _between(c, fraction, at)) for b, (c, at) in ranks.items()]
-
-
-def _between(count: int, fraction: float, at: dict[int, float]) -> float:
-    """The value at rank ``(count - 1) * fraction`` from the values at the ranks either side."""
-    rank = (count - 1) * fraction
-    low = math.floor(rank)
-    share = rank - low
-    if share == 0:
-        return at[low]
-    below, above = at[low], at[low + 1]
-    # Each value weighted (no difference of the two, which may overflow); held between them.
-    return min(max(below * (1 - share) + above * share, below), above)
