@@ -87,6 +87,16 @@ def test_bad_percentiles_are_400(client: FlaskClient, channel: ChannelKeys, fn: 
     assert response.status_code == 400 and "pN" in response.get_json()["error"]["message"]
 
 
+def test_at_most_ten_percentiles_a_request(client: FlaskClient, channel: ChannelKeys) -> None:
+    ten = ",".join(f"p{n}" for n in range(10, 101, 10))
+    assert len(buckets(client, channel, ten)) == 0  # no readings yet: no buckets, but a 200
+    response = client.get(
+        f"/api/v1/channels/{channel.id}/buckets",
+        query_string={"api_key": channel.read_key, "fn": ten + ",p1,p10.0"},  # p10.0 is p10 again
+    )
+    assert response.status_code == 400 and "at most 10" in response.get_json()["error"]["message"]
+
+
 @given(st.text(max_size=30))
 def test_parse_functions_refuses_cleanly_or_names_known_functions(raw: str) -> None:
     try:
