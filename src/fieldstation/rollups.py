@@ -221,10 +221,11 @@ def _insert_sql(table: str, source: str) -> str:
     single = "n = 1 AND s = lo"  # the sum is the reading, bit for bit
     chained = chain_sql(source, slot_start_sql("ts", ":w", ":s"))
     kept = ", ".join(
-        f"CASE WHEN {single} THEN NULL ELSE {c} END" for c in ("lo", "hi", "v0", "v1", "t1", "area", "rise")
+        f"CASE WHEN {single} THEN NULL ELSE {c} END"
+        for c in ("lo", "hi", "v0", "v1", "t1", "area", "rise", "trap")
     )
     return (
-        f"INSERT INTO {table} (field_id, ts, n, sum, min, max, first, last, t1, area, rise, t0)"  # noqa: S608
+        f"INSERT INTO {table} (field_id, ts, n, sum, min, max, first, last, t1, area, rise, trap, t0)"  # noqa: S608
         f" SELECT :f, b, n, s, {kept}, t0 FROM ({chained}) c"
     )
 
@@ -244,8 +245,9 @@ def chain_sql(source: str, key: str) -> str:
 
     Columns: b (the key), n, s (sum), lo, hi, t0, t1 (first and last reading's time), v0, v1
     (their values), area (each reading held until the next one within the group when the gap
-    is at most ``:gap`` µs, in value x µs) and rise (the sum of rises, a drop counting from
-    zero: Prometheus's increase() without extrapolation). Rows of a rollup chain like readings:
+    is at most ``:gap`` µs, in value x µs), rise (the sum of rises, a drop counting from
+    zero: Prometheus's increase() without extrapolation) and trap (trapezoids between successive
+    readings within the group, whatever the gap: InfluxQL's integral()). Rows of a rollup chain like readings:
     their own area and rise, plus the step from the previous slot's last reading. Parameters:
     ``:f``, ``:a``, ``:z``, ``:gap`` and those of ``key``. ``source`` and ``key`` are built from
     constants of this package, never from input.
@@ -253,19 +255,21 @@ def chain_sql(source: str, key: str) -> str:
     if source == "readings":
         cols = (
             "ts, 1 AS n, value AS s, value AS lo, value AS hi, ts AS t0, ts AS t1, value AS v0,"
-            " value AS v1, CAST(0 AS DOUBLE PRECISION) AS area, CAST(0 AS DOUBLE PRECISION) AS rise"
+            " value AS v1, CAST(0 AS DOUBLE PRECISION) AS area, CAST(0 AS DOUBLE PRECISION) AS rise,"
+            " CAST(0 AS DOUBLE PRECISION) AS trap"
         )
         where = " AND value IS NOT NULL"
     else:
         cols = (
             f"ts, n, sum AS s, {_MIN} AS lo, {_MAX} AS hi, t0, coalesce(t1, t0) AS t1,"
             " coalesce(first, sum) AS v0, coalesce(last, sum) AS v1, coalesce(area, 0.0) AS area,"
-            " coalesce(rise, 0.0) AS rise"
+            " coalesce(rise, 0.0) AS rise, coalesce(trap, 0.0) AS trap"
         )
         where = ""
     pv, v0 = _clamp("pv"), _clamp("v0")
     step_area = f"CASE WHEN pb = b AND t0 - pt <= :gap THEN {pv} * (t0 - pt) ELSE 0.0 END"
     step_rise = f"CASE WHEN pb = b THEN (CASE WHEN v0 >= pv THEN {v0} - {pv} ELSE {v0} END) ELSE 0.0 END"
+    step_trap = f"CASE WHEN pb = b THEN 0.5 * ({pv} + {v0}) * (t0 - pt) ELSE 0.0 END"
     return (
         f"WITH r AS (SELECT {key} AS b, {cols} FROM {source}"  # noqa: S608
         f" WHERE field_id = :f AND ts >= :a AND ts < :z{where}),"
@@ -275,7 +279,8 @@ def chain_sql(source: str, key: str) -> str:
         " ROWS BETWEEN UNBOUNDED PRECEDING AND UNBOUNDED FOLLOWING))"
         f" SELECT b, sum(n) AS n, {sum_sql('s')} AS s, min(lo) AS lo, max(hi) AS hi, min(t0) AS t0,"
         " max(t1) AS t1, min(fv) AS v0, min(lv) AS v1,"
-        f" sum(area + {step_area}) AS area, sum(rise + {step_rise}) AS rise FROM w GROUP BY b"
+        f" sum(area + {step_area}) AS area, sum(rise + {step_rise}) AS rise,"
+        f" sum(trap + {step_trap}) AS trap FROM w GROUP BY b"
     )
 
 
@@ -420,41 +425,66 @@ def chain_pieces(field_id: int, start: int, end: int, plan: Plan) -> list[Piece]
     hour slots is 8,760 rows; grouped in SQL with window functions it cost four times
     as much on SQLite as the walk.
     """
+    return _walked(field_id, start, end, plan, "energy")
+
+
+def _walked(field_id: int, start: int, end: int, plan: Plan, kind: str) -> list[Any]:
+    """The slots of ``[start, end)``, refreshed first, from the coarsest level that fits ``plan``."""
     usable = [i for i, (width, _) in enumerate(LEVELS) if plan.aligned(width)]
     level = usable[-1] if usable else -1
     if level >= 0 and _has_marks(field_id):
         refresh(field_id)
-    return _chain(field_id, start, end, plan, level)
+    return _chain(field_id, start, end, plan, level, kind)
 
 
-def _chain(field_id: int, start: int, end: int, plan: Plan, level: int) -> list[Piece]:
+def _chain(field_id: int, start: int, end: int, plan: Plan, level: int, kind: str = "energy") -> list[Any]:
     if start >= end:
         return []
     if level < 0:
-        return _slots("readings", field_id, start, end, plan)
+        return _slots("readings", field_id, start, end, plan, kind)
     width, table = LEVELS[level]
     a, z = -(-start // width) * width, end // width * width
     if a >= z:
-        return _chain(field_id, start, end, plan, level - 1)
+        return _chain(field_id, start, end, plan, level - 1, kind)
     return (
-        _chain(field_id, start, a, plan, level - 1)
-        + _slots(table, field_id, a, z, plan)
-        + _chain(field_id, z, end, plan, level - 1)
+        _chain(field_id, start, a, plan, level - 1, kind)
+        + _slots(table, field_id, a, z, plan, kind)
+        + _chain(field_id, z, end, plan, level - 1, kind)
     )
 
 
-def _slots(source: str, field_id: int, start: int, end: int, plan: Plan) -> list[Piece]:
+#: One slot (or reading) of a field for InfluxQL's integral(): bucket key, time and value of its first
+#: and last reading, and the trapezoid area between its readings (value x µs).
+Trapezoids = tuple[int, int, float, int, float, float]
+
+
+def trapezoid_pieces(field_id: int, start: int, end: int, plan: Plan) -> list[Trapezoids]:
+    """The slots of ``[start, end)`` in time order, as :func:`chain_pieces` picks them, with their
+    trapezoid areas: what InfluxQL's integral() needs besides the steps between slots."""
+    return _walked(field_id, start, end, plan, "trapezoids")
+
+
+_ZERO = "CAST(0 AS DOUBLE PRECISION)"
+#: What a slot is to each walker, from the raw readings (a reading is a slot of one) and from a
+#: rollup table: energy's Piece, or (key, first time, value, last time, value, trapezoids).
+_SLOT_COLUMNS = {
+    "energy": (
+        f"1, ts, value, ts, value, {_ZERO}, {_ZERO}",
+        "n, t0, coalesce(first, sum), coalesce(t1, t0), coalesce(last, sum), coalesce(area, 0.0),"
+        " coalesce(rise, 0.0)",
+    ),
+    "trapezoids": (
+        f"ts, value, ts, value, {_ZERO}",
+        "t0, coalesce(first, sum), coalesce(t1, t0), coalesce(last, sum), coalesce(trap, 0.0)",
+    ),
+}
+
+
+def _slots(source: str, field_id: int, start: int, end: int, plan: Plan, kind: str = "energy") -> list[Any]:
     params: dict[str, Any] = {"f": field_id, "a": start, "z": end}
     key = plan.key_sql("ts", params)
-    if source == "readings":
-        zero = "CAST(0 AS DOUBLE PRECISION)"
-        cols, where = f"1, ts, value, ts, value, {zero}, {zero}", " AND value IS NOT NULL"
-    else:
-        cols = (
-            "n, t0, coalesce(first, sum), coalesce(t1, t0), coalesce(last, sum), coalesce(area, 0.0),"
-            " coalesce(rise, 0.0)"
-        )
-        where = ""
+    raw, rolled = _SLOT_COLUMNS[kind]
+    cols, where = (raw, " AND value IS NOT NULL") if source == "readings" else (rolled, "")
     sql = (
         f"SELECT {key}, {cols} FROM {source} WHERE field_id = :f AND ts >= :a AND ts < :z{where} ORDER BY ts"  # noqa: S608
     )
@@ -462,7 +492,7 @@ def _slots(source: str, field_id: int, start: int, end: int, plan: Plan) -> list
     named = {"sqlite": sql, "postgresql": _NAMED.sub(r"%(\1)s", sql)}
     with database.cursor(named, binary=True) as (cursor, statement):
         cursor.execute(statement, params)
-        rows: list[Piece] = cursor.fetchall()
+        rows: list[Any] = cursor.fetchall()
     return rows
 
 
