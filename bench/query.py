@@ -716,7 +716,9 @@ def functions(
             i_window = f"time >= {(influx.end - YEAR_POINTS * MINUTE) * 1000} AND time < {influx.end * 1000}"
             i_query = template.format(w=i_window)
             theirs = lambda i_query=i_query: influx.query(i_query, epoch="ms")  # noqa: E731
-        ours, ifx = paired(lambda q=q: client.get("/query", q), theirs, n)
+        # The order statistics read every value of the year (seconds each): five requests suffice.
+        reads_all = "year" in name or "per bucket" in name
+        ours, ifx = paired(lambda q=q: client.get("/query", q), theirs, min(n, 5) if reads_all else n)
         p50 = figures[f"fn_{name}_p50"] = statistics.median(ours)
         base = base or p50
         line = f"    {name}: p50 {p50:.1f} ms ({p50 / base:.2f}x the plain mean's)"
