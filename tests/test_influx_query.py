@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+import random
 import urllib.request
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 from flask import Flask
@@ -335,3 +337,26 @@ def test_generated_function_queries_never_fail_the_request(
     assert response.status_code in (200, 400), (q, response.data[:500])
     body = response.get_json()
     assert "results" in body or body["error"].startswith("error parsing query"), q
+
+
+def test_client_patterns_cannot_hold_a_worker(client: FlaskClient, channel: ChannelKeys) -> None:
+    """Patterns that backtrack for ages in Python's re, over long tag values: answered at once (RE2's
+    linear time); one whose DFA explodes is a statement error, not a held worker or a 500."""
+    rng = random.Random(7)
+    mixed = "".join(rng.choice("ab") for _ in range(20_000))
+    body = f"long,v={'a' * 20_000} x=1 {T0 * 1000}\nlong,v={mixed} x=2 {T0 * 1000}"
+    written = client.post(
+        "/write?db=sensors", data=body, headers={"Authorization": f"Token {channel.write_key}"}
+    )
+    assert written.status_code == 204
+
+    def answer(pattern: str) -> dict[str, Any]:
+        q = f"SELECT x FROM long WHERE v =~ /{pattern}/"
+        response = client.get("/query", query_string={"q": q, "db": "sensors", "p": channel.read_key})
+        assert response.status_code == 200
+        return response.get_json()["results"][0]  # type: ignore[no-any-return]
+
+    assert "series" not in answer("(a|a)*b$")
+    assert [row[1] for row in answer("^(a|aa)*$")["series"][0]["values"]] == [1.0]
+    assert [row[1] for row in answer("(a+)+b")["series"][0]["values"]] == [2.0]
+    assert "too costly" in answer("(a|b)*a(a|b){200}c")["error"]

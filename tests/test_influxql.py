@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -21,6 +23,7 @@ from fieldstation.influxql import (
     parse,
 )
 from fieldstation.seriesnames import SeriesName, parse_field_name
+from fieldstation.tagmatch import AllOf, AnyOf
 
 NOW = 1_700_000_000_000_000
 H = 3_600_000_000
@@ -96,13 +99,19 @@ def test_show_and_create_and_several_statements() -> None:
         "SELECT v + FROM m",
         "SELECT v FROM m GROUP BY time(1h)",
         "SELECT mean(v) FROM m GROUP BY time(1h, 15m)",
-        "SELECT v FROM m WHERE host =~ /a/",
-        "SELECT v FROM /re/",
+        "SELECT v FROM m WHERE host =~ /(?=a)/",
+        "SELECT v FROM m WHERE host =~ /a",
+        "SELECT v FROM m WHERE host = /a/",
+        "SELECT v FROM m WHERE time =~ /a/",
+        "SELECT v FROM m WHERE host = 'a' OR time > now() - 1h",
+        "SELECT v FROM /(a/",
+        "SHOW SERIES WHERE time > now() - 1h",
+        "SHOW TAG VALUES WITH KEY =~ /\\1/",
+        "SELECT v FROM m tz('Nowhere/Else')",
         "SELECT v FROM m WHERE time > 'yesterday'",
         "SELECT v FROM m WHERE time > 99999999999999999999999s",
         "SELECT v FROM m LIMIT -1",
         "SELECT v FROM m ORDER BY value",
-        "SHOW SERIES",
         "SELECT v FROM m extra",
         "SELECT 'v' FROM m",
     ],
@@ -268,3 +277,110 @@ def test_plain_field_names_belong_to_the_channel_measurement() -> None:
 def test_deep_expressions_are_refused_before_they_exhaust_the_stack(query: str) -> None:
     with pytest.raises(InfluxQLError, match="error parsing query"):
         parse(query, NOW)
+
+
+# -- regular expressions, OR, series limits, SHOW filters ----------------------------------------
+
+
+def test_grafana_multi_value_variable_and_regex_sources() -> None:
+    stmt = one(
+        'SELECT mean("v") FROM "db"."autogen"./^cl.*/ WHERE ("room" =~ /^(lab|a\\.b\\/c)$/ AND "host" !~ /x/)'
+        " AND time > now() - 1h GROUP BY time(1m) LIMIT 5 OFFSET 2 SLIMIT 3 SOFFSET 1"
+    )
+    assert isinstance(stmt, Select)
+    assert (stmt.database, stmt.retention, stmt.measurement, stmt.measurement_regex) == (
+        "db",
+        "autogen",
+        "",
+        "^cl.*",
+    )
+    assert stmt.tags == [TagFilter("room", "=~", "^(lab|a\\.b/c)$"), TagFilter("host", "!~", "x")]
+    assert stmt.start == NOW - H + 1
+    assert (stmt.limit, stmt.offset, stmt.slimit, stmt.soffset) == (5, 2, 3, 1)
+    assert one("SELECT v FROM /a\\/b/").measurement_regex == "a/b"  # type: ignore[attr-defined]
+
+
+def test_or_and_parentheses_make_a_tree_and_time_stays_outside() -> None:
+    stmt = one(
+        "SELECT v FROM m WHERE (a = 'x' OR b =~ /y/) AND time >= 0 AND (c != 'z' AND d = 'w' OR e = 'v')"
+    )
+    assert isinstance(stmt, Select) and stmt.start == 0
+    assert stmt.tags == [
+        AnyOf((TagFilter("a", "=", "x"), TagFilter("b", "=~", "y"))),
+        AnyOf((AllOf((TagFilter("c", "!=", "z"), TagFilter("d", "=", "w"))), TagFilter("e", "=", "v"))),
+    ]
+
+
+def test_show_series_and_show_filters() -> None:
+    statements = parse(
+        "SHOW SERIES FROM /^c/ WHERE room = 'lab' LIMIT 2 OFFSET 1; SHOW TAG VALUES WITH KEY =~ /o/;"
+        ' SHOW TAG VALUES FROM m WITH KEY != "room" WHERE a =~ /b/;'
+        " SHOW MEASUREMENTS WITH MEASUREMENT =~ /x/;"
+        " SHOW MEASUREMENTS WITH MEASUREMENT = m; SHOW TAG KEYS FROM /m/; SHOW FIELD KEYS ON d FROM /.*/",
+        NOW,
+    )
+    assert statements == [
+        Show("series", measurement_regex="^c", tags=(TagFilter("room", "=", "lab"),), limit=2, offset=1),
+        Show("tag values", keys=("o",), key_op="=~"),
+        Show("tag values", measurement="m", keys=("room",), key_op="!=", tags=(TagFilter("a", "=~", "b"),)),
+        Show("measurements", measurement_regex="x"),
+        Show("measurements", measurement="m"),
+        Show("tag keys", measurement_regex="m"),
+        Show("field keys", database="d", measurement_regex=".*"),
+    ]
+
+
+def test_regex_errors_name_the_pattern_in_influxdb_s_words() -> None:
+    with pytest.raises(InfluxQLError) as caught:
+        parse("SELECT temperature FROM climate WHERE room =~ /(?=a)/", NOW)
+    assert caught.value.message == (
+        "error parsing query: error parsing regexp: invalid or unsupported Perl syntax: `(?=`"
+        " at line 1, char 46"
+    )
+
+
+_KEYS = ("a", "b", "c")
+_VALUES = ("", "x", "y", "a/b", "A.B")
+
+
+@st.composite
+def _where(draw: st.DrawFn, depth: int = 0) -> tuple[str, object]:
+    """A condition as text, and as a function of a tag dict (the meaning it must parse to)."""
+    if depth < 3 and draw(st.booleans()):
+        parts = draw(st.lists(_where(depth + 1), min_size=2, max_size=3))
+        joiner = draw(st.sampled_from(["AND", "OR"]))
+        text = "(" + f" {joiner} ".join(t for t, _ in parts) + ")"
+        combine = all if joiner == "AND" else any
+        return text, lambda tags: combine(f(tags) for _, f in parts)  # type: ignore[operator]
+    key = draw(st.sampled_from(_KEYS))
+    op = draw(st.sampled_from(["=", "!=", "<>", "=~", "!~"]))
+    if op in ("=~", "!~"):
+        pattern = draw(st.sampled_from(["^x$", "a\\/b", "(?i)a\\.b", "^$", "x|y", "[xy]"]))
+        python = {
+            "^x$": "^x$",
+            "a\\/b": "a/b",
+            "(?i)a\\.b": "(?i)a\\.b",
+            "^$": "^$",
+            "x|y": "x|y",
+            "[xy]": "[xy]",
+        }
+        wanted = op == "=~"
+        return (
+            f'"{key}" {op} /{pattern}/',
+            lambda tags: (re.search(python[pattern], tags.get(key, "")) is not None) == wanted,
+        )
+    value = draw(st.sampled_from(_VALUES))
+    equal = op == "="
+    return f"\"{key}\" {op} '{value}'", lambda tags: (tags.get(key, "") == value) == equal
+
+
+@given(_where(), st.lists(st.dictionaries(st.sampled_from(_KEYS), st.sampled_from(_VALUES)), max_size=10))
+def test_generated_where_clauses_mean_what_they_say(
+    where: tuple[str, object], series: list[dict[str, str]]
+) -> None:
+    text, meaning = where
+    stmt = one(f"SELECT v FROM m WHERE {text} AND time > 0")
+    assert isinstance(stmt, Select) and stmt.start == 1
+    for tags in series:
+        parsed = all(c.holds(lambda k, tags=tags: tags.get(k, "")) for c in stmt.tags)  # type: ignore[misc]
+        assert parsed == meaning(tags), (text, tags)  # type: ignore[operator]

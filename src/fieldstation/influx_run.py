@@ -8,14 +8,16 @@ Databases are the channels the credentials may read, named by channel name
 
 from __future__ import annotations
 
+import datetime as dt
 import functools
 import heapq
 import itertools
+import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from fieldstation import query, rollups
+from fieldstation import query, rollups, tagmatch
 from fieldstation.auth import KeyScope, key_scope
 from fieldstation.buckets import Bucket, Plan, bucket_starts, whole
 from fieldstation.buckets import plan as buckets_plan
@@ -167,16 +169,14 @@ def _show(stmt: Show, databases: Databases, database: str) -> list[dict[str, Any
             }
         ]
     channel = databases.find(stmt.database or database)
-    every = [s.name for s in _series_of(channel)]
-    if stmt.measurement is not None:
-        every = [s for s in every if s.measurement == stmt.measurement]
+    every = [s.name for s in _series_of(channel) if _shown(s.name, stmt)]
     measurements = sorted({s.measurement for s in every})
     if stmt.what == "measurements":
-        if not measurements:
-            return []
-        return [
-            {"name": "measurements", "columns": ["name"], "values": [[m] for m in measurements[: stmt.limit]]}
-        ]
+        found = _page([[m] for m in measurements], stmt)
+        return [{"name": "measurements", "columns": ["name"], "values": found}] if found else []
+    if stmt.what == "series":
+        keys = _page([[k] for k in sorted({s.series_key for s in every})], stmt)
+        return [{"columns": ["key"], "values": keys}] if keys else []
     result = []
     for measurement in measurements:
         members = [s for s in every if s.measurement == measurement]
@@ -187,48 +187,82 @@ def _show(stmt: Show, databases: Databases, database: str) -> list[dict[str, Any
             rows = [[k] for k in sorted({k for s in members for k, _ in s.tags})]
             columns = ["tagKey"]
         else:
-            pairs = {(k, v) for s in members for k, v in s.tags if k in stmt.keys}
+            pairs = {(k, v) for s in members for k, v in s.tags if _key_wanted(k, stmt)}
             rows = [[k, v] for k, v in sorted(pairs)]
             columns = ["key", "value"]
+        rows = _page(rows, stmt)
         if rows:
-            result.append({"name": measurement, "columns": columns, "values": rows[: stmt.limit]})
+            result.append({"name": measurement, "columns": columns, "values": rows})
     return result
+
+
+def _shown(name: SeriesName, stmt: Show) -> bool:
+    """The series is in ``FROM`` (``WITH MEASUREMENT``) and passes ``WHERE``."""
+    if stmt.measurement is not None and name.measurement != stmt.measurement:
+        return False
+    if stmt.measurement_regex is not None and not tagmatch.compare(
+        "=~", name.measurement, stmt.measurement_regex
+    ):
+        return False
+    return all(condition.holds(name.tag) for condition in stmt.tags)
+
+
+def _key_wanted(key: str, stmt: Show) -> bool:
+    """``SHOW TAG VALUES WITH KEY …``: ``=``/``IN`` any of the keys, or ``!=``, ``=~``, ``!~`` the one."""
+    if stmt.key_op == "=":
+        return key in stmt.keys
+    return tagmatch.compare(stmt.key_op, key, stmt.keys[0])
+
+
+def _page(rows: list[list[Any]], stmt: Show) -> list[list[Any]]:
+    """``OFFSET`` then ``LIMIT`` of a SHOW answer's rows."""
+    rows = rows[stmt.offset :]
+    return rows if stmt.limit is None else rows[: stmt.limit]
 
 
 # -- SELECT -----------------------------------------------------------------------------------
 
 
 def _select(stmt: Select, channel: query.Database, epoch: str | None) -> list[dict[str, Any]]:
-    matching = [
-        s for s in _series_of(channel) if s.name.measurement == stmt.measurement and _passes(s.name, stmt)
-    ]
+    sources = [s for s in _series_of(channel) if _in_source(s.name, stmt)]
+    matching = [s for s in sources if _passes(s.name, stmt)]
     if not matching:
         return []
     # InfluxDB names a series' tags in key order and lists series in that order, whatever GROUP BY's.
     group_tags = sorted(set(stmt.group_tags))
-    if group_tags == ["*"]:
-        group_tags = sorted({k for s in matching for k, _ in s.name.tags})
-    groups: dict[tuple[str, ...], list[FieldSeries]] = {}
+    if group_tags == ["*"]:  # every tag key of the measurements read, whatever WHERE keeps
+        group_tags = sorted({k for s in sources for k, _ in s.name.tags})
+    groups: dict[tuple[str, tuple[str, ...]], list[FieldSeries]] = {}
     for s in matching:
-        groups.setdefault(tuple(s.name.tag(t) for t in group_tags), []).append(s)
+        groups.setdefault((s.name.measurement, tuple(s.name.tag(t) for t in group_tags)), []).append(s)
+    raw = not _has_calls(stmt) and all(c.expr is None for c in stmt.columns)
+    shape = _raw_shape(stmt, sources, group_tags) if raw else None
+    if shape is not None and not shape.fields:
+        return []  # only tags selected: InfluxDB answers no series
+    zone = get_zone(stmt.tz)
     output = []
-    for values, members in sorted(groups.items(), reverse=stmt.descending):  # DESC orders series too
+    # DESC orders series too.
+    for (measurement, values), members in sorted(
+        _series_window(groups, group_tags, stmt), reverse=stmt.descending
+    ):
         table: list[Any]
         if _has_calls(stmt) and (any(c.expr is not None for c in stmt.columns) or stmt.fill == "linear"):
             columns, rows = _expr_rows(stmt, members)
-            table = [[_time(ts, epoch), *row] for ts, row in rows[: stmt.limit]]
+            rows = rows[stmt.offset :]
+            table = [[_time(ts, epoch, zone), *row] for ts, row in rows[: stmt.limit]]
         elif any(c.expr is not None for c in stmt.columns):
             columns, table = _raw_expr_table(stmt, members, epoch)
-        elif any(c.function for c in stmt.columns):
+        elif shape is None:
             columns, rows = _aggregate_rows(stmt, members)
+            rows = rows[stmt.offset :]
             if stmt.limit is not None:
                 rows = rows[: stmt.limit]
-            table = [[_time(ts, epoch), *row] for ts, row in rows]
+            table = [[_time(ts, epoch, zone), *row] for ts, row in rows]
         else:
-            columns, table = _raw_table(stmt, members, epoch)
+            columns, table = _raw_table(stmt, members, epoch, shape)
         if not table:
             continue
-        series: dict[str, Any] = {"name": stmt.measurement}
+        series: dict[str, Any] = {"name": measurement}
         if group_tags:
             series["tags"] = dict(zip(group_tags, values, strict=True))
         series["columns"] = ["time", *columns]
@@ -237,70 +271,163 @@ def _select(stmt: Select, channel: query.Database, epoch: str | None) -> list[di
     return output
 
 
+def _in_source(name: SeriesName, stmt: Select) -> bool:
+    """The series belongs to ``FROM``'s measurement, or to one its ``/regex/`` matches."""
+    if stmt.measurement_regex is None:
+        return name.measurement == stmt.measurement
+    return tagmatch.compare("=~", name.measurement, stmt.measurement_regex)
+
+
 def _has_calls(stmt: Select) -> bool:
     return any(c.function is not None or (c.expr is not None and calls(c.expr)) for c in stmt.columns)
 
 
 def _passes(name: SeriesName, stmt: Select) -> bool:
-    for condition in stmt.tags:
-        equal = name.tag(condition.key) == condition.value
-        if equal != (condition.op == "="):
-            return False
-    return True
+    return all(condition.holds(name.tag) for condition in stmt.tags)
 
 
-def _time(ts: int, epoch: str | None) -> int | str:
+_GroupItem = tuple[tuple[str, tuple[str, ...]], list[FieldSeries]]
+
+
+def _series_window(
+    groups: dict[tuple[str, tuple[str, ...]], list[FieldSeries]], group_tags: list[str], stmt: Select
+) -> list[_GroupItem]:
+    """``SLIMIT``/``SOFFSET``: the output series (tag sets) answered, per measurement, as InfluxDB 1.6
+    picks them: in the order of its tag-set keys (``key|value|…`` of the tags a series has, so a
+    series without a tag comes after those with it), and, as its ``LimitTagSets`` does, no series at
+    all for ``SOFFSET`` without ``SLIMIT``."""
+    if stmt.slimit is None and not stmt.soffset:
+        return list(groups.items())
+    chosen: list[_GroupItem] = []
+    for measurement in sorted({m for m, _ in groups}):
+        mine = sorted(
+            ((m, values) for m, values in groups if m == measurement),
+            key=lambda item: _tag_set_key(group_tags, item[1]),
+        )
+        limit = stmt.slimit or 0
+        if stmt.soffset > len(mine):
+            continue
+        limit = min(limit, len(mine) - stmt.soffset)
+        chosen += [(item, groups[item]) for item in mine[stmt.soffset : stmt.soffset + limit]]
+    return chosen
+
+
+def _tag_set_key(keys: list[str], values: tuple[str, ...]) -> bytes:
+    """InfluxDB's tag-set key: ``key|value`` of each GROUP BY tag the series has, joined by ``|``."""
+    return "|".join(f"{k}|{v}" for k, v in zip(keys, values, strict=True) if v).encode()
+
+
+def _time(ts: int, epoch: str | None, zone: dt.tzinfo = dt.UTC) -> int | str:
     if epoch is None:
-        return format_time(ts)
+        return format_time(ts) if zone is dt.UTC and not ts % SECOND else _rfc3339([ts], zone)[0]
     if epoch == "ns":
         return ts * 1000
     return ts // EPOCH_US[epoch]
 
 
-def _times(stamps: list[int], epoch: str | None) -> list[Any]:
+def _times(stamps: list[int], epoch: str | None, zone: dt.tzinfo = dt.UTC) -> list[Any]:
     """:func:`_time` of every row at once."""
     if epoch is None:
-        return format_times(stamps)
+        return _rfc3339(stamps, zone)
     if epoch == "ns":
         return [ts * 1000 for ts in stamps]
     unit = EPOCH_US[epoch]
     return stamps if unit == 1 else [ts // unit for ts in stamps]
 
 
-def _raw_table(stmt: Select, members: list[FieldSeries], epoch: str | None) -> tuple[list[str], list[Any]]:
+_FRACTION_ZEROS = re.compile(r"\.?0+(?=Z|[+-]\d\d:\d\d$)")
+
+
+def _rfc3339(stamps: list[int], zone: dt.tzinfo) -> list[str]:
+    """Times as InfluxDB prints them (Go's RFC 3339 with nanoseconds): a fraction only as long as it
+    needs, ``tz()``'s offset (``2020-03-29T00:00:00+01:00``), ``Z`` where the offset is zero."""
+    if zone is dt.UTC:
+        texts = format_times(stamps)
+    else:
+        texts = [format_time(ts, zone) for ts in stamps]
+        texts = [t[:-6] + "Z" if t.endswith("+00:00") else t for t in texts]
+    if "." in "".join(texts):  # rare (most sensors write whole seconds); a join is the cheapest look
+        texts = [_FRACTION_ZEROS.sub("", t) if "." in t else t for t in texts]
+    return texts
+
+
+@dataclass(frozen=True, slots=True)
+class _RawShape:
+    """The columns of a raw SELECT: names in order, which are fields, which are tags (filled from
+    each series' tags, as InfluxDB fills ``SELECT *`` and ``SELECT "tag"``)."""
+
+    names: list[str]
+    fields: dict[int, str]  # column index -> field key
+    tags: dict[int, str]  # column index -> tag key
+
+
+def _raw_shape(stmt: Select, sources: list[FieldSeries], group_tags: list[str]) -> _RawShape:
+    """``SELECT *``: every field key and every tag key not grouped by, sorted, of the measurements the
+    statement reads (whatever WHERE keeps, as InfluxDB); a named column is a tag when those
+    measurements have such a tag key and no such field key."""
+    field_keys = {s.name.key for s in sources}
+    tag_keys = {k for s in sources for k, _ in s.name.tags} - field_keys
+    if stmt.columns[0].field == "*":
+        keys = sorted(field_keys | (tag_keys - set(group_tags)))
+        names = keys
+    else:
+        keys = [c.field for c in stmt.columns]
+        names = [c.name for c in stmt.columns]
+    fields = {i: k for i, k in enumerate(keys) if k not in tag_keys}
+    tags = {i: k for i, k in enumerate(keys) if k in tag_keys}
+    return _RawShape(names, fields, tags)
+
+
+def _raw_table(
+    stmt: Select, members: list[FieldSeries], epoch: str | None, shape: _RawShape
+) -> tuple[list[str], list[Any]]:
     """Raw values, one row ``[time, value, …]`` per timestamp in the order asked for, bounded by
-    LIMIT (or MAX_LIMIT)."""
-    keys = sorted({s.name.key for s in members}) if stmt.columns[0].field == "*" else None
-    columns = [SelectColumn(k) for k in keys] if keys is not None else stmt.columns
+    LIMIT (or MAX_LIMIT) after OFFSET."""
+    names = shape.names
     start = MIN_TS_US if stmt.start is None else stmt.start
     end = MAX_TS_US + 1 if stmt.end is None else stmt.end
     # At most MAX_CELLS values per statement, however many columns SELECT * names.
-    bound = max(1, min(stmt.limit or MAX_LIMIT, MAX_LIMIT, MAX_CELLS // max(1, len(columns) * len(members))))
-    names = [c.name for c in columns]
-    wanted = [
-        (index, s) for index, column in enumerate(columns) for s in members if s.name.key == column.field
-    ]
-    if len(columns) == 1 and len(wanted) == 1:
+    cap = min(MAX_LIMIT, MAX_CELLS // max(1, len(names) * len(members)))
+    bound = max(1, min((stmt.limit or MAX_LIMIT) + stmt.offset, cap))
+    wanted = [(index, s) for index, key in shape.fields.items() for s in members if s.name.key == key]
+    zone = get_zone(stmt.tz)
+    if len(names) == 1 and len(wanted) == 1:
         # One series, as a Grafana panel asks: the driver's rows, in order, formatted at once.
         got = query.series_rows(wanted[0][1].field_id, start, end, limit=bound, descending=stmt.descending)
         texts = got.texts
         pairs: list[tuple[int, Any]] = got.pairs
         if texts:
             pairs = [(ts, v if v is not None else texts.get(ts)) for ts, v in pairs]
+        if stmt.offset or stmt.limit is not None:
+            pairs = pairs[stmt.offset : stmt.offset + (stmt.limit or MAX_LIMIT)]
         unit = EPOCH_US.get(epoch or "")
         if unit is not None:  # epoch=ms, as Grafana asks: one pass, the driver's tuples serialise as arrays
             return names, pairs if unit == 1 else [(ts // unit, value) for ts, value in pairs]
-        return names, list(zip(_times([ts for ts, _ in pairs], epoch), [v for _, v in pairs], strict=True))
+        return names, list(
+            zip(_times([ts for ts, _ in pairs], epoch, zone), [v for _, v in pairs], strict=True)
+        )
     # A row per time and tag set, as InfluxDB answers: points of series that differ only by
     # tags are rows of their own even at the same time, fields of one series share a row.
     table: dict[tuple[int, tuple[tuple[str, str], ...]], list[Any]] = {}
     for index, s in wanted:
         for point in query.series(s.field_id, start, end, limit=bound, descending=stmt.descending):
-            row = table.setdefault((point.ts, s.name.tags), [None] * len(columns))
+            row = table.get((point.ts, s.name.tags))
+            if row is None:
+                row = table[(point.ts, s.name.tags)] = _tag_cells(shape, s.name)
             row[index] = point.value if point.value is not None else point.text
-    order = sorted(table, reverse=stmt.descending)[:bound]
-    times = _times([ts for ts, _ in order], epoch)
+    order = sorted(table, reverse=stmt.descending)[stmt.offset : bound]
+    times = _times([ts for ts, _ in order], epoch, zone)
     return names, [[time, *table[key]] for time, key in zip(times, order, strict=True)]
+
+
+def _tag_cells(shape: _RawShape, name: SeriesName) -> list[Any]:
+    """A new row: its tag columns filled from the series (null where it lacks the tag)."""
+    row: list[Any] = [None] * len(shape.names)
+    if shape.tags:
+        tags = dict(name.tags)
+        for index, key in shape.tags.items():
+            row[index] = tags.get(key)
+    return row
 
 
 def _aggregate_rows(
@@ -596,7 +723,7 @@ def _transform(call: Call, ctx: _Context) -> list[tuple[int, Any]]:
         size = call.args[1]
         assert isinstance(size, Number)
         out = moving_average(points, int(size.value))
-    bound = min(ctx.stmt.limit or MAX_LIMIT, MAX_LIMIT)
+    bound = min((ctx.stmt.limit or MAX_LIMIT) + ctx.stmt.offset, MAX_LIMIT)  # OFFSET cuts after
     return list(itertools.islice((p for p in out if p[0] >= first), bound))
 
 
@@ -704,7 +831,7 @@ def _aggregate_points(
     if len(ids) == 1:  # one series: its rollup slots carry their inner trapezoids
         slots = (
             (t0, v0, t1, v1, area)
-            for _, t0, v0, t1, v1, area in rollups.trapezoid_pieces(ids[0], start, end, plan)
+            for _, _, t0, v0, t1, v1, area in rollups.trapezoid_pieces(ids[0], start, end, plan)
         )
         return list(integral_of_slots(slots, unit, window))
     return list(integral(_raw_points(ids, start, end), unit, window))
@@ -767,14 +894,15 @@ def _raw_expr_table(
     wanted = sorted({f for e in exprs for f in _expr_fields(e)})
     start = MIN_TS_US if stmt.start is None else stmt.start
     end = MAX_TS_US + 1 if stmt.end is None else stmt.end
-    bound = max(1, min(stmt.limit or MAX_LIMIT, MAX_LIMIT, MAX_CELLS // max(1, len(wanted) * len(members))))
+    cap = min(MAX_LIMIT, MAX_CELLS // max(1, len(wanted) * len(members)))
+    bound = max(1, min((stmt.limit or MAX_LIMIT) + stmt.offset, cap))
     table: dict[tuple[int, tuple[tuple[str, str], ...]], dict[str, float | None]] = {}
     for s in members:
         if s.name.key in wanted:
             for point in query.series(s.field_id, start, end, limit=bound, descending=stmt.descending):
                 table.setdefault((point.ts, s.name.tags), {})[s.name.key] = point.value
-    order = sorted(table, reverse=stmt.descending)[:bound]
-    times = _times([ts for ts, _ in order], epoch)
+    order = sorted(table, reverse=stmt.descending)[stmt.offset : bound]
+    times = _times([ts for ts, _ in order], epoch, get_zone(stmt.tz))
     rows = [
         [time, *(_row_value(e, table[key]) for e in exprs)] for time, key in zip(times, order, strict=True)
     ]

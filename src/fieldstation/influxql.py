@@ -1,14 +1,15 @@
-"""A parser for the subset of InfluxQL that the ``influxdb`` client and Grafana's query builder send.
+r"""A parser for the subset of InfluxQL that the ``influxdb`` client and Grafana's query builder send.
 
 Pure: no Flask, no database. :func:`parse` turns a query string (several
 statements separated by ``;``) into statement objects with absolute times
 (µs, given ``now``), or raises :class:`InfluxQLError` with InfluxDB's wording
 (``error parsing query: …``). Supported (docs/query.md lists it):
 
-* ``SELECT <expr> [AS alias], … FROM [<db>.][<rp>.]<measurement> [WHERE …]
+* ``SELECT <expr> [AS alias], … FROM [<db>.][<rp>.]<measurement>|/<regex>/ [WHERE …]
   [GROUP BY time(<d>)[, <tag>…|*]] [fill(none|null|previous|linear|<number>)]
-  [ORDER BY time [ASC|DESC]] [LIMIT n] [tz('<zone>')]`` where an expression is a field, ``*``, a
-  number, a call, or ``+ - * /`` of them with unary minus and parentheses (:class:`BinaryOp`).
+  [ORDER BY time [ASC|DESC]] [LIMIT n] [OFFSET n] [SLIMIT n] [SOFFSET n] [tz('<zone>')]`` where an
+  expression is a field or tag, ``*``, a number, a call, or ``+ - * /`` of them with unary minus and
+  parentheses (:class:`BinaryOp`).
   Calls: the aggregates and selectors ``mean min max sum count first last`` (:data:`FUNCTIONS`,
   from the rollups), ``median mode spread stddev percentile(f, N) distinct count(distinct(f))
   top(f, N) bottom(f, N) integral(f[, unit])`` (:data:`EXACT`), and the transformations
@@ -17,11 +18,18 @@ statements separated by ``;``) into statement objects with absolute times
   What InfluxDB refuses only when it compiles a statement (argument counts and kinds, unknown
   functions, calls beside raw fields) is kept in :attr:`Select.invalid`, to be that statement's
   error rather than the whole query's 400; :mod:`fieldstation.influx_functions` computes them.
-* ``WHERE``: ``AND`` of ``time <op> <time>`` (``now() - 6h``, ``'2020-01-01T00:00:00Z'``,
-  ``1577836800000ms``, bare integers are ns) and ``<tag> = | != '<value>'``, parentheses allowed
-  (at most :data:`MAX_NESTING` deep).
-* ``SHOW DATABASES``; ``SHOW MEASUREMENTS | FIELD KEYS | TAG KEYS | TAG VALUES WITH KEY = "k" |
-  RETENTION POLICIES`` (``ON <db>``, ``FROM <m>``, ``LIMIT n``); ``CREATE DATABASE <name>``.
+* ``WHERE``: ``time <op> <time>`` (``now() - 6h``, ``'2020-01-01T00:00:00Z'``,
+  ``1577836800000ms``, bare integers are ns) ANDed at the top, and tag conditions
+  ``<tag> = | != '<value>'``, ``<tag> =~ | !~ /<regex>/`` joined by ``AND``/``OR`` with
+  parentheses (at most :data:`MAX_NESTING` deep; :mod:`fieldstation.tagmatch` holds the tree).
+  Time inside an ``OR`` is refused.
+* Regular expressions are RE2's, as InfluxDB's (``\/`` is a slash; :mod:`fieldstation.influxregex`
+  reads them and refuses what RE2 refuses, in Go's words). A ``/`` opens one only after ``=~``,
+  ``!~``, ``FROM`` or a dot, where InfluxDB's parser asks for one.
+* ``SHOW DATABASES``; ``SHOW SERIES | MEASUREMENTS [WITH MEASUREMENT =|=~ …] | FIELD KEYS |
+  TAG KEYS | TAG VALUES WITH KEY =|!=|=~|!~|IN … | RETENTION POLICIES`` (``ON <db>``,
+  ``FROM <m>|/<regex>/``, ``WHERE`` tag conditions, ``LIMIT n``, ``OFFSET n``);
+  ``CREATE DATABASE <name>``.
 """
 
 from __future__ import annotations
@@ -29,8 +37,11 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
+from fieldstation import tagmatch
 from fieldstation.errors import BadRequest
-from fieldstation.points import parse_time
+from fieldstation.influxregex import RegexError
+from fieldstation.points import get_zone, parse_time
+from fieldstation.tagmatch import AllOf, AnyOf, Condition, TagFilter
 from fieldstation.timeunits import DAY, HOUR, MAX_TS_US, MIN_TS_US, MINUTE, SECOND
 
 #: Longest query text accepted.
@@ -134,13 +145,6 @@ class SelectColumn:
         return self.function or self.field
 
 
-@dataclass(frozen=True, slots=True)
-class TagFilter:
-    key: str
-    op: str  # "=" or "!="
-    value: str
-
-
 @dataclass(slots=True)
 class Select:
     columns: list[SelectColumn]
@@ -149,13 +153,17 @@ class Select:
     retention: str | None = None
     start: int | None = None  # inclusive, µs
     end: int | None = None  # exclusive, µs
-    tags: list[TagFilter] = field(default_factory=list)
+    tags: list[Condition] = field(default_factory=list)  # all must hold
     every: int | None = None
     group_tags: list[str] = field(default_factory=list)
     fill: str | float = "null"
     descending: bool = False
     limit: int | None = None
     tz: str | None = None
+    measurement_regex: str | None = None  # FROM /…/ (then ``measurement`` is "")
+    offset: int = 0
+    slimit: int | None = None
+    soffset: int = 0
     #: Why InfluxDB would refuse it when it runs (a statement error in its result, not a 400).
     invalid: str | None = None
 
@@ -167,6 +175,20 @@ class Show:
     measurement: str | None = None
     keys: tuple[str, ...] = ()
     limit: int | None = None
+    measurement_regex: str | None = None  # FROM /…/ or WITH MEASUREMENT =~ /…/
+    key_op: str = (
+        "="  # WITH KEY: "=" (also IN: any of ``keys``), "!=", "=~" or "!~" (``keys[0]`` the pattern)
+    )
+    tags: tuple[Condition, ...] = ()  # WHERE: all must hold
+    offset: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class _TimeBound:
+    """``time <op> <µs>`` while a WHERE clause is read; only an AND of them narrows the window."""
+
+    op: str
+    ts: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -203,6 +225,10 @@ class Token:
         """Identifier or string contents with quotes and escapes removed."""
         if self.kind in ("qident", "string"):
             return re.sub(r"\\(.)", r"\1", self.text[1:-1])
+        if self.kind == "regex":  # InfluxDB unescapes only the slash; RE2 reads the rest
+            return re.sub(
+                r"\\(.)", lambda m: "/" if m.group(1) == "/" else m.group(), self.text[1:-1], flags=re.S
+            )
         return self.text
 
     def is_kw(self, *words: str) -> bool:
@@ -214,6 +240,13 @@ def tokenize(text: str) -> list[Token]:
     tokens: list[Token] = []
     pos = 0
     while pos < len(text):
+        if text[pos] == "/" and _regex_may_follow(tokens):
+            literal = _REGEX_RE.match(text, pos)
+            if literal is None:
+                raise InfluxQLError(f"error parsing query: bad regex:  at line 1, char {pos}")  # sic
+            tokens.append(Token("regex", literal.group(), pos))
+            pos = literal.end()
+            continue
         match = _TOKEN_RE.match(text, pos)
         if match is None:
             raise InfluxQLError(f"error parsing query: found {text[pos : pos + 10]!r}, at char {pos + 1}")
@@ -228,6 +261,18 @@ def tokenize(text: str) -> list[Token]:
         pos = end
     tokens.append(Token("eof", "", len(text)))
     return tokens
+
+
+_REGEX_RE = re.compile(r"/(?:[^/\\]|\\.)*/", re.S)
+
+
+def _regex_may_follow(tokens: list[Token]) -> bool:
+    """A ``/`` opens a regular expression after ``=~``, ``!~``, ``FROM`` and a dot (``db./re/``), as
+    InfluxDB's parser asks its scanner for one there (elsewhere it divides)."""
+    if not tokens:
+        return False
+    last = tokens[-1]
+    return (last.kind == "op" and last.text in ("=~", "!~", ".")) or last.is_kw("FROM")
 
 
 def _is_call(column: SelectColumn) -> bool:
@@ -508,8 +553,8 @@ class _Parser:
         while self.accept_op(","):
             columns.append(self.column())
         self.expect_kw("FROM")
-        database, retention, measurement = self.source()
-        stmt = Select(columns, measurement, database, retention)
+        database, retention, measurement, pattern = self.source()
+        stmt = Select(columns, measurement, database, retention, measurement_regex=pattern)
         if any(c.field == "*" and not c.function for c in columns) and any(_is_call(c) for c in columns):
             raise InfluxQLError("error parsing query: mixing * with functions is not supported")
         if self.accept_kw("WHERE"):
@@ -527,14 +572,9 @@ class _Parser:
                 stmt.descending = True
             else:
                 self.accept_kw("ASC")
-        if self.accept_kw("LIMIT"):
-            stmt.limit = self.integer("LIMIT count")
+        self.limits(stmt)
         if self.accept_kw("TZ"):
-            self.expect_op("(")
-            if self.tok.kind != "string":
-                raise self.fail("time zone string")
-            stmt.tz = self.next().value
-            self.expect_op(")")
+            stmt.tz = self.zone()
         has_calls = any(_is_call(c) for c in columns)
         try:
             validate(stmt)
@@ -629,54 +669,120 @@ class _Parser:
     def alias(self) -> str | None:
         return self.ident("alias") if self.accept_kw("AS") else None
 
-    def source(self) -> tuple[str | None, str | None, str]:
-        if self.tok.kind == "regex":
-            raise InfluxQLError("error parsing query: regular expressions in FROM are not supported")
-        parts = [self.ident("measurement")]
-        while self.accept_op("."):
-            parts.append(self.ident("measurement") if self.tok.kind != "op" else "")
+    def source(self) -> tuple[str | None, str | None, str, str | None]:
+        """``[db.][rp.]measurement`` or ``[db.][rp.]/regex/``: database, retention, name, pattern."""
+        parts: list[str] = []
+        pattern = None
+        while True:
+            if self.tok.kind == "regex":
+                pattern = self.regex()
+                parts.append("")
+                break
+            parts.append(self.ident("measurement") if self.tok.kind != "op" or not parts else "")
+            if not self.accept_op("."):
+                break
         if len(parts) > 3:
             raise self.fail("measurement")
         while len(parts) < 3:
             parts.insert(0, "")
-        return parts[0] or None, parts[1] or None, parts[2]
+        return parts[0] or None, parts[1] or None, parts[2], pattern
+
+    def regex(self) -> str:
+        """A ``/regex/`` token's pattern, checked by RE2's grammar now (InfluxDB refuses it as it parses)."""
+        if self.tok.kind != "regex":
+            raise self.fail("regex")
+        token = self.next()
+        try:
+            tagmatch.regex(token.value)
+        except RegexError as exc:
+            raise InfluxQLError(f"error parsing query: {exc.message} at line 1, char {token.pos}") from None
+        return token.value
+
+    def limits(self, stmt: Select) -> None:
+        """``LIMIT n OFFSET n SLIMIT n SOFFSET n``, in InfluxQL's order, each optional."""
+        if self.accept_kw("LIMIT"):
+            stmt.limit = self.integer("LIMIT count")
+        if self.accept_kw("OFFSET"):
+            stmt.offset = self.integer("OFFSET count")
+        if self.accept_kw("SLIMIT"):
+            stmt.slimit = self.integer("SLIMIT count")
+        if self.accept_kw("SOFFSET"):
+            stmt.soffset = self.integer("SOFFSET count")
+
+    def zone(self) -> str:
+        """``tz('Zone')``: the zone's name; InfluxDB refuses an unknown zone as it parses."""
+        self.expect_op("(")
+        if self.tok.kind != "string":
+            raise self.fail("time zone string")
+        name = self.next().value
+        try:
+            get_zone(name)
+        except BadRequest:
+            raise InfluxQLError(f"error parsing query: unable to find time zone {name[:64]}") from None
+        self.expect_op(")")
+        return name
 
     # -- WHERE --
 
     def condition(self, stmt: Select) -> None:
-        self.term(stmt)
-        while self.accept_kw("AND"):
-            self.term(stmt)
-        if self.tok.is_kw("OR"):
-            raise InfluxQLError("error parsing query: OR is not supported")
+        """WHERE: the time bounds ANDed at the top narrow the window; the rest are tag conditions."""
+        for item in _top_level(self.disjunction()):
+            if isinstance(item, _TimeBound):
+                self.time_term(stmt, item)
+            else:
+                stmt.tags.append(item)
 
-    def term(self, stmt: Select) -> None:
+    def tag_condition(self) -> tuple[Condition, ...]:
+        """A WHERE clause of tag conditions only (SHOW statements)."""
+        items = _top_level(self.disjunction())
+        if any(isinstance(item, _TimeBound) for item in items):
+            raise InfluxQLError("error parsing query: time conditions in SHOW are not supported")
+        return tuple(items)  # type: ignore[arg-type]
+
+    def disjunction(self) -> Condition | _TimeBound:
+        items = [self.conjunction()]
+        while self.accept_kw("OR"):
+            items.append(self.conjunction())
+        if len(items) == 1:
+            return items[0]
+        if any(_has_time(item) for item in items):
+            raise InfluxQLError("error parsing query: time conditions combined with OR are not supported")
+        return AnyOf(tuple(items))  # type: ignore[arg-type]
+
+    def conjunction(self) -> Condition | _TimeBound:
+        items = [self.term()]
+        while self.accept_kw("AND"):
+            items.append(self.term())
+        return items[0] if len(items) == 1 else AllOf(tuple(items))  # type: ignore[arg-type]
+
+    def term(self) -> Condition | _TimeBound:
         if self.accept_op("("):
             self.depth += 1
             if self.depth > MAX_NESTING:  # each level is a Python frame: bounded before the stack is
                 raise InfluxQLError(f"error parsing query: parentheses nested deeper than {MAX_NESTING}")
-            self.condition(stmt)
+            inner = self.disjunction()
             self.expect_op(")")
             self.depth -= 1
-            return
+            return inner
         left = self.ident("time or tag key")
         op = self.tok.text if self.tok.kind == "op" else ""
-        if op not in ("=", "!=", "<>", "<", "<=", ">", ">="):
-            raise self.fail(
-                "comparison operator" if op not in ("=~", "!~") else "= or != (regex not supported)"
-            )
+        if op not in ("=", "!=", "<>", "<", "<=", ">", ">=", "=~", "!~"):
+            raise self.fail("comparison operator")
         self.next()
         if left.lower() == "time":
-            self.time_term(stmt, op)
-            return
+            if op in ("=~", "!~"):
+                raise InfluxQLError("error parsing query: time compares with =, <, <=, >, >=")
+            return _TimeBound(op, self.time_expr())
+        if op in ("=~", "!~"):
+            return TagFilter(left, op, self.regex())
         if op not in ("=", "!=", "<>"):
-            raise InfluxQLError("error parsing query: tags compare with = or != only")
+            raise InfluxQLError("error parsing query: tags compare with =, !=, =~ or !~ only")
         if self.tok.kind != "string":
             raise self.fail("string")
-        stmt.tags.append(TagFilter(left, "=" if op == "=" else "!=", self.next().value))
+        return TagFilter(left, "=" if op == "=" else "!=", self.next().value)
 
-    def time_term(self, stmt: Select, op: str) -> None:
-        ts = self.time_expr()
+    def time_term(self, stmt: Select, bound: _TimeBound) -> None:
+        op, ts = bound.op, bound.ts
         lo, hi = {
             ">": (ts + 1, None),
             ">=": (ts, None),
@@ -771,6 +877,8 @@ class _Parser:
     def show(self) -> Show:
         if self.accept_kw("DATABASES"):
             return Show("databases")
+        if self.accept_kw("SERIES"):
+            return self.show_tail("series")
         if self.accept_kw("MEASUREMENTS"):
             return self.show_tail("measurements")
         if self.accept_kw("FIELD"):
@@ -784,31 +892,64 @@ class _Parser:
                 return self.show_tail("tag keys")
             self.expect_kw("VALUES")
             return self.show_tail("tag values")
-        raise self.fail("DATABASES, MEASUREMENTS, FIELD KEYS, TAG KEYS, TAG VALUES, RETENTION POLICIES")
+        raise self.fail(
+            "DATABASES, SERIES, MEASUREMENTS, FIELD KEYS, TAG KEYS, TAG VALUES, RETENTION POLICIES"
+        )
 
     def show_tail(self, what: str) -> Show:
-        database = measurement = None
+        database = measurement = pattern = None
         keys: tuple[str, ...] = ()
-        limit = None
+        key_op = "="
+        tags: tuple[Condition, ...] = ()
+        limit, offset = None, 0
         if self.accept_kw("ON"):
             database = self.ident("database name")
         if self.accept_kw("FROM"):
-            _, _, measurement = self.source()
+            _, _, measurement, pattern = self.source()
         if what == "tag values":
             self.expect_kw("WITH")
             self.expect_kw("KEY")
-            if self.accept_op("="):
-                keys = (self.ident("tag key"),)
+            key_op, keys = self.with_key()
+        elif what == "measurements" and self.accept_kw("WITH"):
+            self.expect_kw("MEASUREMENT")
+            if self.accept_op("=~"):
+                pattern = self.regex()
             else:
-                self.expect_kw("IN")
-                self.expect_op("(")
-                names = [self.ident("tag key")]
-                while self.accept_op(","):
-                    names.append(self.ident("tag key"))
-                self.expect_op(")")
-                keys = tuple(names)
-        if self.tok.is_kw("WHERE"):
-            raise InfluxQLError("error parsing query: WHERE in SHOW is not supported")
+                self.expect_op("=")
+                measurement = self.ident("measurement")
+        if self.accept_kw("WHERE"):
+            tags = self.tag_condition()
         if self.accept_kw("LIMIT"):
             limit = self.integer("LIMIT count")
-        return Show(what, database, measurement, keys, limit)
+        if self.accept_kw("OFFSET"):
+            offset = self.integer("OFFSET count")
+        return Show(what, database, measurement or None, keys, limit, pattern, key_op, tags, offset)
+
+    def with_key(self) -> tuple[str, tuple[str, ...]]:
+        """``WITH KEY = k | != k | =~ /re/ | !~ /re/ | IN (k, …)``: the operator and the keys (or pattern)."""
+        for op in ("=~", "!~"):
+            if self.accept_op(op):
+                return op, (self.regex(),)
+        for op in ("=", "!=", "<>"):
+            if self.accept_op(op):
+                return ("=" if op == "=" else "!="), (self.ident("tag key"),)
+        self.expect_kw("IN")
+        self.expect_op("(")
+        names = [self.ident("tag key")]
+        while self.accept_op(","):
+            names.append(self.ident("tag key"))
+        self.expect_op(")")
+        return "=", tuple(names)
+
+
+def _has_time(item: Condition | _TimeBound) -> bool:
+    if isinstance(item, _TimeBound):
+        return True
+    return isinstance(item, AllOf | AnyOf) and any(_has_time(i) for i in item.items)
+
+
+def _top_level(item: Condition | _TimeBound) -> list[Condition | _TimeBound]:
+    """The conditions ANDed at the top of a WHERE clause (nested ANDs flattened)."""
+    if isinstance(item, AllOf):
+        return [flat for inner in item.items for flat in _top_level(inner)]
+    return [item]

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import datetime as dt
 import heapq
+import math
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, NamedTuple
@@ -91,7 +92,7 @@ def _statements(d: Dialect) -> _Sql:
         channel=bind(
             "SELECT c.id, c.owner_id, c.name, c.description, c.public, c.latitude, c.longitude, "  # noqa: S608
             "c.elevation, c.last_entry_id, c.created_at, c.updated_at, "
-            f"{readable_sql('c', 's.owner_id', 's.channel_id')}, f.id, f.number, f.name, f.unit "
+            f"{readable_sql('c', 's.owner_id', 's.channel_id')}, f.id, f.number, f.name, f.unit, f.kind "
             f"FROM channels c LEFT JOIN ({KEY_SCOPE_SQL}) s ON true "
             "LEFT JOIN fields f ON f.channel_id = c.id AND f.number >= ? AND f.number <= ? "
             "WHERE c.id = ? ORDER BY f.number"
@@ -154,6 +155,8 @@ class FieldInfo:
     number: int
     name: str
     unit: str | None
+    #: gauge, power or counter (docs/energy.md): what the field's sums are.
+    kind: str = "gauge"
 
 
 @dataclass(frozen=True, slots=True)
@@ -210,7 +213,7 @@ def read_access(
     if not rows or not rows[0][11]:
         return None
     first = rows[0]
-    fields = tuple(FieldInfo(r[12], r[13], r[14], r[15]) for r in rows if r[12] is not None)
+    fields = tuple(FieldInfo(r[12], r[13], r[14], r[15], r[16]) for r in rows if r[12] is not None)
     return ChannelInfo(
         first[0],
         first[1],
@@ -530,6 +533,8 @@ _RANKS = {
     "percentile": ("value, ts", "i <= c * :p / 100.0 + 0.5 AND c * :p / 100.0 + 0.5 < i + 1"),
     "top": ("value DESC, ts", "i <= :n"),
     "bottom": ("value, ts", "i <= :n"),
+    # the one or two readings at floor(h) and ceil(h), h = (c - 1) * p / 100 counted from 0
+    "between": ("value, ts", "(c - 1) * :p / 100.0 > i - 2 AND (c - 1) * :p / 100.0 < i"),
 }
 
 
@@ -669,3 +674,38 @@ def _check_limit(limit: int) -> int:
     if not 1 <= limit <= MAX_LIMIT:
         raise BadRequest(f"limit must be 1..{MAX_LIMIT}", code="bad_limit")
     return limit
+
+
+# -- percentiles (beside medians) ---------------------------------------------------------------
+
+
+def percentiles(
+    field_id: int, start: int, end: int, every: int, percent: float, *, tz: str | dt.tzinfo | None = None
+) -> list[tuple[int, float]]:
+    """(bucket start, ``percent``-th percentile) of the numeric readings per bucket, exact (:func:`ranked`).
+
+    Between the two nearest ranks, linearly (PostgreSQL's ``percentile_cont``, numpy's
+    default): the value at rank ``h = (count - 1) * percent / 100`` counted from 0, so that
+    percentile 50 is :func:`medians`' median, bit for bit (the middle one, or the halves of
+    the middle two), and 0 and 100 are the minimum and the maximum. InfluxQL's
+    ``percentile()`` picks the nearest rank instead, as InfluxDB does.
+
+    :raise BadRequest: reversed window, bad width or more than MAX_BUCKETS buckets.
+    """
+    plan = buckets.plan(start, end, every, tz)
+    fraction = min(max(percent, 0.0), 100.0) / 100
+    near: dict[int, tuple[int, list[float]]] = {}
+    for row in ranked([field_id], start, end, plan, "between", fraction * 100):
+        near.setdefault(row.key, (row.total, []))[1].append(row.value)
+    return [(plan.start_of(b), _between(c, fraction, values)) for b, (c, values) in near.items()]
+
+
+def _between(count: int, fraction: float, values: list[float]) -> float:
+    """The value at rank ``(count - 1) * fraction`` from the one or two values at the ranks beside it."""
+    rank = (count - 1) * fraction
+    share = rank - math.floor(rank)
+    if share == 0 or len(values) == 1:
+        return values[0]
+    below, above = values
+    # Each value weighted (no difference of the two, which may overflow); held between them.
+    return min(max(below * (1 - share) + above * share, below), above)

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Container
 from dataclasses import dataclass
 
-from fieldstation.lineprotocol import ends_escaped, split_unescaped, unescape
+from fieldstation.lineprotocol import ends_escaped, escape_key, escape_measurement, split_unescaped, unescape
 
 
 @dataclass(frozen=True, slots=True)
@@ -24,6 +24,16 @@ class SeriesName:
     def tag(self, name: str) -> str:
         """The value of a tag ('' when the series lacks it, as InfluxDB compares)."""
         return dict(self.tags).get(name, "")
+
+    @property
+    def series_key(self) -> str:
+        """The series key as InfluxDB lists it (``SHOW SERIES``): escaped measurement, sorted escaped tags."""
+        return ",".join(
+            [
+                escape_measurement(self.measurement),
+                *(f"{escape_key(k)}={escape_key(v)}" for k, v in self.tags),
+            ]
+        )
 
 
 def _split(text: str, sep: str) -> list[str] | None:
