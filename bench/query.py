@@ -16,8 +16,8 @@ user would (``start_server``: ``fieldstation serve``'s command line, uWSGI or ``
   the raw readings);
 * InfluxQL functions over the year field through ``/query`` (``FUNCTION_QUERIES``): derivative,
   difference, cumulative_sum and moving_average of its 974 nine-hour buckets, arithmetic with
-  fill(linear), integral (raw points), and the exact order statistics (median per bucket; median,
-  percentile, mode and stddev of the whole year), each as p50 and its ratio to the plain
+  fill(linear), integral (from the rollups' trapezoids), and the exact order statistics (median
+  per bucket; median, percentile, mode and stddev of the whole year), each as p50 and its ratio to the plain
   ``mean() GROUP BY time(9h)`` of the same run (and to InfluxDB's answer to the same query).
 
 When ``influxd`` is installed (Debian package ``influxdb``), a throwaway InfluxDB 1.x (own temp dir,
@@ -741,7 +741,7 @@ FUNCTION_QUERIES = {
     " GROUP BY time(9h)",
     "mean / 1000 fill(linear)": "SELECT mean(temperature) / 1000 FROM year WHERE {w} GROUP BY time(9h)"
     " fill(linear)",
-    "integral(raw, 1h)": "SELECT integral(temperature, 1h) FROM year WHERE {w} GROUP BY time(9h)",
+    "integral(f, 1h)": "SELECT integral(temperature, 1h) FROM year WHERE {w} GROUP BY time(9h)",
     "median per bucket": "SELECT median(temperature) FROM year WHERE {w} GROUP BY time(9h)",
     "median of the year": "SELECT median(temperature) FROM year WHERE {w}",
     "percentile(95) of the year": "SELECT percentile(temperature, 95) FROM year WHERE {w}",
