@@ -448,7 +448,12 @@ def _walked(field_id: int, start: int, end: int, plan: Plan, kind: str) -> list[
     level = usable[-1] if usable else -1
     if level >= 0:
         fresh(field_id)
-    found = level_slots(field_id, spans(start, end, level), plan, kind)
+    runs = spans(start, end, level)
+    if kind == "trapezoids":
+        # A statement per run, each one index range: PostgreSQL answered the two ragged ends of a
+        # year's window as one join of ranges in ~300 ms (SQLite takes either form alike).
+        return [piece for run in runs for piece in level_slots(field_id, [run], plan, kind)[run[0]]]
+    found = level_slots(field_id, runs, plan, kind)
     return merged(list(found.values()))
 
 
