@@ -20,6 +20,7 @@ from fieldstation.influx_functions import (
     difference,
     fill_linear,
     integral,
+    integral_of_slots,
     linear,
     median,
     modes,
@@ -108,6 +109,31 @@ def test_integral_per_bucket_adds_up_to_the_whole(
     assert all(start % every == 0 for start, _ in cut)
     assert [s for s, _ in cut] == sorted({s for s, _ in cut})
     assert math.isclose(math.fsum(v for _, v in cut), whole[0][1], rel_tol=1e-6, abs_tol=1e-2)
+
+
+@given(series(min_size=1), st.integers(10**6, 10**10), st.data())
+def test_integral_of_slots_equals_the_integral_of_their_points(
+    points: list[tuple[int, float]], every: int, data: st.DataObject
+) -> None:
+    """Runs of successive points inside one bucket, each given as a slot with its inner trapezoids
+    (as a rollup slot keeps them), integrate as their points do."""
+    window = lambda ts: (ts // every * every, ts // every * every + every)  # noqa: E731
+    slots, run = [], [points[0]]
+    for point in points[1:]:
+        if window(point[0]) == window(run[0][0]) and data.draw(st.booleans()):
+            run.append(point)
+        else:
+            slots.append(run)
+            run = [point]
+    slots.append(run)
+    as_slots = [(r[0][0], r[0][1], r[-1][0], r[-1][1], trapezoids(r, 1)) for r in slots]
+    for cut in (None, window):
+        got = list(integral_of_slots(as_slots, 60_000_000, cut))
+        want = list(integral(points, 60_000_000, cut))
+        assert [t for t, _ in got] == [t for t, _ in want]
+        assert all(
+            math.isclose(a, b, rel_tol=1e-9, abs_tol=1e-6) for (_, a), (_, b) in zip(got, want, strict=True)
+        )
 
 
 def test_integral_interpolates_at_bucket_edges_as_influxdb_1_6() -> None:

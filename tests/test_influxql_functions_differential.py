@@ -135,6 +135,7 @@ def test_transformations_of_buckets(both: Twin, fill: str) -> None:
         f"SELECT mean(temperature), derivative(mean(temperature)) FROM climate WHERE {CELLAR}"
         f" GROUP BY time(10m) fill({fill})",
         f"SELECT integral(watts, 1h) FROM power WHERE {WINDOW} GROUP BY time(30m) fill({fill})",
+        f"SELECT integral(energy, 1m) FROM climate WHERE {LAB} GROUP BY time(1h) fill({fill})",
         f"SELECT derivative(median(temperature), 1h) FROM climate WHERE {LAB}"
         f" GROUP BY time(20m) fill({fill})",
     ):

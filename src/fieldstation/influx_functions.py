@@ -149,34 +149,44 @@ def moving_average(points: Iterable[Point], size: int) -> Iterator[Point]:
 
 def integral(points: Iterable[Point], unit: int, window: Window | None) -> Iterator[Point]:
     """Area under the points in value x ``unit``, by trapezoids, per bucket (at the bucket's start)
-    or over everything (at time 0).
+    or over everything (at time 0): :func:`integral_of_slots` of one-point slots."""
+    return integral_of_slots(((ts, value, ts, value, 0.0) for ts, value in points), unit, window)
 
-    As InfluxDB 1.x: where the next point lies beyond the bucket's end, the value at the end is
-    interpolated and the area up to it closes the bucket; the area from there to the next point
-    goes to that point's bucket (however many empty buckets lie between). A bucket whose only
-    point is at its start has no area and no row.
+
+#: A run of successive readings inside one bucket: first time and value, last time and value, and
+#: the trapezoid area between its readings (value x µs). A single reading is ``(t, v, t, v, 0.0)``.
+Slot = tuple[int, float, int, float, float]
+
+
+def integral_of_slots(slots: Iterable[Slot], unit: int, window: Window | None) -> Iterator[Point]:
+    """Area under successive readings in value x ``unit``, by trapezoids, per bucket (at the bucket's
+    start) or over everything (at time 0), given as slots (a rollup slot carries its inner area).
+
+    As InfluxDB 1.x: where the next reading lies beyond the bucket's end, the value at the end is
+    interpolated and the area up to it closes the bucket; the area from there to the next reading
+    goes to that reading's bucket (however many empty buckets lie between). A bucket whose only
+    reading is at its start has no area and no row. A slot lies inside one bucket.
     """
     prev: Point | None = None
     start = end = 0
     total = 0.0
-    for ts, value in points:
+    for ts, value, last_ts, last_value, area in slots:
         if prev is None:
-            prev = (ts, value)
             start, end = window(ts) if window else (0, 0)
-            continue
-        if ts == prev[0]:
-            prev = (ts, value)
-            continue
-        if window is not None and ts >= end:
-            if prev[0] != end:
-                edge = linear(end, prev[0], ts, prev[1], value)
-                total += 0.5 * (edge + prev[1]) * (float(end - prev[0]) / float(unit))
-                prev = (end, edge)
-            yield start, total
-            start, end = window(ts)
-            total = 0.0
-        total += 0.5 * (value + prev[1]) * (float(ts - prev[0]) / float(unit))
-        prev = (ts, value)
+        elif ts == prev[0]:
+            pass
+        else:
+            if window is not None and ts >= end:
+                if prev[0] != end:
+                    edge = linear(end, prev[0], ts, prev[1], value)
+                    total += 0.5 * (edge + prev[1]) * (float(end - prev[0]) / float(unit))
+                    prev = (end, edge)
+                yield start, total
+                start, end = window(ts)
+                total = 0.0
+            total += 0.5 * (value + prev[1]) * (float(ts - prev[0]) / float(unit))
+        total += area / unit
+        prev = (last_ts, last_value)
     if prev is not None and prev[0] != start:
         yield start, total
 

@@ -29,6 +29,7 @@ from fieldstation.influx_functions import (
     difference,
     fill_linear,
     integral,
+    integral_of_slots,
     median,
     modes,
     moving_average,
@@ -827,6 +828,12 @@ def _aggregate_points(
         return [(plan.start_of(k), v) for k, v in deviations.items()]
     unit = call.args[1].us if len(call.args) > 1 and isinstance(call.args[1], Duration) else SECOND
     window = None if whole_window else _window(plan)
+    if len(ids) == 1:  # one series: its rollup slots carry their inner trapezoids
+        slots = (
+            (t0, v0, t1, v1, area)
+            for _, _, t0, v0, t1, v1, area in rollups.trapezoid_pieces(ids[0], start, end, plan)
+        )
+        return list(integral_of_slots(slots, unit, window))
     return list(integral(_raw_points(ids, start, end), unit, window))
 
 

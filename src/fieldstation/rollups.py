@@ -223,10 +223,11 @@ def _insert_sql(table: str, source: str) -> str:
     single = "n = 1 AND s = lo"  # the sum is the reading, bit for bit
     chained = chain_sql(source, slot_start_sql("ts", ":w", ":s"))
     kept = ", ".join(
-        f"CASE WHEN {single} THEN NULL ELSE {c} END" for c in ("lo", "hi", "v0", "v1", "t1", "area", "rise")
+        f"CASE WHEN {single} THEN NULL ELSE {c} END"
+        for c in ("lo", "hi", "v0", "v1", "t1", "area", "rise", "trap")
     )
     return (
-        f"INSERT INTO {table} (field_id, ts, n, sum, min, max, first, last, t1, area, rise, t0)"  # noqa: S608
+        f"INSERT INTO {table} (field_id, ts, n, sum, min, max, first, last, t1, area, rise, trap, t0)"  # noqa: S608
         f" SELECT :f, b, n, s, {kept}, t0 FROM ({chained}) c"
     )
 
@@ -246,8 +247,9 @@ def chain_sql(source: str, key: str) -> str:
 
     Columns: b (the key), n, s (sum), lo, hi, t0, t1 (first and last reading's time), v0, v1
     (their values), area (each reading held until the next one within the group when the gap
-    is at most ``:gap`` µs, in value x µs) and rise (the sum of rises, a drop counting from
-    zero: Prometheus's increase() without extrapolation). Rows of a rollup chain like readings:
+    is at most ``:gap`` µs, in value x µs), rise (the sum of rises, a drop counting from
+    zero: Prometheus's increase() without extrapolation) and trap (trapezoids between successive
+    readings within the group, whatever the gap: InfluxQL's integral()). Rows of a rollup chain like readings:
     their own area and rise, plus the step from the previous slot's last reading. Parameters:
     ``:f``, ``:a``, ``:z``, ``:gap`` and those of ``key``. ``source`` and ``key`` are built from
     constants of this package, never from input.
@@ -255,19 +257,21 @@ def chain_sql(source: str, key: str) -> str:
     if source == "readings":
         cols = (
             "ts, 1 AS n, value AS s, value AS lo, value AS hi, ts AS t0, ts AS t1, value AS v0,"
-            " value AS v1, CAST(0 AS DOUBLE PRECISION) AS area, CAST(0 AS DOUBLE PRECISION) AS rise"
+            " value AS v1, CAST(0 AS DOUBLE PRECISION) AS area, CAST(0 AS DOUBLE PRECISION) AS rise,"
+            " CAST(0 AS DOUBLE PRECISION) AS trap"
         )
         where = " AND value IS NOT NULL"
     else:
         cols = (
             f"ts, n, sum AS s, {_MIN} AS lo, {_MAX} AS hi, t0, coalesce(t1, t0) AS t1,"
             " coalesce(first, sum) AS v0, coalesce(last, sum) AS v1, coalesce(area, 0.0) AS area,"
-            " coalesce(rise, 0.0) AS rise"
+            " coalesce(rise, 0.0) AS rise, coalesce(trap, 0.0) AS trap"
         )
         where = ""
     pv, v0 = _clamp("pv"), _clamp("v0")
     step_area = f"CASE WHEN pb = b AND t0 - pt <= :gap THEN {pv} * (t0 - pt) ELSE 0.0 END"
     step_rise = f"CASE WHEN pb = b THEN (CASE WHEN v0 >= pv THEN {v0} - {pv} ELSE {v0} END) ELSE 0.0 END"
+    step_trap = f"CASE WHEN pb = b THEN 0.5 * ({pv} + {v0}) * (t0 - pt) ELSE 0.0 END"
     return (
         f"WITH r AS (SELECT {key} AS b, {cols} FROM {source}"  # noqa: S608
         f" WHERE field_id = :f AND ts >= :a AND ts < :z{where}),"
@@ -277,7 +281,8 @@ def chain_sql(source: str, key: str) -> str:
         " ROWS BETWEEN UNBOUNDED PRECEDING AND UNBOUNDED FOLLOWING))"
         f" SELECT b, sum(n) AS n, {sum_sql('s')} AS s, min(lo) AS lo, max(hi) AS hi, min(t0) AS t0,"
         " max(t1) AS t1, min(fv) AS v0, min(lv) AS v1,"
-        f" sum(area + {step_area}) AS area, sum(rise + {step_rise}) AS rise FROM w GROUP BY b"
+        f" sum(area + {step_area}) AS area, sum(rise + {step_rise}) AS rise,"
+        f" sum(trap + {step_trap}) AS trap FROM w GROUP BY b"
     )
 
 
@@ -422,11 +427,33 @@ def chain_pieces(field_id: int, start: int, end: int, plan: Plan) -> list[Piece]
     hour slots is 8,760 rows; grouped in SQL with window functions it cost four times
     as much on SQLite as the walk.
     """
+    return _walked(field_id, start, end, plan, "energy")
+
+
+#: One slot (or reading) of a field for InfluxQL's integral(): bucket key, readings, time and value
+#: of the first and the last reading, and the trapezoid area between its readings (value x µs).
+Trapezoids = tuple[int, int, int, float, int, float, float]
+
+
+def trapezoid_pieces(field_id: int, start: int, end: int, plan: Plan) -> list[Trapezoids]:
+    """The slots of ``[start, end)`` in time order, as :func:`chain_pieces` picks them, with their
+    trapezoid areas: what InfluxQL's integral() needs besides the steps between slots."""
+    return _walked(field_id, start, end, plan, "trapezoids")
+
+
+def _walked(field_id: int, start: int, end: int, plan: Plan, kind: str) -> list[Any]:
+    """The slots of ``[start, end)`` in time order, refreshed first, from the coarsest level that
+    fits ``plan``; ``kind`` names their columns (:data:`_SLOT_COLUMNS`)."""
     usable = [i for i, (width, _) in enumerate(LEVELS) if plan.aligned(width)]
     level = usable[-1] if usable else -1
     if level >= 0:
         fresh(field_id)
-    found = level_slots(field_id, spans(start, end, level), plan)
+    runs = spans(start, end, level)
+    if kind == "trapezoids":
+        # A statement per run, each one index range: PostgreSQL answered the two ragged ends of a
+        # year's window as one join of ranges in ~300 ms (SQLite takes either form alike).
+        return [piece for run in runs for piece in level_slots(field_id, [run], plan, kind)[run[0]]]
+    found = level_slots(field_id, runs, plan, kind)
     return merged(list(found.values()))
 
 
@@ -453,7 +480,7 @@ def spans(start: int, end: int, level: int) -> list[Span]:
     return [*spans(start, a, level - 1), (level, a, z), *spans(z, end, level - 1)]
 
 
-def level_slots(field_id: int, runs: list[Span], plan: Plan) -> dict[int, list[Piece]]:
+def level_slots(field_id: int, runs: list[Span], plan: Plan, kind: str = "energy") -> dict[int, list[Piece]]:
     """The slots (or readings) of every run, by level, each level in time order: one statement a level."""
     by_level: dict[int, list[tuple[int, int]]] = {}
     for level, a, z in sorted(runs, key=lambda run: run[1]):
@@ -463,7 +490,7 @@ def level_slots(field_id: int, runs: list[Span], plan: Plan) -> dict[int, list[P
         else:
             ranges.append((a, z))
     return {
-        level: _slots(LEVELS[level][1] if level >= 0 else "readings", field_id, ranges, plan)
+        level: _slots(LEVELS[level][1] if level >= 0 else "readings", field_id, ranges, plan, kind)
         for level, ranges in by_level.items()
     }
 
@@ -479,19 +506,31 @@ def _first_time(piece: Piece) -> int:
     return piece[2]
 
 
-def _slots(source: str, field_id: int, ranges: list[tuple[int, int]], plan: Plan) -> list[Piece]:
+_ZERO = "CAST(0 AS DOUBLE PRECISION)"
+#: What a slot is to each walker, from the raw readings (a reading is a slot of one) and from a
+#: rollup table: energy's Piece, or :data:`Trapezoids` (the same first six, then the trapezoids).
+_SLOT_COLUMNS = {
+    "energy": (
+        f"1, r.ts, r.value, r.ts, r.value, {_ZERO}, {_ZERO}",
+        "r.n, r.t0, coalesce(r.first, r.sum), coalesce(r.t1, r.t0), coalesce(r.last, r.sum),"
+        " coalesce(r.area, 0.0), coalesce(r.rise, 0.0)",
+    ),
+    "trapezoids": (
+        f"1, r.ts, r.value, r.ts, r.value, {_ZERO}",
+        "r.n, r.t0, coalesce(r.first, r.sum), coalesce(r.t1, r.t0), coalesce(r.last, r.sum),"
+        " coalesce(r.trap, 0.0)",
+    ),
+}
+
+
+def _slots(
+    source: str, field_id: int, ranges: list[tuple[int, int]], plan: Plan, kind: str = "energy"
+) -> list[Any]:
     """The rows of ``source`` in the ``ranges`` (one range: a plain index range; more: a join)."""
     params: dict[str, Any] = {"f": field_id}
     key = plan.key_sql("r.ts", params)
-    if source == "readings":
-        zero = "CAST(0 AS DOUBLE PRECISION)"
-        cols, where = f"1, r.ts, r.value, r.ts, r.value, {zero}, {zero}", " AND r.value IS NOT NULL"
-    else:
-        cols = (
-            "r.n, r.t0, coalesce(r.first, r.sum), coalesce(r.t1, r.t0), coalesce(r.last, r.sum),"
-            " coalesce(r.area, 0.0), coalesce(r.rise, 0.0)"
-        )
-        where = ""
+    raw, rolled = _SLOT_COLUMNS[kind]
+    cols, where = (raw, " AND r.value IS NOT NULL") if source == "readings" else (rolled, "")
     if len(ranges) == 1:
         params["a"], params["z"] = ranges[0]
         within, bounds = f"{source} r", "r.ts >= :a AND r.ts < :z"

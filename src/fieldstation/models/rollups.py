@@ -31,6 +31,9 @@ class _RollupColumns:
     #: value x µs; and the increase (rises, a drop counting from zero). NULL: 0.
     area: Mapped[float | None] = mapped_column(Float)
     rise: Mapped[float | None] = mapped_column(Float)
+    #: Within the slot: the area under the straight lines between successive readings (no gap
+    #: rule), value x µs, as InfluxQL's integral() adds it up. NULL: 0.
+    trap: Mapped[float | None] = mapped_column(Float)
 
 
 class RollupMinute(_RollupColumns, Base):
