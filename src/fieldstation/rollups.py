@@ -448,12 +448,7 @@ def _walked(field_id: int, start: int, end: int, plan: Plan, kind: str) -> list[
     level = usable[-1] if usable else -1
     if level >= 0:
         fresh(field_id)
-    runs = spans(start, end, level)
-    if kind == "trapezoids":
-        # A statement per run, each one index range: PostgreSQL answered the two ragged ends of a
-        # year's window as one join of ranges in ~300 ms (SQLite takes either form alike).
-        return [piece for run in runs for piece in level_slots(field_id, [run], plan, kind)[run[0]]]
-    found = level_slots(field_id, runs, plan, kind)
+    found = level_slots(field_id, spans(start, end, level), plan, kind)
     return merged(list(found.values()))
 
 
@@ -531,15 +526,24 @@ def _slots(
     key = plan.key_sql("r.ts", params)
     raw, rolled = _SLOT_COLUMNS[kind]
     cols, where = (raw, " AND r.value IS NOT NULL") if source == "readings" else (rolled, "")
+    select = f"SELECT {key}, {cols} FROM"
     if len(ranges) == 1:
         params["a"], params["z"] = ranges[0]
-        within, bounds = f"{source} r", "r.ts >= :a AND r.ts < :z"
-    else:
-        # CROSS JOIN: SQLite takes the ranges as the outer loop, one index range each.
-        params["g"] = json.dumps(ranges)
-        within, bounds = f"{{pairs}} CROSS JOIN {source} r", "r.ts >= g.a AND r.ts < g.z"
-    sql = f"SELECT {key}, {cols} FROM {within} WHERE r.field_id = :f AND {bounds}{where} ORDER BY r.ts"  # noqa: S608
-    return _fetch(sql, params)
+        bounds = "r.field_id = :f AND r.ts >= :a AND r.ts < :z"
+        return _fetch(f"{select} {source} r WHERE {bounds}{where} ORDER BY r.ts", params)
+    # One index range per range: SQLite takes the CROSS JOIN's left side as the outer loop;
+    # PostgreSQL needs LATERAL with OFFSET 0, else it flattens the subquery into a join that
+    # reads the field's every slot (minute slots of a year: 103 ms against 1.3 ms).
+    params["g"] = json.dumps(ranges)
+    bounds = "r.field_id = :f AND r.ts >= g.a AND r.ts < g.z"
+    inner = f"(SELECT * FROM {source} r WHERE {bounds} OFFSET 0) r"  # noqa: S608 (constants)
+    return _fetch(
+        {
+            "postgresql": f"{select} {{pairs}} CROSS JOIN LATERAL {inner} WHERE TRUE{where} ORDER BY r.ts",
+            "sqlite": f"{select} {{pairs}} CROSS JOIN {source} r WHERE {bounds}{where} ORDER BY r.ts",
+        },
+        params,
+    )
 
 
 def _fetch(sql: str | dict[str, str], params: dict[str, Any]) -> list[Any]:
