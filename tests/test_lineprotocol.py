@@ -446,6 +446,17 @@ def test_lines_influxdb_refuses(line: str) -> None:
     assert parsed.points == [] and len(parsed.rejected) == 1
 
 
+def test_a_field_called_time_is_dropped_as_influxdb_drops_it() -> None:
+    """InfluxDB 1.6 stores ``m a=1,time=2`` as ``a`` alone; ``time=abc`` still fails to parse."""
+    parsed = lp.parse("m a=1,time=2i 5\nm time=abc,a=1 5\nm2 time=2 5")
+    assert [p.fields for p in parsed.points] == [(("a", 1.0),)]
+    assert [(r.number, r.reason) for r in parsed.rejected] == [
+        (2, "invalid boolean"),
+        (3, 'invalid field name: input field "time" on measurement "m2" is invalid'),
+    ]
+    assert lp.parse_columns("m a=1,time=2i 5").values == {"m a": {0: 1.0}}
+
+
 def test_a_field_with_two_types_refuses_the_request() -> None:
     with pytest.raises(lp.FieldTypeConflict):
         lp.parse_columns("ok v=1\nm v=1,v=2i 5\n")

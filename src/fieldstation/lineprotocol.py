@@ -577,12 +577,12 @@ def parse_line_slow(line: str, scale: int = 1) -> LinePoint:
     if line[i:].strip(" "):
         raise LineError("point is invalid")
     if "time" in tags:
-        raise LineError('invalid tag key: input tag "time" is invalid')
-    values: dict[str, FieldValue] = {}
-    for key, raw in fields:
-        if key == "time":
-            raise LineError('invalid field name: input field "time" is invalid')
-        values[key] = _parse_value(raw)
+        raise LineError(f'invalid tag key: input tag "time" on measurement "{measurement}" is invalid')
+    # A field called time is dropped (its value still has to parse), as InfluxDB's shard drops it;
+    # a line with no other field is refused.
+    values = {key: _parse_value(raw) for key, raw in fields}
+    if values.pop("time", None) is not None and not values:
+        raise LineError(f'invalid field name: input field "time" on measurement "{measurement}" is invalid')
     return LinePoint(measurement, tuple(sorted(tags.items())), tuple(values.items()), ts)
 
 
