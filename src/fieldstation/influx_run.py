@@ -3,7 +3,9 @@
 Databases are the channels the credentials may read, named by channel name
 (or id). Measurements, tags and field keys come from the field names
 (:mod:`fieldstation.seriesnames`). Every SELECT reads through
-:mod:`fieldstation.query` with a row or bucket bound.
+:mod:`fieldstation.query` with a row or bucket bound. Which series a statement reads (``FROM``
+names or regular expressions, ``WHERE`` tag conditions) is decided in Python over the channel's
+series (:mod:`fieldstation.tagmatch`), never in SQL.
 """
 
 from __future__ import annotations
