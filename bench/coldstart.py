@@ -16,9 +16,18 @@ The CPU column is the CPU time the server's processes used until the first answe
 (median): on a busy shared machine the wall time waits for other people's work,
 and on a quiet one with two cores it comes close to this figure.
 
-Usage: ``.venv/bin/python bench/coldstart.py`` (about a minute); ``--runs 9``.
-Import times of a worker: ``python -X importtime -c "from fieldstation.serving
-import served_app; served_app()"``.
+The starts of all the servers take turns (one of each, then the next round), so a
+machine whose speed drifts weighs on all of them alike. ``--against DIR`` adds the
+same Fieldstation starts from another checkout (its ``src`` first on PYTHONPATH),
+taking turns with this one's: before and after a change, in the same run.
+
+Each source tree is compiled to bytecode first (``compileall``), as installing a
+wheel does and a checkout's first run does: with ``PYTHONDONTWRITEBYTECODE`` set,
+as on some CI machines, every start would compile Fieldstation's modules again.
+
+Usage: ``.venv/bin/python bench/coldstart.py`` (about a minute); ``--runs 9``;
+``--against /path/to/other/checkout``. Import times of a worker: ``python -X
+importtime -c "from fieldstation.wsgi import served_app; served_app()"``.
 """
 
 from __future__ import annotations
@@ -32,10 +41,13 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+
+sys.path.insert(0, str(ROOT / "src"))
 
 from tests.pgserver import free_port  # noqa: E402
 
@@ -122,27 +134,84 @@ def stop(proc: subprocess.Popen[bytes]) -> None:
         proc.wait()
 
 
-def measure(name: str, make: object, runs: int) -> dict[str, object]:
-    """Start ``make(port)`` ``runs`` times; the last run stays up a moment to be weighed idle."""
-    times, cpus, memory = [], [], (0.0, 0.0)
+Start = Callable[[int], tuple[list[str], dict[str, str]]]
+
+
+def measure(servers: list[tuple[str, Start]], runs: int) -> list[dict[str, object]]:
+    """Start each of ``servers`` ``runs`` times, taking turns; each one's last start stays up a
+    moment to be weighed idle."""
+    results: list[dict[str, object]] = [
+        {"name": name, "times": [], "cpu": [], "pss": 0.0, "rss": 0.0} for name, _ in servers
+    ]
     for run in range(runs):
-        port = free_port()
-        command, env = make(port)  # type: ignore[operator]
-        seconds, cpu, proc = first_answer(command, port, env)
-        times.append(seconds)
-        cpus.append(cpu)
-        if run == runs - 1:
-            for _ in range(4):  # a request per worker, whichever takes it
-                answered(port)
-            time.sleep(3)
-            memory = memory_mib(proc.pid)
-        stop(proc)
-    return {"name": name, "times": times, "cpu": cpus, "pss": memory[0], "rss": memory[1]}
+        for (_, make), result in zip(servers, results, strict=True):
+            port = free_port()
+            command, env = make(port)
+            seconds, cpu, proc = first_answer(command, port, env)
+            result["times"].append(seconds)  # type: ignore[attr-defined]
+            result["cpu"].append(cpu)  # type: ignore[attr-defined]
+            if run == runs - 1:
+                for _ in range(4):  # a request per worker, whichever takes it
+                    answered(port)
+                time.sleep(3)
+                result["pss"], result["rss"] = memory_mib(proc.pid)
+            stop(proc)
+    return results
+
+
+def with_source(env: dict[str, str], source: Path) -> dict[str, str]:
+    """``env`` with the checkout ``source``'s modules first on the path, compiled to bytecode."""
+    subprocess.run([sys.executable, "-m", "compileall", "-q", str(source / "src")], check=True)
+    return env | {"PYTHONPATH": os.pathsep.join(filter(None, [str(source / "src"), env.get("PYTHONPATH")]))}
+
+
+def fieldstation_starts(label: str, env: dict[str, str]) -> list[tuple[str, Start]]:
+    """``fieldstation serve`` and the bare server command (this checkout's) with ``env``."""
+    from fieldstation.serving import default_server, server_command
+
+    starts: list[tuple[str, Start]] = []
+    for server in ["uwsgi", "gunicorn"] if default_server() == "uwsgi" else ["gunicorn"]:
+        starts.append(
+            (
+                f"{label}serve ({server})",
+                lambda port, s=server: (
+                    [FIELDSTATION, "serve", "--port", str(port), "--workers", "2", "--server", s],
+                    env,
+                ),
+            )
+        )
+        starts.append(
+            (
+                f"{label}bare {server} command",
+                lambda port, s=server: (server_command(s, "127.0.0.1", port, 2), env),
+            )
+        )
+    return starts
+
+
+def influxd_start(influxd: str, home: Path) -> Start:
+    """``influxd`` with an empty database of its own in ``home`` for each start."""
+
+    def start(port: int) -> tuple[list[str], dict[str, str]]:
+        data = Path(tempfile.mkdtemp(dir=home))
+        config = data / "influxdb.conf"
+        config.write_text(
+            "reporting-disabled = true\nreporting-enabled = false\n"
+            f'bind-address = "127.0.0.1:{free_port()}"\n'
+            f'[meta]\n  dir = "{data}/meta"\n  logging-enabled = false\n'
+            f'[data]\n  dir = "{data}/data"\n  wal-dir = "{data}/wal"\n  query-log-enabled = false\n'
+            "[monitor]\n  store-enabled = false\n[continuous_queries]\n  enabled = false\n"
+            f'[http]\n  bind-address = "127.0.0.1:{port}"\n  log-enabled = false\n'
+        )
+        return [influxd, "-config", str(config)], dict(os.environ)
+
+    return start
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--against", type=Path, help="another checkout, measured taking turns with this one")
     args = parser.parse_args()
     home = Path(tempfile.mkdtemp(prefix="fs-coldstart-"))
     env = {k: v for k, v in os.environ.items() if not k.startswith("FIELDSTATION_")}
@@ -150,60 +219,32 @@ def main() -> None:
         "FIELDSTATION_INSTANCE_PATH": str(home / "instance"),
         "FIELDSTATION_ADMIN_PASSWORD": "bench-password",
     }
-    subprocess.run([FIELDSTATION, "init"], env=env, check=True, capture_output=True)
-    sys.path.insert(0, str(ROOT / "src"))
-    from fieldstation.serving import default_server, server_command
-
-    servers = ["uwsgi", "gunicorn"] if default_server() == "uwsgi" else ["gunicorn"]
-    results = []
+    this = with_source(env, ROOT)
+    subprocess.run([FIELDSTATION, "init"], env=this, check=True, capture_output=True)
+    servers = fieldstation_starts("fieldstation " if args.against is None else "this: ", this)
+    if args.against is not None:
+        servers += fieldstation_starts("against: ", with_source(env, args.against.resolve()))
+    influxd = shutil.which("influxd") or ("/usr/bin/influxd" if Path("/usr/bin/influxd").exists() else None)
+    if influxd:
+        servers.append(("influxd 1.x", influxd_start(influxd, home)))
+    else:
+        print("influxd is not installed (Debian package `influxdb`): no baseline")
     try:
-        for server in servers:
-            results.append(
-                measure(
-                    f"fieldstation serve ({server})",
-                    lambda port, s=server: (
-                        [FIELDSTATION, "serve", "--port", str(port), "--workers", "2", "--server", s],
-                        env,
-                    ),
-                    args.runs,
-                )
-            )
-            results.append(
-                measure(
-                    f"bare {server} command",
-                    lambda port, s=server: (server_command(s, "127.0.0.1", port, 2), env),
-                    args.runs,
-                )
-            )
-        influxd = shutil.which("influxd") or (
-            "/usr/bin/influxd" if Path("/usr/bin/influxd").exists() else None
-        )
-        if influxd:
-
-            def influx(port: int) -> tuple[list[str], dict[str, str]]:
-                data = Path(tempfile.mkdtemp(dir=home))
-                config = data / "influxdb.conf"
-                config.write_text(
-                    "reporting-disabled = true\nreporting-enabled = false\n"
-                    f'bind-address = "127.0.0.1:{free_port()}"\n'
-                    f'[meta]\n  dir = "{data}/meta"\n  logging-enabled = false\n'
-                    f'[data]\n  dir = "{data}/data"\n  wal-dir = "{data}/wal"\n  query-log-enabled = false\n'
-                    "[monitor]\n  store-enabled = false\n[continuous_queries]\n  enabled = false\n"
-                    f'[http]\n  bind-address = "127.0.0.1:{port}"\n  log-enabled = false\n'
-                )
-                return [influxd, "-config", str(config)], dict(os.environ)
-
-            results.append(measure("influxd 1.x", influx, args.runs))
-        else:
-            print("influxd is not installed (Debian package `influxdb`): no baseline")
+        results = measure(servers, args.runs)
     finally:
         shutil.rmtree(home, ignore_errors=True)
 
-    baseline = next((r for r in results if str(r["name"]).startswith("influxd")), None)
-    print(f"\ncold start to the first answer ({args.runs} starts), idle memory of the process tree")
+    report(results, args.runs)
+
+
+def report(results: list[dict[str, object]], runs: int) -> None:
+    """One line per server; ratios to influxd, and with --against, of this checkout to the other."""
+    by_name = {str(r["name"]): r for r in results}
+    baseline = by_name.get("influxd 1.x")
+    print(f"\ncold start to the first answer ({runs} starts), idle memory of the process tree")
     print(
-        f"{'':30} {'median s':>9} {'range s':>13} {'CPU s':>6} {'PSS MiB':>8} {'RSS MiB':>8}"
-        "  vs influxd (time, PSS)"
+        f"{'':34} {'median s':>9} {'range s':>13} {'CPU s':>6} {'PSS MiB':>8} {'RSS MiB':>8}"
+        "  vs influxd (time, PSS)  this vs against (time, CPU, PSS)"
     )
     for r in results:
         times = sorted(r["times"])  # type: ignore[type-var]
@@ -211,9 +252,16 @@ def main() -> None:
         ratio = ""
         if baseline is not None and r is not baseline:
             base_median = statistics.median(baseline["times"])  # type: ignore[arg-type]
-            ratio = f"  {median / base_median:.2f}x, {r['pss'] / baseline['pss']:.2f}x"  # type: ignore[operator]
+            ratio = f"  {median / base_median:6.1f}x, {r['pss'] / baseline['pss']:5.1f}x"  # type: ignore[operator]
+        other = by_name.get(str(r["name"]).replace("this: ", "against: ", 1))
+        if other is not None and other is not r:
+            ratio += "  {:.2f}x, {:.2f}x, {:.2f}x".format(
+                median / statistics.median(other["times"]),  # type: ignore[arg-type]
+                statistics.median(r["cpu"]) / statistics.median(other["cpu"]),  # type: ignore[arg-type]
+                r["pss"] / other["pss"],  # type: ignore[operator]
+            )
         print(
-            f"{r['name']:30} {median:9.2f} {times[0]:6.2f}-{times[-1]:<6.2f} "
+            f"{r['name']:34} {median:9.2f} {times[0]:6.2f}-{times[-1]:<6.2f} "
             f"{statistics.median(r['cpu']):6.2f} {r['pss']:8.1f} {r['rss']:8.1f}{ratio}"  # type: ignore[arg-type]
         )
     print(f"\nload average: {' '.join(f'{x:.2f}' for x in os.getloadavg())} on {os.cpu_count()} cores")

@@ -328,14 +328,18 @@ def start_fixed_body(body: bytes, server: str, folder: Path) -> tuple[subprocess
     return proc, wait_http(f"http://127.0.0.1:{port}", "/", proc)
 
 
-def start_server(url: str, instance: Path, server: str) -> tuple[subprocess.Popen[bytes], str]:
+def start_server(
+    url: str, instance: Path, server: str, source: Path | None = None
+) -> tuple[subprocess.Popen[bytes], str]:
     """Serve Fieldstation as ``fieldstation serve --server SERVER`` does (2 workers, no access log,
-    as InfluxDB's HTTP log is off). The one place here that knows how it is served."""
+    as InfluxDB's HTTP log is off). The one place here that knows how it is served. ``source``:
+    another tree's ``src`` (``--baseline-src``) to serve instead of this one."""
     from fieldstation.serving import server_command
 
     port = free_port()
     env = {
         **os.environ,
+        **({"PYTHONPATH": str(source)} if source else {}),
         "FIELDSTATION_DATABASE_URL": url,
         "FIELDSTATION_SECRET_KEY": "bench-secret-not-for-production-0123456789",
         "FIELDSTATION_INSTANCE_PATH": str(instance),
@@ -507,142 +511,185 @@ def bench_engine(name: str, url: str, args: argparse.Namespace, influx: Influx |
         info = load(url, instance, args.points, (time.time_ns() // 1000) // MINUTE * MINUTE)
         if saved:
             saved.write_text(json.dumps({**info, "points": args.points}))
-    end = int(info["end"])
     bare = Bare(url)
     proc, base = start_server(url, instance, args.server)
     client = Client(base)
-    n = args.requests
     figures: dict[str, float] = {}
     try:
-        # 1. last 24 h of one field (1,440 rows)
-        start24 = end - DAY  # readings at whole minutes up to end - 1 min: 1,440 in [start24, end)
-        field = int(info["wide_field"])
-        path24 = f"/api/v1/channels/{info['wide']}/readings"
-        params24 = {"fields": "1", "start": str(start24), "end": str(end), "limit": "1440"}
-        params24["api_key"] = info["key_wide"]
-        assert len(json.loads(client.get(path24, params24))["readings"]) == 1440
-        assert bare.rows(field, start24, end) == 1440
+        if args.only != "energy":
+            reads(client, bare, info, args, influx, figures, proc, instance)
+        energy(client, bare, info, args, instance, url, figures)
+        if args.only != "energy":
+            # 5. InfluxQL functions over the year: transformations of ~1,000 buckets, order statistics
+            functions(client, info, int(info["end"]), influx, figures, max(10, args.requests // 10))
+    finally:
+        client.close()
+        bare.close()
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=30)
+        if not keep:
+            shutil.rmtree(instance, ignore_errors=True)
+    return figures
+
+
+def reads(
+    client: Client,
+    bare: Bare,
+    info: dict[str, Any],
+    args: argparse.Namespace,
+    influx: Influx | None,
+    figures: dict[str, float],
+    proc: subprocess.Popen[bytes],
+    instance: Path,
+) -> None:
+    """Workloads 1 to 3: the 24-hour read, ~1,000 buckets over a year, the CSV export."""
+    n = args.requests
+    end = int(info["end"])
+    # 1. last 24 h of one field (1,440 rows)
+    start24 = end - DAY  # readings at whole minutes up to end - 1 min: 1,440 in [start24, end)
+    field = int(info["wide_field"])
+    path24 = f"/api/v1/channels/{info['wide']}/readings"
+    params24 = {"fields": "1", "start": str(start24), "end": str(end), "limit": "1440"}
+    params24["api_key"] = info["key_wide"]
+    assert len(json.loads(client.get(path24, params24))["readings"]) == 1440
+    assert bare.rows(field, start24, end) == 1440
+    theirs = None
+    if influx:
+        i_end = influx.end
+        assert len(json.loads(influx.rows(i_end - DAY, i_end))["results"][0]["series"][0]["values"]) == 1440
+        theirs = lambda: influx.rows(i_end - DAY, i_end)  # noqa: E731
+    http, ifx = paired(lambda: client.get(path24, params24), theirs, n)
+    sql = timed(lambda: bare.rows(field, start24, end), n)
+    p50 = figures["24h_http_p50"] = statistics.median(http)
+    print(
+        f"  last 24 h of one field (1,440 rows), JSON API over HTTP: p50 {p50:.2f} ms, "
+        f"p99 {percentile(http, 0.99):.2f} ms; bare SQL p50 {statistics.median(sql):.2f} ms "
+        f"-> ratio {p50 / statistics.median(sql):.1f}x"
+    )
+    if ifx:
+        figures["24h_influx_p50"] = statistics.median(ifx)
+        print(
+            f"    InfluxDB, same rows (epoch=ms): p50 {statistics.median(ifx):.2f} ms, "
+            f"p99 {percentile(ifx, 0.99):.2f} ms -> Fieldstation / InfluxDB "
+            f"{ratio(p50, statistics.median(ifx))} (target <= 0.5x)"
+        )
+    ts_path = f"/channels/{info['wide']}/fields/1.json"
+    ts_params = {"results": "1440", "start": str(start24), "end": str(end), "api_key": info["key_wide"]}
+    assert len(json.loads(client.get(ts_path, ts_params))["feeds"]) == 1440
+    ts = timed(lambda: client.get(ts_path, ts_params), max(20, n // 2))
+    figures["24h_thingspeak_p50"] = statistics.median(ts)
+    print(
+        f"    same rows as ThingSpeak's /fields/1.json?results=1440: p50 {statistics.median(ts):.2f} ms, "
+        f"p99 {percentile(ts, 0.99):.2f} ms"
+    )
+
+    # The query InfluxDB answers above, sent as it is to Fieldstation's InfluxQL /query:
+    # the same request and the same response shape on both sides.
+    q24 = f"SELECT f1 FROM wide WHERE time >= {start24 * 1000} AND time < {end * 1000}"
+    iq = {"db": "wide", "q": q24, "epoch": "ms", "u": "bench", "p": info["key_wide"]}
+    assert len(json.loads(client.get("/query", iq))["results"][0]["series"][0]["values"]) == 1440
+    ql, ifx = paired(lambda: client.get("/query", iq), theirs, n)
+    p50 = figures["24h_influxql_p50"] = statistics.median(ql)
+    line = (
+        f"    same rows through InfluxQL on /query (epoch=ms): p50 {p50:.2f} ms, "
+        f"p99 {percentile(ql, 0.99):.2f} ms"
+    )
+    if ifx:
+        figures["24h_influxql_influx_p50"] = statistics.median(ifx)
+        line += (
+            f"; InfluxDB in the same run p50 {statistics.median(ifx):.2f} ms -> Fieldstation / InfluxDB "
+            f"{ratio(p50, statistics.median(ifx))} (target <= 0.5x)"
+        )
+    print(line)
+    # The floor under both figures: the same bytes from an app that does nothing else, same server.
+    floor_proc, floor_base = start_fixed_body(client.get("/query", iq), args.server, instance)
+    floor_client = Client(floor_base)
+    try:
+        floor = statistics.median(timed(lambda: floor_client.get("/", {}), n))
+    finally:
+        floor_client.close()
+        floor_proc.send_signal(signal.SIGTERM)
+        floor_proc.wait(timeout=30)
+    figures["24h_floor_p50"] = floor + statistics.median(sql)
+    line = (
+        f"    floor: that body from an app that only returns it, same server, p50 {floor:.2f} ms; "
+        f"+ bare SQL = {floor + statistics.median(sql):.2f} ms"
+    )
+    if ifx:
+        line += f" = {ratio(floor + statistics.median(sql), statistics.median(ifx))} InfluxDB's time"
+    print(line)
+
+    # 2. ~1,000 buckets over a year of one-minute data
+    ystart = end - YEAR_POINTS * MINUTE
+    for every, width in BUCKETS.items():
+        q = {"fields": "1", "start": str(ystart), "end": str(end), "every": every, "points": "1000",
+             "fn": "avg,min,max", "api_key": info["key_year"]}  # fmt: skip
+        path = f"/api/v1/channels/{info['year']}/buckets"
+        count = len(json.loads(client.get(path, q))["series"][0]["buckets"])
         theirs = None
         if influx:
-            i_end = influx.end
-            assert (
-                len(json.loads(influx.rows(i_end - DAY, i_end))["results"][0]["series"][0]["values"]) == 1440
-            )
-            theirs = lambda: influx.rows(i_end - DAY, i_end)  # noqa: E731
-        http, ifx = paired(lambda: client.get(path24, params24), theirs, n)
-        sql = timed(lambda: bare.rows(field, start24, end), n)
-        p50 = figures["24h_http_p50"] = statistics.median(http)
+            i_start = influx.end - YEAR_POINTS * MINUTE
+            body = influx.buckets(i_start, influx.end, width)
+            i_count = len(json.loads(body)["results"][0]["series"][0]["values"])
+            theirs = lambda w=width, s=i_start: influx.buckets(s, influx.end, w)  # noqa: E731
+        http, ifx = paired(lambda q=q, path=path: client.get(path, q), theirs, max(20, n // 4))
+        sql = timed(lambda width=width: bare.buckets(int(info["year_field"]), ystart, end, width), 5)
+        p50 = figures[f"buckets_{every}_p50"] = statistics.median(http)
         print(
-            f"  last 24 h of one field (1,440 rows), JSON API over HTTP: p50 {p50:.2f} ms, "
-            f"p99 {percentile(http, 0.99):.2f} ms; bare SQL p50 {statistics.median(sql):.2f} ms "
-            f"-> ratio {p50 / statistics.median(sql):.1f}x"
+            f"  1 year of 1-minute data, every={every} ({count} buckets), avg/min/max over HTTP: "
+            f"p50 {p50:.2f} ms, p99 {percentile(http, 0.99):.2f} ms; bare SQL GROUP BY on raw readings "
+            f"p50 {statistics.median(sql):.1f} ms -> ratio {p50 / statistics.median(sql):.2f}x"
         )
         if ifx:
-            figures["24h_influx_p50"] = statistics.median(ifx)
+            figures[f"buckets_{every}_influx_p50"] = statistics.median(ifx)
             print(
-                f"    InfluxDB, same rows (epoch=ms): p50 {statistics.median(ifx):.2f} ms, "
-                f"p99 {percentile(ifx, 0.99):.2f} ms -> Fieldstation / InfluxDB "
-                f"{ratio(p50, statistics.median(ifx))} (target <= 0.5x)"
+                f"    InfluxDB GROUP BY time({width // HOUR}h) ({i_count} buckets): "
+                f"p50 {statistics.median(ifx):.2f} ms, p99 {percentile(ifx, 0.99):.2f} ms "
+                f"-> Fieldstation / InfluxDB {ratio(p50, statistics.median(ifx))}"
             )
-        ts_path = f"/channels/{info['wide']}/fields/1.json"
-        ts_params = {"results": "1440", "start": str(start24), "end": str(end), "api_key": info["key_wide"]}
-        assert len(json.loads(client.get(ts_path, ts_params))["feeds"]) == 1440
-        ts = timed(lambda: client.get(ts_path, ts_params), max(20, n // 2))
-        figures["24h_thingspeak_p50"] = statistics.median(ts)
-        print(
-            f"    same rows as ThingSpeak's /fields/1.json?results=1440: p50 {statistics.median(ts):.2f} ms, "
-            f"p99 {percentile(ts, 0.99):.2f} ms"
-        )
 
-        # The query InfluxDB answers above, sent as it is to Fieldstation's InfluxQL /query:
-        # the same request and the same response shape on both sides.
-        q24 = f"SELECT f1 FROM wide WHERE time >= {start24 * 1000} AND time < {end * 1000}"
-        iq = {"db": "wide", "q": q24, "epoch": "ms", "u": "bench", "p": info["key_wide"]}
-        assert len(json.loads(client.get("/query", iq))["results"][0]["series"][0]["values"]) == 1440
-        ql, ifx = paired(lambda: client.get("/query", iq), theirs, n)
-        p50 = figures["24h_influxql_p50"] = statistics.median(ql)
-        line = (
-            f"    same rows through InfluxQL on /query (epoch=ms): p50 {p50:.2f} ms, "
-            f"p99 {percentile(ql, 0.99):.2f} ms"
-        )
-        if ifx:
-            figures["24h_influxql_influx_p50"] = statistics.median(ifx)
-            line += (
-                f"; InfluxDB in the same run p50 {statistics.median(ifx):.2f} ms -> Fieldstation / InfluxDB "
-                f"{ratio(p50, statistics.median(ifx))} (target <= 0.5x)"
-            )
-        print(line)
-        # The floor under both figures: the same bytes from an app that does nothing else, same server.
-        floor_proc, floor_base = start_fixed_body(client.get("/query", iq), args.server, instance)
-        floor_client = Client(floor_base)
-        try:
-            floor = statistics.median(timed(lambda: floor_client.get("/", {}), n))
-        finally:
-            floor_client.close()
-            floor_proc.send_signal(signal.SIGTERM)
-            floor_proc.wait(timeout=30)
-        figures["24h_floor_p50"] = floor + statistics.median(sql)
-        line = (
-            f"    floor: that body from an app that only returns it, same server, p50 {floor:.2f} ms; "
-            f"+ bare SQL = {floor + statistics.median(sql):.2f} ms"
-        )
-        if ifx:
-            line += f" = {ratio(floor + statistics.median(sql), statistics.median(ifx))} InfluxDB's time"
-        print(line)
-
-        # 2. ~1,000 buckets over a year of one-minute data
-        ystart = end - YEAR_POINTS * MINUTE
-        for every, width in BUCKETS.items():
-            q = {"fields": "1", "start": str(ystart), "end": str(end), "every": every, "points": "1000",
-                 "fn": "avg,min,max", "api_key": info["key_year"]}  # fmt: skip
-            path = f"/api/v1/channels/{info['year']}/buckets"
-            count = len(json.loads(client.get(path, q))["series"][0]["buckets"])
-            theirs = None
-            if influx:
-                i_start = influx.end - YEAR_POINTS * MINUTE
-                body = influx.buckets(i_start, influx.end, width)
-                i_count = len(json.loads(body)["results"][0]["series"][0]["values"])
-                theirs = lambda w=width, s=i_start: influx.buckets(s, influx.end, w)  # noqa: E731
-            http, ifx = paired(lambda q=q, path=path: client.get(path, q), theirs, max(20, n // 4))
-            sql = timed(lambda width=width: bare.buckets(int(info["year_field"]), ystart, end, width), 5)
-            p50 = figures[f"buckets_{every}_p50"] = statistics.median(http)
-            print(
-                f"  1 year of 1-minute data, every={every} ({count} buckets), avg/min/max over HTTP: "
-                f"p50 {p50:.2f} ms, p99 {percentile(http, 0.99):.2f} ms; bare SQL GROUP BY on raw readings "
-                f"p50 {statistics.median(sql):.1f} ms -> ratio {p50 / statistics.median(sql):.2f}x"
-            )
-            if ifx:
-                figures[f"buckets_{every}_influx_p50"] = statistics.median(ifx)
-                print(
-                    f"    InfluxDB GROUP BY time({width // HOUR}h) ({i_count} buckets): "
-                    f"p50 {statistics.median(ifx):.2f} ms, p99 {percentile(ifx, 0.99):.2f} ms "
-                    f"-> Fieldstation / InfluxDB {ratio(p50, statistics.median(ifx))}"
-                )
-
-        # 3. CSV export of the year field
-        workers = children(proc.pid)
-        before = {pid: memory_kib(pid) for pid in workers}
+    # 3. CSV export of the year field
+    workers = children(proc.pid)
+    before = {pid: memory_kib(pid) for pid in workers}
+    t = time.perf_counter()
+    params = {"start": str(ystart), "end": str(end), "api_key": info["key_year"]}
+    rows = client.lines(f"/api/v1/channels/{info['year']}/fields/1/export.csv", params) - 1
+    rate = figures["export_rows_s"] = rows / (time.perf_counter() - t)
+    grown = max(memory_kib(p)[0] - before[p][0] for p in workers)
+    print(
+        f"  CSV export of {rows:,} rows over HTTP: {rate:,.0f} rows/s; "
+        f"worker RSS grew by at most {grown / 1024:.1f} MiB during it"
+    )
+    if influx:
+        rss = memory_kib(influx.proc.pid)[0]
         t = time.perf_counter()
-        params = {"start": str(ystart), "end": str(end), "api_key": info["key_year"]}
-        rows = client.lines(f"/api/v1/channels/{info['year']}/fields/1/export.csv", params) - 1
-        rate = figures["export_rows_s"] = rows / (time.perf_counter() - t)
-        grown = max(memory_kib(p)[0] - before[p][0] for p in workers)
+        i_rows = influx.export(influx.end - YEAR_POINTS * MINUTE, influx.end)
+        i_rate = figures["export_influx_rows_s"] = i_rows / (time.perf_counter() - t)
         print(
-            f"  CSV export of {rows:,} rows over HTTP: {rate:,.0f} rows/s; "
-            f"worker RSS grew by at most {grown / 1024:.1f} MiB during it"
+            f"    InfluxDB chunked CSV of {i_rows:,} rows: {i_rate:,.0f} rows/s (RSS changed by "
+            f"{(memory_kib(influx.proc.pid)[0] - rss) / 1024:.1f} MiB) -> Fieldstation / InfluxDB "
+            f"{ratio(rate, i_rate)}"
         )
-        if influx:
-            rss = memory_kib(influx.proc.pid)[0]
-            t = time.perf_counter()
-            i_rows = influx.export(influx.end - YEAR_POINTS * MINUTE, influx.end)
-            i_rate = figures["export_influx_rows_s"] = i_rows / (time.perf_counter() - t)
-            print(
-                f"    InfluxDB chunked CSV of {i_rows:,} rows: {i_rate:,.0f} rows/s (RSS changed by "
-                f"{(memory_kib(influx.proc.pid)[0] - rss) / 1024:.1f} MiB) -> Fieldstation / InfluxDB "
-                f"{ratio(rate, i_rate)}"
-            )
 
-        # 4. 365 daily energy totals of a year of one-minute power data
+
+def energy(
+    client: Client,
+    bare: Bare,
+    info: dict[str, Any],
+    args: argparse.Namespace,
+    instance: Path,
+    url: str,
+    figures: dict[str, float],
+) -> None:
+    """Workload 4: 365 daily energy totals of a year of one-minute power data; with
+    ``--baseline-src``, the same requests to a server of that tree, alternating."""
+    n = args.requests
+    end = int(info["end"])
+    base_proc, base_client = None, None
+    if args.baseline_src:
+        base_proc, base_url = start_server(url, instance, args.server, args.baseline_src)
+        base_client = Client(base_url)
+    try:
         dstart = (end - YEAR_POINTS * MINUTE) // DAY * DAY + DAY
         dend = dstart + 365 * DAY
         path = f"/api/v1/channels/{info['year']}/buckets"
@@ -650,8 +697,13 @@ def bench_engine(name: str, url: str, args: argparse.Namespace, influx: Influx |
         for tz in ("UTC", "Europe/Berlin"):
             q = {"fields": "1", "start": str(dstart), "end": str(dend), "every": "1d", "fn": "energy",
                  "tz": tz, "api_key": info["key_year"]}  # fmt: skip
-            count = len(json.loads(client.get(path, q))["series"][0]["buckets"])
-            http = timed(lambda q=q: client.get(path, q), max(20, n // 4))
+            body = json.loads(client.get(path, q))["series"][0]["buckets"]
+            count = len(body)
+            theirs = None
+            if base_client is not None:
+                assert json.loads(base_client.get(path, q))["series"][0]["buckets"] == body
+                theirs = lambda q=q, c=base_client: c.get(path, q)  # noqa: E731
+            http, old = paired(lambda q=q: client.get(path, q), theirs, max(20, n // 4))
             avg = timed(lambda q=q: client.get(path, q | {"fn": "avg"}), max(20, n // 4))
             p50 = figures[f"energy_{tz}_p50"] = statistics.median(http)
             print(
@@ -661,17 +713,17 @@ def bench_engine(name: str, url: str, args: argparse.Namespace, influx: Influx |
                 f"bare SQL integral over raw readings p50 {statistics.median(sql):.1f} ms "
                 f"-> ratio {p50 / statistics.median(sql):.2f}x"
             )
-
-        # 5. InfluxQL functions over the year: transformations of ~1,000 buckets, order statistics
-        functions(client, info, end, influx, figures, max(10, n // 10))
+            if old:
+                print(
+                    f"    baseline ({args.baseline_src}), same requests alternating: p50 "
+                    f"{statistics.median(old):.2f} ms, p99 {percentile(old, 0.99):.2f} ms -> this tree / "
+                    f"baseline {p50 / statistics.median(old):.2f}x"
+                )
     finally:
-        client.close()
-        bare.close()
-        proc.send_signal(signal.SIGTERM)
-        proc.wait(timeout=30)
-        if not keep:
-            shutil.rmtree(instance, ignore_errors=True)
-    return figures
+        if base_client is not None and base_proc is not None:
+            base_client.close()
+            base_proc.send_signal(signal.SIGTERM)
+            base_proc.wait(timeout=30)
 
 
 #: InfluxQL over the year field, ``{w}`` the window: transformations of its 974 nine-hour buckets
@@ -734,6 +786,10 @@ def main() -> None:
     parser.add_argument("--keep", type=Path, help="keep the SQLite and InfluxDB data here and reuse it")
     parser.add_argument("--no-influx", action="store_true", help="skip InfluxDB even when installed")
     parser.add_argument("--server", default="uwsgi", choices=["uwsgi", "gunicorn"], help="as serve --server")
+    parser.add_argument("--only", choices=["energy"], help="run only this workload")
+    parser.add_argument(
+        "--baseline-src", type=Path, help="another tree's src/: its server answers the energy workload too"
+    )
     args = parser.parse_args()
     args.points = 100_000 if args.full else 10_000
     print(
@@ -777,6 +833,10 @@ def main() -> None:
         "export >= 200,000 rows/s with flat memory."
     )
     for engine, f in results.items():
+        if args.only == "energy":
+            print(f"  {engine}: daily energy UTC {f['energy_UTC_p50']:.1f} ms, "
+                  f"Europe/Berlin {f['energy_Europe/Berlin_p50']:.1f} ms")  # fmt: skip
+            continue
         versus = f" (InfluxDB {f['24h_influx_p50']:.2f} ms)" if "24h_influx_p50" in f else ""
         print(
             f"  {engine}: 24 h {f['24h_http_p50']:.2f} ms{versus} | "

@@ -348,7 +348,26 @@ def start_prometheus(target: str, *, metrics_path: str = "/metrics") -> Promethe
             stderr=subprocess.STDOUT,
         )
     _wait_for_port(port, process, "prometheus", log)
-    return Prometheus(port, process, base)
+    server = Prometheus(port, process, base)
+    _wait_until_ready(server)
+    return server
+
+
+def _wait_until_ready(server: Prometheus, timeout: float = 30) -> None:
+    """Prometheus opens its port before it takes queries (503 until its storage is ready)."""
+    import urllib.error
+    import urllib.request
+
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{server.port}/-/ready", timeout=5):
+                return
+        except urllib.error.HTTPError:
+            if time.monotonic() > deadline:
+                server.stop()
+                raise
+            time.sleep(0.1)
 
 
 class WebhookReceiver:

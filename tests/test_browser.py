@@ -329,3 +329,50 @@ def test_sign_in_page_says_when_the_session_cookie_cannot_stick(server: LiveServ
         assert page.locator("#insecure-notice").is_hidden()
     finally:
         lan.close()
+
+
+def sign_in_as_alice(page: Any, base: str) -> None:
+    page.goto(base + "/dashboard/login")
+    page.fill("input[name=username]", "alice")
+    page.fill("input[name=password]", PASSWORD)
+    page.click("button:has-text('Sign in')")
+    page.wait_for_url("**/dashboard/channels")
+
+
+#: Each example box against its card: how wide its text is, how wide the box shows it, and the
+#: right edges of the box and the card; then whether the page itself scrolls sideways.
+EXAMPLE_BOXES = """() => ({
+  boxes: [...document.querySelectorAll('.copyline pre')].map(pre => ({
+    id: pre.id, text: pre.scrollWidth, shown: pre.clientWidth,
+    right: pre.getBoundingClientRect().right, card: pre.closest('.card').getBoundingClientRect().right,
+  })),
+  page: document.documentElement.scrollWidth - document.documentElement.clientWidth,
+})"""
+
+
+@pytest.mark.parametrize("engine_name", ["sqlite"])
+@pytest.mark.parametrize("width", [360, 1280])
+def test_key_examples_fit_their_boxes(server: LiveServer, browser: Any, width: int) -> None:
+    """The new key's examples, the line protocol's long command first, are read whole inside their
+    boxes at a phone's and a desktop's width: none runs past its box, its card or the page."""
+    context = browser.new_context(viewport={"width": width, "height": 800})
+    page = context.new_page()
+    page.set_default_timeout(15_000)
+    sign_in_as_alice(page, server.url)
+    page.click("text=New channel")
+    page.fill("input[name=name]", "weather station in the garden shed")  # the measurement, escaped
+    page.fill("input[name='fields-0-name']", "temperature")
+    page.click("button:has-text('Create channel')")
+    page.wait_for_url("**/keys")
+    page.click("button:has-text('Create key')")
+    line_protocol = page.locator("h3:has-text('Line protocol') + .copyline pre")
+    measurement = "weather\\ station\\ in\\ the\\ garden\\ shed"
+    assert f"{measurement} temperature=21.5" in str(line_protocol.text_content())
+    shoot(page, f"15-new-key-{width}px")
+    found = page.evaluate(EXAMPLE_BOXES)
+    assert len(found["boxes"]) == 5
+    for box in found["boxes"]:
+        assert box["text"] <= box["shown"], box  # wrapped inside the box: nothing hidden past its edge
+        assert box["right"] <= box["card"], box
+    assert found["page"] <= 0
+    context.close()

@@ -174,6 +174,18 @@ def test_top_level_holds_only_fieldstations_commands(tmp_path) -> None:  # type:
     )
 
 
+def test_serve_before_init_leaves_no_database_behind(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """A new user's first `serve` (no `init` yet) refuses, and does not create the SQLite file:
+    it used to leave an empty one with the umask's mode, which `init` then kept world-readable."""
+    instance = tmp_path / "instance"
+    env = {"FIELDSTATION_INSTANCE_PATH": str(instance), "FIELDSTATION_ADMIN_PASSWORD": "long-enough-pw"}
+    served = _shell(["serve", "--port", str(free_port())], env, tmp_path)
+    assert served.returncode == 1 and "not initialised: run `fieldstation init`" in served.stderr
+    assert not (instance / "fieldstation.db").exists()
+    assert _shell(["init"], env, tmp_path).returncode == 0
+    assert (instance / "fieldstation.db").stat().st_mode & 0o777 == 0o600
+
+
 def test_uninitialised_and_unreachable_databases_are_one_line(tmp_path) -> None:  # type: ignore[no-untyped-def]
     unused_port = free_port()
     fresh = {

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import io
 import re
 from pathlib import Path
@@ -261,7 +262,7 @@ def test_create_edit_and_delete_a_channel(web: FlaskClient) -> None:
     assert channel.devices == []
 
     listing = web.get("/dashboard/channels")
-    assert "energy meter" in listing.text and "never" in listing.text
+    assert "energy meter" in listing.text and "No data yet" in listing.text
     confirm = web.get(f"/dashboard/channels/{channel.id}/delete")
     assert "cannot be undone" in confirm.text
     assert manage.channels_of(owner.user) != []
@@ -282,14 +283,39 @@ def test_bad_channel_input_is_a_clear_error_and_changes_nothing(web: FlaskClient
     assert [c.name for c in manage.channels_of(owner.user)] == ["weather"]
 
 
-def test_my_channels_shows_last_update_and_latest_values(web: FlaskClient) -> None:
+def shown_latest(html: str) -> tuple[str, list[tuple[str, str]]]:
+    """The newest entry as a page shows it: its ``<time datetime>`` and each field's name and value."""
+    time = re.search(r'class="latest-time">.*?<time datetime="([^"]+)">([^<]+)</time>', html, re.S)
+    assert time, html
+    values = re.search(r'<dl class="values[^"]*">(.*?)</dl>', html, re.S)
+    assert values, html
+    pairs = re.findall(r"<dt>(.*?)</dt><dd>(.*?)</dd>", values.group(1), re.S)
+    shown = [(name, re.sub(r"<[^>]+>", "", value).strip()) for name, value in pairs]
+    return f"{time.group(1)} {time.group(2)}", shown
+
+
+def test_the_channel_list_shows_the_newest_entry_as_the_channel_page_does(web: FlaskClient) -> None:
+    """One query (query.latest_entry) and one template (_latest.html) for both: a late reading
+    stamped in the past, a newest entry without every field, and text values change neither."""
     owner = make_user()
-    keys = make_channel(owner.user, "weather", ("temperature", "humidity"))
-    write(keys.id, Entry({1: 21.5, 2: 55.0}))
+    keys = make_channel(owner.user, "weather", ("temperature", "humidity", "sky"))
+    manage.update_field(manage.get_field(keys.channel, 1), unit="°C")
+    now = now_us() // US * US
+    write(keys.id, Entry({1: 19.5, 2: 61.0, 3: "cloudy"}, ts=now - 3600 * US))
+    write(keys.id, Entry({1: 21.25, 3: "clear"}, ts=now - 60 * US, status="door open"))  # no humidity
+    write(keys.id, Entry({1: 5.0, 2: 99.0, 3: "late"}, ts=now - 7200 * US))  # arrives last, stamped earlier
     sign_in(web)
-    page = web.get("/dashboard/channels")
-    assert "21.5" in page.text and "55" in page.text
-    assert "ago" in page.text
+    listing = web.get("/dashboard/channels").text
+    card = next(part for part in listing.split('<li class="card">')[1:] if ">weather</a>" in part)
+    page = web.get(f"/dashboard/channels/{keys.id}").text.split('id="latest"')[1].split("</section>")[0]
+    newest = dt.datetime.fromtimestamp((now - 60 * US) / US, dt.UTC).isoformat(timespec="seconds")
+    time, values = shown_latest(page)
+    assert time.startswith(f"{newest} ")
+    assert values == [("temperature", "21.25 °C"), ("humidity", "–"), ("sky", "clear")]
+    assert shown_latest(card) == (time, values)
+    assert "Status: door open" in card and "Status: door open" in page
+    live = web.get(f"/dashboard/channels/{keys.id}/live").get_json()["latest"]
+    assert shown_latest(live) == (time, values)
 
 
 def test_other_users_channels_are_404(web: FlaskClient) -> None:

@@ -19,7 +19,7 @@ from fieldstation import manage, query, store
 from fieldstation.buckets import bucket_starts
 from fieldstation.energy import totals
 from fieldstation.extensions import db
-from fieldstation.points import Batch, Entry
+from fieldstation.points import Batch, Entry, number_text
 from fieldstation.timeunits import DAY, HOUR, MINUTE, SECOND, datetime_to_us
 from tests.conftest import truncate_all
 from tests.factories import ChannelKeys, make_channel, make_user
@@ -188,6 +188,8 @@ def plain_totals(
 
 
 _EXAMPLES = itertools.count()
+#: The day before a DST change: America's spring and autumn, Europe's spring and autumn (2026).
+DST_CHANGES = [dt.date(2026, 3, 7), dt.date(2026, 3, 28), dt.date(2026, 10, 24), dt.date(2026, 10, 31)]
 readings_strategy = st.dictionaries(
     st.integers(min_value=0, max_value=3 * 24 * 12).map(lambda q: q * 5 * MINUTE)
     | st.integers(min_value=0, max_value=3 * DAY // SECOND).map(lambda s: s * SECOND),
@@ -197,12 +199,15 @@ readings_strategy = st.dictionaries(
 )
 
 
-@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(
     first=readings_strategy,
     late=readings_strategy,
-    every=st.sampled_from([MINUTE, 15 * MINUTE, HOUR, DAY]),
-    tz=st.sampled_from([None, "Europe/Berlin", "America/St_Johns"]),
+    every=st.sampled_from([MINUTE, 15 * MINUTE, HOUR, DAY, 2 * DAY]),
+    tz=st.sampled_from([None, "Europe/Berlin", "America/St_Johns", "Asia/Tokyo"]),
+    day=st.sampled_from(
+        [dt.date(2026, 3, 7), dt.date(2026, 3, 28), dt.date(2026, 10, 24), dt.date(2026, 10, 31)]
+    ),
     gap_s=st.sampled_from([300, 3600, 6 * 3600]),
     edges=st.tuples(st.integers(-6 * HOUR, 6 * HOUR), st.integers(-6 * HOUR, 6 * HOUR)),
 )
@@ -214,13 +219,19 @@ def test_totals_agree_with_plain_python(
     tz: str | None,
     gap_s: int,
     edges: tuple[int, int],
+    day: dt.date,
 ) -> None:
-    """Readings with gaps and resets, a read (rollups built), late readings, another read."""
+    """Readings with gaps and resets, a read (rollups built), late readings, another read.
+
+    The days hold DST changes in Europe (spring, autumn) and America (St. John's: half-hour
+    offsets); local days are read from day slots cut at local midnight (Tokyo's on the other
+    side of the UTC day than Berlin's).
+    """
     db.session.remove()  # the last example's reads end their transaction before the tables empty
     truncate_all()
     keys = make_channel(make_user(f"e{next(_EXAMPLES)}").user)
     fid = power_field(keys, max_gap_s=gap_s)
-    base = datetime_to_us(dt.datetime(2026, 3, 28, tzinfo=dt.UTC))  # a DST change in Europe and America
+    base = datetime_to_us(dt.datetime(day.year, day.month, day.day, tzinfo=dt.UTC))
     start, end = base + edges[0], base + 3 * DAY + edges[1]
     write(keys, [(base + ts, v) for ts, v in first.items()])
     expected = plain_totals({base + t: v for t, v in first.items()}, start, end, every, tz, gap_s * SECOND)
@@ -288,3 +299,103 @@ def test_bars_per_hour_day_and_month(channel: ChannelKeys) -> None:
     months = plots.bars(field, start, datetime_to_us(dt.datetime(2027, 1, 1, tzinfo=berlin)), berlin)
     assert [(round(b.value, 6)) for b in months] == [31 * 24.0, 28 * 24.0, 11 * 24.0]
     assert months[1].start == datetime_to_us(dt.datetime(2026, 2, 1, tzinfo=berlin))
+
+
+def test_local_days_read_day_slots_and_the_hours_past_each_cut(channel: ChannelKeys) -> None:
+    """Ten Berlin days of one-minute readings: per day its day slot and the two hours after
+    local midnight's cut (22:00 UTC in summer), not 24 hour slots; the totals stay exact."""
+    from fieldstation import energy
+
+    fid = power_field(channel)
+    berlin = ZoneInfo("Europe/Berlin")
+    start = datetime_to_us(dt.datetime(2026, 6, 1, tzinfo=berlin))
+    write(channel, [(start - HOUR + i * MINUTE, 100.0 + i % 7) for i in range(11 * 24 * 60)])
+    end = start + 10 * DAY
+    planned = energy.plan(start, end, DAY, berlin)
+    pieces = energy._pieces(fid, start, end, planned, HOUR)
+    # the first two hours (the window starts at 22:00 UTC) and the last 22 (it ends at 22:00)
+    assert len(pieces) <= 2 + 9 * 3 + 22
+    readings = {start - HOUR + i * MINUTE: 100.0 + i % 7 for i in range(11 * 24 * 60)}
+    expected = plain_totals(readings, start, end, DAY, "Europe/Berlin", HOUR)
+    assert _as_dict(totals(fid, start, end, DAY, tz=berlin)) == _approx(expected)
+
+
+def test_the_embedded_bar_chart_shows_today_so_far_and_this_month(
+    channel: ChannelKeys, client: FlaskClient
+) -> None:
+    """type=bars: the bars of the window, and below them the channel page's today and this month."""
+    from fieldstation.dashboard import plots
+
+    power_field(channel)
+    midnight = datetime_to_us(dt.datetime.now(dt.UTC).replace(hour=0, minute=0, second=0, microsecond=0))
+    # 1,000 W for 36 s after midnight (10 Wh today); 500 W for an hour ten days before
+    write(channel, [(midnight, 1000.0), (midnight + 36 * SECOND, 0.0)])
+    write(channel, [(midnight - 10 * DAY, 500.0), (midnight - 10 * DAY + HOUR, 0.0)])
+    week = {"range": "7d", "api_key": channel.read_key, "tz": "UTC"}
+    embed = client.get(f"/channels/{channel.id}/charts/1", query_string=week | {"type": "bars"})
+    assert embed.status_code == 200
+    field = manage.get_field(channel.channel, 1)
+    found = plots.so_far(field, dt.UTC)
+    assert found is not None and found.today == pytest.approx(10.0)
+    today = dt.datetime.now(dt.UTC).date()
+    month = "260" if (today - dt.timedelta(days=10)).month == today.month else "10"
+    assert f"{found.month:.6g}" == month
+    shown = re.search(
+        r'class="so-far"[^>]*>today so far <strong>([^<]+)</strong> Wh · this month <strong>([^<]+)',
+        embed.text,
+    )
+    assert shown is not None and shown.groups() == ("10", month)
+    page = client.get(f"/dashboard/channels/{channel.id}", query_string=week)
+    assert f"today so far <strong>10</strong> Wh · this month <strong>{month}</strong>" in page.text
+    line = client.get(f"/channels/{channel.id}/charts/1", query_string=week)  # the line chart has none
+    assert "so-far" not in line.text
+
+
+def thingspeak_sums(client: FlaskClient, channel: ChannelKeys, **args: Any) -> list[tuple[str, str | None]]:
+    response = client.get(
+        f"/channels/{channel.id}/feeds.json", query_string={"api_key": channel.read_key} | args
+    )
+    assert response.status_code == 200, response.get_data(as_text=True)
+    return [(f["created_at"], f.get("field1"), f.get("field2")) for f in response.get_json()["feeds"]]
+
+
+def test_thingspeak_sum_of_a_power_field_is_its_energy(channel: ChannelKeys, client: FlaskClient) -> None:
+    """sum=daily|60 on feeds.json: energy for a power field, ThingSpeak's plain sum for a gauge beside it."""
+    power_field(channel)
+    readings = ninety_minutes_at_1000_w(DAY0 + 8 * HOUR)
+    store.write(Batch(channel.id, [Entry({1: v, 2: 2.0}, ts=ts) for ts, v in readings]))
+    window = {"start": "2026-06-01 00:00:00", "end": "2026-06-02 00:00:00"}
+    daily = thingspeak_sums(client, channel, sum="daily", **window)
+    assert daily == [("2026-06-01T00:00:00Z", "1500", "182")]  # 91 readings of 2.0 on the gauge
+    hourly = thingspeak_sums(client, channel, sum="60", **window)
+    assert hourly == [("2026-06-01T08:00:00Z", "1000", "120"), ("2026-06-01T09:00:00Z", "500", "62")]
+    fields = client.get(
+        f"/channels/{channel.id}/fields/1.json",
+        query_string={"api_key": channel.read_key, "sum": "daily"} | window,
+    )
+    assert [f["field1"] for f in fields.get_json()["feeds"]] == ["1500"]
+    averaged = thingspeak_sums(client, channel, average="daily", **window)  # an average stays an average
+    assert averaged[0][1] == number_text(1000.0 * 90 / 91)
+
+
+def test_thingspeak_daily_sums_follow_local_days_and_counter_resets(
+    channel: ChannelKeys, client: FlaskClient
+) -> None:
+    power_field(channel, unit="l", kind="counter")
+    berlin = ZoneInfo("Europe/Berlin")
+    first = datetime_to_us(dt.datetime(2026, 3, 28, 23, tzinfo=berlin))
+    values = [100.0, 130.0, 5.0, 25.0]  # 30 l before midnight; at the reset 5 l, then 20 l
+    write(channel, [(first + i * HOUR, v) for i, v in enumerate(values)])
+    sums = thingspeak_sums(
+        client,
+        channel,
+        sum="daily",
+        timezone="Europe/Berlin",
+        start="2026-03-28 00:00:00",
+        end="2026-03-30 00:00:00",
+    )
+    # the 28th: one reading, nothing risen yet; the 29th (23 hours): 30 + 5 (the reset) + 20
+    assert [(t, v) for t, v, _ in sums] == [
+        ("2026-03-28T00:00:00+01:00", "0"),
+        ("2026-03-29T00:00:00+01:00", "55"),
+    ]

@@ -234,7 +234,7 @@ def test_bad_readings_input_is_400(client: FlaskClient, channel: ChannelKeys, qu
         {"every": "1s", "start": "-365d"},
         {"every": "0s"},
         {"every": "soon"},
-        {"fn": "median"},
+        {"fn": "mode"},
         {"points": "0"},
     ],
 )

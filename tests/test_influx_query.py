@@ -11,6 +11,8 @@ from typing import Any
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from influxdb import InfluxDBClient
 from influxdb.exceptions import InfluxDBClientError
 
@@ -277,6 +279,64 @@ def test_a_lone_selector_answers_with_its_points_time_as_influxdb_does(
         theirs = query(influxd, q, db="sensors")
         ours = client.get("/query", query_string={"q": q, "db": "sensors", "p": channel.read_key}).get_json()
         assert ours == theirs, q
+
+
+_FIELDS = st.sampled_from(["temperature", "humidity", "nope", '"temperature"'])
+_NUMBERS = st.sampled_from(["0", "2", "-1.5", "1e308", "0.001", "100", "250", "-300"])
+_AGGREGATES = st.sampled_from(["mean", "median", "mode", "spread", "stddev", "count", "first", "last", "min",
+                               "max", "sum", "integral", "distinct"])  # fmt: skip
+_TRANSFORMS = st.sampled_from(["derivative", "non_negative_derivative", "difference",
+                               "non_negative_difference", "cumulative_sum", "moving_average"])  # fmt: skip
+_UNITS = st.sampled_from(["", ", 1s", ", 1ns", ", 7m", ", 1h", ", 1000d"])
+
+
+@st.composite
+def _call(draw: st.DrawFn, grouped: bool) -> str:
+    field = draw(_FIELDS)
+    kind = draw(st.sampled_from(["agg", "agg", "percentile", "top", "transform", "count_distinct"]))
+    if kind == "percentile":
+        return f"percentile({field}, {draw(_NUMBERS)})"
+    if kind == "top":
+        return f"{draw(st.sampled_from(['top', 'bottom']))}({field}, {draw(_NUMBERS)})"
+    if kind == "count_distinct":
+        return f"count(distinct({field}))"
+    if kind == "transform":
+        name = draw(_TRANSFORMS)
+        inner = f"{draw(_AGGREGATES)}({field})" if grouped else field
+        extra = f", {draw(_NUMBERS)}" if name == "moving_average" else draw(_UNITS)
+        return f"{name}({inner}{extra})"
+    return f"{draw(_AGGREGATES)}({field}{draw(_UNITS) if draw(st.booleans()) else ''})"
+
+
+@st.composite
+def _statement(draw: st.DrawFn) -> str:
+    grouped = draw(st.booleans())
+    columns = []
+    for _ in range(draw(st.integers(1, 3))):
+        column = draw(_call(grouped))
+        if draw(st.booleans()):
+            column = f"{draw(_NUMBERS)} {draw(st.sampled_from(['+', '-', '*', '/']))} -{column}"
+        columns.append(column)
+    window = "time >= 1577836200s AND time < 1577837700s"
+    group = f" GROUP BY time({draw(st.sampled_from(['1s', '1m', '7m', '1h']))})" if grouped else ""
+    fill = f" fill({draw(st.sampled_from(['null', 'none', 'previous', 'linear', '0', '-2.5']))})"
+    tail = draw(st.sampled_from(["", " ORDER BY time DESC", " LIMIT 3", ", room"]))
+    if tail == ", room":
+        group = (group or " GROUP BY") + (" room" if not group else ", room")
+        tail = ""
+    return f"SELECT {', '.join(columns)} FROM climate WHERE {window}{group}{fill if grouped else ''}{tail}"
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=list(HealthCheck))
+@given(q=_statement())
+def test_generated_function_queries_never_fail_the_request(
+    client: FlaskClient, channel: ChannelKeys, q: str
+) -> None:
+    """Any mix of the functions, arithmetic, fills and orders: an answer or InfluxDB's error, never a 500."""
+    response = client.get("/query", query_string={"q": q, "db": "sensors", "p": channel.read_key})
+    assert response.status_code in (200, 400), (q, response.data[:500])
+    body = response.get_json()
+    assert "results" in body or body["error"].startswith("error parsing query"), q
 
 
 def test_client_patterns_cannot_hold_a_worker(client: FlaskClient, channel: ChannelKeys) -> None:

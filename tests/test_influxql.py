@@ -265,6 +265,20 @@ def test_plain_field_names_belong_to_the_channel_measurement() -> None:
     assert parse_field_name("a,b temperature", "w") == SeriesName("w", (), "a,b temperature")
 
 
+@pytest.mark.parametrize(
+    "query",
+    [
+        "SELECT " + "-" * 5000 + "x FROM m",
+        "SELECT " + " + ".join(["x"] * 300) + " FROM m",
+        "SELECT " + "mean(" * 40 + "x" + ")" * 40 + " FROM m",
+        "SELECT " + "(" * 40 + "x" + ")" * 40 + " FROM m",
+    ],
+)
+def test_deep_expressions_are_refused_before_they_exhaust_the_stack(query: str) -> None:
+    with pytest.raises(InfluxQLError, match="error parsing query"):
+        parse(query, NOW)
+
+
 # -- regular expressions, OR, series limits, SHOW filters ----------------------------------------
 
 

@@ -182,3 +182,16 @@ def test_a_window_that_starts_inside_a_bucket(both: Twin) -> None:
             f" GROUP BY time(10m) fill({fill})",
         ):
             both.compare(q, epoch="ms")
+
+
+def test_descending_order(both: Twin) -> None:
+    """ORDER BY time DESC fills in its own order (previous and linear look at later buckets); top()
+    stays in time order, as InfluxDB lists it."""
+    for fill in ("previous", "linear", "null"):
+        both.compare(
+            f"SELECT median(temperature), mean(temperature) * 2 FROM climate WHERE {CELLAR}"
+            f" GROUP BY time(10m) fill({fill}) ORDER BY time DESC",
+            epoch="ms",
+        )
+    both.compare(f"SELECT top(unique, 3) FROM climate WHERE {LAB} ORDER BY time DESC", epoch="ms")
+    both.compare(f"SELECT temperature * 2 FROM climate WHERE {LAB} ORDER BY time DESC LIMIT 5", epoch="ms")

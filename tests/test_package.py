@@ -36,19 +36,31 @@ def test_wheel_in_a_fresh_venv_inits_and_serves_from_another_folder(tmp_path: Pa
     (wheel,) = (tmp_path / "dist").glob("fieldstation-*.whl")
 
     venv = tmp_path / "venv"
-    assert _run([sys.executable, "-m", "venv", str(venv)]).returncode == 0
-    installed = _run([str(venv / "bin" / "pip"), "install", "-q", str(wheel)])
+    # Nothing of the checkout may reach the venv: with the checkout's src on PYTHONPATH (as a
+    # developer runs the tests) pip took its egg-info for an installed fieldstation, installed no
+    # `fieldstation` command, and the commands would have run the checkout's code, not the wheel's.
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("FIELDSTATION_", "VIRTUAL_ENV", "PYTHONPATH", "PYTHONHOME"))
+    }
+    env |= {"HOME": str(tmp_path / "home"), "PATH": f"{venv / 'bin'}:/usr/bin:/bin"}
+    env.pop("XDG_DATA_HOME", None)
+    assert _run([sys.executable, "-m", "venv", str(venv)], env=env).returncode == 0
+    installed = _run([str(venv / "bin" / "pip"), "install", "-q", str(wheel)], env=env)
     assert installed.returncode == 0, installed.stderr
     probe = _run(
-        [str(venv / "bin" / "python"), "-c", "import importlib.util as u; print(u.find_spec('pyuwsgi'))"]
+        [str(venv / "bin" / "python"), "-c", "import importlib.util as u; print(u.find_spec('pyuwsgi'))"],
+        env=env,
     )
     assert probe.stdout.strip() == "None", "the wheel without extras must not pull in uWSGI"
+    where = _run(
+        [str(venv / "bin" / "python"), "-c", "import fieldstation; print(fieldstation.__file__)"], env=env
+    )
+    assert where.stdout.startswith(str(venv)), where.stdout  # the wheel's code, not the checkout's
 
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("FIELDSTATION_", "VIRTUAL_ENV"))}
-    env |= {"HOME": str(tmp_path / "home"), "PATH": f"{venv / 'bin'}:/usr/bin:/bin"}
-    env.pop("XDG_DATA_HOME", None)
     script = str(venv / "bin" / "fieldstation")
 
     init = _run([script, "init"], cwd=elsewhere, env=env)

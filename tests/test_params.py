@@ -109,8 +109,9 @@ def test_fields_functions_and_flags() -> None:
     with pytest.raises(BadRequest, match="no field 9"):
         params.parse_fields(["9"], [1, 2])
     assert params.parse_functions("max,avg") == ["avg", "max"]
+    assert params.parse_functions("p99.90,median,P5,p5.0,avg") == ["avg", "median", "p5", "p99.9"]
     with pytest.raises(BadRequest):
-        params.parse_functions("median")
+        params.parse_functions("mode")
     assert params.parse_bool("true") and not params.parse_bool("false") and not params.parse_bool(None)
     assert params.format_time(0) == "1970-01-01T00:00:00Z"
     assert params.format_time(1, seconds=True) == "1970-01-01T00:00:00Z"

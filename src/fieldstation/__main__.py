@@ -3,6 +3,8 @@
 The commands are in :mod:`fieldstation.cli`, the group that runs them (the app
 built lazily, database errors as one line) in :mod:`fieldstation.cligroup`. The
 app factory also attaches them to every app, so ``flask --app fieldstation`` has them.
+``serve`` is loaded alone (:mod:`fieldstation.launch`): what it imports delays the
+server's first answer, and it needs neither the other commands nor the app.
 """
 
 from __future__ import annotations
@@ -13,7 +15,6 @@ import click
 from flask import Flask
 
 from fieldstation import create_app
-from fieldstation.cli import COMMANDS
 from fieldstation.cligroup import FieldstationGroup, dev_group
 from fieldstation.config import ConfigError
 from fieldstation.instance import default_instance_path, ensure_config
@@ -33,13 +34,22 @@ def _create_app() -> Flask:
         raise click.ClickException(str(exc)) from None
 
 
-@click.group(cls=FieldstationGroup, create_app=_create_app, commands=COMMANDS)
+def _commands() -> list[click.Command]:
+    from fieldstation.cli import COMMANDS
+
+    return [*COMMANDS, dev_group()]
+
+
+def _serve() -> click.Command:
+    from fieldstation.launch import serve_command
+
+    return serve_command
+
+
+@click.group(cls=FieldstationGroup, create_app=_create_app, load_commands=_commands, quick={"serve": _serve})
 @click.version_option(package_name="fieldstation", prog_name="fieldstation")
 def main() -> None:
     """Fieldstation: a self-hosted server for sensor data."""
-
-
-main.add_command(dev_group())
 
 
 if __name__ == "__main__":

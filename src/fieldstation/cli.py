@@ -6,31 +6,29 @@ print one line and exit non-zero (click.ClickException), never a traceback.
 
 from __future__ import annotations
 
-import os
-import secrets
 from pathlib import Path
 from typing import Any
 
 import click
-from flask import Config, Flask
-from flask.cli import ScriptInfo, with_appcontext
+from flask import Flask
+from flask.cli import with_appcontext
 from sqlalchemy import select
 from sqlalchemy.engine import make_url
 
 from fieldstation import manage
 from fieldstation.cli_monitoring import MONITORING_COMMANDS, channel_set
 from fieldstation.cligroup import friendly
-from fieldstation.dbcommands import db_group
+from fieldstation.dbcommands import db_group, initialise
 from fieldstation.extensions import db
 from fieldstation.importcli import import_group
+from fieldstation.launch import serve_command
 from fieldstation.mail.command import mail_command
 from fieldstation.models import KeyKind, User
 from fieldstation.mqtt.command import mqtt_command
 from fieldstation.rollups import rollups_group
-from fieldstation.serving import SERVERS, default_server, server_command
 from fieldstation.stats import channel_counts
 
-# -- init / serve ----------------------------------------------------------------------------
+# -- init --------------------------------------------------------------------------------
 
 
 @click.command("init")
@@ -47,105 +45,6 @@ def init_command(admin_name: str, admin_password: str | None) -> None:
     one_time = initialise(admin_name, admin_password)
     if one_time:
         click.echo(one_time)
-
-
-def initialise(admin_name: str, admin_password: str | None) -> str | None:
-    """Migrate, and create the first admin; the line that tells a generated password, if one was made.
-
-    A generated password is one-time: its owner must change it at the first sign-in.
-    """
-    from flask_migrate import upgrade
-
-    upgrade()
-    if db.session.scalar(select(User.id).where(User.is_admin.is_(True)).limit(1)) is not None:
-        click.echo("database is up to date; an admin account exists")
-        return None
-    password = admin_password or secrets.token_urlsafe(12)
-    user = manage.create_user(admin_name, password, is_admin=True)
-    click.echo(f"created admin account {admin_name!r}")
-    if admin_password:
-        return None
-    from fieldstation.accounts import require_new_password
-
-    require_new_password(user)
-    return f"one-time password of {admin_name!r} (shown only now; change it at the first sign-in): {password}"
-
-
-@click.command("serve")
-@click.option("--host", default="127.0.0.1", show_default=True, envvar="FIELDSTATION_HOST")
-@click.option("--port", default=8000, show_default=True, type=int, envvar="FIELDSTATION_PORT")
-@click.option("--workers", default=2, show_default=True, type=int, envvar="FIELDSTATION_WORKERS")
-@click.option(
-    "--server",
-    type=click.Choice(SERVERS),
-    envvar="FIELDSTATION_SERVER",
-    help="Default: uwsgi when the fieldstation[uwsgi] extra is installed, else gunicorn.",
-)
-@click.option("--access-log/--no-access-log", default=False, envvar="FIELDSTATION_ACCESS_LOG")
-@click.option("--verbose", is_flag=True, help="Show the server's start-up output too.")
-@click.option("--init", "init_first", is_flag=True, help="Run `init` first; a one-time password comes last.")
-def serve_command(
-    host: str, port: int, workers: int, server: str | None, access_log: bool, verbose: bool, init_first: bool
-) -> None:
-    """Serve with uWSGI or gunicorn (production); ``dev run`` is Flask's development server."""
-    from fieldstation import launch
-
-    one_time = None
-    if init_first:
-        with click.get_current_context().ensure_object(ScriptInfo).load_app().app_context():
-            one_time = friendly(initialise)("admin", os.environ.get("FIELDSTATION_ADMIN_PASSWORD"))
-    config = _check_database()
-    server = server or default_server()
-    from fieldstation.instance import default_instance_path
-    from fieldstation.metrics import prepare_multiprocess_dir
-
-    prepare_multiprocess_dir(Path(default_instance_path()) / "metrics")  # the workers' /metrics
-    max_body = int(config["MAX_CONTENT_LENGTH"] or 0)
-    args = server_command(server, host, port, workers, access_log=access_log, max_body=max_body)
-
-    def announce() -> None:
-        url = launch.local_url(host, port)
-        click.echo(f"Fieldstation is answering on {url}/ ({server}, {workers} workers)")
-        if host in launch.ANY_ADDRESS:
-            lan = launch.lan_address()
-            if lan:
-                click.echo(f"devices and other computers on your network: http://{lan}:{port}/")
-        if one_time:
-            click.echo(one_time)  # last, under nothing that could scroll it away
-
-    try:
-        launch.run(args, host, port, announce, verbose=verbose)  # becomes the relay; returns only on error
-    except launch.LaunchError as exc:
-        raise click.ClickException(str(exc)) from None
-
-
-def _check_database() -> Config:
-    """The settings, once the database is in reach and migrated; without building the whole app.
-
-    Only the settings are read (``configured_app``): the web server's workers build
-    their own app, and building one here too would double the time to the first answer.
-    """
-    from sqlalchemy import create_engine
-
-    from fieldstation.config import ConfigError
-    from fieldstation.instance import default_instance_path, ensure_config
-    from fieldstation.schema import DatabaseNotReady, check_migrated
-    from fieldstation.settings import configured_app
-
-    if not os.environ.get("FIELDSTATION_SECRET_KEY"):
-        ensure_config(default_instance_path())
-    try:
-        config = configured_app().config
-    except ConfigError as exc:
-        raise click.ClickException(str(exc)) from None
-    engine = create_engine(config["SQLALCHEMY_DATABASE_URI"])
-    try:
-        check_migrated(engine)
-    except DatabaseNotReady as exc:
-        raise click.ClickException(str(exc)) from None
-    finally:
-        engine.dispose()
-    return config
 
 
 # -- users -----------------------------------------------------------------------------------

@@ -4,7 +4,9 @@ Flask's group (``flask.cli.FlaskGroup``) would add ``--env-file``, ``-A/--app``,
 ``--debug``, ``routes``, ``shell`` and every plugin's commands to the top level;
 an operator needs none of them. This group knows only the commands given to it,
 builds the app lazily (``--help`` and ``--version`` need no database), and keeps
-Flask's development commands under ``fieldstation dev``.
+Flask's development commands under ``fieldstation dev``. It also loads the
+commands lazily: ``serve`` imports its own module only, since every import before
+the server starts delays the first answer.
 
 A database that cannot be reached or was never initialised is a user's mistake
 too: it ends as one line and exit status 1, never a traceback.
@@ -13,7 +15,7 @@ too: it ends as one line and exit status 1, never a traceback.
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
 
 import click
@@ -21,15 +23,47 @@ from flask import Flask
 from flask.cli import ScriptInfo
 
 from fieldstation.errors import FieldstationError
-from fieldstation.extensions import db
 
 
 class FieldstationGroup(click.Group):
-    """A click group that hands its commands Flask's ScriptInfo and translates database errors."""
+    """A click group that hands its commands Flask's ScriptInfo and translates database errors.
 
-    def __init__(self, *args: Any, create_app: Callable[[], Flask], **kwargs: Any) -> None:
+    ``load_commands`` gives every command (called once, when one is first needed);
+    ``quick`` names commands that can be loaded alone, without the others' imports.
+    """
+
+    def __init__(
+        self,
+        *args: Any,
+        create_app: Callable[[], Flask],
+        load_commands: Callable[[], list[click.Command]],
+        quick: Mapping[str, Callable[[], click.Command]],
+        **kwargs: Any,
+    ) -> None:
         super().__init__(*args, **kwargs)
         self.create_app = create_app
+        self.load_commands = load_commands
+        self.quick = quick
+        self.loaded = False
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        """The command ``cmd_name``, importing no more than it needs."""
+        if cmd_name in self.quick and cmd_name not in self.commands:
+            self.add_command(self.quick[cmd_name](), cmd_name)
+        if cmd_name not in self.commands:
+            self._load_all()
+        return super().get_command(ctx, cmd_name)
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        """Every command's name (for ``--help``), which loads them all."""
+        self._load_all()
+        return super().list_commands(ctx)
+
+    def _load_all(self) -> None:
+        if not self.loaded:
+            for command in self.load_commands():
+                self.add_command(command)
+            self.loaded = True
 
     def make_context(
         self, info_name: str | None, args: list[str], parent: click.Context | None = None, **extra: Any
@@ -45,6 +79,7 @@ class FieldstationGroup(click.Group):
         try:
             return super().invoke(ctx)
         except sa_exc.DBAPIError as exc:
+            from fieldstation.extensions import db
             from fieldstation.schema import explain
 
             script_info = ctx.find_object(ScriptInfo)
@@ -67,6 +102,8 @@ def friendly(func: F) -> F:
         try:
             return func(*args, **kwargs)
         except FieldstationError as exc:
+            from fieldstation.extensions import db  # not imported for commands that never fail so
+
             db.session.rollback()
             raise click.ClickException(exc.message) from None
 

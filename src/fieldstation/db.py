@@ -66,6 +66,18 @@ class Dialect:
             return f"{column} = ANY(?)"
         return f"{column} IN (SELECT value FROM json_each(?))"  # noqa: S608
 
+    def pairs(self, param: str) -> str:
+        """A FROM item ``g(a, z)`` of the integer pairs bound as JSON text (``[[a, z], …]``) to ``:param``."""
+        if self.name == "postgresql":
+            return (
+                "(SELECT (e->>0)::bigint AS a, (e->>1)::bigint AS z"  # noqa: S608
+                f" FROM json_array_elements(CAST(:{param} AS json)) e) g"
+            )
+        return (
+            "(SELECT json_extract(value, '$[0]') AS a, json_extract(value, '$[1]') AS z"  # noqa: S608
+            f" FROM json_each(:{param})) g"
+        )
+
     def list_param(self, values: Sequence[int]) -> Sequence[int] | str:
         """``values`` as the one parameter :meth:`in_list` binds."""
         return values if self.arrays else json.dumps(list(values))

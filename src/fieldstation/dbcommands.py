@@ -1,4 +1,5 @@
-"""``fieldstation db``: the operator's four schema commands (Alembic through Flask-Migrate).
+"""``fieldstation db``: the operator's four schema commands (Alembic through Flask-Migrate),
+and :func:`initialise`, the set-up ``init`` and ``serve --init`` share.
 
 Flask-Migrate's authoring commands (``init``, ``migrate``, ``revision``, ``merge``,
 ``edit``, …) are for developers of Fieldstation; they live under ``fieldstation dev db``,
@@ -7,8 +8,37 @@ so ``db init`` never sits next to ``init``.
 
 from __future__ import annotations
 
+import secrets
+
 import click
 from flask.cli import with_appcontext
+from sqlalchemy import select
+
+from fieldstation import manage
+from fieldstation.accounts import require_new_password
+from fieldstation.extensions import db
+from fieldstation.models import User
+
+
+def initialise(admin_name: str, admin_password: str | None) -> str | None:
+    """Migrate, and create the first admin; the line that tells a generated password, if one was made.
+
+    A generated password is one-time: its owner must change it at the first sign-in.
+    Call inside an app context.
+    """
+    from flask_migrate import upgrade  # Alembic: only when the schema may change
+
+    upgrade()
+    if db.session.scalar(select(User.id).where(User.is_admin.is_(True)).limit(1)) is not None:
+        click.echo("database is up to date; an admin account exists")
+        return None
+    password = admin_password or secrets.token_urlsafe(12)
+    user = manage.create_user(admin_name, password, is_admin=True)
+    click.echo(f"created admin account {admin_name!r}")
+    if admin_password:
+        return None
+    require_new_password(user)
+    return f"one-time password of {admin_name!r} (shown only now; change it at the first sign-in): {password}"
 
 
 @click.group("db")

@@ -43,20 +43,34 @@ def percentile_rank(count: int, percentile: float) -> int | None:
 def stddevs(
     first: Iterable[tuple[int, float]], second: Iterable[tuple[int, float]]
 ) -> dict[int, float | None]:
-    """Sample standard deviation per bucket key from two passes over the same (key, value) stream,
-    grouped by key: InfluxDB's running mean, then the squared deviations. One value gives None."""
+    """Sample standard deviation per bucket key from two passes over the same (key, value) stream:
+    InfluxDB's running mean, then the squared deviations. One value gives None.
+
+    Written for a year of readings: the current key's state stays in locals between items.
+    """
     means: dict[int, tuple[float, int]] = {}
-    for key, value in first:
-        mean, count = means.get(key, (0.0, 0))
+    key, mean, count = None, 0.0, 0
+    for k, value in first:
+        if k != key:
+            if key is not None:
+                means[key] = (mean, count)
+            key, (mean, count) = k, means.get(k, (0.0, 0))
         count += 1
-        means[key] = (mean + (value - mean) / count, count)
+        mean += (value - mean) / count
+    if key is not None:
+        means[key] = (mean, count)
     sums: dict[int, float] = {}
-    for key, value in second:
-        sums[key] = sums.get(key, 0.0) + math.pow(value - means[key][0], 2)
-    return {
-        key: math.sqrt(sums.get(key, 0.0) / (count - 1)) if count > 1 else None
-        for key, (_, count) in means.items()
-    }
+    key, mean, total = None, 0.0, 0.0
+    for k, value in second:
+        if k != key:
+            if key is not None:
+                sums[key] = total
+            key, mean, total = k, means[k][0], sums.get(k, 0.0)
+        deviation = value - mean
+        total += deviation * deviation
+    if key is not None:
+        sums[key] = total
+    return {k: math.sqrt(sums.get(k, 0.0) / (n - 1)) if n > 1 else None for k, (_, n) in means.items()}
 
 
 def modes(runs: Iterable[tuple[int, float, int, int, int]]) -> Iterator[tuple[int, float]]:

@@ -566,7 +566,7 @@ class _Context:
         return 0 if self.stmt.start is None else self.stmt.start
 
 
-#: Calls that transform a series of points (they need the time order of their input).
+#: Transformations whose window InfluxDB widens by one interval before the first bucket.
 _EXTENDED = (
     "derivative",
     "non_negative_derivative",
@@ -599,30 +599,37 @@ def _expr_rows(stmt: Select, members: list[FieldSeries]) -> tuple[list[str], lis
     default_end = MAX_TS_US + 1 if stmt.every is None else now_us() + 1
     ctx = _Context(stmt, members, start, default_end if stmt.end is None else stmt.end, get_zone(stmt.tz))
     lone = len(exprs) == 1 and len(found) == 1 and found[0].name in SELECTORS
-    columns: list[dict[int, Any]] = []
-    evaluated: list[list[tuple[int, Any]]] = []
-    for expr in exprs:
-        points = _evaluate(expr, ctx, 0)
-        if isinstance(points, float):
-            raise BadRequest("field must contain at least one variable")
-        whole = stmt.every is None and not any(c.name in TRANSFORMS + ("top", "bottom") for c in calls(expr))
-        if whole and not lone:
-            at = 0 if any(c.name == "integral" for c in calls(expr)) else ctx.default_time
-            points = [(at, value) for _, value in points]
-        evaluated.append(points)
-        columns.append(_by_time(points))
+    evaluated = [_column_points(expr, ctx, lone) for expr in exprs]
+    columns = [_by_time(points) for points in evaluated]
     if not any(v is not None for column in columns for v in column.values()):
         return _column_names(stmt.columns), []  # no point in the window: no series, whatever the fill
     if len(columns) == 1:  # top(), bottom() and distinct() may give several rows at one time
-        rows = [
-            (ts, [value]) for ts, value in sorted(evaluated[0], key=lambda p: p[0], reverse=stmt.descending)
-        ]
+        # InfluxDB lists top() and bottom() in time order even under ORDER BY time DESC.
+        backwards = stmt.descending and not any(c.name in ("top", "bottom") for c in found)
+        rows = [(ts, [value]) for ts, value in sorted(evaluated[0], key=lambda p: p[0], reverse=backwards)]
     else:
         times = sorted({ts for column in columns for ts in column}, reverse=stmt.descending)
         rows = _joined(times, columns, stmt.fill if stmt.every is not None else "null")
     if stmt.every is None or stmt.fill == "none":
         rows = [(ts, row) for ts, row in rows if any(v is not None for v in row)]
     return _column_names(stmt.columns), rows
+
+
+def _column_points(expr: Expr, ctx: _Context, lone: bool) -> list[tuple[int, Any]]:
+    """One column's points. Without GROUP BY time() an aggregate's row is at the window's start (0
+    without one; integral() always 0), unless the column is the statement's lone selector."""
+    points = _evaluate(expr, ctx, 0)
+    if isinstance(points, float):
+        raise BadRequest("field must contain at least one variable")
+    found = calls(expr)
+    if (
+        ctx.stmt.every is None
+        and not lone
+        and not any(c.name in TRANSFORMS + ("top", "bottom") for c in found)
+    ):
+        at = 0 if any(c.name == "integral" for c in found) else ctx.default_time
+        points = [(at, value) for _, value in points]
+    return points
 
 
 def _joined(
@@ -718,10 +725,8 @@ def _transform(call: Call, ctx: _Context) -> list[tuple[int, Any]]:
 
 def _raw_points(ids: list[int], start: int, end: int) -> Iterator[tuple[int, float]]:
     """Numeric readings of several fields merged in time order, streamed in pages."""
-    streams = [
-        ((p.ts, p.value) for p in query.iter_series(i, start, end) if p.value is not None) for i in ids
-    ]
-    return heapq.merge(*streams, key=lambda p: p[0])
+    streams = [query.iter_numbers(i, start, end) for i in ids]
+    return streams[0] if len(streams) == 1 else heapq.merge(*streams, key=lambda p: p[0])
 
 
 def _aggregate(call: Call, ctx: _Context, lead: int) -> list[tuple[int, Any]]:
@@ -748,6 +753,9 @@ def _aggregate(call: Call, ctx: _Context, lead: int) -> list[tuple[int, Any]]:
         return [(ts, v) for ts, v in points if v is not None]
     found = dict(points)
     values = [found.get(ts) for ts in starts]
+    if ctx.stmt.descending:  # filled in the order asked for: previous and linear look at later buckets
+        backwards = _filled(call, starts[::-1], values[::-1], ctx.stmt.fill)
+        return list(zip(starts, backwards[::-1], strict=True))
     return list(zip(starts, _filled(call, starts, values, ctx.stmt.fill), strict=True))
 
 

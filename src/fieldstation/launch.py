@@ -1,4 +1,4 @@
-"""Start the web server as a child and say where it is only once it answers.
+"""``fieldstation serve``: start the web server as a child and say where it is only once it answers.
 
 uWSGI and gunicorn print a banner of dozens of lines before they listen, and a
 busy port's error came 18 lines after "Fieldstation on http://…". Here the port
@@ -6,6 +6,11 @@ is tried first (one line when it is taken), the server's start-up output is held
 back, and the address is announced when the server answers its first request;
 if the server dies first, its last line is the error. After that its output
 (errors, the access log) passes through.
+
+All the launcher does is on the way to the first answer, so this module imports
+only what ``serve`` needs (click, the settings, SQLAlchemy's core for one query),
+and the ``fieldstation`` command loads it alone for ``serve``
+(:mod:`fieldstation.__main__`): not the other commands, nor the app they build.
 """
 
 from __future__ import annotations
@@ -22,10 +27,101 @@ import sys
 import threading
 import time
 from collections.abc import Callable
+from pathlib import Path
+
+import click
+from flask import Config
+
+from fieldstation.serving import SERVERS, default_server, server_command
 
 #: How long a server may take to answer its first request.
 START_TIMEOUT_S = 120.0
 ANY_ADDRESS = {"0.0.0.0", "::", ""}
+
+
+@click.command("serve")
+@click.option("--host", default="127.0.0.1", show_default=True, envvar="FIELDSTATION_HOST")
+@click.option("--port", default=8000, show_default=True, type=int, envvar="FIELDSTATION_PORT")
+@click.option("--workers", default=2, show_default=True, type=int, envvar="FIELDSTATION_WORKERS")
+@click.option(
+    "--server",
+    type=click.Choice(SERVERS),
+    envvar="FIELDSTATION_SERVER",
+    help="Default: uwsgi when the fieldstation[uwsgi] extra is installed, else gunicorn.",
+)
+@click.option("--access-log/--no-access-log", default=False, envvar="FIELDSTATION_ACCESS_LOG")
+@click.option("--verbose", is_flag=True, help="Show the server's start-up output too.")
+@click.option("--init", "init_first", is_flag=True, help="Run `init` first; a one-time password comes last.")
+def serve_command(
+    host: str, port: int, workers: int, server: str | None, access_log: bool, verbose: bool, init_first: bool
+) -> None:
+    """Serve with uWSGI or gunicorn (production); `fieldstation dev run` is Flask's development server."""
+    one_time = _initialise() if init_first else None
+    config = _check_database()
+    server = server or default_server()
+    from fieldstation.instance import default_instance_path
+    from fieldstation.metrics import prepare_multiprocess_dir
+
+    prepare_multiprocess_dir(Path(default_instance_path()) / "metrics")  # the workers' /metrics
+    max_body = int(config["MAX_CONTENT_LENGTH"] or 0)
+    args = server_command(server, host, port, workers, access_log=access_log, max_body=max_body)
+
+    def announce() -> None:
+        click.echo(f"Fieldstation is answering on {local_url(host, port)}/ ({server}, {workers} workers)")
+        if host in ANY_ADDRESS:
+            lan = lan_address()
+            if lan:
+                click.echo(f"devices and other computers on your network: http://{lan}:{port}/")
+        if one_time:
+            click.echo(one_time)  # last, under nothing that could scroll it away
+
+    try:
+        run(args, host, port, announce, verbose=verbose)  # becomes the relay; returns only on error
+    except LaunchError as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+def _initialise() -> str | None:
+    """``init`` before serving (``make run``); the one-time password's line, if one was made.
+
+    Only here does ``serve`` build the app and load Alembic; a plain ``serve`` needs neither.
+    """
+    from flask.cli import ScriptInfo
+
+    from fieldstation.cligroup import friendly
+    from fieldstation.dbcommands import initialise
+
+    with click.get_current_context().ensure_object(ScriptInfo).load_app().app_context():
+        return friendly(initialise)("admin", os.environ.get("FIELDSTATION_ADMIN_PASSWORD"))
+
+
+def _check_database() -> Config:
+    """The settings, once the database is in reach and migrated; without building the whole app.
+
+    Only the settings are read (``configured_app``): the web server's workers build
+    their own app, and building one here too would double the time to the first answer.
+    """
+    from sqlalchemy import create_engine
+
+    from fieldstation.config import ConfigError
+    from fieldstation.instance import default_instance_path, ensure_config
+    from fieldstation.schema import DatabaseNotReady, check_migrated
+    from fieldstation.settings import configured_app
+
+    if not os.environ.get("FIELDSTATION_SECRET_KEY"):
+        ensure_config(default_instance_path())
+    try:
+        config = configured_app().config
+    except ConfigError as exc:
+        raise click.ClickException(str(exc)) from None
+    engine = create_engine(config["SQLALCHEMY_DATABASE_URI"])
+    try:
+        check_migrated(engine)
+    except DatabaseNotReady as exc:
+        raise click.ClickException(str(exc)) from None
+    finally:
+        engine.dispose()
+    return config
 
 
 class LaunchError(RuntimeError):

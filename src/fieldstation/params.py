@@ -27,6 +27,8 @@ _RELATIVE_RE = re.compile(r"(?:now)?\s*([+-])\s*(\d{1,12}(?:us|u|µs|ms|s|m|h|d|
 FUNCTIONS = ("avg", "min", "max", "sum", "count", "first", "last")
 #: Totals over time (fieldstation.energy): a power field's energy, a counter's increase.
 TOTALS = ("energy", "increase")
+#: Order statistics, which read every value of a bucket: ``median`` and percentiles ``p0`` … ``p100``.
+_PERCENTILE_RE = re.compile(r"p(\d{1,3}(?:\.\d{1,3})?)")
 MAX_FIELDS = 200
 
 
@@ -130,18 +132,31 @@ def parse_fields(raw: Sequence[str], available: Sequence[int]) -> list[int]:
 
 
 def parse_functions(raw: str | None) -> list[str]:
-    """``fn=avg,min,max`` -> the named aggregates (default ``avg``).
+    """``fn=avg,min,max`` -> the named aggregates (default ``avg``), in output order.
 
-    :raise BadRequest: a name outside avg, min, max, sum, count, first, last, energy, increase.
+    Beside the aggregates and totals: ``median`` and percentiles as ``p95`` or ``p99.9``
+    (0 to 100, written back without a trailing ``.0``).
+
+    :raise BadRequest: a name outside avg, min, max, sum, count, first, last, energy, increase,
+        median, pN.
     """
     if not raw:
         return ["avg"]
-    known = FUNCTIONS + TOTALS
+    known = (*FUNCTIONS, *TOTALS, "median")
     names = [part.strip().lower() for part in raw.split(",") if part.strip()]
-    unknown = [n for n in names if n not in known]
+    ranks = sorted({p for p in (percentile_of(n) for n in names if n not in known) if p is not None})
+    unknown = [n for n in names if n not in known and percentile_of(n) is None]
     if unknown or not names:
-        raise BadRequest(f"fn must be some of {', '.join(known)}", code="bad_fn")
-    return [n for n in known if n in names]
+        raise BadRequest(f"fn must be some of {', '.join(known)}, pN (N from 0 to 100)", code="bad_fn")
+    return [n for n in known if n in names] + [f"p{p:g}" for p in ranks]
+
+
+def percentile_of(name: str) -> float | None:
+    """``p95`` -> 95.0; None for any other name, or a percentile beyond 100."""
+    found = _PERCENTILE_RE.fullmatch(name)
+    if found is None or float(found.group(1)) > 100:
+        return None
+    return float(found.group(1))
 
 
 def parse_order(raw: str | None) -> bool:

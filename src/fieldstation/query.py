@@ -11,6 +11,8 @@ with :mod:`fieldstation.auth`'s read rule, inside their own statement.
 from __future__ import annotations
 
 import datetime as dt
+import heapq
+import math
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, NamedTuple
@@ -90,7 +92,7 @@ def _statements(d: Dialect) -> _Sql:
         channel=bind(
             "SELECT c.id, c.owner_id, c.name, c.description, c.public, c.latitude, c.longitude, "  # noqa: S608
             "c.elevation, c.last_entry_id, c.created_at, c.updated_at, "
-            f"{readable_sql('c', 's.owner_id', 's.channel_id')}, f.id, f.number, f.name, f.unit "
+            f"{readable_sql('c', 's.owner_id', 's.channel_id')}, f.id, f.number, f.name, f.unit, f.kind "
             f"FROM channels c LEFT JOIN ({KEY_SCOPE_SQL}) s ON true "
             "LEFT JOIN fields f ON f.channel_id = c.id AND f.number >= ? AND f.number <= ? "
             "WHERE c.id = ? ORDER BY f.number"
@@ -153,6 +155,8 @@ class FieldInfo:
     number: int
     name: str
     unit: str | None
+    #: gauge, power or counter (docs/energy.md): what the field's sums are.
+    kind: str = "gauge"
 
 
 @dataclass(frozen=True, slots=True)
@@ -209,7 +213,7 @@ def read_access(
     if not rows or not rows[0][11]:
         return None
     first = rows[0]
-    fields = tuple(FieldInfo(r[12], r[13], r[14], r[15]) for r in rows if r[12] is not None)
+    fields = tuple(FieldInfo(r[12], r[13], r[14], r[15], r[16]) for r in rows if r[12] is not None)
     return ChannelInfo(
         first[0],
         first[1],
@@ -485,6 +489,22 @@ def iter_series(field_id: int, start: int, end: int, *, page: int = 5000) -> Ite
         after = rows[-1].ts
 
 
+def iter_numbers(
+    field_id: int, start: int, end: int, *, page: int = MAX_LIMIT
+) -> Iterator[tuple[int, float]]:
+    """(ts, value) of every numeric reading of a field in ``[start, end)``, oldest first: the driver's
+    pairs in keyset pages (long ones from the read blocks), for functions that walk every value."""
+    after: int | None = None
+    while True:
+        pairs = series_rows(field_id, start, end, limit=page, after=after).pairs
+        for ts, value in pairs:
+            if value is not None:
+                yield ts, value
+        if len(pairs) < page:
+            return
+        after = pairs[-1][0]
+
+
 def iter_entries(channel_id: int, start: int, end: int, *, page: int = 2000) -> Iterator[EntryRow]:
     """Every entry of a channel in ``[start, end)``, oldest first, fetched in keyset pages."""
     after: int | None = None
@@ -513,6 +533,8 @@ _RANKS = {
     "percentile": ("value, ts", "i <= c * :p / 100.0 + 0.5 AND c * :p / 100.0 + 0.5 < i + 1"),
     "top": ("value DESC, ts", "i <= :n"),
     "bottom": ("value, ts", "i <= :n"),
+    # the one or two readings at floor(h) and ceil(h), h = (c - 1) * p / 100 counted from 0
+    "between": ("value, ts", "(c - 1) * :p / 100.0 > i - 2 AND (c - 1) * :p / 100.0 < i"),
 }
 
 
@@ -523,6 +545,25 @@ class Ranked(NamedTuple):
     ts: int
     value: float
     total: int
+
+
+def _over_buckets(
+    field_ids: Sequence[int], start: int, end: int, plan: buckets.Plan, tail: str, params: dict[str, Any]
+) -> tuple[Any, dict[str, Any]]:
+    """``tail`` over ``k``: (bucket key ``b``, ``ts``, ``value``) of every numeric reading of
+    ``field_ids`` in ``[start, end)``; the statement and its parameters. ``tail`` is a constant."""
+    params |= {"ids": list(field_ids), "a": start, "z": end}
+    key = plan.key_sql("ts", params)
+    statement = text(
+        f"WITH k AS (SELECT {key} AS b, ts, value FROM readings WHERE field_id IN :ids"  # noqa: S608
+        f" AND ts >= :a AND ts < :z AND value IS NOT NULL) {tail}"
+    ).bindparams(bindparam("ids", expanding=True))
+    return statement, params
+
+
+def _streamed(statement: Any, params: dict[str, Any], page: int) -> Any:
+    """The statement's rows fetched ``page`` at a time (a server-side cursor on PostgreSQL)."""
+    return db.session.execute(statement.execution_options(stream_results=True, yield_per=page), params)
 
 
 def ranked(
@@ -539,17 +580,14 @@ def ranked(
     order, condition = _RANKS[kind]
     # A percentile beyond [-100, 200] picks no value (its rank lies outside every bucket) however
     # far beyond, so it is held there: count x 1e308 would overflow, which PostgreSQL raises.
-    params: dict[str, Any] = {"ids": list(field_ids), "a": start, "z": end, "p": min(max(arg, -100.0), 200.0)}
-    params |= {"n": int(min(arg, MAX_LIMIT)), "lim": 2 * buckets.MAX_BUCKETS + MAX_LIMIT}
-    key = plan.key_sql("ts", params)
-    statement = text(
-        f"WITH k AS (SELECT {key} AS b, ts, value FROM readings WHERE field_id IN :ids"  # noqa: S608
-        " AND ts >= :a AND ts < :z AND value IS NOT NULL),"
-        f" o AS (SELECT b, ts, value, row_number() OVER (PARTITION BY b ORDER BY {order}) AS i,"
+    params: dict[str, Any] = {"p": min(max(arg, -100.0), 200.0), "n": int(min(arg, MAX_LIMIT))}
+    params["lim"] = 2 * buckets.MAX_BUCKETS + MAX_LIMIT
+    tail = (
+        f", o AS (SELECT b, ts, value, row_number() OVER (PARTITION BY b ORDER BY {order}) AS i,"  # noqa: S608 (constants of _RANKS)
         " count(*) OVER (PARTITION BY b) AS c FROM k)"
         f" SELECT b, ts, value, c FROM o WHERE {condition} ORDER BY b, i LIMIT :lim"
-    ).bindparams(bindparam("ids", expanding=True))
-    rows = db.session.execute(statement, params).all()
+    )
+    rows = db.session.execute(*_over_buckets(field_ids, start, end, plan, tail, params)).all()
     return [Ranked(int(b), int(ts), float(value), int(c)) for b, ts, value, c in rows]
 
 
@@ -566,13 +604,8 @@ def grouped(
 ) -> list[tuple[Any, ...]]:
     """Rows of ``_GROUPED[kind]`` over the numeric readings of ``field_ids`` in ``[start, end)``:
     (bucket key, value[, first time]), at most MAX_LIMIT rows."""
-    params: dict[str, Any] = {"ids": list(field_ids), "a": start, "z": end, "n": MAX_LIMIT}
-    key = plan.key_sql("ts", params)
-    statement = text(
-        f"WITH k AS (SELECT {key} AS b, ts, value FROM readings WHERE field_id IN :ids"  # noqa: S608
-        f" AND ts >= :a AND ts < :z AND value IS NOT NULL) {_GROUPED[kind]}"
-    ).bindparams(bindparam("ids", expanding=True))
-    return [tuple(row) for row in db.session.execute(statement, params).all()]
+    found = _over_buckets(field_ids, start, end, plan, _GROUPED[kind], {"n": MAX_LIMIT})
+    return [tuple(row) for row in db.session.execute(*found).all()]
 
 
 def value_runs(
@@ -580,31 +613,27 @@ def value_runs(
 ) -> Iterator[tuple[int, float, int, int, int]]:
     """(bucket key, value, readings, first time, last time) of each distinct numeric value per bucket,
     by bucket then value, streamed in pages (for mode(), which walks the values in order)."""
-    params: dict[str, Any] = {"ids": list(field_ids), "a": start, "z": end}
-    key = plan.key_sql("ts", params)
-    statement = text(
-        f"SELECT {key} AS b, value, count(*), min(ts), max(ts) FROM readings WHERE field_id IN :ids"  # noqa: S608
-        " AND ts >= :a AND ts < :z AND value IS NOT NULL GROUP BY 1, value ORDER BY 1, value"
-    ).bindparams(bindparam("ids", expanding=True))
-    result = db.session.execute(statement.execution_options(stream_results=True, yield_per=page), params)
-    for b, value, count, first, last in result:
+    tail = "SELECT b, value, count(*), min(ts), max(ts) FROM k GROUP BY b, value ORDER BY b, value"
+    for b, value, count, first, last in _streamed(
+        *_over_buckets(field_ids, start, end, plan, tail, {}), page
+    ):
         yield int(b), float(value), int(count), int(first), int(last)
 
 
 def bucket_values(
-    field_ids: Sequence[int], start: int, end: int, plan: buckets.Plan, *, page: int = 10_000
+    field_ids: Sequence[int], start: int, end: int, plan: buckets.Plan
 ) -> Iterator[tuple[int, float]]:
-    """(bucket key, value) of every numeric reading, bucket by bucket and in time order within one,
-    streamed in pages of ``page`` rows (for aggregates that walk the values twice, such as stddev)."""
-    params: dict[str, Any] = {"ids": list(field_ids), "a": start, "z": end}
-    key = plan.key_sql("ts", params)
-    statement = text(
-        f"SELECT {key} AS b, value FROM readings WHERE field_id IN :ids"  # noqa: S608
-        " AND ts >= :a AND ts < :z AND value IS NOT NULL ORDER BY b, ts"
-    ).bindparams(bindparam("ids", expanding=True))
-    result = db.session.execute(statement.execution_options(stream_results=True, yield_per=page), params)
-    for b, value in result:
-        yield int(b), float(value)
+    """(bucket key, value) of every numeric reading of ``field_ids``, in time order, streamed (for
+    aggregates that walk the values twice, such as stddev): the fields' pages merged by time."""
+    streams = [iter_numbers(field_id, start, end) for field_id in field_ids]
+    merged = streams[0] if len(streams) == 1 else heapq.merge(*streams, key=lambda pair: pair[0])
+    if plan.offsets:
+        for ts, value in merged:
+            yield plan.key_of(ts), value
+    else:  # the key without a zone's steps, as Plan.key_of computes it, inline: a year is 525,600 calls
+        shift, every = plan.shift, plan.every
+        for ts, value in merged:
+            yield (ts + shift) // every, value
 
 
 def time_of_value(field_ids: Sequence[int], start: int, end: int, value: float) -> int | None:
@@ -645,3 +674,38 @@ def _check_limit(limit: int) -> int:
     if not 1 <= limit <= MAX_LIMIT:
         raise BadRequest(f"limit must be 1..{MAX_LIMIT}", code="bad_limit")
     return limit
+
+
+# -- percentiles (beside medians) ---------------------------------------------------------------
+
+
+def percentiles(
+    field_id: int, start: int, end: int, every: int, percent: float, *, tz: str | dt.tzinfo | None = None
+) -> list[tuple[int, float]]:
+    """(bucket start, ``percent``-th percentile) of the numeric readings per bucket, exact (:func:`ranked`).
+
+    Between the two nearest ranks, linearly (PostgreSQL's ``percentile_cont``, numpy's
+    default): the value at rank ``h = (count - 1) * percent / 100`` counted from 0, so that
+    percentile 50 is :func:`medians`' median, bit for bit (the middle one, or the halves of
+    the middle two), and 0 and 100 are the minimum and the maximum. InfluxQL's
+    ``percentile()`` picks the nearest rank instead, as InfluxDB does.
+
+    :raise BadRequest: reversed window, bad width or more than MAX_BUCKETS buckets.
+    """
+    plan = buckets.plan(start, end, every, tz)
+    fraction = min(max(percent, 0.0), 100.0) / 100
+    near: dict[int, tuple[int, list[float]]] = {}
+    for row in ranked([field_id], start, end, plan, "between", fraction * 100):
+        near.setdefault(row.key, (row.total, []))[1].append(row.value)
+    return [(plan.start_of(b), _between(c, fraction, values)) for b, (c, values) in near.items()]
+
+
+def _between(count: int, fraction: float, values: list[float]) -> float:
+    """The value at rank ``(count - 1) * fraction`` from the one or two values at the ranks beside it."""
+    rank = (count - 1) * fraction
+    share = rank - math.floor(rank)
+    if share == 0 or len(values) == 1:
+        return values[0]
+    below, above = values
+    # Each value weighted (no difference of the two, which may overflow); held between them.
+    return min(max(below * (1 - share) + above * share, below), above)

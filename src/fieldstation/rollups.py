@@ -25,6 +25,8 @@ which long raw reads take instead of the readings.
 from __future__ import annotations
 
 import datetime as dt
+import itertools
+import json
 import re
 from collections.abc import Iterable
 from typing import Any
@@ -422,48 +424,127 @@ def chain_pieces(field_id: int, start: int, end: int, plan: Plan) -> list[Piece]
     """
     usable = [i for i, (width, _) in enumerate(LEVELS) if plan.aligned(width)]
     level = usable[-1] if usable else -1
-    if level >= 0 and _has_marks(field_id):
+    if level >= 0:
+        fresh(field_id)
+    found = level_slots(field_id, spans(start, end, level), plan)
+    return merged(list(found.values()))
+
+
+def fresh(field_id: int) -> None:
+    """Rebuild the field's stale hours, if it has any, before its rollups are read."""
+    if _has_marks(field_id):
         refresh(field_id)
-    return _chain(field_id, start, end, plan, level)
 
 
-def _chain(field_id: int, start: int, end: int, plan: Plan, level: int) -> list[Piece]:
+#: A run of one level's slots: (index into :data:`LEVELS`, or -1 for the readings; start; end).
+Span = tuple[int, int, int]
+
+
+def spans(start: int, end: int, level: int) -> list[Span]:
+    """``[start, end)`` as the coarsest slots up to ``level`` that fit, finer ones at the ragged ends."""
     if start >= end:
         return []
     if level < 0:
-        return _slots("readings", field_id, start, end, plan)
-    width, table = LEVELS[level]
+        return [(-1, start, end)]
+    width = LEVELS[level][0]
     a, z = -(-start // width) * width, end // width * width
     if a >= z:
-        return _chain(field_id, start, end, plan, level - 1)
-    return (
-        _chain(field_id, start, a, plan, level - 1)
-        + _slots(table, field_id, a, z, plan)
-        + _chain(field_id, z, end, plan, level - 1)
-    )
+        return spans(start, end, level - 1)
+    return [*spans(start, a, level - 1), (level, a, z), *spans(z, end, level - 1)]
 
 
-def _slots(source: str, field_id: int, start: int, end: int, plan: Plan) -> list[Piece]:
-    params: dict[str, Any] = {"f": field_id, "a": start, "z": end}
-    key = plan.key_sql("ts", params)
+def level_slots(field_id: int, runs: list[Span], plan: Plan) -> dict[int, list[Piece]]:
+    """The slots (or readings) of every run, by level, each level in time order: one statement a level."""
+    by_level: dict[int, list[tuple[int, int]]] = {}
+    for level, a, z in sorted(runs, key=lambda run: run[1]):
+        ranges = by_level.setdefault(level, [])
+        if ranges and ranges[-1][1] == a:  # adjacent runs of one level: one index range
+            ranges[-1] = (ranges[-1][0], z)
+        else:
+            ranges.append((a, z))
+    return {
+        level: _slots(LEVELS[level][1] if level >= 0 else "readings", field_id, ranges, plan)
+        for level, ranges in by_level.items()
+    }
+
+
+def merged(runs: list[list[Piece]]) -> list[Piece]:
+    """Pieces of disjoint runs, each in time order, as one list in time order."""
+    if len(runs) == 1:
+        return runs[0]
+    return sorted(itertools.chain.from_iterable(runs), key=_first_time)
+
+
+def _first_time(piece: Piece) -> int:
+    return piece[2]
+
+
+def _slots(source: str, field_id: int, ranges: list[tuple[int, int]], plan: Plan) -> list[Piece]:
+    """The rows of ``source`` in the ``ranges`` (one range: a plain index range; more: a join)."""
+    params: dict[str, Any] = {"f": field_id}
+    key = plan.key_sql("r.ts", params)
     if source == "readings":
         zero = "CAST(0 AS DOUBLE PRECISION)"
-        cols, where = f"1, ts, value, ts, value, {zero}, {zero}", " AND value IS NOT NULL"
+        cols, where = f"1, r.ts, r.value, r.ts, r.value, {zero}, {zero}", " AND r.value IS NOT NULL"
     else:
         cols = (
-            "n, t0, coalesce(first, sum), coalesce(t1, t0), coalesce(last, sum), coalesce(area, 0.0),"
-            " coalesce(rise, 0.0)"
+            "r.n, r.t0, coalesce(r.first, r.sum), coalesce(r.t1, r.t0), coalesce(r.last, r.sum),"
+            " coalesce(r.area, 0.0), coalesce(r.rise, 0.0)"
         )
         where = ""
-    sql = (
-        f"SELECT {key}, {cols} FROM {source} WHERE field_id = :f AND ts >= :a AND ts < :z{where} ORDER BY ts"  # noqa: S608
-    )
-    # On the driver's cursor: SQLAlchemy's rows cost half of a year of hour slots' read.
-    named = {"sqlite": sql, "postgresql": _NAMED.sub(r"%(\1)s", sql)}
+    if len(ranges) == 1:
+        params["a"], params["z"] = ranges[0]
+        within, bounds = f"{source} r", "r.ts >= :a AND r.ts < :z"
+    else:
+        # CROSS JOIN: SQLite takes the ranges as the outer loop, one index range each.
+        params["g"] = json.dumps(ranges)
+        within, bounds = f"{{pairs}} CROSS JOIN {source} r", "r.ts >= g.a AND r.ts < g.z"
+    sql = f"SELECT {key}, {cols} FROM {within} WHERE r.field_id = :f AND {bounds}{where} ORDER BY r.ts"  # noqa: S608
+    return _fetch(sql, params)
+
+
+def _fetch(sql: str | dict[str, str], params: dict[str, Any]) -> list[Any]:
+    """Rows of a statement (or of one per engine, by name) written with ``:name`` parameters and
+    ``{pairs}``, the ranges of ``:g``.
+
+    On the driver's cursor: SQLAlchemy's rows cost half of a year of hour slots' read.
+    """
+    named = {}
+    for name, dialect in database.DIALECTS.items():
+        written = (sql if isinstance(sql, str) else sql[name]).replace("{pairs}", dialect.pairs("g"))
+        named[name] = _NAMED.sub(r"%(\1)s", written) if name == "postgresql" else written
     with database.cursor(named, binary=True) as (cursor, statement):
         cursor.execute(statement, params)
-        rows: list[Piece] = cursor.fetchall()
+        rows: list[Any] = cursor.fetchall()
     return rows
+
+
+def edge_readings(
+    field_id: int, ranges: list[tuple[int, int]], *, last: bool
+) -> dict[int, tuple[int, float]]:
+    """The last (or first) numeric reading of each range, by the range's start; one statement.
+
+    What a day slot cannot tell: the reading just before (or after) a cut inside it. One
+    index seek a range: PostgreSQL's LATERAL (a subquery per column cost four times as much
+    there), SQLite's subquery with the ranges as the outer loop (joined, it scanned the
+    field's readings for each).
+    """
+    if not ranges:
+        return {}
+    order = "DESC" if last else "ASC"
+    nearest = (
+        "SELECT r.ts, r.value FROM readings r WHERE r.field_id = :f AND r.ts >= g.a AND r.ts < g.z"  # noqa: S608
+        f" AND r.value IS NOT NULL ORDER BY r.ts {order} LIMIT 1"
+    )
+    sql = {
+        "postgresql": f"SELECT g.a, x.ts, x.value FROM {{pairs}} CROSS JOIN LATERAL ({nearest}) x",  # noqa: S608
+        "sqlite": (
+            f"SELECT x.a, x.t, v.value FROM (SELECT g.a, ({nearest.replace('r.ts, r.value', 'r.ts', 1)})"  # noqa: S608
+            " AS t FROM {pairs}) x CROSS JOIN readings v WHERE v.field_id = :f AND v.ts = x.t"
+        ),
+    }
+    rows = _fetch(sql, {"f": field_id, "g": json.dumps(ranges)})
+    return {int(a): (int(t), float(value)) for a, t, value in rows}
 
 
 #: A bound parameter ``:name`` (sqlite3's style), rewritten as ``%(name)s`` for psycopg.

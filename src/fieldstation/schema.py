@@ -7,6 +7,8 @@ line that says what to do, instead of SQLAlchemy's traceback.
 
 from __future__ import annotations
 
+import os
+
 from sqlalchemy import exc as sa_exc
 from sqlalchemy import inspect, text
 from sqlalchemy.engine import Engine, make_url
@@ -38,6 +40,8 @@ def check_migrated(engine: Engine) -> None:
     :raise DatabaseNotReady: unreachable, never initialised, or behind the code.
     """
     where = describe(engine)
+    if _missing_sqlite_file(engine):  # connecting would create it, empty and world-readable
+        raise DatabaseNotReady(f"database {where} is not initialised: run `fieldstation init`")
     try:
         with engine.connect() as conn:
             if not inspect(conn).has_table("alembic_version"):
@@ -52,6 +56,15 @@ def check_migrated(engine: Engine) -> None:
             f"database {where} is at revision {', '.join(sorted(current))}, this version needs "
             f"{HEAD}: run `fieldstation db upgrade`"
         )
+
+
+def _missing_sqlite_file(engine: Engine) -> bool:
+    """A SQLite database whose file does not exist (yet): SQLite would make one on connecting,
+    with the umask's mode, and ``init`` would keep that mode (files.create_private makes it 0600)."""
+    name = engine.url.database
+    if engine.dialect.name != "sqlite" or not name or name == ":memory:" or name.startswith("file:"):
+        return False
+    return not os.path.exists(name)
 
 
 def describe(engine: Engine) -> str:

@@ -28,6 +28,8 @@ from fieldstation.errors import BadRequest
 SERVERS = ("uwsgi", "gunicorn")
 #: What the server imports: the application factory, as a server process runs it.
 APP = "fieldstation.wsgi:served_app()"
+#: What the uWSGI master imports before it forks the workers of :data:`APP`.
+PRELOAD = "fieldstation.preload"
 
 
 def default_server() -> str:
@@ -79,6 +81,8 @@ def server_command(
             "--http-socket", f"{host}:{port}", "--add-header", "Connection: close",
             "--master", "--processes", str(workers),
             "--lazy-apps",  # each worker builds its own app and database pool (none shared over fork)
+            # ... from the modules the master imported once, shared copy-on-write (fieldstation.preload)
+            *(("--shared-import", PRELOAD) if app == APP else ()),
             "--module", app,
             "--need-app", "--die-on-term", "--strict", "--single-interpreter",
             # A worker still loading the app misses the master's stop signal: wait for it 5 s,

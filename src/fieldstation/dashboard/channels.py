@@ -28,13 +28,11 @@ _LIMITS = {"latitude": 90.0, "longitude": 180.0, "elevation": 100_000.0}
 @bp.get("/dashboard/channels")
 @login_required
 def my_channels() -> str:
-    """Each of my channels with its last update time and latest values."""
+    """Each of my channels with its newest entry, as the channel page shows it (``_latest.html``)."""
     user = me()
     channels = manage.channels_of(user)
     zone = viewer_zone(request.args, request.cookies)
-    rows = [
-        (channel, query.latest_values(channel.id), plots.totals_of(channel, zone)) for channel in channels
-    ]
+    rows = [(channel, query.latest_entry(channel.id), plots.totals_of(channel, zone)) for channel in channels]
     health = monitoring.overview([c.id for c in channels])
     return render_template("dashboard/channels.html", rows=rows, zone=zone, health=health)
 

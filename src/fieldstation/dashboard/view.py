@@ -169,9 +169,14 @@ def embed_chart(channel_id: int, number: int) -> str:
     width = chart_width(request.args, {}, default=450)
     height = chart_height(request.args, default=260)
     model = next(f for f in channel.fields if f.number == number)
+    totals = {}
     if request.args.get("type") == "bars" and plots.has_totals(model):
         svg = plots.bar_chart(model, win, zone, width, height)
+        found = plots.so_far(model, zone)  # as the channel page shows it, whatever the window
+        totals = {model.number: found} if found is not None else {}
     else:
         svg = plots.field_chart(field, win, zone, width, height)
     title = request.args.get("title") or plots.label(field)
-    return render_template("dashboard/embed.html", channel=channel, field=field, svg=svg, title=title)
+    return render_template(
+        "dashboard/embed.html", channel=channel, field=field, svg=svg, title=title, totals=totals
+    )

@@ -138,19 +138,26 @@ def buckets(channel_id: int) -> Response:
 def _bucket_series(
     field: FieldInfo, start: int, end: int, every: int, tz: str | None, zone: dt.tzinfo, functions: list[str]
 ) -> dict[str, Any]:
-    """One field's buckets: the aggregates from the rollups, energy and increase from their chains."""
-    plain = [fn for fn in functions if fn not in params.TOTALS]
+    """One field's buckets: the aggregates from the rollups, energy and increase from their chains,
+    medians and percentiles from every value (:func:`fieldstation.query.percentiles`)."""
+    plain = [fn for fn in functions if fn in params.FUNCTIONS]
     wanted = [fn for fn in functions if fn in params.TOTALS]
+    ranked = [fn for fn in functions if fn not in params.FUNCTIONS and fn not in params.TOTALS]
     rows: dict[int, dict[str, Any]] = {}
-    if plain or not wanted:
+    blank = dict.fromkeys(functions) | ({"count": 0} if "count" in plain else {})
+
+    def put(bucket: int, values: dict[str, Any]) -> None:
+        rows.setdefault(bucket, dict(blank)).update(values)
+
+    if plain or not (wanted or ranked):
         for b in rollups.buckets(field.id, start, end, every, tz=tz):
-            rows[b.start] = {fn: getattr(b, fn) for fn in plain}
+            put(b.start, {fn: getattr(b, fn) for fn in plain})
     if wanted:
         for total in energy.totals(field.id, start, end, every, tz=tz):
-            row = rows.setdefault(
-                total.start, dict.fromkeys(plain) | ({"count": 0} if "count" in plain else {})
-            )
-            row.update({fn: getattr(total, fn) for fn in wanted})
+            put(total.start, {fn: getattr(total, fn) for fn in wanted})
+    for fn in ranked:
+        for bucket, value in _order_statistic(field.id, start, end, every, tz, fn):
+            put(bucket, {fn: value})
     starts = sorted(rows)
     times = params.format_times(starts, zone)
     result: dict[str, Any] = {"field": field.number, "name": field.name, "unit": field.unit}
@@ -160,6 +167,17 @@ def _bucket_series(
         }
     result["buckets"] = [{"time": time, "ts": ts} | rows[ts] for time, ts in zip(times, starts, strict=True)]
     return result
+
+
+def _order_statistic(
+    field_id: int, start: int, end: int, every: int, tz: str | None, fn: str
+) -> list[tuple[int, float]]:
+    """``median`` (ThingSpeak's ``median=`` rule: :func:`fieldstation.query.medians`) or ``pN``."""
+    if fn == "median":
+        return query.medians(field_id, start, end, every, tz=tz)
+    percent = params.percentile_of(fn)
+    assert percent is not None  # parse_functions let only these through
+    return query.percentiles(field_id, start, end, every, percent, tz=tz)
 
 
 @api_bp.get("/channels/<int:channel_id>/entries/latest")

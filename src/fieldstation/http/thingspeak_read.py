@@ -19,7 +19,7 @@ from xml.etree import ElementTree as ET
 
 from flask import Blueprint, Response, current_app, request
 
-from fieldstation import params, query, rollups
+from fieldstation import energy, params, query, rollups
 from fieldstation.errors import FieldstationError, NotFound
 from fieldstation.http.readaccess import channel_or_none
 from fieldstation.jsonprovider import encode
@@ -202,12 +202,7 @@ def _aggregated(channel: ChannelInfo, numbers: list[int], opts: FeedOptions) -> 
         field = channel.field(n)
         if field is None:
             continue
-        if kind == "median":
-            pairs = query.medians(field.id, start, end, every, tz=tz)
-        else:
-            attr = {"timescale": "first", "sum": "sum", "average": "avg"}[kind]
-            pairs = [(b.start, getattr(b, attr)) for b in rollups.buckets(field.id, start, end, every, tz=tz)]
-        for ts, value in pairs:
+        for ts, value in _bucket_values(field, kind, start, end, every, tz):
             per_bucket.setdefault(ts, {})[n] = value
     feeds = []
     for ts in sorted(per_bucket)[-opts.results :]:
@@ -216,6 +211,23 @@ def _aggregated(channel: ChannelInfo, numbers: list[int], opts: FeedOptions) -> 
             feed[f"field{n}"] = _text(_filtered(per_bucket[ts].get(n), opts), opts.round)
         feeds.append(feed)
     return feeds
+
+
+def _bucket_values(
+    field: FieldInfo, kind: str, start: int, end: int, every: int, tz: dt.tzinfo | None
+) -> list[tuple[int, float | None]]:
+    """(bucket start, value) of one field for ``timescale``, ``sum``, ``average`` or ``median``.
+
+    ``sum`` of a power field is its energy, of a counter its increase (docs/decisions.md): the
+    total its owner declared it has, where ThingSpeak adds the readings up.
+    """
+    if kind == "median":
+        return list(query.medians(field.id, start, end, every, tz=tz))
+    if kind == "sum" and field.kind in energy.TOTAL_OF:
+        total = energy.TOTAL_OF[field.kind]
+        return [(t.start, getattr(t, total)) for t in energy.totals(field.id, start, end, every, tz=tz)]
+    attr = {"timescale": "first", "sum": "sum", "average": "avg"}[kind]
+    return [(b.start, getattr(b, attr)) for b in rollups.buckets(field.id, start, end, every, tz=tz)]
 
 
 # -- rendering --------------------------------------------------------------------------------
