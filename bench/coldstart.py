@@ -12,9 +12,12 @@ between the processes sharing it; what the processes cost together) and RSS.
 ``influxd`` (Debian package ``influxdb``) gets the same: start to first
 ``/ping``, and its idle memory with an empty database.
 
-The CPU column is the CPU time the server's processes used until the first answer
-(median): on a busy shared machine the wall time waits for other people's work,
-and on a quiet one with two cores it comes close to this figure.
+The CPU column is the CPU time all the server's processes used until the first
+answer (median), the path column that of its busiest chain (the launcher, the
+master, the busiest worker: each had to run before the next could start or answer,
+while the workers start side by side). On a busy shared machine the wall time
+waits for other people's work; on a quiet one with a core per worker it comes
+close to the path figure.
 
 The starts of all the servers take turns (one of each, then the next round), so a
 machine whose speed drifts weighs on all of them alike. ``--against DIR`` adds the
@@ -25,7 +28,7 @@ Each source tree is compiled to bytecode first (``compileall``), as installing a
 wheel does and a checkout's first run does: with ``PYTHONDONTWRITEBYTECODE`` set,
 as on some CI machines, every start would compile Fieldstation's modules again.
 
-Usage: ``.venv/bin/python bench/coldstart.py`` (about a minute); ``--runs 9``;
+Usage: ``.venv/bin/python bench/coldstart.py`` (a few minutes); ``--runs 9``;
 ``--against /path/to/other/checkout``. Import times of a worker: ``python -X
 importtime -c "from fieldstation.wsgi import served_app; served_app()"``.
 """
@@ -66,24 +69,36 @@ def answered(port: int) -> bool:
         connection.close()
 
 
+def own_cpu(pid: int) -> float:
+    """CPU seconds of one process (and of its children that were waited for), 0 once it is gone."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return sum(int(v) for v in fields[11:15]) / os.sysconf("SC_CLK_TCK")  # utime, stime, cutime, cstime
+
+
 def cpu_seconds(pid: int) -> float:
-    """CPU time the process tree has used so far (children that were waited for included)."""
-    ticks = os.sysconf("SC_CLK_TCK")
-    total = 0
-    for member in tree(pid):
-        try:
-            fields = Path(f"/proc/{member}/stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        total += sum(int(v) for v in fields[11:15])  # utime, stime, cutime, cstime
-    return total / ticks
+    """CPU time the process tree has used so far."""
+    return sum(own_cpu(member) for member in tree(pid))
+
+
+def cpu_path(pid: int) -> float:
+    """CPU time along the tree's busiest chain: this process, then its busiest child's chain.
+
+    Each process of the chain had to run before the next could start or answer (the
+    launcher before the server, the master before its workers), while sibling workers
+    start side by side: on a quiet machine with a core per worker, the wait for the first
+    answer is about this.
+    """
+    return own_cpu(pid) + max((cpu_path(child) for child in children(pid)), default=0.0)
 
 
 def first_answer(
     command: list[str], port: int, env: dict[str, str]
-) -> tuple[float, float, subprocess.Popen[bytes]]:
-    """Seconds from starting ``command`` to its first answer on ``port``, and the CPU seconds its
-    processes used until then (what a quiet machine's wait would be, near enough); it keeps running."""
+) -> tuple[float, float, float, subprocess.Popen[bytes]]:
+    """Seconds from starting ``command`` to its first answer on ``port``, the CPU seconds its
+    processes used until then, and those of its busiest chain (:func:`cpu_path`); it keeps running."""
     started = time.perf_counter()
     proc = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     while not answered(port):
@@ -93,7 +108,17 @@ def first_answer(
             proc.kill()
             raise RuntimeError(f"{command[0]} did not answer in 60 s")
         time.sleep(0.01)
-    return time.perf_counter() - started, cpu_seconds(proc.pid), proc
+    return time.perf_counter() - started, cpu_seconds(proc.pid), cpu_path(proc.pid), proc
+
+
+def children(pid: int) -> list[int]:
+    found = []
+    for task in Path(f"/proc/{pid}/task").glob("*"):
+        try:
+            found += [int(c) for c in (task / "children").read_text().split()]
+        except OSError:
+            continue
+    return found
 
 
 def tree(pid: int) -> list[int]:
@@ -102,9 +127,7 @@ def tree(pid: int) -> list[int]:
     while todo:
         current = todo.pop()
         found.append(current)
-        for task in Path(f"/proc/{current}/task").glob("*"):
-            children = (task / "children").read_text().split() if (task / "children").exists() else []
-            todo += [int(c) for c in children]
+        todo += children(current)
     return found
 
 
@@ -141,15 +164,16 @@ def measure(servers: list[tuple[str, Start]], runs: int) -> list[dict[str, objec
     """Start each of ``servers`` ``runs`` times, taking turns; each one's last start stays up a
     moment to be weighed idle."""
     results: list[dict[str, object]] = [
-        {"name": name, "times": [], "cpu": [], "pss": 0.0, "rss": 0.0} for name, _ in servers
+        {"name": name, "times": [], "cpu": [], "path": [], "pss": 0.0, "rss": 0.0} for name, _ in servers
     ]
     for run in range(runs):
         for (_, make), result in zip(servers, results, strict=True):
             port = free_port()
             command, env = make(port)
-            seconds, cpu, proc = first_answer(command, port, env)
+            seconds, cpu, path, proc = first_answer(command, port, env)
             result["times"].append(seconds)  # type: ignore[attr-defined]
             result["cpu"].append(cpu)  # type: ignore[attr-defined]
+            result["path"].append(path)  # type: ignore[attr-defined]
             if run == runs - 1:
                 for _ in range(4):  # a request per worker, whichever takes it
                     answered(port)
@@ -243,7 +267,7 @@ def report(results: list[dict[str, object]], runs: int) -> None:
     baseline = by_name.get("influxd 1.x")
     print(f"\ncold start to the first answer ({runs} starts), idle memory of the process tree")
     print(
-        f"{'':34} {'median s':>9} {'range s':>13} {'CPU s':>6} {'PSS MiB':>8} {'RSS MiB':>8}"
+        f"{'':34} {'median s':>9} {'range s':>13} {'CPU s':>6} {'path s':>6} {'PSS MiB':>8} {'RSS MiB':>8}"
         "  vs influxd (time, PSS)  this vs against (time, CPU, PSS)"
     )
     for r in results:
@@ -262,7 +286,8 @@ def report(results: list[dict[str, object]], runs: int) -> None:
             )
         print(
             f"{r['name']:34} {median:9.2f} {times[0]:6.2f}-{times[-1]:<6.2f} "
-            f"{statistics.median(r['cpu']):6.2f} {r['pss']:8.1f} {r['rss']:8.1f}{ratio}"  # type: ignore[arg-type]
+            f"{statistics.median(r['cpu']):6.2f} {statistics.median(r['path']):6.2f} "  # type: ignore[arg-type]
+            f"{r['pss']:8.1f} {r['rss']:8.1f}{ratio}"
         )
     print(f"\nload average: {' '.join(f'{x:.2f}' for x in os.getloadavg())} on {os.cpu_count()} cores")
 

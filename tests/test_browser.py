@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+import re
 import shlex
 import shutil
 import subprocess
@@ -375,4 +376,34 @@ def test_key_examples_fit_their_boxes(server: LiveServer, browser: Any, width: i
         assert box["text"] <= box["shown"], box  # wrapped inside the box: nothing hidden past its edge
         assert box["right"] <= box["card"], box
     assert found["page"] <= 0
+    context.close()
+
+
+def test_hover_read_out_gives_the_bucket_median(server: LiveServer, browser: Any) -> None:
+    """A skewed bucket (nine readings of 1, one of 100) in the embedded chart: avg 10.9, median 1."""
+    from fieldstation import store
+    from fieldstation.points import Batch, Entry
+    from tests.factories import make_channel, make_user
+
+    hour = dt.datetime(2026, 6, 1, 12, tzinfo=dt.UTC)
+    with server.app.app_context():
+        keys = make_channel(make_user("bob").user)
+        at = [int((hour + dt.timedelta(minutes=i)).timestamp() * 1_000_000) for i in range(10)]
+        store.write(Batch(keys.id, [Entry({1: 100.0 if i == 9 else 1.0}, ts=ts) for i, ts in enumerate(at)]))
+        channel_id, read_key = keys.id, keys.read_key
+        db.session.remove()
+    context = browser.new_context(viewport=DESKTOP)
+    page = context.new_page()
+    page.set_default_timeout(15_000)
+    page.goto(
+        f"{server.url}/channels/{channel_id}/charts/1?api_key={read_key}&tz=UTC"
+        "&start=2026-05-17T00:00:00Z&end=2026-06-16T00:00:00Z"  # 30 days: the hour is one bucket
+    )
+    box = page.locator("svg.chart").bounding_box()
+    page.mouse.move(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
+    tip = page.locator("#tooltip")
+    tip.wait_for(state="visible")
+    text = str(tip.text_content())
+    assert "avg 10.9" in text and "(1 – 100)" in text
+    assert re.search(r"median 1(?![\d.])", text), text
     context.close()

@@ -338,3 +338,20 @@ def test_the_servers_database_check_knows_the_newest_migration() -> None:
     from fieldstation.schema import HEAD, head_revisions
 
     assert head_revisions() == {HEAD}
+
+
+def test_serve_loads_without_the_other_commands_or_the_app() -> None:
+    """Everything `serve` imports comes before the server's first answer: not the CLI's other
+    commands, the models, Alembic or pydantic (bench/coldstart.py measures what that saves)."""
+    code = (
+        "import sys\n"
+        "from fieldstation.__main__ import main\n"
+        "main(['serve', '--help'], standalone_mode=False)\n"
+        "print(' '.join(sorted(sys.modules)))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    loaded = set(done.stdout.split())
+    assert "fieldstation.launch" in loaded
+    for heavy in ("fieldstation.cli", "fieldstation.models", "fieldstation.manage", "alembic", "pydantic"):
+        assert heavy not in loaded, heavy

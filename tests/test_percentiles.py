@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import itertools
 import math
 from typing import Any
@@ -86,6 +87,16 @@ def test_bad_percentiles_are_400(client: FlaskClient, channel: ChannelKeys, fn: 
     assert response.status_code == 400 and "pN" in response.get_json()["error"]["message"]
 
 
+def test_at_most_ten_percentiles_a_request(client: FlaskClient, channel: ChannelKeys) -> None:
+    ten = ",".join(f"p{n}" for n in range(10, 101, 10))
+    assert len(buckets(client, channel, ten)) == 0  # no readings yet: no buckets, but a 200
+    response = client.get(
+        f"/api/v1/channels/{channel.id}/buckets",
+        query_string={"api_key": channel.read_key, "fn": ten + ",p1,p10.0"},  # p10.0 is p10 again
+    )
+    assert response.status_code == 400 and "at most 10" in response.get_json()["error"]["message"]
+
+
 @given(st.text(max_size=30))
 def test_parse_functions_refuses_cleanly_or_names_known_functions(raw: str) -> None:
     try:
@@ -132,3 +143,34 @@ def test_percentiles_agree_with_plain_python(app: Flask, hours: list[list[float]
         assert value == pytest.approx(want, rel=1e-12, abs=1e-300)
     medians = query.medians(field.id, T0, T0 + 3 * HOUR, HOUR)
     assert query.percentiles(field.id, T0, T0 + 3 * HOUR, HOUR, 50.0) == medians
+
+
+def test_chart_hover_gives_each_bucket_median_in_short_windows(
+    app: Flask, channel: ChannelKeys, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The line chart's hover data: avg, low, high and the median (query.medians) per bucket."""
+    import html
+    import json
+    import re
+
+    from fieldstation.dashboard import plots
+    from fieldstation.dashboard.ranges import Window
+
+    # a skewed hour: nine readings of 1 and one of 100 (avg 10.9, median 1)
+    store.write(
+        Batch(channel.id, [Entry({1: 100.0 if i == 9 else 1.0}, ts=T0 + i * MINUTE) for i in range(10)])
+    )
+    field = query.field_of(channel.id, 1)
+    assert field is not None
+    win = Window(T0 - 15 * 24 * HOUR, T0 + 15 * 24 * HOUR, None)  # 30 days: the hour is in one bucket
+
+    def hover_points(svg: str) -> list[list[float]]:
+        found = re.search(r'data-hover="([^"]+)"', svg)
+        assert found is not None
+        points: list[list[float]] = json.loads(html.unescape(found.group(1)))["series"][0]["points"]
+        return points
+
+    points = hover_points(plots.field_chart(field, win, dt.UTC, 240))
+    assert [p[2:] for p in points] == [[10.9, 1.0, 100.0, 1.0]]
+    monkeypatch.setattr(plots, "MEDIAN_READINGS", 9)  # a longer window than that: no medians
+    assert [p[2:] for p in hover_points(plots.field_chart(field, win, dt.UTC, 240))] == [[10.9, 1.0, 100.0]]

@@ -12,6 +12,7 @@ aggregate) plan with this module; neither imports the other.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 from dataclasses import dataclass
 from typing import Any
 
@@ -139,10 +140,7 @@ class Plan:
         local_start = key * self.every - self.shift
         if self.zone is None:
             return local_start
-        day = dt.date(1970, 1, 1) + dt.timedelta(days=local_start // DAY)
-        midnight = dt.datetime(day.year, day.month, day.day, tzinfo=self.zone)
-        # A local midnight skipped by DST: fold keeps zoneinfo's later offset; good enough.
-        return datetime_to_us(midnight)
+        return _midnight(local_start // DAY, self.zone)
 
     def bucket(self, key: int, part: Partial) -> Bucket:
         """The finished bucket for a key."""
@@ -156,6 +154,16 @@ class Plan:
             part.first,
             part.last,
         )
+
+
+@functools.lru_cache(maxsize=8192)
+def _midnight(days: int, zone: dt.tzinfo) -> int:
+    """UTC µs of local midnight ``days`` after 1970-01-01 in ``zone`` (a year of daily buckets asks
+    for each day up to three times: cached, as zoneinfo's arithmetic is most of their cost)."""
+    day = dt.date(1970, 1, 1) + dt.timedelta(days=days)
+    midnight = dt.datetime(day.year, day.month, day.day, tzinfo=zone)
+    # A local midnight skipped by DST: fold keeps zoneinfo's later offset; good enough.
+    return datetime_to_us(midnight)
 
 
 def zone_offsets(zone: dt.tzinfo, start: int, end: int) -> list[tuple[int, int]]:

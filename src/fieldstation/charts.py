@@ -16,7 +16,7 @@ import datetime as dt
 import json
 import math
 import sys
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from html import escape
 from typing import Protocol
@@ -55,13 +55,14 @@ class BucketLike(Protocol):
 
 @dataclass(frozen=True, slots=True)
 class Sample:
-    """One drawn point: a bucket's mid-time, average and range."""
+    """One drawn point: a bucket's mid-time, average and range (and its median, when known)."""
 
     ts: int
     value: float
     low: float
     high: float
     count: int
+    median: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,8 +113,15 @@ def _margins(two_axes: bool) -> tuple[int, int]:
 # -- samples and gaps ------------------------------------------------------------------------
 
 
-def samples(buckets: Iterable[BucketLike], every: int, start: int, end: int) -> list[Sample]:
-    """Buckets with numeric data as samples at their middle, clipped to ``[start, end)``."""
+def samples(
+    buckets: Iterable[BucketLike],
+    every: int,
+    start: int,
+    end: int,
+    medians: Mapping[int, float] | None = None,
+) -> list[Sample]:
+    """Buckets with numeric data as samples at their middle, clipped to ``[start, end)``;
+    ``medians`` by bucket start, where known."""
     result = []
     for bucket in buckets:
         if bucket.count < 1 or bucket.avg is None:
@@ -121,7 +129,8 @@ def samples(buckets: Iterable[BucketLike], every: int, start: int, end: int) -> 
         low = bucket.min if bucket.min is not None else bucket.avg
         high = bucket.max if bucket.max is not None else bucket.avg
         middle = min(max(bucket.start + every // 2, start), end - 1)
-        result.append(Sample(middle, bucket.avg, low, high, bucket.count))
+        median = medians.get(bucket.start) if medians else None
+        result.append(Sample(middle, bucket.avg, low, high, bucket.count, median))
     return result
 
 
@@ -473,10 +482,13 @@ def _draw_run(run: list[Sample], colour: str, x_of: _Scale, y_of: _ValueScale, e
 
 
 def _hover_point(p: Sample, x_of: _Scale) -> list[float | int]:
-    """``[x, ms, value]``, and the bucket's lowest and highest reading when they differ."""
+    """``[x, ms, value]``, and the bucket's lowest and highest reading when they differ, and then
+    its median when known."""
     point: list[float | int] = [round(x_of(p.ts), 1), p.ts // 1000, _short(p.value)]
     if p.count > 1 and p.high > p.low:
         point += [_short(p.low), _short(p.high)]
+        if p.median is not None:
+            point.append(_short(p.median))
     return point
 
 

@@ -28,6 +28,7 @@ FUNCTIONS = ("avg", "min", "max", "sum", "count", "first", "last")
 #: Totals over time (fieldstation.energy): a power field's energy, a counter's increase.
 TOTALS = ("energy", "increase")
 #: Order statistics, which read every value of a bucket: ``median`` and percentiles ``p0`` … ``p100``.
+MAX_PERCENTILES = 10
 _PERCENTILE_RE = re.compile(r"p(\d{1,3}(?:\.\d{1,3})?)")
 MAX_FIELDS = 200
 
@@ -148,6 +149,8 @@ def parse_functions(raw: str | None) -> list[str]:
     unknown = [n for n in names if n not in known and percentile_of(n) is None]
     if unknown or not names:
         raise BadRequest(f"fn must be some of {', '.join(known)}, pN (N from 0 to 100)", code="bad_fn")
+    if len(ranks) > MAX_PERCENTILES:  # each reads every value of the window
+        raise BadRequest(f"at most {MAX_PERCENTILES} percentiles per request", code="bad_fn")
     return [n for n in known if n in names] + [f"p{p:g}" for p in ranks]
 
 

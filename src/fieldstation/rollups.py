@@ -554,12 +554,19 @@ _NAMED = re.compile(r"(?<![:\w]):(\w+)")
 def neighbours(
     field_id: int, start: int, end: int
 ) -> tuple[tuple[int, float] | None, tuple[int, float] | None]:
-    """The last numeric reading before ``start`` and the first at or after ``end`` (time, value)."""
-    found: list[tuple[int, float] | None] = []
+    """The last numeric reading before ``start`` and the first at or after ``end`` (time, value),
+    in one statement (a round trip less on PostgreSQL)."""
     near = "SELECT ts, value FROM readings WHERE field_id = :f AND value IS NOT NULL AND "
-    for sql in (near + "ts < :t ORDER BY ts DESC LIMIT 1", near + "ts >= :t ORDER BY ts LIMIT 1"):
-        row = db.session.execute(text(sql), {"f": field_id, "t": start if not found else end}).first()
-        found.append((int(row[0]), float(row[1])) if row is not None else None)
+    rows = db.session.execute(
+        text(
+            f"SELECT 0, ts, value FROM ({near}ts < :a ORDER BY ts DESC LIMIT 1) b"  # noqa: S608
+            f" UNION ALL SELECT 1, ts, value FROM ({near}ts >= :z ORDER BY ts LIMIT 1) n"
+        ),
+        {"f": field_id, "a": start, "z": end},
+    ).all()
+    found: list[tuple[int, float] | None] = [None, None]
+    for side, ts, value in rows:
+        found[int(side)] = (int(ts), float(value))
     return found[0], found[1]
 
 

@@ -6,7 +6,7 @@ import datetime as dt
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from fieldstation import charts, energy, rollups
+from fieldstation import charts, energy, query, rollups
 from fieldstation.buckets import auto_every
 from fieldstation.dashboard.ranges import Window
 from fieldstation.models import Channel, Field
@@ -19,14 +19,23 @@ def _zone_name(zone: dt.tzinfo) -> str | None:
     return str(name) if name else None
 
 
+#: Most readings in a chart's window for which its hover read-out also gives each bucket's median:
+#: a median reads every value (the database sorts them), the rollups hold none. A month of
+#: one-minute readings; longer windows show average and range only.
+MEDIAN_READINGS = 50_000
+
+
 def _series(
     field: Field, win: Window, every: int, zone: dt.tzinfo, *, right: bool = False
 ) -> charts.ChartSeries:
     buckets = rollups.buckets(field.id, win.start, win.end, every, tz=_zone_name(zone))
+    medians: dict[int, float] = {}
+    if any(b.count > 2 for b in buckets) and sum(b.count for b in buckets) <= MEDIAN_READINGS:
+        medians = dict(query.medians(field.id, win.start, win.end, every, tz=_zone_name(zone)))
     return charts.ChartSeries(
         label=field.name,
         unit=field.unit,
-        samples=charts.samples(buckets, every, win.start, win.end),
+        samples=charts.samples(buckets, every, win.start, win.end, medians),
         right=right,
     )
 

@@ -56,6 +56,8 @@
           var unit = s.unit ? " " + escapeHtml(s.unit) : "";
           // An averaged bucket also shows its lowest and highest reading, so a spike is not averaged away.
           var range = best.length > 4 ? ' <span class="range">(' + best[3] + " – " + best[4] + unit + ")</span>" : "";
+          // Short windows also carry the bucket's median (plots.MEDIAN_READINGS).
+          if (best.length > 5) range += ' <span class="median">median ' + best[5] + unit + "</span>";
           rows.push('<div><span class="swatch" style="background:' + s.colour + '"></span>' + escapeHtml(s.label) + ": " +
             (best.length > 4 ? "avg " : "") + best[2] + unit + range + "</div>");
         }
