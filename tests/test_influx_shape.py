@@ -15,6 +15,7 @@ from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
 from tests.influxdiff import Twin, influxdb, twin  # noqa: F401 (fixtures)
+from tests.test_influxregex import _pattern
 
 T0 = 1_577_836_800  # 2020-01-01T00:00:00Z, in seconds
 
@@ -232,3 +233,40 @@ WITH_FUNCTIONS = [
 def test_shapes_through_the_functions_as_influxdb(loaded: Twin) -> None:
     for q in WITH_FUNCTIONS:
         loaded.compare(q)
+
+
+# -- generated patterns: the RE2 reader against Go's RE2 in InfluxDB -------------------------------
+
+_VALUES = [
+    "lab",
+    "hall",
+    "LAB",
+    "a.b/c",
+    "Lab-2",
+    "x_y",
+    "ü",
+    "Ünit",
+    "123",
+    "aaa",
+    "a1b2",
+    "K",
+    "x{2}",
+    "[x]",
+]
+_RE2_EXTRAS = st.sampled_from(
+    ["\\pL", "\\p{Lu}", "\\PN", "[[:alpha:]]", "[[:^digit:]]+", "x{,2}", "(?i)lab", "(?i:ü)", "\\Qa.b\\E",
+     "\\x{fc}", "[^\\d]", "\\bb", "^(lab|hall)$", "(?s).", "(?m)^a", "a{2}", "[\\]x]", "x\\{2\\}", "x{2}"]
+)  # fmt: skip
+
+
+@pytest.mark.parametrize("engine_name", ["sqlite"], indirect=True)
+@settings(max_examples=80, deadline=None, suppress_health_check=list(HealthCheck), phases=[Phase.generate])
+@given(data=st.data())
+def test_generated_patterns_match_as_influxdb_s_re2(twin: Twin, data: st.DataObject) -> None:  # noqa: F811
+    """Patterns in RE2's syntax, including where Python's re reads them otherwise, over tag values
+    with dots, slashes, cases and non-ASCII letters: the same values match in both servers."""
+    if not twin.answers("SHOW SERIES")[0].body["results"][0].get("series"):
+        twin.write("\n".join(f"names,t={v} v=1 {T0 + i}" for i, v in enumerate(_VALUES)), precision="s")
+    pattern = data.draw(st.one_of(_pattern(), _RE2_EXTRAS, st.tuples(_pattern(), _RE2_EXTRAS).map("".join)))
+    op = data.draw(st.sampled_from(["=~", "!~"]))
+    twin.compare(f'SHOW TAG VALUES FROM names WITH KEY = "t" WHERE t {op} /{pattern}/')

@@ -3,7 +3,9 @@
 Databases are the channels the credentials may read, named by channel name
 (or id). Measurements, tags and field keys come from the field names
 (:mod:`fieldstation.seriesnames`). Every SELECT reads through
-:mod:`fieldstation.query` with a row or bucket bound.
+:mod:`fieldstation.query` with a row or bucket bound. Which series a statement reads (``FROM``
+names or regular expressions, ``WHERE`` tag conditions) is decided in Python over the channel's
+series (:mod:`fieldstation.tagmatch`), never in SQL.
 """
 
 from __future__ import annotations
@@ -169,7 +171,8 @@ def _show(stmt: Show, databases: Databases, database: str) -> list[dict[str, Any
             }
         ]
     channel = databases.find(stmt.database or database)
-    every = [s.name for s in _series_of(channel) if _shown(s.name, stmt)]
+    shown = _in_source(_series_of(channel), stmt.measurement, stmt.measurement_regex)
+    every = [s.name for s in shown if _passes(s.name, stmt)] if stmt.tags else [s.name for s in shown]
     measurements = sorted({s.measurement for s in every})
     if stmt.what == "measurements":
         found = _page([[m] for m in measurements], stmt)
@@ -196,17 +199,6 @@ def _show(stmt: Show, databases: Databases, database: str) -> list[dict[str, Any
     return result
 
 
-def _shown(name: SeriesName, stmt: Show) -> bool:
-    """The series is in ``FROM`` (``WITH MEASUREMENT``) and passes ``WHERE``."""
-    if stmt.measurement is not None and name.measurement != stmt.measurement:
-        return False
-    if stmt.measurement_regex is not None and not tagmatch.compare(
-        "=~", name.measurement, stmt.measurement_regex
-    ):
-        return False
-    return all(condition.holds(name.tag) for condition in stmt.tags)
-
-
 def _key_wanted(key: str, stmt: Show) -> bool:
     """``SHOW TAG VALUES WITH KEY …``: ``=``/``IN`` any of the keys, or ``!=``, ``=~``, ``!~`` the one."""
     if stmt.key_op == "=":
@@ -224,8 +216,8 @@ def _page(rows: list[list[Any]], stmt: Show) -> list[list[Any]]:
 
 
 def _select(stmt: Select, channel: query.Database, epoch: str | None) -> list[dict[str, Any]]:
-    sources = [s for s in _series_of(channel) if _in_source(s.name, stmt)]
-    matching = [s for s in sources if _passes(s.name, stmt)]
+    sources = _in_source(_series_of(channel), stmt.measurement, stmt.measurement_regex)
+    matching = [s for s in sources if _passes(s.name, stmt)] if stmt.tags else sources
     if not matching:
         return []
     # InfluxDB names a series' tags in key order and lists series in that order, whatever GROUP BY's.
@@ -271,18 +263,23 @@ def _select(stmt: Select, channel: query.Database, epoch: str | None) -> list[di
     return output
 
 
-def _in_source(name: SeriesName, stmt: Select) -> bool:
-    """The series belongs to ``FROM``'s measurement, or to one its ``/regex/`` matches."""
-    if stmt.measurement_regex is None:
-        return name.measurement == stmt.measurement
-    return tagmatch.compare("=~", name.measurement, stmt.measurement_regex)
+def _in_source(series: list[FieldSeries], measurement: str | None, pattern: str | None) -> list[FieldSeries]:
+    """The series of ``FROM``'s measurement, or of those its ``/regex/`` matches (each distinct
+    name matched once); all of them when neither is given."""
+    if pattern is not None:
+        names = {s.name.measurement for s in series}
+        chosen = {n for n in names if tagmatch.compare("=~", n, pattern)}
+        return [s for s in series if s.name.measurement in chosen]
+    if measurement is None:
+        return series
+    return [s for s in series if s.name.measurement == measurement]
 
 
 def _has_calls(stmt: Select) -> bool:
     return any(c.function is not None or (c.expr is not None and calls(c.expr)) for c in stmt.columns)
 
 
-def _passes(name: SeriesName, stmt: Select) -> bool:
+def _passes(name: SeriesName, stmt: Select | Show) -> bool:
     return all(condition.holds(name.tag) for condition in stmt.tags)
 
 
