@@ -90,7 +90,7 @@ def test_influxdb_client_errors(app: Flask, channel: ChannelKeys) -> None:
     assert readback.values_by_field(channel.id) == {"m v": [1.0]}
 
 
-# -- Telegraf: chunked, gzipped, text/plain (PROTOCOLS.md §4) ---------------------------------
+# -- Telegraf: chunked, gzipped, text/plain (docs/clients.md §4) ---------------------------------
 
 
 @pytest.fixture(params=list(SERVERS))

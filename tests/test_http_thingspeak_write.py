@@ -66,7 +66,7 @@ def test_thingspeak_package_bad_key_raises_http_error(app: Flask, channel: Chann
     assert readback.readings(channel.id) == []
 
 
-# -- the Arduino library, byte for byte (PROTOCOLS.md §2) ------------------------------------
+# -- the Arduino library, byte for byte (docs/clients.md §2) ---------------------------------
 
 
 def arduino_request(key: str, body: str, *, version: str = "2.1.1") -> bytes:

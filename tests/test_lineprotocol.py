@@ -11,7 +11,7 @@ from fieldstation.points import UNSTORABLE
 
 
 def test_influxdb_client_lines() -> None:
-    """The captured lines of PROTOCOLS.md §3."""
+    """The captured lines of docs/clients.md §3."""
     parsed = lp.parse(
         'climate,device=esp01,room=lab humidity=55i,note="a b",ok=True,temperature=21.5 1577836800000000000\n'
         'cli\\ mate,dev\\ ice=a\\,b\\=c b=False,f=1.0,neg=-3i,s="say \\"hi\\"" 1577836800000\n',
