@@ -303,6 +303,10 @@ def test_channel_show_counts_and_create_sets_units(runner: FlaskCliRunner, clien
     assert invoke(runner, "purge", "--older-than", "0").exit_code == 0
     assert "entries: 0, readings: 0, last entry id: 3" in invoke(runner, "channel", "show", "garden").output
 
+    plain = invoke(runner, "channel", "create", "plain", "--owner", "carol")  # no --field: field1
+    assert plain.exit_code == 0, plain.output
+    assert "field1: field1" in invoke(runner, "channel", "show", "plain").output
+
     clash = invoke(
         runner, "channel", "create", "twice", "--owner", "carol", "--field", "a:x", "--field", "a:y"
     )

@@ -161,7 +161,8 @@ def channel_create(name: str, owner: str, fields: tuple[str, ...], description: 
         channel = manage.create_channel(
             user, name, fields=[n for n, _, _ in named], description=description, public=public
         )
-        for field, (_, _, unit) in zip(channel.fields, named, strict=True):
+        # Without --field the channel gets one field, field1, with no unit to set.
+        for field, (_, _, unit) in zip(channel.fields, named, strict=False):
             if unit:
                 manage.update_field(field, unit=unit)
     _, write_key = manage.create_key(user, KeyKind.WRITE, channel=channel)
