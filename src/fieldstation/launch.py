@@ -67,7 +67,8 @@ def serve_command(
     args = server_command(server, host, port, workers, access_log=access_log, max_body=max_body)
 
     def announce() -> None:
-        click.echo(f"Fieldstation is answering on {local_url(host, port)}/ ({server}, {workers} workers)")
+        plural = "worker" if workers == 1 else "workers"
+        click.echo(f"Fieldstation is answering on {local_url(host, port)}/ ({server}, {workers} {plural})")
         if host in ANY_ADDRESS:
             lan = lan_address()
             if lan:
