@@ -19,7 +19,7 @@ import sys
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from html import escape
-from typing import Protocol
+from typing import Any, Protocol
 
 from fieldstation.timeunits import DAY, HOUR, MINUTE, NICE_WIDTHS, SECOND, US, datetime_to_us, us_to_datetime
 
@@ -432,22 +432,11 @@ def render(series: Sequence[ChartSeries], frame: Frame, *, title: str, chart_id:
             }
         )
     if not hover:
-        parts.append(
-            f'<text class="empty" x="{margin_left + plot_w / 2:.0f}" y="{top + plot_h / 2:.0f}"'
-            ' text-anchor="middle" fill="#71717a">No data in this range</text>'
-        )
+        parts.append(_no_data(margin_left, top, plot_w, plot_h))
 
     desc = describe(series, frame)
-    data = escape(json.dumps({"zone": frame.zone_name, "series": hover}, separators=(",", ":")))
-    return (
-        f'<svg xmlns="http://www.w3.org/2000/svg" class="chart" viewBox="0 0 {width} {height}"'
-        f' width="{width}" height="{height}" role="img" aria-labelledby="{chart_id}-t {chart_id}-d"'
-        f' font-family="system-ui, sans-serif" font-size="11" fill="#3f3f46"'
-        f' data-plot="{margin_left},{top},{plot_w},{plot_h}" data-hover="{data}">'
-        f'<title id="{chart_id}-t">{escape(title)}</title><desc id="{chart_id}-d">{escape(desc)}</desc>'
-        + "".join(parts)
-        + "</svg>"
-    )
+    plot = (margin_left, top, plot_w, plot_h)
+    return _svg(chart_id, width, height, plot, {"zone": frame.zone_name, "series": hover}, title, desc, parts)
 
 
 def _draw_run(run: list[Sample], colour: str, x_of: _Scale, y_of: _ValueScale, every: int) -> str:
@@ -625,22 +614,44 @@ def render_bars(
         points.append([round((left + right) / 2, 1), bar.start // 1000, _short(bar.value)])
     parts.append("</g>")
     if not bars:
-        parts.append(
-            f'<text class="empty" x="{margin_left + plot_w / 2:.0f}" y="{top + plot_h / 2:.0f}"'
-            ' text-anchor="middle" fill="#71717a">No data in this range</text>'
-        )
+        parts.append(_no_data(margin_left, top, plot_w, plot_h))
     total = sum(values)
     desc = (
         f"Bars from {format_time(frame.start, frame.zone)} to {format_time(frame.end, frame.zone)}"
         f" ({frame.zone_name}): {len(bars)} periods, total {total:.6g}{suffix}."
     )
     hover = [{"label": title, "unit": unit or "", "colour": colour, "points": points}] if bars else []
-    data = escape(json.dumps({"zone": frame.zone_name, "series": hover}, separators=(",", ":")))
+    plot = (margin_left, top, plot_w, plot_h)
+    return _svg(chart_id, width, height, plot, {"zone": frame.zone_name, "series": hover}, title, desc, parts)
+
+
+def _no_data(left: float, top: float, plot_w: float, plot_h: float) -> str:
+    """The note in the middle of a plot with nothing to draw."""
+    return (
+        f'<text class="empty" x="{left + plot_w / 2:.0f}" y="{top + plot_h / 2:.0f}"'
+        ' text-anchor="middle" fill="#71717a">No data in this range</text>'
+    )
+
+
+def _svg(
+    chart_id: str,
+    width: int,
+    height: int,
+    plot: tuple[float, float, float, float],
+    hover: dict[str, Any],
+    title: str,
+    desc: str,
+    parts: list[str],
+) -> str:
+    """The chart's outer element: its size, the plot area and hover data for the page's script, and
+    a title and description for screen readers, around ``parts``."""
+    data = escape(json.dumps(hover, separators=(",", ":")))
+    left, top, plot_w, plot_h = plot
     return (
         f'<svg xmlns="http://www.w3.org/2000/svg" class="chart" viewBox="0 0 {width} {height}"'
         f' width="{width}" height="{height}" role="img" aria-labelledby="{chart_id}-t {chart_id}-d"'
         f' font-family="system-ui, sans-serif" font-size="11" fill="#3f3f46"'
-        f' data-plot="{margin_left},{top},{plot_w},{plot_h}" data-hover="{data}">'
+        f' data-plot="{left},{top},{plot_w},{plot_h}" data-hover="{data}">'
         f'<title id="{chart_id}-t">{escape(title)}</title><desc id="{chart_id}-d">{escape(desc)}</desc>'
         + "".join(parts)
         + "</svg>"
