@@ -18,6 +18,7 @@ from fieldstation.extensions import db
 from fieldstation.models import Base
 from tests import pgserver
 from tests.factories import Account, ChannelKeys, make_channel, make_user
+from tests.servers import InfluxDB, start_influxdb
 
 #: Long enough for production's minimum (config.MIN_SECRET_KEY); the tests run ProductionConfig.
 TEST_SECRET = "test-secret-not-for-production-0123456789"
@@ -45,6 +46,20 @@ def unavailable(reason: str) -> None:
     if IN_CI:
         pytest.fail(f"CI=true but {reason}")
     pytest.skip(reason)
+
+
+@pytest.fixture(scope="module")
+def influxdb() -> Iterator[InfluxDB]:
+    """One InfluxDB 1.6 per test module, on free loopback ports (the differential tests)."""
+    try:
+        server = start_influxdb()
+    except RuntimeError as exc:
+        unavailable(str(exc))
+        return
+    try:
+        yield server
+    finally:
+        server.stop()
 
 
 @pytest.fixture(scope="session")

@@ -1,6 +1,6 @@
 """Differential InfluxQL: the same points in a real InfluxDB 1.6 and in Fieldstation, the same query to both.
 
-A test takes the ``twin`` fixture (import ``influxdb`` and ``twin`` from this module),
+A test takes the ``twin`` fixture (import it from this module; ``influxdb`` is conftest's),
 writes line protocol with :meth:`Twin.write` (to a fresh InfluxDB database and to a
 fresh channel of the same name), then asks both with :meth:`Twin.compare`, which
 asserts that the JSON answers are equal: structure, names, tags, columns and times
@@ -17,7 +17,6 @@ import math
 import urllib.error
 import urllib.parse
 import urllib.request
-from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -26,28 +25,13 @@ from flask import Flask
 from flask.testing import FlaskClient
 
 from fieldstation import manage
-from tests.conftest import unavailable
 from tests.factories import Account, make_channel
-from tests.servers import InfluxDB, query, start_influxdb
+from tests.servers import InfluxDB, query
 
 #: Relative difference allowed between two doubles (summation order differs).
 REL = 1e-9
 
 _names = itertools.count()
-
-
-@pytest.fixture(scope="module")
-def influxdb() -> Iterator[InfluxDB]:
-    """One InfluxDB 1.6 per test module, on free loopback ports."""
-    try:
-        server = start_influxdb()
-    except RuntimeError as exc:
-        unavailable(str(exc))
-        return
-    try:
-        yield server
-    finally:
-        server.stop()
 
 
 @dataclass

@@ -25,7 +25,6 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
-from collections.abc import Iterator
 
 import pytest
 import sqlalchemy as sa
@@ -37,25 +36,12 @@ from fieldstation import lineprotocol as lp
 from fieldstation.extensions import db
 from fieldstation.models import User
 from tests import readback
-from tests.conftest import IN_CI, unavailable
+from tests.conftest import IN_CI
 from tests.factories import make_channel, make_user
-from tests.servers import InfluxDB, query, start_influxdb
+from tests.servers import InfluxDB, query
 
 #: Stored values keyed as Fieldstation names fields, then by time in µs (None: the server's time).
 Stored = dict[str, dict[int | None, float | str]]
-
-
-@pytest.fixture(scope="module")
-def influxdb() -> Iterator[InfluxDB]:
-    try:
-        server = start_influxdb()
-    except RuntimeError as exc:
-        unavailable(str(exc))
-        return
-    try:
-        yield server
-    finally:
-        server.stop()
 
 
 # -- generated line protocol -------------------------------------------------------------------

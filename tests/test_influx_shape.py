@@ -14,7 +14,7 @@ import pytest
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
-from tests.influxdiff import Twin, influxdb, twin  # noqa: F401 (fixtures)
+from tests.influxdiff import Twin, twin  # noqa: F401  (the fixture)
 from tests.test_influxregex import _pattern
 
 T0 = 1_577_836_800  # 2020-01-01T00:00:00Z, in seconds

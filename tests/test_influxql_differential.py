@@ -12,7 +12,7 @@ import pytest
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
-from tests.influxdiff import Twin, influxdb, twin  # noqa: F401  (fixtures)
+from tests.influxdiff import Twin, twin  # noqa: F401  (the fixture)
 
 pytestmark = pytest.mark.parametrize("engine_name", ["sqlite"], indirect=True)
 

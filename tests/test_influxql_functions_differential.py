@@ -12,7 +12,7 @@ import random
 
 import pytest
 
-from tests.influxdiff import Twin, influxdb, twin  # noqa: F401  (fixtures)
+from tests.influxdiff import Twin, twin  # noqa: F401  (the fixture)
 
 # Both engines: the order statistics are SQL of their own on each.
 
