@@ -28,7 +28,6 @@ $(STAMP): pyproject.toml | $(BIN)/python
 install: $(VENV)/.installed
 
 run: $(VENV)/.installed
-	$(BIN)/python -m fieldstation.instance
 	$(BIN)/fieldstation serve --init --host $(HOST) --port $(PORT)
 
 lint: $(STAMP)

@@ -13,6 +13,7 @@ from flask.testing import FlaskCliRunner
 from fieldstation import manage
 from fieldstation.auth import find_key
 from fieldstation.instance import MIGRATIONS
+from fieldstation.schema import HEAD
 from tests.pgserver import free_port
 
 
@@ -132,6 +133,8 @@ def test_first_init_on_a_fresh_machine_writes_the_instance_secret(tmp_path) -> N
     )
     assert result.returncode == 0, result.stderr
     assert "created admin account 'admin'" in result.stdout
+    # one line about the schema, not Alembic's line per migration above the password
+    assert "new database set up" in result.stdout and "alembic" not in result.stderr, result.stderr
     config = tmp_path / "instance" / "config.py"
     assert re.search(r"SECRET_KEY = '[0-9a-f]{64}'", config.read_text())
     assert config.stat().st_mode & 0o777 == 0o600
@@ -326,20 +329,21 @@ def test_serve_init_prints_the_one_time_password_last(tmp_path) -> None:  # type
     )  # fmt: skip
     try:
         assert server.stdout is not None
-        lines = [server.stdout.readline() for _ in range(3)]
+        lines = [server.stdout.readline() for _ in range(4)]
     finally:
         server.terminate()
         out, err = server.communicate(timeout=30)
-    assert lines[0] == "created admin account 'admin'\n"
-    assert lines[1].startswith(f"Fieldstation is answering on http://127.0.0.1:{port}/")
-    password = re.fullmatch(r"one-time password of 'admin' .*: (\S+)\n", lines[2])
+    assert lines[0] == f"new database set up (migrated to {HEAD}); instance folder: {tmp_path / 'instance'}\n"
+    assert lines[1] == "created admin account 'admin'\n"
+    assert lines[2].startswith(f"Fieldstation is answering on http://127.0.0.1:{port}/")
+    password = re.fullmatch(r"one-time password of 'admin' .*: (\S+)\n", lines[3])
     assert password and out == ""
-    assert "Booting worker" not in err
+    assert "Booting worker" not in err and "alembic" not in err, err
 
 
 def test_the_servers_database_check_knows_the_newest_migration() -> None:
     """schema.HEAD (checked without Alembic, for a quick start) is the migrations' head."""
-    from fieldstation.schema import HEAD, head_revisions
+    from fieldstation.schema import head_revisions
 
     assert head_revisions() == {HEAD}
 

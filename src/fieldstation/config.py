@@ -9,7 +9,7 @@ from __future__ import annotations
 
 DEV_SECRET_KEY = "dev-only-not-secret"
 #: Shortest SECRET_KEY production accepts: a guessable key lets anyone sign a session cookie.
-#: ``secrets.token_urlsafe(32)`` gives 43 characters; ``python -m fieldstation.instance`` writes 64.
+#: ``secrets.token_urlsafe(32)`` gives 43 characters; ``fieldstation init`` writes 64.
 MIN_SECRET_KEY = 32
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import secrets
 
 import click
+from flask import current_app
 from flask.cli import with_appcontext
 from sqlalchemy import select
 
@@ -18,6 +19,7 @@ from fieldstation import manage
 from fieldstation.accounts import require_new_password
 from fieldstation.extensions import db
 from fieldstation.models import User
+from fieldstation.schema import HEAD, QUIET, current_revisions
 
 
 def initialise(admin_name: str, admin_password: str | None) -> str | None:
@@ -28,9 +30,18 @@ def initialise(admin_name: str, admin_password: str | None) -> str | None:
     """
     from flask_migrate import upgrade  # Alembic: only when the schema may change
 
-    upgrade()
+    before = current_revisions(db.engine)
+    # One line instead of Alembic's line per migration: the admin's password is what the
+    # reader is looking for (`fieldstation db upgrade` keeps Alembic's own report).
+    upgrade(x_arg=[QUIET])
+    if not before:
+        click.echo(f"new database set up (migrated to {HEAD}); instance folder: {current_app.instance_path}")
+    elif before != {HEAD}:
+        click.echo(f"database migrated from {', '.join(sorted(before))} to {HEAD}")
+    else:
+        click.echo("database is up to date")
     if db.session.scalar(select(User.id).where(User.is_admin.is_(True)).limit(1)) is not None:
-        click.echo("database is up to date; an admin account exists")
+        click.echo("an admin account exists already; none made")
         return None
     password = admin_password or secrets.token_urlsafe(12)
     user = manage.create_user(admin_name, password, is_admin=True)

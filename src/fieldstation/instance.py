@@ -1,7 +1,8 @@
 """Create the instance folder's ``config.py`` with a random SECRET_KEY, once.
 
-Run as ``python -m fieldstation.instance`` (``make run`` does). Secrets live
-in the instance folder, which git ignores, never in the repository.
+Every ``fieldstation`` command that needs the app writes it on first use
+(``init``, ``serve --init``, which ``make run`` runs). Secrets live in the
+instance folder, which git ignores, never in the repository.
 """
 
 from __future__ import annotations

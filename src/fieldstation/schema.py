@@ -18,6 +18,8 @@ from fieldstation.instance import MIGRATIONS
 #: The newest migration: what this code's models expect. Kept here so that checking a database
 #: needs one query and no Alembic; tests/test_cli.py holds it to the migrations' real head.
 HEAD = "0015_trapezoids"
+#: Alembic ``-x`` argument under which migrations/env.py leaves Alembic's log lines off.
+QUIET = "quiet"
 
 
 class DatabaseNotReady(RuntimeError):
@@ -34,6 +36,14 @@ def head_revisions() -> set[str]:
     return set(ScriptDirectory.from_config(config).get_heads())
 
 
+def current_revisions(engine: Engine) -> set[str]:
+    """The revisions the database is at: empty for a database never migrated."""
+    with engine.connect() as conn:
+        if not inspect(conn).has_table("alembic_version"):
+            return set()
+        return set(conn.execute(text("SELECT version_num FROM alembic_version")).scalars())
+
+
 def check_migrated(engine: Engine) -> None:
     """Return when the database is at the migrations' head.
 
@@ -43,10 +53,7 @@ def check_migrated(engine: Engine) -> None:
     if _missing_sqlite_file(engine):  # connecting would create it, empty and world-readable
         raise DatabaseNotReady(f"database {where} is not initialised: run `fieldstation init`")
     try:
-        with engine.connect() as conn:
-            if not inspect(conn).has_table("alembic_version"):
-                raise DatabaseNotReady(f"database {where} is not initialised: run `fieldstation init`")
-            current = set(conn.execute(text("SELECT version_num FROM alembic_version")).scalars())
+        current = current_revisions(engine)
     except sa_exc.DBAPIError as exc:
         raise DatabaseNotReady(explain(exc, engine)) from None
     if not current:

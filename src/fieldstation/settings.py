@@ -57,5 +57,5 @@ def _finish_config(app: Flask, env_name: str) -> None:
             f"refusing to start in production with the default SECRET_KEY or one under {MIN_SECRET_KEY} "
             "characters: set FIELDSTATION_SECRET_KEY or SECRET_KEY in "
             f"{Path(app.instance_path) / 'config.py'} "
-            "(`python -m fieldstation.instance` writes one)"
+            "(`fieldstation init` writes one)"
         )

@@ -13,9 +13,10 @@ from alembic import context
 from flask import current_app
 
 from fieldstation.models.base import in_schema_of
+from fieldstation.schema import QUIET
 
 config = context.config
-if config.config_file_name is not None:
+if config.config_file_name is not None and QUIET not in context.get_x_argument():
     fileConfig(config.config_file_name)
 log = logging.getLogger("alembic.env")
 
