@@ -60,7 +60,7 @@ def _raw(url: str, request: bytes, timeout: float = 10) -> bytes:
 UWSGI_HEADS = pytest.mark.xfail(
     strict=True,
     reason="uWSGI resets a head over --buffer-size (64 KiB at most) without an answer, in the "
-    "http-socket and in its http router alike; needs the buffering front of issue 17 item 4",
+    "http-socket and in its http router alike; no option changes it (docs/decisions.md, Hardening)",
 )
 
 
