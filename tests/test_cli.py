@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+import socket
 import subprocess
 import sys
 import time
@@ -339,6 +340,22 @@ def test_serve_init_prints_the_one_time_password_last(tmp_path) -> None:  # type
     password = re.fullmatch(r"one-time password of 'admin' .*: (\S+)\n", lines[3])
     assert password and out == ""
     assert "Booting worker" not in err and "alembic" not in err, err
+
+
+def test_serve_init_on_a_busy_port_still_prints_the_one_time_password(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """The admin is made before the server starts; its password must not be lost with the start."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("FIELDSTATION_")}
+    env |= {"FIELDSTATION_INSTANCE_PATH": str(tmp_path / "instance")}
+    script = os.path.join(os.path.dirname(sys.executable), "fieldstation")
+    with socket.create_server(("127.0.0.1", 0)) as busy:
+        port = busy.getsockname()[1]
+        result = subprocess.run(
+            [script, "serve", "--init", "--port", str(port), "--server", "gunicorn"],
+            env=env, capture_output=True, text=True, timeout=60, check=False,
+        )  # fmt: skip
+    assert result.returncode == 1 and f"port {port} on 127.0.0.1 is in use" in result.stderr
+    password = re.search(r"one-time password of 'admin' .*: (\S+)$", result.stdout, re.M)
+    assert password, result.stdout
 
 
 def test_the_servers_database_check_knows_the_newest_migration() -> None:

@@ -79,6 +79,8 @@ def serve_command(
     try:
         run(args, host, port, announce, verbose=verbose)  # becomes the relay; returns only on error
     except LaunchError as exc:
+        if one_time:  # the admin exists now: a second run would not show the password again
+            click.echo(one_time)
         raise click.ClickException(str(exc)) from None
 
 
