@@ -452,6 +452,10 @@ def test_public_channel_works_signed_out_and_private_is_404(web: FlaskClient) ->
     assert web.get(f"/channels/{private.id}/charts/1?api_key={public.read_key}").status_code == 404
     page = web.get(f"/dashboard/channels/{public.id}")
     assert "Keys</a>" not in page.text and "Delete</a>" not in page.text  # no owner actions
+    # ThingSpeak's address of a channel's page leads to it, with its query string
+    moved = web.get(f"/channels/{public.id}?range=7d")
+    assert moved.status_code == 302 and moved.location == f"/dashboard/channels/{public.id}?range=7d"
+    assert web.get(f"/channels/{private.id}", follow_redirects=True).status_code == 404
 
 
 def test_embedded_chart_takes_range_and_size(web: FlaskClient) -> None:

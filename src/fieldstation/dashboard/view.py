@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from flask import Response, jsonify, render_template, request, stream_with_context
+from flask import Response, jsonify, redirect, render_template, request, stream_with_context, url_for
 
 from fieldstation import charts, export, manage, query
 from fieldstation.dashboard import csvio, monitoring, plots
@@ -68,6 +68,16 @@ def _context(channel: Channel) -> dict[str, Any]:
         "owner": _is_owner(channel),
         "monitoring": monitoring.summary(channel) if _is_owner(channel) else None,
     }
+
+
+@bp.get("/channels/<int:channel_id>")
+def thingspeak_channel_page(channel_id: int) -> Response:
+    """ThingSpeak's address of a channel's page (``/channels/ID``), as people type it: the page here.
+
+    The query string goes along (a range, a read key); whether the channel may be seen is
+    :func:`channel_view`'s to decide.
+    """
+    return redirect(url_for(".channel_view", channel_id=channel_id, **request.args))
 
 
 @bp.get("/dashboard/channels/<int:channel_id>")
