@@ -6,6 +6,7 @@ import datetime as dt
 from typing import Any
 
 from flask import Response, jsonify, redirect, render_template, request, stream_with_context, url_for
+from werkzeug.wrappers import Response as WerkzeugResponse
 
 from fieldstation import charts, export, manage, query
 from fieldstation.dashboard import csvio, monitoring, plots
@@ -71,13 +72,13 @@ def _context(channel: Channel) -> dict[str, Any]:
 
 
 @bp.get("/channels/<int:channel_id>")
-def thingspeak_channel_page(channel_id: int) -> Response:
+def thingspeak_channel_page(channel_id: int) -> WerkzeugResponse:
     """ThingSpeak's address of a channel's page (``/channels/ID``), as people type it: the page here.
 
     The query string goes along (a range, a read key); whether the channel may be seen is
     :func:`channel_view`'s to decide.
     """
-    return redirect(url_for(".channel_view", channel_id=channel_id, **request.args))
+    return redirect(url_for(".channel_view", channel_id=channel_id, **request.args.to_dict()))
 
 
 @bp.get("/dashboard/channels/<int:channel_id>")
