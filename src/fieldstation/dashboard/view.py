@@ -78,7 +78,9 @@ def thingspeak_channel_page(channel_id: int) -> WerkzeugResponse:
     The query string goes along (a range, a read key); whether the channel may be seen is
     :func:`channel_view`'s to decide.
     """
-    return redirect(url_for(".channel_view", channel_id=channel_id, **request.args.to_dict()))
+    page = url_for(".channel_view", channel_id=channel_id)
+    query_string = request.query_string.decode("latin-1")
+    return redirect(f"{page}?{query_string}" if query_string else page)
 
 
 @bp.get("/dashboard/channels/<int:channel_id>")
