@@ -98,7 +98,6 @@ def test_show_and_create_and_several_statements() -> None:
         "SELECT v FROM m WHERE time > now() - 1h OR time < now()",
         "SELECT v + FROM m",
         "SELECT v FROM m GROUP BY time(1h)",
-        "SELECT mean(v) FROM m GROUP BY time(1h, 15m)",
         "SELECT v FROM m WHERE host =~ /(?=a)/",
         "SELECT v FROM m WHERE host =~ /a",
         "SELECT v FROM m WHERE host = /a/",

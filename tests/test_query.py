@@ -95,13 +95,14 @@ def test_buckets_aggregate_numbers_and_skip_text(channel: ChannelKeys) -> None:
     )
     fid = field_id(channel, 1)
     got = buckets(fid, start, start + 3 * HOUR, HOUR)
+    late = start + 2 * HOUR + MINUTE  # the times of the first and the last reading are kept too
     assert got == [
-        Bucket(start, 3, 2.0, 1.0, 3.0, 6.0, 1.0, 2.0),
-        Bucket(start + 2 * HOUR, 1, 10.0, 10.0, 10.0, 10.0, 10.0, 10.0),
+        Bucket(start, 3, 2.0, 1.0, 3.0, 6.0, 1.0, 2.0, start, start + 50 * MINUTE),
+        Bucket(start + 2 * HOUR, 1, 10.0, 10.0, 10.0, 10.0, 10.0, 10.0, late, late),
     ]
     # A window cutting a bucket only counts the readings inside it.
     cut = buckets(fid, start + 5 * MINUTE, start + 3 * HOUR, HOUR)
-    assert cut[0] == Bucket(start, 2, 2.5, 2.0, 3.0, 5.0, 3.0, 2.0)
+    assert cut[0] == Bucket(start, 2, 2.5, 2.0, 3.0, 5.0, 3.0, 2.0, start + 10 * MINUTE, start + 50 * MINUTE)
 
 
 def test_day_buckets_follow_local_midnight_across_dst(channel: ChannelKeys) -> None:

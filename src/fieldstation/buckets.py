@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -46,6 +47,9 @@ class Bucket:
     sum: float | None
     first: float | None
     last: float | None
+    #: Times of the first and the last reading (InfluxQL's first()/last() pick among series by them).
+    first_at: int = 0
+    last_at: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,6 +62,8 @@ class Partial:
     max: float
     first: float
     last: float
+    first_at: int = 0
+    last_at: int = 0
 
     def merge(self, later: Partial) -> Partial:
         """Combine with the aggregates of a later, disjoint time range."""
@@ -68,6 +74,8 @@ class Partial:
             max(self.max, later.max),
             self.first,
             later.last,
+            self.first_at,
+            later.last_at,
         )
 
 
@@ -85,15 +93,25 @@ class Plan:
     offsets: tuple[tuple[int, int], ...]
     #: One bucket for the whole window (any rollup level fits).
     single: bool = False
+    #: Where the buckets' edges lie past the epoch's (``GROUP BY time(d, origin)``); steps' times include it.
+    origin: int = 0
 
     @classmethod
-    def make(cls, start: int, end: int, every: int, zone: dt.tzinfo) -> Plan:
-        shift = -(-FLOOR_SHIFT // every) * every
-        local = every % DAY == 0 and zone is not dt.UTC
-        steps = zone_offsets(zone, start, end) if local else ()
+    def make(
+        cls, start: int, end: int, every: int, zone: dt.tzinfo, *, origin: int = 0, local: bool = False
+    ) -> Plan:
+        """``origin`` moves the buckets' edges (InfluxQL's ``GROUP BY time(d, origin)``, |origin| <
+        every): the zone is read at ``ts - origin``, as InfluxDB reads it. ``local`` aligns widths under
+        a day to local time too (InfluxQL's ``tz()``); else they align to UTC."""
+        shift = -(-(FLOOR_SHIFT + origin) // every) * every - origin
+        # InfluxQL's buckets reach a width before the window, and its fill() reads the zone past it.
+        reach = every if local else 0
+        local = zone is not dt.UTC and (local or every % DAY == 0)
+        steps = zone_offsets(zone, start - origin - reach, end + reach) if local else ()
         if all(off == 0 for _, off in steps):
             steps = ()
-        return cls(every, shift, zone if local else None, tuple(steps))
+        moved = tuple((since + origin, off) for since, off in steps)
+        return cls(every, shift, zone if local else None, moved, origin=origin)
 
     def key_sql(self, column: str, params: dict[str, Any]) -> str:
         """SQL for the bucket key of ``column`` (params are added to ``params``)."""
@@ -117,19 +135,13 @@ class Plan:
 
     def key_of(self, ts: int) -> int:
         """The bucket key of one timestamp (as key_sql computes it in SQL)."""
-        offset = 0
-        for since, off in self.offsets:
-            if ts >= since:
-                offset = off
-        if self.offsets and ts < self.offsets[0][0]:
-            offset = self.offsets[0][1]
-        return (ts + offset + self.shift) // self.every
+        return (ts + _offset_at(self.offsets, ts) + self.shift) // self.every
 
     def aligned(self, width: int) -> bool:
         """Whether rows pre-aggregated into ``width``-wide epoch-aligned slots fall in one bucket each."""
         if self.single:
             return True
-        if self.every % width:
+        if self.every % width or self.shift % width:
             return False
         return all(since % width == 0 and off % width == 0 for since, off in self.offsets[1:]) and all(
             off % width == 0 for _, off in self.offsets[:1]
@@ -140,7 +152,61 @@ class Plan:
         local_start = key * self.every - self.shift
         if self.zone is None:
             return local_start
-        return _midnight(local_start // DAY, self.zone)
+        wall = local_start - self.origin  # local time of the bucket's start before the origin is added
+        if self.every % DAY == 0:
+            return _midnight(wall // DAY, self.zone) + self.origin
+        return self._local_to_utc(wall) + self.origin
+
+    def _local_to_utc(self, wall: int) -> int:
+        """The start of the bucket whose local start is ``wall`` (widths under a day), as InfluxDB's
+        ``Window`` finds it from the bucket's first point: that point's offset, corrected by the offset
+        at the instant found when the two differ by less than the width (a bucket that starts before a
+        DST change). All in the frame before the origin is added."""
+        steps = self.steps()
+        chosen, earliest = steps[0][1] if steps else 0, None
+        for i, (since, off) in enumerate(steps):
+            lo = wall - off if i == 0 else max(wall - off, since)
+            hi = wall + self.every - off
+            if i + 1 < len(steps):
+                hi = min(hi, steps[i + 1][0])
+            if lo < hi and (earliest is None or lo < earliest):
+                chosen, earliest = off, lo
+        instant = wall - chosen
+        there = _offset_at(steps, instant)
+        if there != chosen and abs(chosen - there) < self.every:
+            instant += chosen - there
+        return instant
+
+    def steps(self) -> list[tuple[int, int]]:
+        """The zone's (from_ts, offset) steps at their real instants (:attr:`offsets` holds them moved
+        by the origin, as the key compares them with ``ts`` where InfluxDB reads ``ts - origin``)."""
+        return [(since - self.origin, off) for since, off in self.offsets]
+
+    def output_starts(
+        self, start: int, end: int, present: Iterable[int], *, descending: bool = False
+    ) -> list[int]:
+        """Bucket starts of ``[start, end)`` as InfluxDB's fill() lists them, oldest first: it steps from the
+        first bucket by the width, moving a step by a change of the zone's offset smaller than the
+        width (taken at the instant before the step), and lists each non-empty bucket (``present``)
+        where it meets it. Without a zone's steps, every bucket start once."""
+        first, last = self.start_of(self.key_of(start)), self.start_of(self.key_of(end - 1))
+        if not self.offsets:
+            return [self.start_of(k) for k in range(self.key_of(start), self.key_of(end - 1) + 1)]
+        steps = self.steps()
+        step = -self.every if descending else self.every
+        window, stop = (last, first) if descending else (first, last)
+        offset = _offset_at(steps, window)
+        out: list[int] = []
+        for ts in sorted(present, reverse=descending):
+            while (ts < window) if descending else (ts > window):
+                out.append(window)
+                window, offset = _stepped(window, step, offset, steps)
+            out.append(ts)
+            window, offset = _stepped(window, step, offset, steps)
+        while (window >= stop) if descending else (window <= stop):
+            out.append(window)
+            window, offset = _stepped(window, step, offset, steps)
+        return sorted(set(out))
 
     def bucket(self, key: int, part: Partial) -> Bucket:
         """The finished bucket for a key."""
@@ -153,7 +219,29 @@ class Plan:
             part.sum,
             part.first,
             part.last,
+            part.first_at,
+            part.last_at,
         )
+
+
+def _stepped(window: int, step: int, offset: int, steps: list[tuple[int, int]]) -> tuple[int, int]:
+    """InfluxDB's fill iterator's next window and the offset it now holds."""
+    window += step
+    now = _offset_at(steps, window - 1)
+    if now != offset:
+        if abs(offset - now) < abs(step):
+            window += offset - now
+        offset = now
+    return window, offset
+
+
+def _offset_at(steps: Sequence[tuple[int, int]], ts: int) -> int:
+    """The zone's offset at ``ts`` from (from_ts, offset) steps (the first step's before them)."""
+    offset = steps[0][1] if steps else 0
+    for since, off in steps:
+        if ts >= since:
+            offset = off
+    return offset
 
 
 @functools.lru_cache(maxsize=8192)
@@ -196,8 +284,11 @@ def zone_offsets(zone: dt.tzinfo, start: int, end: int) -> list[tuple[int, int]]
     return steps
 
 
-def plan(start: int, end: int, every: int, tz: str | dt.tzinfo | None) -> Plan:
-    """The plan of ``every``-wide buckets over ``[start, end)``, checked.
+def plan(
+    start: int, end: int, every: int, tz: str | dt.tzinfo | None, *, origin: int = 0, local: bool = False
+) -> Plan:
+    """The plan of ``every``-wide buckets over ``[start, end)``, checked (``origin``, ``local``: as
+    :meth:`Plan.make`).
 
     :raise BadRequest: reversed or out-of-range window, bad width or more than MAX_BUCKETS buckets.
     """
@@ -206,7 +297,8 @@ def plan(start: int, end: int, every: int, tz: str | dt.tzinfo | None) -> Plan:
         raise BadRequest("bucket width must be positive", code="bad_every")
     if (end - start) // every > MAX_BUCKETS:
         raise BadRequest(f"at most {MAX_BUCKETS} buckets per query; widen 'every'", code="too_many_buckets")
-    return Plan.make(start, end, every, tz if isinstance(tz, dt.tzinfo) else get_zone(tz))
+    zone = tz if isinstance(tz, dt.tzinfo) else get_zone(tz)
+    return Plan.make(start, end, every, zone, origin=origin, local=local)
 
 
 def whole(start: int, end: int) -> Plan:
@@ -226,8 +318,17 @@ def auto_every(start: int, end: int, max_points: int) -> int:
     return NICE_WIDTHS[-1]
 
 
-def bucket_starts(start: int, end: int, every: int, *, tz: str | dt.tzinfo | None = None) -> list[int]:
-    """Start of every bucket that overlaps ``[start, end)``, empty or not (for InfluxQL's fill()).
+def bucket_starts(
+    start: int,
+    end: int,
+    every: int,
+    *,
+    tz: str | dt.tzinfo | None = None,
+    origin: int = 0,
+    local: bool = False,
+) -> list[int]:
+    """Start of every bucket that overlaps ``[start, end)``, empty or not (for InfluxQL's fill());
+    ``origin`` and ``local`` as :meth:`Plan.make`.
 
     :raise BadRequest: more than MAX_BUCKETS buckets.
     """
@@ -239,7 +340,7 @@ def bucket_starts(start: int, end: int, every: int, *, tz: str | dt.tzinfo | Non
         )
     if end <= start:
         return []
-    plan = Plan.make(start, end, every, zone)
+    plan = Plan.make(start, end, every, zone, origin=origin, local=local)
     first, last = plan.key_of(start), plan.key_of(end - 1)
     return [plan.start_of(k) for k in range(first, last + 1)]
 

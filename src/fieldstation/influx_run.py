@@ -15,7 +15,7 @@ import functools
 import heapq
 import itertools
 import re
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -63,15 +63,6 @@ from fieldstation.timeunits import HOUR, MAX_TS_US, MIN_TS_US, MINUTE, SECOND
 #: Most values one raw SELECT returns (rows x columns x series).
 MAX_CELLS = 1_000_000
 EPOCH_US = {"h": HOUR, "m": MINUTE, "s": SECOND, "ms": 1000, "u": 1, "µ": 1}
-_VALUE = {
-    "mean": "avg",
-    "min": "min",
-    "max": "max",
-    "sum": "sum",
-    "count": "count",
-    "first": "first",
-    "last": "last",
-}
 
 
 @dataclass(frozen=True, slots=True)
@@ -435,15 +426,15 @@ def _aggregate_rows(
     if stmt.every is None:
         start = MIN_TS_US if stmt.start is None else stmt.start
         end = MAX_TS_US + 1 if stmt.end is None else stmt.end
-        cells = [
-            _combine(c, [rollups.summary(s.field_id, start, end) for s in _fields_for(c, members)])
-            for c in stmt.columns
+        parts = [
+            [rollups.summary(s.field_id, start, end) for s in _fields_for(c, members)] for c in stmt.columns
         ]
+        cells = [_combine(c, found) for c, found in zip(stmt.columns, parts, strict=True)]
         if all(cell is None for cell in cells):
             return names, []
         time = 0 if stmt.start is None else stmt.start
         if len(stmt.columns) == 1 and stmt.columns[0].function in ("first", "last"):
-            time = _selected_time(stmt.columns[0], members, start, end, time)
+            time = _selected_at(stmt.columns[0].function or "", parts[0])
         elif len(stmt.columns) == 1 and stmt.columns[0].function in ("min", "max"):
             ids = [s.field_id for s in _fields_for(stmt.columns[0], members)]
             found = query.time_of_value(ids, start, end, cells[0])
@@ -459,12 +450,14 @@ def _aggregate_rows(
     for column in stmt.columns:
         by_start: dict[int, list[Bucket | None]] = {}
         for s in _fields_for(column, members):
-            for b in rollups.buckets(s.field_id, stmt.start, end, stmt.every, tz=zone):
+            for b in rollups.buckets(s.field_id, stmt.start, end, stmt.every, **_grid(stmt, zone)):
                 by_start.setdefault(b.start, []).append(b)
         per_column.append({ts: _combine(column, parts) for ts, parts in by_start.items()})
     if not any(per_column):
         return names, []  # no point in the window: no series, whatever the fill
-    starts = bucket_starts(stmt.start, end, stmt.every, tz=zone)
+    present = {ts for values in per_column for ts in values}
+    planned = buckets_plan(stmt.start, end, stmt.every, **_grid(stmt, zone))
+    starts = planned.output_starts(stmt.start, end, present, descending=stmt.descending)
     rows = []
     previous: list[Any] = [None] * len(stmt.columns)
     # Filled in the order asked for: with ORDER BY time DESC, fill(previous) takes the later bucket.
@@ -487,24 +480,30 @@ def _aggregate_rows(
     return names, rows
 
 
-def _selected_time(column: SelectColumn, members: list[FieldSeries], start: int, end: int, other: int) -> int:
-    """The time of the point ``first()`` or ``last()`` selects, as InfluxDB answers a query whose one
-    column is that selector (a single-stat panel shows its age); ``other`` when it cannot say.
-
-    Aggregates count numbers only, so the selected point is the first or last numeric one.
-    """
-    series = _fields_for(column, members)
-    if len(series) != 1:
-        return other
-    descending = column.function == "last"
-    for point in query.series(series[0].field_id, start, end, limit=_SELECTED_PROBE, descending=descending):
-        if point.value is not None:
-            return point.ts
-    return other
+def _grid(stmt: Select, zone: dt.tzinfo) -> dict[str, Any]:
+    """Where GROUP BY time()'s buckets lie, as InfluxDB puts them: moved by time()'s offset, and every
+    width aligned to local time in tz()'s zone (:meth:`fieldstation.buckets.Plan.make`)."""
+    return {"tz": zone, "origin": stmt.origin, "local": True}
 
 
-#: Readings looked at for the selected point's time (text readings are skipped over).
-_SELECTED_PROBE = 100
+def _selected_at(function: str, parts: list[Bucket | None]) -> int:
+    """The time of the point ``first()`` or ``last()`` selects among one or more series, as InfluxDB
+    answers a query whose one column is that selector (a single-stat panel shows its age)."""
+    chosen = _chosen(function, parts)
+    assert chosen is not None  # only asked when the column has a value
+    return chosen.first_at if function == "first" else chosen.last_at
+
+
+def _chosen(function: str, parts: Sequence[Bucket | None]) -> Bucket | None:
+    """The bucket whose first (or last) point ``first()`` (``last()``) picks over several series: the
+    earliest (latest) point, and of points at the same time the greatest value, as InfluxDB's
+    ``FloatFirstReduce``/``FloatLastReduce`` decide."""
+    found = [p for p in parts if p is not None and p.count]
+    if not found:
+        return None
+    if function == "first":
+        return min(found, key=lambda p: (p.first_at, -(p.first or 0.0)))
+    return max(found, key=lambda p: (p.last_at, p.last or 0.0))
 
 
 def _column_names(columns: list[SelectColumn]) -> list[str]:
@@ -528,8 +527,9 @@ def _combine(column: SelectColumn, parts: list[Bucket | None]) -> Any:
     if not found:
         return None
     function = column.function or "mean"
-    if len(found) > 1 and function in ("first", "last"):
-        raise BadRequest(f"{function}() over several series: add a tag filter or GROUP BY the tag")
+    if function in ("first", "last"):
+        chosen = _chosen(function, found)
+        return None if chosen is None else getattr(chosen, function)
     count = sum(p.count for p in found)
     total = sum(p.sum or 0.0 for p in found)
     if function == "mean":
@@ -542,7 +542,7 @@ def _combine(column: SelectColumn, parts: list[Bucket | None]) -> Any:
         return min(p.min for p in found if p.min is not None)
     if function == "max":
         return max(p.max for p in found if p.max is not None)
-    return getattr(found[0], _VALUE[function])
+    return None
 
 
 # -- expressions: functions with arguments, transformations, arithmetic --------------------------
@@ -706,7 +706,11 @@ def _transform(call: Call, ctx: _Context) -> list[tuple[int, Any]]:
         got = _evaluate(inner, ctx, lead)
         assert not isinstance(got, float)  # the parser requires a call inside
         points = [(ts, v) for ts, v in got if v is not None]
-        first = bucket_starts(ctx.start, ctx.start + 1, every or 1, tz=ctx.zone)[0] if every else ctx.start
+        first = (
+            bucket_starts(ctx.start, ctx.start + 1, every, **_grid(ctx.stmt, ctx.zone))[0]
+            if every
+            else ctx.start
+        )
     name = call.name
     unit_arg = call.args[1] if len(call.args) > 1 else None
     if name in ("derivative", "non_negative_derivative"):
@@ -742,16 +746,15 @@ def _aggregate(call: Call, ctx: _Context, lead: int) -> list[tuple[int, Any]]:
     if every is None:
         plan = whole(ctx.start, ctx.end)
         start = ctx.start
-        starts: list[int] = []
     else:
         start = ctx.start - lead * every  # InfluxDB moves the window's start back by whole intervals
-        plan = buckets_plan(start, ctx.end, every, ctx.zone)
-        starts = bucket_starts(start, ctx.end, every, tz=ctx.zone)
+        plan = buckets_plan(start, ctx.end, every, **_grid(ctx.stmt, ctx.zone))
     points = _aggregate_points(call, ids, start, ctx.end, plan, ctx) if ids else []
     if call.name in ("top", "bottom", "distinct"):
         return points
     if every is None:
         return [(ts, v) for ts, v in points if v is not None]
+    starts = plan.output_starts(start, ctx.end, [ts for ts, _ in points], descending=ctx.stmt.descending)
     found = dict(points)
     values = [found.get(ts) for ts in starts]
     if ctx.stmt.descending:  # filled in the order asked for: previous and linear look at later buckets
@@ -854,10 +857,10 @@ def _rollup_points(call: Call, ids: list[int], start: int, end: int, ctx: _Conte
             return []
         if call.name == "spread":
             value = value - _combine(SelectColumn(field, "min"), parts)
-        return [(_selector_time(call.name, field, ids, start, end, value, ctx), value)]
+        return [(_selector_time(call.name, parts, ids, start, end, value, ctx), value)]
     by_start: dict[int, list[Bucket | None]] = {}
     for i in ids:
-        for b in rollups.buckets(i, start, end, ctx.stmt.every, tz=ctx.zone):
+        for b in rollups.buckets(i, start, end, ctx.stmt.every, **_grid(ctx.stmt, ctx.zone)):
             by_start.setdefault(b.start, []).append(b)
     points = []
     for ts, parts in by_start.items():
@@ -869,16 +872,14 @@ def _rollup_points(call: Call, ids: list[int], start: int, end: int, ctx: _Conte
 
 
 def _selector_time(
-    name: str, field: str, ids: list[int], start: int, end: int, value: float, ctx: _Context
+    name: str, parts: list[Bucket | None], ids: list[int], start: int, end: int, value: float, ctx: _Context
 ) -> int:
     """The time of the point a selector picked over the whole window (else the window's start)."""
     if name in ("min", "max"):
         found = query.time_of_value(ids, start, end, value)
         return ctx.default_time if found is None else found
     if name in ("first", "last"):
-        column = SelectColumn(field, name)
-        series = [s for s in ctx.members if s.field_id in ids]
-        return _selected_time(column, series, start, end, ctx.default_time)
+        return _selected_at(name, parts)
     return ctx.default_time
 
 

@@ -155,6 +155,8 @@ class Select:
     end: int | None = None  # exclusive, µs
     tags: list[Condition] = field(default_factory=list)  # all must hold
     every: int | None = None
+    #: ``GROUP BY time(d, offset)``: where buckets start past the epoch's edges, µs, ``|origin| < every``.
+    origin: int = 0
     group_tags: list[str] = field(default_factory=list)
     fill: str | float = "null"
     descending: bool = False
@@ -441,6 +443,54 @@ def _check_second(name: str, rest: tuple[Expr, ...]) -> None:
             raise InfluxQLError(f"error parsing query: moving_average window must be at most {_MAX_TOP}")
 
 
+def _string_offset_problem(text: str) -> str:
+    """InfluxDB's error for a string as ``time()``'s offset: one that reads as a time is parsed and then
+    refused, one that only starts like a date fails to parse, any other is not an offset at all."""
+    if not re.match(r"\d{4}-\d\d-\d\d", text):
+        return "time dimension offset must be duration or now()"
+    if not re.fullmatch(
+        r"\d{4}-\d\d-\d\d( \d\d:\d\d:\d\d(\.\d+)?|T\d\d:\d\d:\d\d(\.\d+)?(Z|[+-]\d\d:\d\d))?", text
+    ):
+        return "invalid timestamp string"
+    quoted = text.replace("\\", "\\\\").replace("'", "\\'").replace("\n", "\\n")
+    return f"invalid time dimension offset: '{quoted}'"
+
+
+def _now_problem(call: Call) -> str | None:
+    if call.name != "now":
+        return "time dimension offset function must be now()"
+    if call.args:
+        return "time dimension offset now() function requires no arguments"
+    return None
+
+
+def _folded_duration(expr: Expr) -> int | None:
+    """A constant duration in µs as InfluxDB folds one (``-15m``, ``15m + 1m``, ``15m * 2``, ``30m / 2``),
+    or None for anything else (an integer times a duration included, as InfluxDB refuses it)."""
+    if isinstance(expr, Duration):
+        return expr.us
+    if not isinstance(expr, BinaryOp):
+        return None
+    if expr.op == "*" and expr.left == Number(-1.0, True) and isinstance(expr.right, Duration):
+        return -expr.right.us  # unary minus
+    left = _folded_duration(expr.left)
+    if left is None:
+        return None
+    if expr.op in "+-":
+        right = _folded_duration(expr.right)
+        return None if right is None else left + right if expr.op == "+" else left - right
+    factor = expr.right
+    if not isinstance(factor, Number) or not factor.integer or (expr.op == "/" and factor.value == 0):
+        return None
+    if expr.op == "*":
+        return left * int(factor.value)
+    quotient = abs(left) // int(factor.value)  # Go divides towards zero
+    return quotient if left >= 0 else -quotient
+
+
+#: µs from Go's zero time (0001-01-01T00:00:00Z), from which ``time.Truncate`` counts, to the epoch.
+_ZERO_TIME_TO_EPOCH_US = 62_135_596_800 * SECOND
+
 #: Largest ``top``/``bottom`` count and ``moving_average`` window (each is held in memory).
 _MAX_TOP = 100_000
 
@@ -579,7 +629,7 @@ class _Parser:
         try:
             validate(stmt)
         except InfluxQLError as exc:
-            stmt.invalid = exc.message.removeprefix("error parsing query: ")
+            stmt.invalid = stmt.invalid or exc.message.removeprefix("error parsing query: ")
         if stmt.every is not None and not has_calls:
             raise InfluxQLError("error parsing query: GROUP BY requires at least one aggregate function")
         return stmt
@@ -849,14 +899,40 @@ class _Parser:
                 every = self.duration()
                 if every <= 0:
                     raise InfluxQLError("error parsing query: GROUP BY time() needs a positive duration")
-                if self.accept_op(","):
-                    raise InfluxQLError("error parsing query: GROUP BY time() offsets are not supported")
-                self.expect_op(")")
                 stmt.every = every
+                if self.accept_op(","):
+                    self.time_offset(stmt)
+                self.expect_op(")")
             else:
                 stmt.group_tags.append(self.ident("tag key"))
             if not self.accept_op(","):
                 return
+
+    def time_offset(self, stmt: Select) -> None:
+        """``time(d, offset)``'s offset: a duration (negative too, or sums, multiples and quotients of
+        durations, which InfluxDB folds; taken modulo ``d`` as InfluxDB takes it) or ``now()`` (the time
+        since Go's zero time, year 1, modulo ``d``: InfluxDB truncates ``now`` by ``d`` from there).
+        Anything else is InfluxDB's statement error, kept in ``invalid``."""
+        if self.tok.kind == "string":
+            problem = _string_offset_problem(self.next().value)
+        else:
+            expr = self.expr()
+            problem = None
+            if isinstance(expr, Call):
+                problem = _now_problem(expr)
+                stmt.origin = self.now + _ZERO_TIME_TO_EPOCH_US
+            else:
+                folded = _folded_duration(expr)
+                if folded is None:
+                    problem = "time dimension offset must be duration or now()"
+                stmt.origin = folded or 0
+        while self.accept_op(","):  # time(d, a, b): InfluxDB counts the arguments when it compiles
+            self.expr()
+            problem = "time dimension expected 1 or 2 arguments"
+        # Go's remainder keeps the sign: time(1d, -90m) is not time(1d, 22h30m) across a DST change.
+        every = stmt.every or 1
+        stmt.origin = abs(stmt.origin) % every * (1 if stmt.origin >= 0 else -1)
+        stmt.invalid = stmt.invalid or problem
 
     def fill(self) -> str | float:
         self.expect_op("(")

@@ -54,17 +54,25 @@ _MARK = text(mark_dirty_sql("VALUES (:f, :t, 1)"))
 
 
 def buckets(
-    field_id: int, start: int, end: int, every: int, *, tz: str | dt.tzinfo | None = None
+    field_id: int,
+    start: int,
+    end: int,
+    every: int,
+    *,
+    tz: str | dt.tzinfo | None = None,
+    origin: int = 0,
+    local: bool = False,
 ) -> list[Bucket]:
     """Non-empty buckets of ``every`` µs over ``[start, end)``, oldest first.
 
     Widths under a day align to the epoch (UTC); whole-day widths align to
     local midnight in ``tz`` (DST-aware: such a bucket may be 23 or 25 hours).
-    Partial buckets at the window's ends only hold the readings inside it.
+    Partial buckets at the window's ends only hold the readings inside it. ``origin`` and ``local``
+    move the edges as InfluxQL's ``GROUP BY time(d, origin)`` and ``tz()`` do (:meth:`Plan.make`).
 
     :raise BadRequest: reversed window, bad width or more than MAX_BUCKETS buckets.
     """
-    planned = plan(start, end, every, tz)
+    planned = plan(start, end, every, tz, origin=origin, local=local)
     if end <= start:
         return []
     partials = aggregate(field_id, start, end, planned)
@@ -83,7 +91,16 @@ def summary(field_id: int, start: int, end: int) -> Bucket | None:
     for part in parts[1:]:
         total = total.merge(part)
     return Bucket(
-        start, total.count, total.sum / total.count, total.min, total.max, total.sum, total.first, total.last
+        start,
+        total.count,
+        total.sum / total.count,
+        total.min,
+        total.max,
+        total.sum,
+        total.first,
+        total.last,
+        total.first_at,
+        total.last_at,
     )
 
 
@@ -324,7 +341,19 @@ def sum_sql(column: str) -> str:
 def raw_partials(field_id: int, start: int, end: int, plan: Plan) -> list[tuple[int, Partial]]:
     """Bucket partials straight from the readings of one field (numeric values only)."""
     where = " AND value IS NOT NULL"
-    return _partials("readings", "value", "value", "rf.value", "rl.value", where, field_id, start, end, plan)
+    return _partials(
+        "readings",
+        "value",
+        "value",
+        "rf.value",
+        "rl.value",
+        where,
+        field_id,
+        start,
+        end,
+        plan,
+        at=("rf.ts", "rl.ts"),
+    )
 
 
 def aggregate(field_id: int, start: int, end: int, plan: Plan) -> dict[int, Partial]:
@@ -369,8 +398,9 @@ def _pieces(field_id: int, start: int, end: int, plan: Plan, level: int) -> list
 def level_partials(table: str, field_id: int, start: int, end: int, plan: Plan) -> list[tuple[int, Partial]]:
     """Bucket partials from one rollup table (its slots lie wholly inside one bucket each)."""
     first, last = "coalesce(rf.first, rf.sum)", "coalesce(rl.last, rl.sum)"
+    at = ("rf.t0", "coalesce(rl.t1, rl.t0)")
     return _partials(
-        table, "sum", _MIN, first, last, "", field_id, start, end, plan, counts="sum(n)", hi=_MAX
+        table, "sum", _MIN, first, last, "", field_id, start, end, plan, counts="sum(n)", hi=_MAX, at=at
     )
 
 
@@ -388,6 +418,7 @@ def _partials(
     *,
     counts: str = "count(value)",
     hi: str | None = None,
+    at: tuple[str, str],
 ) -> list[tuple[int, Partial]]:
     """Bucket partials of one field from ``source`` (the readings or a rollup table): one statement.
 
@@ -400,14 +431,17 @@ def _partials(
             f"WITH g AS (SELECT {key} AS b, {counts} AS n, {sum_sql(total)} AS s, min({lo}) AS lo,"  # noqa: S608
             f" max({hi or lo}) AS hi, min(ts) AS t0, max(ts) AS t1"
             f" FROM {source} WHERE field_id = :f AND ts >= :a AND ts < :z{where} GROUP BY 1)"
-            f" SELECT g.b, g.n, g.s, g.lo, g.hi, {first}, {last} FROM g"
+            f" SELECT g.b, g.n, g.s, g.lo, g.hi, {first}, {last}, {at[0]}, {at[1]} FROM g"
             f" JOIN {source} rf ON rf.field_id = :f AND rf.ts = g.t0"
             f" JOIN {source} rl ON rl.field_id = :f AND rl.ts = g.t1"
             " ORDER BY g.b"
         ),
         params,
     ).all()
-    return [(int(b), Partial(int(n), float(s), lo, hi, first, last)) for b, n, s, lo, hi, first, last in rows]
+    return [
+        (int(b), Partial(int(n), float(s), lo, hi, first, last, int(t_first), int(t_last)))
+        for b, n, s, lo, hi, first, last, t_first, t_last in rows
+    ]
 
 
 # -- integrals and increases (fieldstation.energy) -----------------------------------------
