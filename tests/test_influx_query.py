@@ -19,7 +19,7 @@ from influxdb.exceptions import InfluxDBClientError
 from fieldstation import auth, manage, store
 from fieldstation.models import ApiKey, KeyKind
 from fieldstation.points import Batch, Entry
-from fieldstation.timeunits import MINUTE, SECOND
+from fieldstation.timeunits import MINUTE, SECOND, now_us
 from tests.conftest import unavailable
 from tests.factories import ChannelKeys, make_channel, make_user
 from tests.liveserver import serve
@@ -358,3 +358,27 @@ def test_client_patterns_cannot_hold_a_worker(client: FlaskClient, channel: Chan
     assert [row[1] for row in answer("^(a|aa)*$")["series"][0]["values"]] == [1.0]
     assert [row[1] for row in answer("(a+)+b")["series"][0]["values"]] == [2.0]
     assert "too costly" in answer("(a|b)*a(a|b){200}c")["error"]
+
+
+def test_group_by_time_with_a_now_offset_starts_buckets_at_now_s_phase(
+    client: FlaskClient, channel: ChannelKeys
+) -> None:
+    """``time(1m, now())``: every bucket starts where now() falls within its minute (the differential
+    tests cannot ask it: the two servers' now() differ)."""
+    before = now_us()
+    q = f"SELECT count(temperature) FROM climate WHERE time >= {T0}u AND time < {T0 + 10 * MINUTE}u"
+    response = client.get(
+        "/query",
+        query_string={"q": q + " GROUP BY time(1m, now()) fill(none)", "db": "sensors", "epoch": "u"},
+        headers={"Authorization": f"Token {channel.read_key}"},
+    )
+    after = now_us()
+    rows = response.get_json()["results"][0]["series"][0]["values"]
+    phases = {ts % MINUTE for ts, _ in rows}
+    assert len(phases) == 1 and len(rows) == 10 and sum(n for _, n in rows) == 20
+    (phase,) = phases
+    assert (
+        before % MINUTE <= phase <= after % MINUTE
+        or after - before >= MINUTE
+        or after % MINUTE < before % MINUTE
+    )

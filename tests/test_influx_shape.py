@@ -147,10 +147,10 @@ def test_tz_shows_in_returned_times_as_influxdb(twin: Twin) -> None:  # noqa: F8
             f"SELECT last(v) FROM m WHERE {window} tz('{zone}')",
         ):
             twin.compare(q)
-    # Buckets narrower than a day align to UTC here and to local time in InfluxDB: the same for
-    # zones of whole-hour offsets only (docs/query.md, "Bucket alignment").
-    for zone in ("Europe/Berlin", "Europe/London", "UTC"):
+    # Every width aligns to local time, as in InfluxDB (half-hour zones too), across the change.
+    for zone in ZONES:
         twin.compare(f"SELECT max(v) FROM m WHERE {window} GROUP BY time(1h) tz('{zone}')")
+        twin.compare(f"SELECT max(v) FROM m WHERE {window} GROUP BY time(2h) tz('{zone}')")
         twin.compare(f"SELECT max(v) FROM m WHERE {window} GROUP BY time(1d) tz('{zone}')")
     twin.compare(f"SELECT v FROM m WHERE {window} tz('Europe/Berlin')", epoch="ms")
     twin.compare("SELECT v FROM m tz('Nowhere/Else')", exact_errors=True)

@@ -383,3 +383,30 @@ def test_generated_where_clauses_mean_what_they_say(
     for tags in series:
         parsed = all(c.holds(lambda k, tags=tags: tags.get(k, "")) for c in stmt.tags)  # type: ignore[misc]
         assert parsed == meaning(tags), (text, tags)  # type: ignore[operator]
+
+
+@pytest.mark.parametrize(
+    ("group", "origin"),
+    [
+        ("time(1h, 15m)", 15 * 60_000_000),
+        ("time(1h, -15m)", -15 * 60_000_000),  # Go's remainder keeps the sign (DST makes it matter)
+        ("time(1d, 30h)", 6 * H),
+        ("time(1d, -30h)", -6 * H),
+        ("time(10m, 15m + 1m)", 6 * 60_000_000),
+        ("time(1h, 0s)", 0),
+    ],
+)
+def test_group_by_time_offsets(group: str, origin: int) -> None:
+    stmt = one(f"SELECT mean(v) FROM m WHERE time > now() - 1d GROUP BY {group}")
+    assert isinstance(stmt, Select) and stmt.invalid is None
+    assert stmt.origin == origin
+
+
+def test_now_as_an_offset_counts_from_go_s_zero_time() -> None:
+    """InfluxDB truncates now() by the interval from year 1, which is not the epoch for weeks."""
+    week = 7 * 24 * H
+    stmt = one("SELECT mean(v) FROM m WHERE time > now() - 30d GROUP BY time(1w, now())")
+    assert isinstance(stmt, Select)
+    assert stmt.origin == (NOW + 62_135_596_800_000_000) % week != NOW % week
+    hourly = one("SELECT mean(v) FROM m WHERE time > now() - 1d GROUP BY time(1h, now())")
+    assert isinstance(hourly, Select) and hourly.origin == NOW % H

@@ -122,8 +122,13 @@ def _select(draw: st.DrawFn) -> str:
         op = draw(st.sampled_from(["=", "!="]))
         conditions.insert(0, f"\"room\" {op} '{draw(st.sampled_from(ROOMS + ('attic',)))}'")
         one_series = one_series or op == "="
-    # TODO(#20): first()/last() over several series (InfluxDB merges them) once selectors do.
-    functions = _AGGREGATES if one_series else tuple(f for f in _AGGREGATES if f not in ("first", "last"))
+    # first()/last() over several series without GROUP BY time(): the rooms read at the same minutes,
+    # and InfluxDB picks among points at one time in its merge's order there (docs/decisions.md).
+    functions = (
+        _AGGREGATES
+        if one_series or every is not None
+        else tuple(f for f in _AGGREGATES if f not in ("first", "last"))
+    )
     if every is None and not grouped_tags and draw(st.booleans()):
         columns = ", ".join(f'"{f}"' for f in fields)  # raw rows
         aggregate = False
@@ -133,7 +138,8 @@ def _select(draw: st.DrawFn) -> str:
     q = f'SELECT {columns} FROM "{measurement}" WHERE {" AND ".join(conditions)}'
     groups = []
     if every is not None and aggregate:
-        groups.append(f"time({every})")
+        offset = draw(st.sampled_from(["", "", ", 15m", ", -7m", ", 100m", ", 30s"]))
+        groups.append(f"time({every}{offset})")
     if grouped_tags and aggregate:
         groups.append('"room"')
     if groups:
@@ -145,6 +151,8 @@ def _select(draw: st.DrawFn) -> str:
     # A raw LIMIT over several series may cut between rows of one time, which InfluxDB orders by chance.
     if (aggregate or one_series) and draw(st.booleans()):
         q += f" LIMIT {draw(st.integers(1, 20))}"
+    if every is not None and aggregate:
+        q += draw(st.sampled_from(["", "", " tz('Asia/Kolkata')", " tz('America/St_Johns')"]))
     return q
 
 
