@@ -103,13 +103,18 @@ class Plan:
         """``origin`` moves the buckets' edges (InfluxQL's ``GROUP BY time(d, origin)``, |origin| <
         every): the zone is read at ``ts - origin``, as InfluxDB reads it. ``local`` aligns widths under
         a day to local time too (InfluxQL's ``tz()``); else they align to UTC."""
-        shift = -(-(FLOOR_SHIFT + origin) // every) * every - origin
         # InfluxQL's buckets reach a width before the window, and its fill() reads the zone past it.
         reach = every if local else 0
         local = zone is not dt.UTC and (local or every % DAY == 0)
         steps = zone_offsets(zone, start - origin - reach, end + reach) if local else ()
         if all(off == 0 for _, off in steps):
             steps = ()
+        if steps and every % DAY and len({off % every for _, off in steps}) == 1:
+            # Every offset the same modulo the width (1h in Berlin, in Kolkata): InfluxDB's windows
+            # never move at a change, so they are a fixed grid at the offset's phase (the hour autumn
+            # repeats is two buckets, as there).
+            origin, steps, local = origin - steps[0][1] % every, [], False
+        shift = -(-(FLOOR_SHIFT + origin) // every) * every - origin
         moved = tuple((since + origin, off) for since, off in steps)
         return cls(every, shift, zone if local else None, moved, origin=origin)
 
