@@ -38,6 +38,8 @@ OFFSETS = [
     "time(30m, -67m)",
     "time(10m, 15m + 1m)",
     "time(1h, 30m * 2)",
+    "time(1h, 15m / 0)",
+    "time(10m, 10m - -5m)",
 ]
 
 

@@ -480,10 +480,12 @@ def _folded_duration(expr: Expr) -> int | None:
         right = _folded_duration(expr.right)
         return None if right is None else left + right if expr.op == "+" else left - right
     factor = expr.right
-    if not isinstance(factor, Number) or not factor.integer or (expr.op == "/" and factor.value == 0):
+    if not isinstance(factor, Number) or not factor.integer:
         return None
     if expr.op == "*":
         return left * int(factor.value)
+    if factor.value == 0:
+        return 0  # InfluxDB folds a division by zero to 0
     quotient = abs(left) // int(factor.value)  # Go divides towards zero
     return quotient if left >= 0 else -quotient
 
