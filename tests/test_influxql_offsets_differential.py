@@ -63,11 +63,6 @@ def test_offsets_move_buckets_as_influxdb(twin: Twin) -> None:  # noqa: F811
     )
 
 
-#: Where InfluxDB 1.6 answers the hour that autumn repeats its own way (docs/decisions.md): it labels a
-#: selector's row by the bucket of the point it selected, which the change moved.
-_REPEATED_HOUR = {("autumn", "Europe/Berlin", "time(2h, 15m)")}
-
-
 @pytest.mark.parametrize("season", sorted(SEASONS))
 @pytest.mark.parametrize("zone", [None, "Europe/Berlin", "Asia/Kolkata", "America/St_Johns"])
 def test_offsets_and_zones_over_rollup_slots_as_influxdb(twin: Twin, zone: str | None, season: str) -> None:  # noqa: F811
@@ -90,8 +85,6 @@ def test_offsets_and_zones_over_rollup_slots_as_influxdb(twin: Twin, zone: str |
         "time(12h, 7m)",
         "time(1d, 30s)",
     ):
-        if (season, zone, group) in _REPEATED_HOUR:
-            continue
         for fill in ("null", "none"):
             twin.compare(
                 f"SELECT count(t), sum(t), min(t), max(t), first(t), last(t) FROM w WHERE {window}"
@@ -101,6 +94,7 @@ def test_offsets_and_zones_over_rollup_slots_as_influxdb(twin: Twin, zone: str |
         f"SELECT mean(t) FROM w WHERE {window} GROUP BY time(2h, 1h), site fill(0){tz} ORDER BY time DESC"
     )
     twin.compare(f"SELECT spread(t) FROM w WHERE {window} GROUP BY time(3h, 20m) fill(previous){tz}")
+    twin.compare(f"SELECT max(t) * 2, count(t) FROM w WHERE {window} GROUP BY time(2h, 15m) fill(-1){tz}")
 
 
 BAD_OFFSETS = [

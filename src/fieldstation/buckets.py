@@ -182,6 +182,26 @@ class Plan:
             instant += chosen - there
         return instant
 
+    @property
+    def relabels(self) -> bool:
+        """Whether InfluxDB may label a selector's row otherwise than its bucket: local buckets under a
+        day whose span a DST change crosses (see :meth:`window_start`)."""
+        return bool(self.offsets) and self.zone is not None and self.every % DAY != 0
+
+    def window_start(self, ts: int) -> int:
+        """InfluxDB's ``Window(ts)`` start for local buckets under a day: the floor of ``ts``'s local
+        time by the width, moved by a change of the offset before it smaller than the width. InfluxDB
+        labels a selector's row so, from the point it selected; inside a bucket that an autumn change
+        cuts, that differs from the bucket's start (docs/decisions.md)."""
+        steps = self.steps()
+        t = ts - self.origin
+        zone = _offset_at(steps, t)
+        start = t - (t + zone) % self.every
+        moved = zone - _offset_at(steps, start)
+        if moved and abs(moved) < self.every:
+            start += moved
+        return start + self.origin
+
     def steps(self) -> list[tuple[int, int]]:
         """The zone's (from_ts, offset) steps at their real instants (:attr:`offsets` holds them moved
         by the origin, as the key compares them with ``ts`` where InfluxDB reads ``ts - origin``)."""

@@ -446,38 +446,53 @@ def _aggregate_rows(
 
     end = now_us() + 1 if stmt.end is None else stmt.end
     zone = get_zone(stmt.tz)
+    planned = buckets_plan(stmt.start, end, stmt.every, **_grid(stmt, zone))
     per_column: list[dict[int, Any]] = []
     for column in stmt.columns:
+        series = _fields_for(column, members)
         by_start: dict[int, list[Bucket | None]] = {}
-        for s in _fields_for(column, members):
+        for s in series:
             for b in rollups.buckets(s.field_id, stmt.start, end, stmt.every, **_grid(stmt, zone)):
                 by_start.setdefault(b.start, []).append(b)
-        per_column.append({ts: _combine(column, parts) for ts, parts in by_start.items()})
+        values: dict[int, Any] = {}
+        ids = [s.field_id for s in series]
+        for ts, pieces in by_start.items():
+            value = _combine(column, pieces)
+            values.setdefault(_row_time(column.function, planned, ts, pieces, value, ids), value)
+        per_column.append(values)
     if not any(per_column):
         return names, []  # no point in the window: no series, whatever the fill
-    present = {ts for values in per_column for ts in values}
-    planned = buckets_plan(stmt.start, end, stmt.every, **_grid(stmt, zone))
-    starts = planned.output_starts(stmt.start, end, present, descending=stmt.descending)
-    rows = []
-    previous: list[Any] = [None] * len(stmt.columns)
-    # Filled in the order asked for: with ORDER BY time DESC, fill(previous) takes the later bucket.
-    for ts in reversed(starts) if stmt.descending else starts:
-        row = [values.get(ts) for values in per_column]
-        if all(v is None for v in row) and stmt.fill == "none":
-            continue
-        for i, column in enumerate(stmt.columns):
-            if row[i] is not None:
-                continue
-            if stmt.fill == "previous":
-                row[i] = previous[i]
-            elif isinstance(stmt.fill, float):
-                # count() is an integer column: InfluxDB truncates the fill value to fit it.
-                row[i] = int(stmt.fill) if column.function == "count" else stmt.fill
-            elif column.function == "count":
-                row[i] = 0
-        previous = row
-        rows.append((ts, row))
-    return names, rows
+    filled = []
+    for column, values in zip(stmt.columns, per_column, strict=True):
+        if stmt.fill == "none":
+            times = sorted(values)
+        else:
+            times = planned.output_starts(stmt.start, end, values, descending=stmt.descending)
+        if stmt.descending:  # filled in the order asked for: fill(previous) takes the later bucket
+            times.reverse()
+        call = Call(column.function or "mean", (FieldRef(column.field),))
+        filled.append(
+            dict(zip(times, _filled(call, times, [values.get(t) for t in times], stmt.fill), strict=True))
+        )
+    # Every column has the same times unless a DST change moved a selector's row (InfluxDB joins them).
+    times = sorted(set().union(*filled), reverse=stmt.descending)
+    return names, _joined(times, filled, stmt.fill)
+
+
+def _row_time(
+    function: str | None, planned: Plan, ts: int, parts: list[Bucket | None], value: Any, ids: list[int]
+) -> int:
+    """The time of a bucket's row for one column: its start, but for a selector in a local bucket that
+    a DST change cuts, the start of InfluxDB's window of the point it selected (:meth:`Plan.window_start`)."""
+    if value is None or function not in ("first", "last", "min", "max") or not planned.relabels:
+        return ts
+    if function in ("first", "last"):
+        return planned.window_start(_selected_at(function, parts))
+    later = planned.start_of(planned.key_of(ts) + 1)
+    if planned.window_start(later - 1) == ts:
+        return ts  # no change inside: the window of every point of the bucket is the bucket
+    found = query.time_of_value(ids, ts, later, value)  # a query for the few buckets a change cuts
+    return ts if found is None else planned.window_start(found)
 
 
 def _grid(stmt: Select, zone: dt.tzinfo) -> dict[str, Any]:
@@ -798,7 +813,7 @@ def _aggregate_points(
     whole_window = ctx.stmt.every is None
     distinct_count = name == "count" and isinstance(call.args[0], Call)
     if (name in FUNCTIONS or name == "spread") and not distinct_count:
-        return _rollup_points(call, ids, start, end, ctx)
+        return _rollup_points(call, ids, start, end, ctx, plan)
     if name in ("median", "percentile", "top", "bottom"):
         kind = "median" if name == "median" else name
         param = call.args[1].value if len(call.args) > 1 and isinstance(call.args[1], Number) else 0.0
@@ -845,7 +860,9 @@ def _window(plan: Plan) -> Any:
     return window
 
 
-def _rollup_points(call: Call, ids: list[int], start: int, end: int, ctx: _Context) -> list[tuple[int, Any]]:
+def _rollup_points(
+    call: Call, ids: list[int], start: int, end: int, ctx: _Context, plan: Plan
+) -> list[tuple[int, Any]]:
     """mean, min, max, sum, count, first, last and spread from the rollups (as the plain path)."""
     field = _field_of(call.args[0])
     name = "max" if call.name == "spread" else call.name
@@ -867,7 +884,7 @@ def _rollup_points(call: Call, ids: list[int], start: int, end: int, ctx: _Conte
         value = _combine(column, parts)
         if call.name == "spread" and value is not None:
             value = value - _combine(SelectColumn(field, "min"), parts)
-        points.append((ts, value))
+        points.append((_row_time(call.name, plan, ts, parts, value, ids), value))
     return points
 
 
