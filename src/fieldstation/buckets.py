@@ -3,7 +3,9 @@
 A :class:`Plan` maps a timestamp to a bucket key, in Python (:meth:`Plan.key_of`)
 and as SQL (:meth:`Plan.key_sql`): widths under a day align to the epoch (UTC);
 whole-day widths align to local midnight in a zone, DST included, from the
-zone's offset steps inside the window (:func:`zone_offsets`). :class:`Partial`
+zone's offset steps inside the window (:func:`zone_offsets`). InfluxQL's plans
+(``origin``, ``local``) move the edges by ``GROUP BY time(d, offset)`` and align
+every width to local time, with InfluxDB's window arithmetic around DST changes. :class:`Partial`
 aggregates of disjoint pieces merge into a :class:`Bucket`. Both
 :mod:`fieldstation.query` (medians) and :mod:`fieldstation.rollups` (every other
 aggregate) plan with this module; neither imports the other.
@@ -214,9 +216,10 @@ class Plan:
         first bucket by the width, moving a step by a change of the zone's offset smaller than the
         width (taken at the instant before the step), and lists each non-empty bucket (``present``)
         where it meets it. Without a zone's steps, every bucket start once."""
-        first, last = self.start_of(self.key_of(start)), self.start_of(self.key_of(end - 1))
+        keys = range(self.key_of(start), self.key_of(end - 1) + 1)
         if not self.offsets:
-            return [self.start_of(k) for k in range(self.key_of(start), self.key_of(end - 1) + 1)]
+            return [self.start_of(k) for k in keys]
+        first, last = self.start_of(keys[0]), self.start_of(keys[-1])
         steps = self.steps()
         step = -self.every if descending else self.every
         window, stop = (last, first) if descending else (first, last)
