@@ -19,7 +19,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from fieldstation import query, rollups, tagmatch
+from fieldstation import influx_subquery, query, rollups, tagmatch
 from fieldstation.auth import KeyScope, key_scope
 from fieldstation.buckets import Bucket, Plan, bucket_starts, whole
 from fieldstation.buckets import plan as buckets_plan
@@ -29,7 +29,7 @@ from fieldstation.influx_functions import (
     cumulative_sum,
     derivative,
     difference,
-    fill_linear,
+    filled,
     integral,
     integral_of_slots,
     median,
@@ -141,7 +141,10 @@ def _run_one(
         return _show(statement, databases, database)
     if statement.invalid is not None:
         raise BadRequest(statement.invalid)
-    channel = databases.find(statement.database or database)
+    inner = statement.subquery
+    channel = databases.find(statement.database or (inner.database if inner else None) or database)
+    if inner is not None:
+        return _subquery_select(statement, channel, epoch)
     return _select(statement, channel, epoch)
 
 
@@ -215,7 +218,35 @@ def _page(rows: list[list[Any]], stmt: Show) -> list[list[Any]]:
 # -- SELECT -----------------------------------------------------------------------------------
 
 
-def _select(stmt: Select, channel: query.Database, epoch: str | None) -> list[dict[str, Any]]:
+def _subquery_select(stmt: Select, channel: query.Database, epoch: str | None) -> list[dict[str, Any]]:
+    """``SELECT … FROM (SELECT …)``: the inner statement through the engine (at most MAX_CELLS
+    values in its answer), the outer one over its points in memory (:mod:`fieldstation.influx_subquery`)."""
+    from fieldstation.timeunits import now_us
+
+    inner = influx_subquery.inner_statement(stmt)
+    if inner.invalid is not None:
+        raise BadRequest(inner.invalid)
+    answer = _select(inner, channel, "u", budget=MAX_CELLS)
+    series = [
+        influx_subquery.Rows(s["name"], s.get("tags", {}), s["columns"][1:], s["values"]) for s in answer
+    ]
+    zone = get_zone(stmt.tz)
+    output = []
+    for found in influx_subquery.evaluate(stmt, series, zone, now_us()):
+        times = _times([ts for ts, _ in found.rows], epoch, zone)
+        result: dict[str, Any] = {"name": found.name}
+        if stmt.group_tags:
+            result["tags"] = dict(zip(sorted(set(stmt.group_tags)), found.tags, strict=True))
+        result["columns"] = ["time", *found.columns]
+        result["values"] = [[time, *cells] for time, (_, cells) in zip(times, found.rows, strict=True)]
+        output.append(result)
+    return output
+
+
+def _select(
+    stmt: Select, channel: query.Database, epoch: str | None, budget: int | None = None
+) -> list[dict[str, Any]]:
+    """The series of one SELECT; ``budget``: the most values its answer may hold (a subquery's)."""
     sources = _in_source(_series_of(channel), stmt.measurement, stmt.measurement_regex)
     matching = [s for s in sources if _passes(s.name, stmt)] if stmt.tags else sources
     if not matching:
@@ -254,6 +285,13 @@ def _select(stmt: Select, channel: query.Database, epoch: str | None) -> list[di
             columns, table = _raw_table(stmt, members, epoch, shape)
         if not table:
             continue
+        if budget is not None:
+            budget -= len(table) * (len(columns) + 1)
+            if budget < 0:
+                raise BadRequest(
+                    f"a subquery may answer at most {MAX_CELLS} values;"
+                    " narrow its time range or widen its GROUP BY time()"
+                )
         series: dict[str, Any] = {"name": measurement}
         if group_tags:
             series["tags"] = dict(zip(group_tags, values, strict=True))
@@ -755,35 +793,14 @@ def _aggregate(call: Call, ctx: _Context, lead: int) -> list[tuple[int, Any]]:
     found = dict(points)
     values = [found.get(ts) for ts in starts]
     if ctx.stmt.descending:  # filled in the order asked for: previous and linear look at later buckets
-        backwards = _filled(call, starts[::-1], values[::-1], ctx.stmt.fill)
+        backwards = filled(starts[::-1], values[::-1], ctx.stmt.fill, count=call.name == "count")
         return list(zip(starts, backwards[::-1], strict=True))
-    return list(zip(starts, _filled(call, starts, values, ctx.stmt.fill), strict=True))
+    return list(zip(starts, filled(starts, values, ctx.stmt.fill, count=call.name == "count"), strict=True))
 
 
 def _field_of(arg: Expr) -> str:
     assert isinstance(arg, FieldRef)  # the parser checks every call's first argument
     return arg.name
-
-
-def _filled(call: Call, starts: list[int], values: list[Any], fill: str | float) -> list[Any]:
-    """fill() over one aggregate's buckets (count() fills 0 under null, as InfluxDB)."""
-    if fill == "linear":
-        filled = fill_linear(starts, values)
-        # count() is an integer column: InfluxDB truncates the interpolated value to fit it.
-        return [int(v) if v is not None else None for v in filled] if call.name == "count" else filled
-    if fill == "previous":
-        out, previous = [], None
-        for value in values:
-            previous = value if value is not None else previous
-            out.append(previous)
-        return out
-    if isinstance(fill, float):
-        # count() is an integer column: InfluxDB truncates the fill value to fit it.
-        number = int(fill) if call.name == "count" else fill
-        return [number if v is None else v for v in values]
-    if fill == "null" and call.name == "count":
-        return [0 if v is None else v for v in values]
-    return values
 
 
 def _aggregate_points(
