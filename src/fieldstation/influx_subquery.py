@@ -17,7 +17,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from fieldstation.buckets import bucket_starts
+from fieldstation.buckets import MAX_BUCKETS, bucket_starts
 from fieldstation.buckets import plan as buckets_plan
 from fieldstation.errors import BadRequest
 from fieldstation.influx_functions import arithmetic, filled
@@ -153,7 +153,9 @@ def _expressions(outer: Select, names: list[str]) -> list[Expr]:
 
 def _raw(outer: Select, members: list[Rows], names: list[str]) -> list[tuple[int, list[Any]]]:
     """A row per inner row of the group in time order (InfluxDB merges series at one time in no
-    defined order); a row whose every field column is null is left out, as InfluxDB does."""
+    defined order); a row whose every field column is null is left out, as InfluxDB does. For an
+    inner aggregate without GROUP BY time() the rows stay in the inner answer's order, series by
+    series, as InfluxDB reads them (its selectors' point times do not reorder them)."""
     exprs = _expressions(outer, names)
     rows: list[tuple[int, list[Any]]] = []
     bound = min((outer.limit or MAX_LIMIT) + outer.offset, MAX_LIMIT)
@@ -164,8 +166,16 @@ def _raw(outer: Select, members: list[Rows], names: list[str]) -> list[tuple[int
             cells = [_row_value(e, row, index, series.tags) for e in exprs]
             if any(cell is not None and wanted for cell, wanted in zip(cells, reads_field, strict=True)):
                 rows.append((row[0], cells))
-    rows.sort(key=lambda r: r[0], reverse=outer.descending)
+    if not _whole_inner(outer):
+        rows.sort(key=lambda r: r[0], reverse=outer.descending)
     return rows[:bound]
+
+
+def _whole_inner(outer: Select) -> bool:
+    """Whether the inner statement is an aggregate without GROUP BY time(): a row per series."""
+    inner = outer.subquery
+    assert inner is not None
+    return inner.every is None and any(_calls_of(c.expr, c.function) for c in inner.columns)
 
 
 def _fields(expr: Expr) -> list[str]:
@@ -216,34 +226,54 @@ def _aggregated(outer: Select, members: list[Rows], zone: dt.tzinfo, now: int) -
     end = now + 1 if outer.end is None else outer.end
     plan = buckets_plan(outer.start, end, outer.every, zone)
     starts = bucket_starts(outer.start, end, outer.every, tz=zone)
-    first = starts[0] if starts else outer.start
     per_call: dict[Call, dict[int, Any]] = {}
     for call in found:
         buckets: dict[int, list[Point]] = {}
         for ts, value in points[_fields(call)[0]]:
-            if first <= ts < end:
+            if ts < end:
                 buckets.setdefault(plan.start_of(plan.key_of(ts)), []).append((ts, value))
         per_call[call] = {ts: got[1] for ts, group in buckets.items() if (got := _reduce(call.name, group))}
     if not any(per_call.values()):
         return []  # no point in the window: no series, whatever the fill
     order = starts[::-1] if outer.descending else starts
+    known = sorted({ts for values in per_call.values() for ts in values}, reverse=outer.descending)
+    times = known if outer.fill == "none" else _walk(order, known, outer.descending, outer.every)
     columns = {
-        call: dict(
-            zip(
-                order,
-                filled(order, [v.get(ts) for ts in order], outer.fill, count=call.name == "count"),
-                strict=True,
-            )
-        )
+        call: filled(times, [v.get(ts) for ts in times], outer.fill, count=call.name == "count")
         for call, v in per_call.items()
     }
     rows = []
-    for ts in order:
-        cells = [_bucket_value(e, {call: values.get(ts) for call, values in columns.items()}) for e in exprs]
+    for i, ts in enumerate(times):
+        cells = [_bucket_value(e, {call: values[i] for call, values in columns.items()}) for e in exprs]
         if outer.fill == "none" and all(cell is None for cell in cells):
             continue
         rows.append((ts, cells))
     return rows
+
+
+def _walk(order: list[int], known: list[int], descending: bool, every: int) -> list[int]:
+    """The rows' times as InfluxDB 1.6's fill iterator walks them: an expected time per bucket from
+    the window's first, a bucket with points where it comes, a filled one where the next point is
+    later; each row moves the expected time on by one interval, so a point before the window's
+    first bucket (an inner bucket wider than the outer's) takes that bucket's turn, and, walking
+    backwards, filled buckets go on past the window down to it.
+
+    :raise BadRequest: more than MAX_BUCKETS rows.
+    """
+    times: list[int] = []
+    step = -every if descending else every
+    i = j = 0
+    while i < len(known) or j < len(order):
+        expected = order[j] if j < len(order) else order[-1] + step * (j - len(order) + 1)
+        if i < len(known) and (known[i] >= expected if descending else known[i] <= expected):
+            times.append(known[i])
+            i += 1
+        else:
+            times.append(expected)
+        j += 1
+        if len(times) > MAX_BUCKETS:
+            raise BadRequest(f"at most {MAX_BUCKETS} buckets per query; widen the interval")
+    return times
 
 
 def _whole(
@@ -253,8 +283,10 @@ def _whole(
     when the statement's one call is a selector. As InfluxDB 1.6, a group whose first point lies
     before the window's start (an inner bucket that began earlier) answers nothing."""
     start = outer.start
-    if start is not None and any(p and p[0][0] < start for p in points.values()):
-        return []
+    if start is not None and outer.descending:  # read backwards, the reducer stops at the window's start
+        points = {f: [p for p in found_points if p[0] >= start] for f, found_points in points.items()}
+    elif start is not None and any(p and p[0][0] < start for p in points.values()):
+        return []  # read forwards, it stops at once
     reduced = {call: _reduce(call.name, points[_fields(call)[0]]) for call in found}
     cells = [_bucket_value(e, {c: got[1] if got else None for c, got in reduced.items()}) for e in exprs]
     if all(cell is None for cell in cells):
