@@ -160,7 +160,12 @@ def _subquery(draw: st.DrawFn) -> str:
     return outer
 
 
-@settings(max_examples=80, deadline=None, suppress_health_check=list(HealthCheck), phases=[Phase.generate])
+@settings(
+    max_examples=int(__import__("os").environ.get("SQ_EXAMPLES", "80")),
+    deadline=None,
+    suppress_health_check=list(HealthCheck),
+    phases=[Phase.generate],
+)
 @given(q=_subquery())
 def test_generated_subqueries_match_influxdb(twin: Twin, q: str) -> None:  # noqa: F811
     if not getattr(twin, "filled", False):

@@ -97,11 +97,35 @@ def evaluate(outer: Select, inner: list[Rows], zone: dt.tzinfo, now: int) -> lis
     output = []
     for (name, values), members in sorted(groups.items(), key=lambda item: item[0], reverse=outer.descending):
         members = [_filtered(s, outer) for s in members]
+        early = aggregate and _before_window(outer, members)
+        if early and not outer.descending:
+            break
         rows = _aggregated(outer, members, zone, now) if aggregate else _raw(outer, members, names)
         rows = rows[outer.offset : outer.offset + min(outer.limit or MAX_LIMIT, MAX_LIMIT)]
         if rows:
             output.append(Output(name, values, names, rows))
+        if early:
+            break
     return output
+
+
+def _before_window(outer: Select, members: list[Rows]) -> bool:
+    """Whether, without GROUP BY time(), a point the outer calls read lies before the window's start
+    (an inner bucket that began earlier). InfluxDB 1.6's reducer then stops reading the answer
+    there: forwards it answers no more series from this one on; backwards this series' row is
+    of its points up to the window's start, and no series come after it."""
+    if outer.every is not None or outer.start is None:
+        return False
+    exprs = _expressions(outer, [])
+    wanted = {f for e in exprs for call in calls(e) for f in _fields(call)}
+    start = outer.start
+    for series in members:
+        for i, column in enumerate(series.columns, 1):
+            if column in wanted and any(
+                row[0] < start and _number(row[i]) is not None for row in series.values
+            ):
+                return True
+    return False
 
 
 def _tag_lookup(tags: dict[str, str]) -> Callable[[str], str]:
@@ -155,10 +179,14 @@ def _raw(outer: Select, members: list[Rows], names: list[str]) -> list[tuple[int
     """A row per inner row of the group in time order (InfluxDB merges series at one time in no
     defined order); a row whose every field column is null is left out, as InfluxDB does. For an
     inner aggregate without GROUP BY time() the rows stay in the inner answer's order, series by
-    series, as InfluxDB reads them (its selectors' point times do not reorder them)."""
+    series in tag order, as InfluxDB reads them (its selectors' point times and ORDER BY time DESC
+    do not reorder them)."""
     exprs = _expressions(outer, names)
     rows: list[tuple[int, list[Any]]] = []
     bound = min((outer.limit or MAX_LIMIT) + outer.offset, MAX_LIMIT)
+    whole = _whole_inner(outer)
+    if whole:  # in tag order, even under ORDER BY time DESC
+        members = sorted(members, key=lambda s: (s.name, sorted(s.tags.items())))
     for series in members:
         index = {c: i + 1 for i, c in enumerate(series.columns)}
         reads_field = [any(f in index for f in _fields(e)) for e in exprs]
@@ -166,7 +194,7 @@ def _raw(outer: Select, members: list[Rows], names: list[str]) -> list[tuple[int
             cells = [_row_value(e, row, index, series.tags) for e in exprs]
             if any(cell is not None and wanted for cell, wanted in zip(cells, reads_field, strict=True)):
                 rows.append((row[0], cells))
-    if not _whole_inner(outer):
+    if not whole:
         rows.sort(key=lambda r: r[0], reverse=outer.descending)
     return rows[:bound]
 
@@ -280,13 +308,11 @@ def _whole(
     outer: Select, exprs: list[Expr], found: list[Call], points: dict[str, list[Point]]
 ) -> list[tuple[int, list[Any]]]:
     """One row over the whole window, at its start (0 without one), or at the selected point's time
-    when the statement's one call is a selector. As InfluxDB 1.6, a group whose first point lies
-    before the window's start (an inner bucket that began earlier) answers nothing."""
+    when the statement's one call is a selector; of the points from the window's start on
+    (:func:`_before_window`)."""
     start = outer.start
-    if start is not None and outer.descending:  # read backwards, the reducer stops at the window's start
+    if start is not None:
         points = {f: [p for p in found_points if p[0] >= start] for f, found_points in points.items()}
-    elif start is not None and any(p and p[0][0] < start for p in points.values()):
-        return []  # read forwards, it stops at once
     reduced = {call: _reduce(call.name, points[_fields(call)[0]]) for call in found}
     cells = [_bucket_value(e, {c: got[1] if got else None for c, got in reduced.items()}) for e in exprs]
     if all(cell is None for cell in cells):
