@@ -113,20 +113,33 @@ def test_aggregates_over_an_inner_raw_select(meters: Twin) -> None:
 
 
 @st.composite
+def _inner_select(draw: st.DrawFn) -> tuple[str, list[str], list[str]]:
+    """An inner statement's SELECT list, the answer's column names, and its GROUP BY."""
+    tags = draw(st.sampled_from([[], ['"device"'], ['"site"'], ['"device"', '"site"']]))
+    if draw(st.integers(0, 3)) == 0:
+        fields = draw(st.sampled_from([["power"], ["power", "volt"]]))
+        return ", ".join(f'"{f}"' for f in fields), fields, tags
+    # TODO(#20): first() over several series (InfluxDB merges them) once the engine's selectors do.
+    functions = ["mean", "max", "count", "sum", "min"] + (["first"] if '"device"' in tags else [])
+    calls = [(draw(st.sampled_from(functions)), "power")]
+    if draw(st.integers(0, 3)) == 0:
+        calls.append(("max", "volt"))
+    aliases = [draw(st.sampled_from(["", "p"])), "v"][: len(calls)]
+    select = ", ".join(
+        f'{f}("{field}")' + (f' AS "{a}"' if a else "") for (f, field), a in zip(calls, aliases, strict=True)
+    )
+    names = [a or f for (f, _), a in zip(calls, aliases, strict=True)]
+    every = draw(st.sampled_from([None, "1m", "5m", "10m", "1h"]))
+    return select, names, ([f"time({every})"] if every else []) + tags
+
+
+@st.composite
 def _subquery(draw: st.DrawFn) -> str:
     """A subquery statement of the shapes Grafana users write, with the knobs InfluxDB passes between
-    the two levels: time bounds in either or both, GROUP BY tags inside and out, fills, order."""
-    raw_inner = draw(st.booleans()) and draw(st.booleans())
-    if raw_inner:
-        inner_select, column, inner_group = '"power"', "power", []
-    else:
-        function = draw(st.sampled_from(["mean", "max", "count", "sum"]))
-        alias = draw(st.sampled_from(["", "p"]))
-        column = alias or function
-        inner_select = f'{function}("power")' + (f' AS "{alias}"' if alias else "")
-        every = draw(st.sampled_from([None, "1m", "5m", "10m", "1h"]))
-        inner_group = [f"time({every})"] if every else []
-    inner_group += draw(st.sampled_from([[], ['"device"'], ['"site"'], ['"device"', '"site"']]))
+    the two levels: time bounds in either or both, GROUP BY tags inside and out, conditions on the
+    answer's tags and fields, fills, order, limits."""
+    inner_select, names, inner_group = draw(_inner_select())
+    column = draw(st.sampled_from(names))
     offset = draw(st.integers(0, 150)) * 60_000 + draw(st.sampled_from([0, 0, 17_000]))
     window = f"time >= {T0_MS + offset}ms AND time < {T0_MS + offset + draw(st.integers(5, 120)) * 60_000}ms"
     inner_where = [window] if draw(st.booleans()) else []
@@ -140,13 +153,25 @@ def _subquery(draw: st.DrawFn) -> str:
     outer_every = draw(st.sampled_from([None, "10m", "30m", "1h"]))
     aggregate = outer_every is not None or draw(st.booleans())
     if aggregate:
-        outer = f'SELECT {draw(st.sampled_from(["sum", "max", "mean", "count", "min"]))}("{column}")'
+        functions = draw(
+            st.lists(
+                st.sampled_from(["sum", "max", "mean", "count", "min", "first", "last"]),
+                min_size=1,
+                max_size=2,
+            )
+        )
+        outer = "SELECT " + ", ".join(f'{f}("{column}")' for f in functions)
+        outer += draw(st.sampled_from(["", "", " / 1000"])) if len(functions) == 1 else ""
     else:
-        outer = f'SELECT "{column}"'
+        outer = "SELECT " + draw(
+            st.sampled_from([f'"{column}"', "*", f'"{column}", "device"', f'"{column}" * 2'])
+        )
     outer += f" FROM ({inner})"
     outer_where = [window] if outer_every or not bounded or draw(st.booleans()) else []
     if draw(st.integers(0, 3)) == 0:
         outer_where.append(f'"{column}" > 200')
+    if draw(st.integers(0, 3)) == 0:
+        outer_where.append(draw(st.sampled_from(["\"device\" = 'a'", "\"site\" != 's'"])))
     outer += f" WHERE {' AND '.join(outer_where)}" if outer_where else ""
     outer_group = [f"time({outer_every})"] if outer_every else []
     outer_group += draw(st.sampled_from([[], ['"device"'], ['"site"']]))

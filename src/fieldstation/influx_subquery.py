@@ -185,13 +185,17 @@ def _raw(outer: Select, members: list[Rows], names: list[str]) -> list[tuple[int
     rows: list[tuple[int, list[Any]]] = []
     bound = min((outer.limit or MAX_LIMIT) + outer.offset, MAX_LIMIT)
     whole = _whole_inner(outer)
+    assert outer.subquery is not None
+    # Tags as columns: those the inner statement groups by, not those the outer GROUP BY added to it.
+    own = outer.subquery.group_tags
     if whole:  # in tag order, even under ORDER BY time DESC
         members = sorted(members, key=lambda s: (s.name, sorted(s.tags.items())))
     for series in members:
         index = {c: i + 1 for i, c in enumerate(series.columns)}
+        tags = {k: v for k, v in series.tags.items() if k in own or "*" in own}
         reads_field = [any(f in index for f in _fields(e)) for e in exprs]
         for row in series.values:
-            cells = [_row_value(e, row, index, series.tags) for e in exprs]
+            cells = [_row_value(e, row, index, tags) for e in exprs]
             if any(cell is not None and wanted for cell, wanted in zip(cells, reads_field, strict=True)):
                 rows.append((row[0], cells))
     if not whole:
@@ -318,7 +322,7 @@ def _whole(
     if all(cell is None for cell in cells):
         return []
     time = 0 if start is None else start
-    if len(exprs) == 1 and len(found) == 1 and found[0].name in _SELECTORS:
+    if len(set(found)) == 1 and found[0].name in _SELECTORS:  # InfluxDB computes a repeated call once
         got = reduced[found[0]]
         time = got[0] if got else time
     return [(time, cells)]
