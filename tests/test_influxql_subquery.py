@@ -17,7 +17,8 @@ from hypothesis import strategies as st
 from tests.factories import Account, make_channel
 from tests.influxdiff import Twin, twin  # noqa: F401  (the fixture)
 
-pytestmark = pytest.mark.parametrize("engine_name", ["sqlite"], indirect=True)
+#: Generated queries run on SQLite only (the engine's part is compared on both elsewhere).
+SQLITE = pytest.mark.parametrize("engine_name", ["sqlite"], indirect=True)
 
 T0_MS = 1_577_836_800_000  # 2020-01-01T00:00:00Z
 HOUR_MS = 3_600_000
@@ -185,8 +186,9 @@ def _subquery(draw: st.DrawFn) -> str:
     return outer
 
 
+@SQLITE
 @settings(
-    max_examples=int(__import__("os").environ.get("SQ_EXAMPLES", "80")),
+    max_examples=80,
     deadline=None,
     suppress_health_check=list(HealthCheck),
     phases=[Phase.generate],
@@ -256,17 +258,36 @@ def meter_channel(app: Flask, owner: Account) -> tuple[str, str]:
     return "meters", channel.read_key
 
 
-@settings(max_examples=200, deadline=None, suppress_health_check=list(HealthCheck))
-@given(
-    head=st.sampled_from(['SELECT sum("mean") FROM (', 'SELECT "mean" FROM (', "SELECT * FROM (SELECT ("]),
-    pieces=st.lists(_PIECES, max_size=14),
+@st.composite
+def _mutated(draw: st.DrawFn) -> str:
+    """A generated subquery with a few words dropped, repeated or replaced by fragments."""
+    words = draw(_subquery()).split(" ")
+    for _ in range(draw(st.integers(1, 3))):
+        at = draw(st.integers(0, len(words) - 1))
+        action = draw(st.sampled_from(["drop", "repeat", "replace"]))
+        if action == "drop" and len(words) > 1:
+            del words[at]
+        elif action == "repeat":
+            words.insert(at, words[at])
+        else:
+            words[at] = draw(_PIECES)
+    return " ".join(words)
+
+
+_FRAGMENTS = st.builds(
+    lambda head, pieces: head + " ".join(pieces),
+    st.sampled_from(['SELECT sum("mean") FROM (', 'SELECT "mean" FROM (', "SELECT * FROM (SELECT ("]),
+    st.lists(_PIECES, max_size=14),
 )
-def test_subquery_shapes_never_give_a_500(
-    app: Flask, meter_channel: tuple[str, str], head: str, pieces: list[str]
-) -> None:
-    """Fragments of subquery syntax in any order, run on a channel with readings: a 200 (maybe a
-    statement error) or InfluxDB's 400, never a 500."""
-    text = head + " ".join(pieces)
+
+
+@SQLITE
+@settings(max_examples=300, deadline=None, suppress_health_check=list(HealthCheck))
+@given(text=st.one_of(_FRAGMENTS, _mutated(), _subquery()))
+def test_subquery_shapes_never_give_a_500(app: Flask, meter_channel: tuple[str, str], text: str) -> None:
+    """Fragments of subquery syntax in any order and generated subqueries with words dropped,
+    repeated or replaced, run on a channel with readings: a 200 (maybe a statement error) or
+    InfluxDB's 400, never a 500."""
     name, key = meter_channel
     response = app.test_client().get(
         "/query", query_string={"q": text, "db": name}, headers={"Authorization": f"Token {key}"}
