@@ -81,7 +81,9 @@ def test_aliases_tags_and_arithmetic_outside(meters: Twin) -> None:
         f'SELECT sum("mean") FROM {_inner()} WHERE {ODD} GROUP BY time(1h) fill(linear)',
     ):
         meters.compare(q, epoch="ms")
-    meters.compare(f"SELECT sum(\"mean\") FROM {_inner()} WHERE {WINDOW} GROUP BY time(1h) tz('Europe/Paris')")
+    meters.compare(
+        f"SELECT sum(\"mean\") FROM {_inner()} WHERE {WINDOW} GROUP BY time(1h) tz('Europe/Paris')"
+    )
 
 
 def test_raw_selects_over_an_inner_aggregate(meters: Twin) -> None:

@@ -53,6 +53,7 @@ from fieldstation.influxql import (
     Show,
     Statement,
     calls,
+    column_names,
 )
 from fieldstation.params import format_time, format_times
 from fieldstation.points import get_zone
@@ -469,7 +470,7 @@ def _aggregate_rows(
     stmt: Select, members: list[FieldSeries]
 ) -> tuple[list[str], list[tuple[int, list[Any]]]]:
     """One row per GROUP BY time() bucket (with fill), or one row over the whole window."""
-    names = _column_names(stmt.columns)
+    names = column_names(stmt.columns)
     if stmt.every is None:
         start = MIN_TS_US if stmt.start is None else stmt.start
         end = MAX_TS_US + 1 if stmt.end is None else stmt.end
@@ -543,17 +544,6 @@ def _selected_time(column: SelectColumn, members: list[FieldSeries], start: int,
 
 #: Readings looked at for the selected point's time (text readings are skipped over).
 _SELECTED_PROBE = 100
-
-
-def _column_names(columns: list[SelectColumn]) -> list[str]:
-    """InfluxDB de-duplicates output names: mean, mean_1, …"""
-    seen: dict[str, int] = {}
-    names = []
-    for column in columns:
-        count = seen.get(column.name, 0)
-        names.append(column.name if count == 0 else f"{column.name}_{count}")
-        seen[column.name] = count + 1
-    return names
 
 
 def _fields_for(column: SelectColumn, members: list[FieldSeries]) -> list[FieldSeries]:
@@ -641,7 +631,7 @@ def _expr_rows(stmt: Select, members: list[FieldSeries]) -> tuple[list[str], lis
     evaluated = [_column_points(expr, ctx, lone) for expr in exprs]
     columns = [_by_time(points) for points in evaluated]
     if not any(v is not None for column in columns for v in column.values()):
-        return _column_names(stmt.columns), []  # no point in the window: no series, whatever the fill
+        return column_names(stmt.columns), []  # no point in the window: no series, whatever the fill
     if len(columns) == 1:  # top(), bottom() and distinct() may give several rows at one time
         # InfluxDB lists top() and bottom() in time order even under ORDER BY time DESC.
         backwards = stmt.descending and not any(c.name in ("top", "bottom") for c in found)
@@ -651,7 +641,7 @@ def _expr_rows(stmt: Select, members: list[FieldSeries]) -> tuple[list[str], lis
         rows = _joined(times, columns, stmt.fill if stmt.every is not None else "null")
     if stmt.every is None or stmt.fill == "none":
         rows = [(ts, row) for ts, row in rows if any(v is not None for v in row)]
-    return _column_names(stmt.columns), rows
+    return column_names(stmt.columns), rows
 
 
 def _column_points(expr: Expr, ctx: _Context, lone: bool) -> list[tuple[int, Any]]:
@@ -920,7 +910,7 @@ def _raw_expr_table(
     rows = [
         [time, *(_row_value(e, table[key]) for e in exprs)] for time, key in zip(times, order, strict=True)
     ]
-    return _column_names(stmt.columns), rows
+    return column_names(stmt.columns), rows
 
 
 def _expr_fields(expr: Expr) -> list[str]:

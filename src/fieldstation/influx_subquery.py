@@ -21,11 +21,21 @@ from fieldstation.buckets import MAX_BUCKETS, bucket_starts
 from fieldstation.buckets import plan as buckets_plan
 from fieldstation.errors import BadRequest
 from fieldstation.influx_functions import arithmetic, filled
-from fieldstation.influxql import FUNCTIONS, BinaryOp, Call, Expr, FieldRef, Number, Select, calls
+from fieldstation.influxql import (
+    FUNCTIONS,
+    SELECTORS,
+    BinaryOp,
+    Call,
+    Expr,
+    FieldRef,
+    Number,
+    Select,
+    calls,
+    column_names,
+    expr_fields,
+)
 from fieldstation.query import MAX_LIMIT
 
-#: Selectors whose lone column answers the selected point's time (without GROUP BY time()).
-_SELECTORS = ("first", "last", "min", "max")
 Point = tuple[int, Any]
 
 
@@ -117,7 +127,7 @@ def _before_window(outer: Select, members: list[Rows]) -> bool:
     if outer.every is not None or outer.start is None:
         return False
     exprs = _expressions(outer, [])
-    wanted = {f for e in exprs for call in calls(e) for f in _fields(call)}
+    wanted = {f for e in exprs for call in calls(e) for f in expr_fields(call)}
     start = outer.start
     for series in members:
         for i, column in enumerate(series.columns, 1):
@@ -149,13 +159,7 @@ def _column_names(outer: Select, inner: list[Rows], group_tags: list[str]) -> li
     if outer.columns[0].field == "*" and outer.columns[0].expr is None:
         keys = {c for s in inner for c in s.columns} | {t for s in inner for t in s.tags}
         return sorted(keys - set(group_tags))
-    seen: dict[str, int] = {}
-    names = []
-    for column in outer.columns:
-        count = seen.get(column.name, 0)
-        names.append(column.name if count == 0 else f"{column.name}_{count}")
-        seen[column.name] = count + 1
-    return names
+    return column_names(outer.columns)
 
 
 def _expressions(outer: Select, names: list[str]) -> list[Expr]:
@@ -193,7 +197,7 @@ def _raw(outer: Select, members: list[Rows], names: list[str]) -> list[tuple[int
     for series in members:
         index = {c: i + 1 for i, c in enumerate(series.columns)}
         tags = {k: v for k, v in series.tags.items() if k in own or "*" in own}
-        reads_field = [any(f in index for f in _fields(e)) for e in exprs]
+        reads_field = [any(f in index for f in expr_fields(e)) for e in exprs]
         for row in series.values:
             cells = [_row_value(e, row, index, tags) for e in exprs]
             if any(cell is not None and wanted for cell, wanted in zip(cells, reads_field, strict=True)):
@@ -208,16 +212,6 @@ def _whole_inner(outer: Select) -> bool:
     inner = outer.subquery
     assert inner is not None
     return inner.every is None and any(_calls_of(c.expr, c.function) for c in inner.columns)
-
-
-def _fields(expr: Expr) -> list[str]:
-    if isinstance(expr, FieldRef):
-        return [expr.name]
-    if isinstance(expr, BinaryOp):
-        return _fields(expr.left) + _fields(expr.right)
-    if isinstance(expr, Call):
-        return [f for arg in expr.args for f in _fields(arg)]
-    return []
 
 
 def _row_value(expr: Expr, row: Sequence[Any], index: dict[str, int], tags: dict[str, str]) -> Any:
@@ -250,7 +244,7 @@ def _aggregated(outer: Select, members: list[Rows], zone: dt.tzinfo, now: int) -
             raise BadRequest(
                 f"{call.name}() over a subquery is not supported (mean min max sum count first last)"
             )
-    points = {f: _points(members, f) for call in found for f in _fields(call)}
+    points = {f: _points(members, f) for call in found for f in expr_fields(call)}
     if outer.every is None:
         return _whole(outer, exprs, found, points)
     if outer.start is None:
@@ -261,7 +255,7 @@ def _aggregated(outer: Select, members: list[Rows], zone: dt.tzinfo, now: int) -
     per_call: dict[Call, dict[int, Any]] = {}
     for call in found:
         buckets: dict[int, list[Point]] = {}
-        for ts, value in points[_fields(call)[0]]:
+        for ts, value in points[expr_fields(call)[0]]:
             if ts < end:
                 buckets.setdefault(plan.start_of(plan.key_of(ts)), []).append((ts, value))
         per_call[call] = {ts: got[1] for ts, group in buckets.items() if (got := _reduce(call.name, group))}
@@ -317,12 +311,12 @@ def _whole(
     start = outer.start
     if start is not None:
         points = {f: [p for p in found_points if p[0] >= start] for f, found_points in points.items()}
-    reduced = {call: _reduce(call.name, points[_fields(call)[0]]) for call in found}
+    reduced = {call: _reduce(call.name, points[expr_fields(call)[0]]) for call in found}
     cells = [_bucket_value(e, {c: got[1] if got else None for c, got in reduced.items()}) for e in exprs]
     if all(cell is None for cell in cells):
         return []
     time = 0 if start is None else start
-    if len(set(found)) == 1 and found[0].name in _SELECTORS:  # InfluxDB computes a repeated call once
+    if len(set(found)) == 1 and found[0].name in SELECTORS:  # InfluxDB computes a repeated call once
         got = reduced[found[0]]
         time = got[0] if got else time
     return [(time, cells)]

@@ -146,6 +146,17 @@ class SelectColumn:
         return self.function or self.field
 
 
+def column_names(columns: list[SelectColumn]) -> list[str]:
+    """InfluxDB's output names of a SELECT list, de-duplicated: mean, mean_1, …"""
+    seen: dict[str, int] = {}
+    names = []
+    for column in columns:
+        count = seen.get(column.name, 0)
+        names.append(column.name if count == 0 else f"{column.name}_{count}")
+        seen[column.name] = count + 1
+    return names
+
+
 @dataclass(slots=True)
 class Select:
     columns: list[SelectColumn]
@@ -325,7 +336,7 @@ def validate(stmt: Select) -> None:
                 if call.name not in FUNCTIONS + EXACT + TRANSFORMS:
                     raise InfluxQLError(f"error parsing query: undefined function {call.name}()")
                 check_call(call)
-            if not _fields(column.expr):
+            if not expr_fields(column.expr):
                 raise InfluxQLError("error parsing query: field must contain at least one variable")
     has_calls = any(_is_call(c) for c in stmt.columns)
     if has_calls and not all(_is_call(c) for c in stmt.columns):
@@ -374,14 +385,14 @@ def check_calls(stmt: Select) -> None:
                 )
 
 
-def _fields(expr: Expr) -> list[str]:
-    """Field keys an expression reads, in order of appearance."""
+def expr_fields(expr: Expr) -> list[str]:
+    """Field keys an expression reads, in order of appearance (inside calls too)."""
     if isinstance(expr, FieldRef):
         return [expr.name]
     if isinstance(expr, Call):
-        return [f for arg in expr.args for f in _fields(arg)]
+        return [f for arg in expr.args for f in expr_fields(arg)]
     if isinstance(expr, BinaryOp):
-        return _fields(expr.left) + _fields(expr.right)
+        return expr_fields(expr.left) + expr_fields(expr.right)
     return []
 
 
@@ -650,7 +661,7 @@ class _Parser:
         if isinstance(expr, Call) and expr.name in FUNCTIONS:
             if len(expr.args) == 1 and isinstance(expr.args[0], FieldRef):
                 return SelectColumn(expr.args[0].name, expr.name, alias)
-        fields = _fields(expr)
+        fields = expr_fields(expr)
         outer = expr.name if isinstance(expr, Call) else None
         return SelectColumn(fields[0] if fields else "", outer, alias, expr)
 
