@@ -23,8 +23,8 @@ SQLITE = pytest.mark.parametrize("engine_name", ["sqlite"], indirect=True)
 T0_MS = 1_577_836_800_000  # 2020-01-01T00:00:00Z
 HOUR_MS = 3_600_000
 WINDOW = f"time >= {T0_MS}ms AND time < {T0_MS + 3 * HOUR_MS}ms"
-#: Starts off the buckets' edges, as Grafana's $timeFilter is.
-ODD = f"time >= {T0_MS + 1_234_567}ms AND time < {T0_MS + 2 * HOUR_MS + 777_000}ms"
+#: As Grafana writes $timeFilter: the start off the buckets' edges, the end inclusive (on a reading).
+ODD = f"time >= {T0_MS + 1_234_567}ms and time <= {T0_MS + 2 * HOUR_MS + 720_000}ms"
 
 
 def _points() -> str:
