@@ -410,3 +410,52 @@ def test_now_as_an_offset_counts_from_go_s_zero_time() -> None:
     assert stmt.origin == (NOW + 62_135_596_800_000_000) % week != NOW % week
     hourly = one("SELECT mean(v) FROM m WHERE time > now() - 1d GROUP BY time(1h, now())")
     assert isinstance(hourly, Select) and hourly.origin == NOW % H
+
+
+def test_subquery_source_and_conditions_on_its_fields() -> None:
+    """``FROM (SELECT …)``: the inner statement whole, the outer WHERE's field conditions apart."""
+    stmt = one(
+        'SELECT sum("p") FROM (SELECT mean("power") AS "p" FROM "energy" WHERE time > now() - 1h '
+        'GROUP BY time(1m), "device") WHERE "p" > -5 AND "device" = \'a\' GROUP BY time(1h) fill(none)'
+    )
+    assert isinstance(stmt, Select) and stmt.subquery is not None
+    assert stmt.subquery.columns == [SelectColumn("power", "mean", "p")]
+    assert (stmt.subquery.every, stmt.subquery.group_tags, stmt.subquery.start) == (
+        60_000_000,
+        ["device"],
+        NOW - H + 1,
+    )
+    assert (stmt.measurement, stmt.every, stmt.fill, stmt.start) == ("", H, "none", None)
+    assert [(f.key, f.op, f.value) for f in stmt.field_filters] == [("p", ">", -5.0)]
+    assert stmt.tags == [TagFilter("device", "=", "a")]
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        "SELECT a FROM (SELECT b FROM (SELECT c FROM m))",
+        "SELECT a FROM (SELECT b FROM m), n",
+        'SELECT a FROM (SELECT b FROM m) WHERE "a" > 1 OR "a" < 0',
+        "SELECT a FROM m WHERE a > 1",
+        "SELECT a FROM (SELECT b FROM m",
+        "SELECT a FROM (SHOW DATABASES)",
+    ],
+)
+def test_subqueries_outside_the_subset_are_influx_errors(query: str) -> None:
+    with pytest.raises(InfluxQLError, match="error parsing query"):
+        parse(query, NOW)
+
+
+_SUBQUERY_PIECES = st.sampled_from(
+    ["SELECT", "FROM", "(", ")", "(SELECT", 'mean("v")', '"mean"', "*", ",", "WHERE", "time > now() - 1h",
+     "AND", "OR", '"mean" > 5', '"mean" <> -1.5', "\"t\" = 'a'", "GROUP BY", "time(1m)", '"t"', "fill(none)",
+     "LIMIT 2", "m", "AS", "p", ";"]
+)  # fmt: skip
+
+
+@given(st.lists(_SUBQUERY_PIECES, max_size=20))
+def test_subquery_shapes_parse_or_raise_influxql_error(pieces: list[str]) -> None:
+    try:
+        parse('SELECT sum("mean") FROM (' + " ".join(pieces), NOW)
+    except InfluxQLError:
+        pass

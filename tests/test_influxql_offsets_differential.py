@@ -159,3 +159,23 @@ def test_first_and_last_ties_between_series_as_influxdb(twin: Twin) -> None:  # 
         twin.compare(f"SELECT {fn}(temperature) FROM climate WHERE {WINDOW} GROUP BY time(10m)")
         twin.compare(f"SELECT {fn}(v) FROM tie WHERE time >= 0s AND time < 400s GROUP BY time(100s)")
         twin.compare(f"SELECT {fn}(v) FROM tie WHERE time >= 0s AND time < 400s GROUP BY time(100s, 50s)")
+
+
+def test_offsets_and_zones_through_a_subquery_as_influxdb(twin: Twin) -> None:  # noqa: F811
+    """Grafana's sum across series of per-series means, with offsets and a half-hour zone."""
+    t0 = SEASONS["spring"]
+    twin.write(_days(t0), precision="s")
+    window = f"time >= {t0 + 3 * 3600 + 420}s AND time < {t0 + 2 * DAY_S}s"
+    for inner, outer, tz in (
+        ("time(1h, 15m)", "time(1h, 15m)", ""),
+        ("time(10m)", "time(1h, -20m)", ""),
+        ("time(30m)", "time(2h)", " tz('Asia/Kolkata')"),
+        ("time(1h, 30m)", "time(6h, 90m)", " tz('America/St_Johns')"),
+    ):
+        twin.compare(
+            f'SELECT sum("mean") FROM (SELECT mean(t) FROM w WHERE {window} GROUP BY {inner}, site)'
+            f" WHERE {window} GROUP BY {outer} fill(null){tz}"
+        )
+    twin.compare(
+        f"SELECT max(t) FROM (SELECT t FROM w WHERE {window}) WHERE {window} GROUP BY time(3h, 1h) fill(none)"
+    )

@@ -202,6 +202,26 @@ def fill_linear(times: list[int], values: list[Any]) -> list[Any]:
     return filled
 
 
+def filled(starts: list[int], values: list[Any], fill: str | float, *, count: bool) -> list[Any]:
+    """fill() over one aggregate's buckets, in the order given; ``count``: the column is count()'s,
+    which fills 0 under null and truncates fill values to integers, as InfluxDB."""
+    if fill == "linear":
+        interpolated = fill_linear(starts, values)
+        return [int(v) if v is not None else None for v in interpolated] if count else interpolated
+    if fill == "previous":
+        out, previous = [], None
+        for value in values:
+            previous = value if value is not None else previous
+            out.append(previous)
+        return out
+    if isinstance(fill, float):
+        number = int(fill) if count else fill
+        return [number if v is None else v for v in values]
+    if fill == "null" and count:
+        return [0 if v is None else v for v in values]
+    return values
+
+
 def arithmetic(op: str, left: float | None, right: float | None) -> float | None:
     """``left op right`` as InfluxDB evaluates it on floats: null if either is, x / 0 is 0."""
     if left is None or right is None:

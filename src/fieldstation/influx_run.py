@@ -19,7 +19,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from fieldstation import query, rollups, tagmatch
+from fieldstation import influx_subquery, query, rollups, tagmatch
 from fieldstation.auth import KeyScope, key_scope
 from fieldstation.buckets import Bucket, Plan, bucket_starts, whole
 from fieldstation.buckets import plan as buckets_plan
@@ -29,7 +29,7 @@ from fieldstation.influx_functions import (
     cumulative_sum,
     derivative,
     difference,
-    fill_linear,
+    filled,
     integral,
     integral_of_slots,
     median,
@@ -53,6 +53,7 @@ from fieldstation.influxql import (
     Show,
     Statement,
     calls,
+    column_names,
 )
 from fieldstation.params import format_time, format_times
 from fieldstation.points import get_zone
@@ -132,7 +133,10 @@ def _run_one(
         return _show(statement, databases, database)
     if statement.invalid is not None:
         raise BadRequest(statement.invalid)
-    channel = databases.find(statement.database or database)
+    inner = statement.subquery
+    channel = databases.find(statement.database or (inner.database if inner else None) or database)
+    if inner is not None:
+        return _subquery_select(statement, channel, epoch)
     return _select(statement, channel, epoch)
 
 
@@ -206,7 +210,35 @@ def _page(rows: list[list[Any]], stmt: Show) -> list[list[Any]]:
 # -- SELECT -----------------------------------------------------------------------------------
 
 
-def _select(stmt: Select, channel: query.Database, epoch: str | None) -> list[dict[str, Any]]:
+def _subquery_select(stmt: Select, channel: query.Database, epoch: str | None) -> list[dict[str, Any]]:
+    """``SELECT … FROM (SELECT …)``: the inner statement through the engine (at most MAX_CELLS
+    values in its answer), the outer one over its points in memory (:mod:`fieldstation.influx_subquery`)."""
+    from fieldstation.timeunits import now_us
+
+    inner = influx_subquery.inner_statement(stmt)
+    if inner.invalid is not None:
+        raise BadRequest(inner.invalid)
+    answer = _select(inner, channel, "u", budget=MAX_CELLS)
+    series = [
+        influx_subquery.Rows(s["name"], s.get("tags", {}), s["columns"][1:], s["values"]) for s in answer
+    ]
+    zone = get_zone(stmt.tz)
+    output = []
+    for found in influx_subquery.evaluate(stmt, series, zone, now_us()):
+        times = _times([ts for ts, _ in found.rows], epoch, zone)
+        result: dict[str, Any] = {"name": found.name}
+        if stmt.group_tags:
+            result["tags"] = dict(zip(sorted(set(stmt.group_tags)), found.tags, strict=True))
+        result["columns"] = ["time", *found.columns]
+        result["values"] = [[time, *cells] for time, (_, cells) in zip(times, found.rows, strict=True)]
+        output.append(result)
+    return output
+
+
+def _select(
+    stmt: Select, channel: query.Database, epoch: str | None, budget: int | None = None
+) -> list[dict[str, Any]]:
+    """The series of one SELECT; ``budget``: the most values its answer may hold (a subquery's)."""
     sources = _in_source(_series_of(channel), stmt.measurement, stmt.measurement_regex)
     matching = [s for s in sources if _passes(s.name, stmt)] if stmt.tags else sources
     if not matching:
@@ -245,6 +277,13 @@ def _select(stmt: Select, channel: query.Database, epoch: str | None) -> list[di
             columns, table = _raw_table(stmt, members, epoch, shape)
         if not table:
             continue
+        if budget is not None:
+            budget -= len(table) * (len(columns) + 1)
+            if budget < 0:
+                raise BadRequest(
+                    f"a subquery may answer at most {MAX_CELLS} values;"
+                    " narrow its time range or widen its GROUP BY time()"
+                )
         series: dict[str, Any] = {"name": measurement}
         if group_tags:
             series["tags"] = dict(zip(group_tags, values, strict=True))
@@ -422,7 +461,7 @@ def _aggregate_rows(
     stmt: Select, members: list[FieldSeries]
 ) -> tuple[list[str], list[tuple[int, list[Any]]]]:
     """One row per GROUP BY time() bucket (with fill), or one row over the whole window."""
-    names = _column_names(stmt.columns)
+    names = column_names(stmt.columns)
     if stmt.every is None:
         start = MIN_TS_US if stmt.start is None else stmt.start
         end = MAX_TS_US + 1 if stmt.end is None else stmt.end
@@ -462,7 +501,7 @@ def _aggregate_rows(
         per_column.append(values)
     if not any(per_column):
         return names, []  # no point in the window: no series, whatever the fill
-    filled = []
+    by_column = []
     for column, values in zip(stmt.columns, per_column, strict=True):
         if stmt.fill == "none":
             times = sorted(values)
@@ -470,13 +509,11 @@ def _aggregate_rows(
             times = planned.output_starts(stmt.start, end, values, descending=stmt.descending)
         if stmt.descending:  # filled in the order asked for: fill(previous) takes the later bucket
             times.reverse()
-        call = Call(column.function or "mean", (FieldRef(column.field),))
-        filled.append(
-            dict(zip(times, _filled(call, times, [values.get(t) for t in times], stmt.fill), strict=True))
-        )
+        cells = filled(times, [values.get(t) for t in times], stmt.fill, count=column.function == "count")
+        by_column.append(dict(zip(times, cells, strict=True)))
     # Every column has the same times unless a DST change moved a selector's row (InfluxDB joins them).
-    times = sorted(set().union(*filled), reverse=stmt.descending)
-    return names, _joined(times, filled, stmt.fill)
+    times = sorted(set().union(*by_column), reverse=stmt.descending)
+    return names, _joined(times, by_column, stmt.fill)
 
 
 def _row_time(
@@ -519,17 +556,6 @@ def _chosen(function: str, parts: Sequence[Bucket | None]) -> Bucket | None:
     if function == "first":
         return min(found, key=lambda p: (p.first_at, -(p.first or 0.0)))
     return max(found, key=lambda p: (p.last_at, p.last or 0.0))
-
-
-def _column_names(columns: list[SelectColumn]) -> list[str]:
-    """InfluxDB de-duplicates output names: mean, mean_1, …"""
-    seen: dict[str, int] = {}
-    names = []
-    for column in columns:
-        count = seen.get(column.name, 0)
-        names.append(column.name if count == 0 else f"{column.name}_{count}")
-        seen[column.name] = count + 1
-    return names
 
 
 def _fields_for(column: SelectColumn, members: list[FieldSeries]) -> list[FieldSeries]:
@@ -618,7 +644,7 @@ def _expr_rows(stmt: Select, members: list[FieldSeries]) -> tuple[list[str], lis
     evaluated = [_column_points(expr, ctx, lone) for expr in exprs]
     columns = [_by_time(points) for points in evaluated]
     if not any(v is not None for column in columns for v in column.values()):
-        return _column_names(stmt.columns), []  # no point in the window: no series, whatever the fill
+        return column_names(stmt.columns), []  # no point in the window: no series, whatever the fill
     if len(columns) == 1:  # top(), bottom() and distinct() may give several rows at one time
         # InfluxDB lists top() and bottom() in time order even under ORDER BY time DESC.
         backwards = stmt.descending and not any(c.name in ("top", "bottom") for c in found)
@@ -628,7 +654,7 @@ def _expr_rows(stmt: Select, members: list[FieldSeries]) -> tuple[list[str], lis
         rows = _joined(times, columns, stmt.fill if stmt.every is not None else "null")
     if stmt.every is None or stmt.fill == "none":
         rows = [(ts, row) for ts, row in rows if any(v is not None for v in row)]
-    return _column_names(stmt.columns), rows
+    return column_names(stmt.columns), rows
 
 
 def _column_points(expr: Expr, ctx: _Context, lone: bool) -> list[tuple[int, Any]]:
@@ -773,35 +799,14 @@ def _aggregate(call: Call, ctx: _Context, lead: int) -> list[tuple[int, Any]]:
     found = dict(points)
     values = [found.get(ts) for ts in starts]
     if ctx.stmt.descending:  # filled in the order asked for: previous and linear look at later buckets
-        backwards = _filled(call, starts[::-1], values[::-1], ctx.stmt.fill)
+        backwards = filled(starts[::-1], values[::-1], ctx.stmt.fill, count=call.name == "count")
         return list(zip(starts, backwards[::-1], strict=True))
-    return list(zip(starts, _filled(call, starts, values, ctx.stmt.fill), strict=True))
+    return list(zip(starts, filled(starts, values, ctx.stmt.fill, count=call.name == "count"), strict=True))
 
 
 def _field_of(arg: Expr) -> str:
     assert isinstance(arg, FieldRef)  # the parser checks every call's first argument
     return arg.name
-
-
-def _filled(call: Call, starts: list[int], values: list[Any], fill: str | float) -> list[Any]:
-    """fill() over one aggregate's buckets (count() fills 0 under null, as InfluxDB)."""
-    if fill == "linear":
-        filled = fill_linear(starts, values)
-        # count() is an integer column: InfluxDB truncates the interpolated value to fit it.
-        return [int(v) if v is not None else None for v in filled] if call.name == "count" else filled
-    if fill == "previous":
-        out, previous = [], None
-        for value in values:
-            previous = value if value is not None else previous
-            out.append(previous)
-        return out
-    if isinstance(fill, float):
-        # count() is an integer column: InfluxDB truncates the fill value to fit it.
-        number = int(fill) if call.name == "count" else fill
-        return [number if v is None else v for v in values]
-    if fill == "null" and call.name == "count":
-        return [0 if v is None else v for v in values]
-    return values
 
 
 def _aggregate_points(
@@ -921,7 +926,7 @@ def _raw_expr_table(
     rows = [
         [time, *(_row_value(e, table[key]) for e in exprs)] for time, key in zip(times, order, strict=True)
     ]
-    return _column_names(stmt.columns), rows
+    return column_names(stmt.columns), rows
 
 
 def _expr_fields(expr: Expr) -> list[str]:

@@ -35,6 +35,7 @@ statements separated by ``;``) into statement objects with absolute times
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from fieldstation import tagmatch
@@ -145,6 +146,17 @@ class SelectColumn:
         return self.function or self.field
 
 
+def column_names(columns: list[SelectColumn]) -> list[str]:
+    """InfluxDB's output names of a SELECT list, de-duplicated: mean, mean_1, …"""
+    seen: dict[str, int] = {}
+    names = []
+    for column in columns:
+        count = seen.get(column.name, 0)
+        names.append(column.name if count == 0 else f"{column.name}_{count}")
+        seen[column.name] = count + 1
+    return names
+
+
 @dataclass(slots=True)
 class Select:
     columns: list[SelectColumn]
@@ -168,6 +180,10 @@ class Select:
     soffset: int = 0
     #: Why InfluxDB would refuse it when it runs (a statement error in its result, not a 400).
     invalid: str | None = None
+    #: ``FROM (SELECT …)``: the inner statement, whose answer this one reads (then ``measurement`` is "").
+    subquery: Select | None = None
+    #: ``WHERE "field" <op> <number>`` ANDed at the top: only over a subquery, on its answer's columns.
+    field_filters: list[FieldFilter] = field(default_factory=list)
 
 
 @dataclass(frozen=True, slots=True)
@@ -186,11 +202,40 @@ class Show:
 
 
 @dataclass(frozen=True, slots=True)
+class FieldFilter:
+    """``"field" <op> <number>`` in the WHERE of a statement over a subquery: a row passes when its
+    column holds a number that compares so (null and text never do, as in InfluxDB)."""
+
+    key: str
+    op: str  # = != < <= > >=
+    value: float
+
+    def holds(self, actual: object) -> bool:
+        if not isinstance(actual, int | float) or isinstance(actual, bool):
+            return False
+        return bool(_COMPARE[self.op](float(actual), self.value))
+
+
+_COMPARE: dict[str, Callable[[float, float], bool]] = {
+    "=": lambda a, b: a == b,
+    "!=": lambda a, b: a != b,
+    "<": lambda a, b: a < b,
+    "<=": lambda a, b: a <= b,
+    ">": lambda a, b: a > b,
+    ">=": lambda a, b: a >= b,
+}
+
+
+@dataclass(frozen=True, slots=True)
 class _TimeBound:
     """``time <op> <µs>`` while a WHERE clause is read; only an AND of them narrows the window."""
 
     op: str
     ts: int
+
+
+#: One item of a WHERE clause while it is read.
+_Item = Condition | _TimeBound | FieldFilter
 
 
 @dataclass(frozen=True, slots=True)
@@ -293,7 +338,7 @@ def validate(stmt: Select) -> None:
                 if call.name not in FUNCTIONS + EXACT + TRANSFORMS:
                     raise InfluxQLError(f"error parsing query: undefined function {call.name}()")
                 check_call(call)
-            if not _fields(column.expr):
+            if not expr_fields(column.expr):
                 raise InfluxQLError("error parsing query: field must contain at least one variable")
     has_calls = any(_is_call(c) for c in stmt.columns)
     if has_calls and not all(_is_call(c) for c in stmt.columns):
@@ -342,14 +387,14 @@ def check_calls(stmt: Select) -> None:
                 )
 
 
-def _fields(expr: Expr) -> list[str]:
-    """Field keys an expression reads, in order of appearance."""
+def expr_fields(expr: Expr) -> list[str]:
+    """Field keys an expression reads, in order of appearance (inside calls too)."""
     if isinstance(expr, FieldRef):
         return [expr.name]
     if isinstance(expr, Call):
-        return [f for arg in expr.args for f in _fields(arg)]
+        return [f for arg in expr.args for f in expr_fields(arg)]
     if isinstance(expr, BinaryOp):
-        return _fields(expr.left) + _fields(expr.right)
+        return expr_fields(expr.left) + expr_fields(expr.right)
     return []
 
 
@@ -528,6 +573,8 @@ class _Parser:
         self.now = now
         self.depth = 0  # open parentheses in WHERE
         self.operators = 0  # arithmetic operators in the SELECT list
+        self.nested = False  # inside FROM (SELECT …)
+        self.fields_ok = False  # in the WHERE of a statement over a subquery: field conditions allowed
 
     # -- token helpers --
 
@@ -605,12 +652,17 @@ class _Parser:
         while self.accept_op(","):
             columns.append(self.column())
         self.expect_kw("FROM")
-        database, retention, measurement, pattern = self.source()
-        stmt = Select(columns, measurement, database, retention, measurement_regex=pattern)
+        if self.accept_op("("):
+            stmt = Select(columns, "", subquery=self.subquery())
+        else:
+            database, retention, measurement, pattern = self.source()
+            stmt = Select(columns, measurement, database, retention, measurement_regex=pattern)
         if any(c.field == "*" and not c.function for c in columns) and any(_is_call(c) for c in columns):
             raise InfluxQLError("error parsing query: mixing * with functions is not supported")
         if self.accept_kw("WHERE"):
+            self.fields_ok = stmt.subquery is not None
             self.condition(stmt)
+            self.fields_ok = False
         if self.accept_kw("GROUP"):
             self.expect_kw("BY")
             self.group_by(stmt)
@@ -636,6 +688,21 @@ class _Parser:
             raise InfluxQLError("error parsing query: GROUP BY requires at least one aggregate function")
         return stmt
 
+    def subquery(self) -> Select:
+        """``(SELECT …)`` after FROM, the opening parenthesis read: one level deep, the only source."""
+        if self.nested:
+            raise InfluxQLError(
+                "error parsing query: subqueries nested more than one level are not supported"
+            )
+        self.expect_kw("SELECT")
+        self.nested = True
+        inner = self.select()
+        self.nested = False
+        self.expect_op(")")
+        if self.tok.kind == "op" and self.tok.text == ",":
+            raise InfluxQLError("error parsing query: a subquery beside other sources is not supported")
+        return inner
+
     def column(self) -> SelectColumn:
         if self.accept_op("*"):
             return SelectColumn("*")
@@ -646,7 +713,7 @@ class _Parser:
         if isinstance(expr, Call) and expr.name in FUNCTIONS:
             if len(expr.args) == 1 and isinstance(expr.args[0], FieldRef):
                 return SelectColumn(expr.args[0].name, expr.name, alias)
-        fields = _fields(expr)
+        fields = expr_fields(expr)
         outer = expr.name if isinstance(expr, Call) else None
         return SelectColumn(fields[0] if fields else "", outer, alias, expr)
 
@@ -781,6 +848,8 @@ class _Parser:
         for item in _top_level(self.disjunction()):
             if isinstance(item, _TimeBound):
                 self.time_term(stmt, item)
+            elif isinstance(item, FieldFilter):
+                stmt.field_filters.append(item)
             else:
                 stmt.tags.append(item)
 
@@ -791,7 +860,7 @@ class _Parser:
             raise InfluxQLError("error parsing query: time conditions in SHOW are not supported")
         return tuple(items)  # type: ignore[arg-type]
 
-    def disjunction(self) -> Condition | _TimeBound:
+    def disjunction(self) -> _Item:
         items = [self.conjunction()]
         while self.accept_kw("OR"):
             items.append(self.conjunction())
@@ -799,15 +868,17 @@ class _Parser:
             return items[0]
         if any(_has_time(item) for item in items):
             raise InfluxQLError("error parsing query: time conditions combined with OR are not supported")
+        if any(_has_field(item) for item in items):
+            raise InfluxQLError("error parsing query: field conditions combined with OR are not supported")
         return AnyOf(tuple(items))  # type: ignore[arg-type]
 
-    def conjunction(self) -> Condition | _TimeBound:
+    def conjunction(self) -> _Item:
         items = [self.term()]
         while self.accept_kw("AND"):
             items.append(self.term())
         return items[0] if len(items) == 1 else AllOf(tuple(items))  # type: ignore[arg-type]
 
-    def term(self) -> Condition | _TimeBound:
+    def term(self) -> _Item:
         if self.accept_op("("):
             self.depth += 1
             if self.depth > MAX_NESTING:  # each level is a Python frame: bounded before the stack is
@@ -827,11 +898,19 @@ class _Parser:
             return _TimeBound(op, self.time_expr())
         if op in ("=~", "!~"):
             return TagFilter(left, op, self.regex())
+        if self.fields_ok and (self.tok.kind == "number" or self.tok.text == "-"):
+            return FieldFilter(left, "!=" if op == "<>" else op, self.signed_number())
         if op not in ("=", "!=", "<>"):
             raise InfluxQLError("error parsing query: tags compare with =, !=, =~ or !~ only")
         if self.tok.kind != "string":
             raise self.fail("string")
         return TagFilter(left, "=" if op == "=" else "!=", self.next().value)
+
+    def signed_number(self) -> float:
+        negative = self.accept_op("-")
+        if self.tok.kind != "number":
+            raise self.fail("number")
+        return float(self.next().text) * (-1 if negative else 1)
 
     def time_term(self, stmt: Select, bound: _TimeBound) -> None:
         op, ts = bound.op, bound.ts
@@ -1020,13 +1099,19 @@ class _Parser:
         return "=", tuple(names)
 
 
-def _has_time(item: Condition | _TimeBound) -> bool:
+def _has_time(item: _Item) -> bool:
     if isinstance(item, _TimeBound):
         return True
     return isinstance(item, AllOf | AnyOf) and any(_has_time(i) for i in item.items)
 
 
-def _top_level(item: Condition | _TimeBound) -> list[Condition | _TimeBound]:
+def _has_field(item: object) -> bool:
+    if isinstance(item, FieldFilter):
+        return True
+    return isinstance(item, AllOf | AnyOf) and any(_has_field(i) for i in item.items)
+
+
+def _top_level(item: _Item) -> list[_Item]:
     """The conditions ANDed at the top of a WHERE clause (nested ANDs flattened)."""
     if isinstance(item, AllOf):
         return [flat for inner in item.items for flat in _top_level(inner)]
