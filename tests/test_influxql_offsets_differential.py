@@ -179,3 +179,9 @@ def test_offsets_and_zones_through_a_subquery_as_influxdb(twin: Twin) -> None:  
     twin.compare(
         f"SELECT max(t) FROM (SELECT t FROM w WHERE {window}) WHERE {window} GROUP BY time(3h, 1h) fill(none)"
     )
+    # first()/last() inside over both sites, and outside over the inner answer's series.
+    twin.compare(f"SELECT mean(f) FROM (SELECT first(t) AS f FROM w WHERE {window} GROUP BY time(2h, 30m))")
+    twin.compare(
+        f'SELECT last("mean") FROM (SELECT mean(t) FROM w WHERE {window} GROUP BY time(1h), site)'
+        f" WHERE {window} GROUP BY time(6h, 1h)"
+    )
