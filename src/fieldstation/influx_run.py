@@ -501,19 +501,39 @@ def _aggregate_rows(
         per_column.append(values)
     if not any(per_column):
         return names, []  # no point in the window: no series, whatever the fill
+    if planned.offsets:  # a DST change may move a selector's row, and fill() steps over it per column
+        return names, _joined_columns(stmt, planned, stmt.start, end, per_column)
+    times = (
+        sorted(set().union(*per_column))
+        if stmt.fill == "none"
+        else planned.output_starts(stmt.start, end, ())
+    )
+    if stmt.descending:  # filled in the order asked for: fill(previous) takes the later bucket
+        times.reverse()
+    columns = [
+        filled(times, [values.get(t) for t in times], stmt.fill, count=column.function == "count")
+        for column, values in zip(stmt.columns, per_column, strict=True)
+    ]
+    return names, [(ts, list(cells)) for ts, cells in zip(times, zip(*columns, strict=True), strict=True)]
+
+
+def _joined_columns(
+    stmt: Select, planned: Plan, start: int, end: int, per_column: list[dict[int, Any]]
+) -> list[tuple[int, list[Any]]]:
+    """Rows of columns filled each on its own times, as InfluxDB's fill() steps for each, joined by
+    time (a selector's row a DST change moved stands apart, its other cells filled as InfluxDB fills)."""
     by_column = []
     for column, values in zip(stmt.columns, per_column, strict=True):
         if stmt.fill == "none":
             times = sorted(values)
         else:
-            times = planned.output_starts(stmt.start, end, values, descending=stmt.descending)
-        if stmt.descending:  # filled in the order asked for: fill(previous) takes the later bucket
+            times = planned.output_starts(start, end, values, descending=stmt.descending)
+        if stmt.descending:
             times.reverse()
         cells = filled(times, [values.get(t) for t in times], stmt.fill, count=column.function == "count")
         by_column.append(dict(zip(times, cells, strict=True)))
-    # Every column has the same times unless a DST change moved a selector's row (InfluxDB joins them).
     times = sorted(set().union(*by_column), reverse=stmt.descending)
-    return names, _joined(times, by_column, stmt.fill)
+    return _joined(times, by_column, stmt.fill)
 
 
 def _row_time(
