@@ -95,6 +95,13 @@ def test_offsets_and_zones_over_rollup_slots_as_influxdb(twin: Twin, zone: str |
     )
     twin.compare(f"SELECT spread(t) FROM w WHERE {window} GROUP BY time(3h, 20m) fill(previous){tz}")
     twin.compare(f"SELECT max(t) * 2, count(t) FROM w WHERE {window} GROUP BY time(2h, 15m) fill(-1){tz}")
+    for q in (  # the functions that read raw values per bucket (window functions, walks)
+        "SELECT median(t), percentile(t, 90), stddev(t) FROM w WHERE {} GROUP BY time(1d, 6h)",
+        "SELECT top(t, 2) FROM w WHERE {} GROUP BY time(1d, -90m)",
+        "SELECT integral(t, 1h) FROM w WHERE {} GROUP BY time(6h, 30m)",
+        "SELECT count(distinct(t)) FROM w WHERE {} GROUP BY time(12h, 7m)",
+    ):
+        twin.compare(q.format(window) + tz)
 
 
 BAD_OFFSETS = [
