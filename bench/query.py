@@ -742,6 +742,11 @@ FUNCTION_QUERIES = {
     "mean / 1000 fill(linear)": "SELECT mean(temperature) / 1000 FROM year WHERE {w} GROUP BY time(9h)"
     " fill(linear)",
     "integral(f, 1h)": "SELECT integral(temperature, 1h) FROM year WHERE {w} GROUP BY time(9h)",
+    # GROUP BY time() with an offset off the hour slots: the 9 h buckets come from minute slots
+    "mean, GROUP BY time(9h, 30m)": "SELECT mean(temperature) FROM year WHERE {w} GROUP BY time(9h, 30m)",
+    # a subquery, as Grafana sums per-series means: 8,760 hourly means inside, their max outside
+    "max of hourly means (subquery)": "SELECT max(mean) FROM (SELECT mean(temperature) FROM year"
+    " WHERE {w} GROUP BY time(1h)) WHERE {w} GROUP BY time(9h)",
     "median per bucket": "SELECT median(temperature) FROM year WHERE {w} GROUP BY time(9h)",
     "median of the year": "SELECT median(temperature) FROM year WHERE {w}",
     "percentile(95) of the year": "SELECT percentile(temperature, 95) FROM year WHERE {w}",

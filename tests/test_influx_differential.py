@@ -11,7 +11,8 @@ and, as doubles, every stored value at its time in microseconds.
 Left out of the generator, where Fieldstation stores differently on purpose
 (docs/ingest.md, "Line protocol"): ``u`` integers (InfluxDB 1.x refuses them
 unless built with unsigned support; Fieldstation takes them), strings over 255
-characters and control characters other than tab and line breaks in strings and
+characters (also where an open quote swallows the lines after it, which the test
+then skips) and control characters other than tab and line breaks in strings and
 names (Fieldstation's text columns refuse them). Integers beyond 2**53 are
 compared as the doubles both servers' JSON gives; times finer than a
 microsecond are compared in whole microseconds (Fieldstation keeps µs).
@@ -218,6 +219,10 @@ def test_line_protocol_matches_influxdb(
     # InfluxDB 1.6 answers some bodies whose strings swallow lines with a 500 ("engine: unknown
     # field type"), having stored part of them: nothing to compare against.
     assume(influx_status != 500)
+    # A string that swallowed the lines after it (a quote left open) can outgrow what the
+    # generator keeps strings under: outside the comparison, as the module's docstring says.
+    strings = (v for kept in influx_values.values() for v in kept.values() if isinstance(v, str))
+    assume(all(len(text) <= 255 for text in strings))
     status, keys, values = fieldstation_stored(app, owner, body, precision)
     assert keys == influx_keys, (
         precision,
@@ -245,3 +250,20 @@ def _owner(app: Flask) -> User:
     """The channels' owner, made by the first example (the database outlives examples)."""
     user = db.session.scalar(sa.select(User).where(User.username == "alice"))
     return user if user is not None else make_user().user
+
+
+#: An open quote that InfluxDB's line splitter counts and its field scanner does not (the ``=`` in
+#: the measurement counts for the first only) stretches line 0 over line 1. Without a timestamp
+#: the fields end before the line break and the rest is ignored; with one, the rest is garbage.
+STRETCHED = [' m0_=x a="p",b"c=1 \nm1_ d=2 6', ' m0_=x a="p",b"c=1 5 \nm1_ d=2 6']
+
+
+@pytest.mark.parametrize("engine_name", ["sqlite"], indirect=True)
+@pytest.mark.parametrize("body", STRETCHED)
+def test_a_line_an_open_quote_stretches_is_stored_as_influxdb_stores_it(
+    app: Flask, influxdb: InfluxDB, engine_name: str, body: str
+) -> None:
+    influx_status, influx_keys, influx_values = influx_stored(influxdb, body, "s")
+    status, keys, values = fieldstation_stored(app, _owner(app), body, "s")
+    assert (status, keys, values) == (influx_status, influx_keys, influx_values)
+    assert "1" not in keys  # line 1 was never a line of its own

@@ -574,7 +574,9 @@ def parse_line_slow(line: str, scale: int = 1) -> LinePoint:
             raise LineError(f"max key length exceeded: {size + len(key) + 1} > {MAX_KEY_LENGTH}")
     ts_text, i = _scan_time(line, i)
     ts = _parse_ts(ts_text, scale)
-    if line[i:].strip(" "):
+    # Only after a timestamp must the rest be blank. Without one, InfluxDB ignores whatever follows
+    # a line break (a line that an open quote made span several, whose fields ended before it).
+    if ts_text and line[i:].strip(" "):
         raise LineError("point is invalid")
     if "time" in tags:
         raise LineError(f'invalid tag key: input tag "time" on measurement "{measurement}" is invalid')
@@ -781,10 +783,11 @@ def _scan_boolean(line: str, i: int) -> int:
 
 
 def _scan_time(line: str, i: int) -> tuple[str, int]:
-    """The timestamp's text after the fields (digits, optionally after a minus) and where it ends."""
+    """The timestamp's text after the fields (digits, optionally after a minus) and where it ends:
+    at a space or a line break."""
     n = len(line)
     start = i = _skip_blanks(line, i)
-    while i < n and line[i] != " ":
+    while i < n and line[i] not in " \n":
         if not (line[i] in _DIGITS or (i == start and line[i] == "-")):
             raise LineError("bad timestamp")
         i += 1
