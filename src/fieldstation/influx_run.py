@@ -250,7 +250,7 @@ def _select(
     groups: dict[tuple[str, tuple[str, ...]], list[FieldSeries]] = {}
     for s in matching:
         groups.setdefault((s.name.measurement, tuple(s.name.tag(t) for t in group_tags)), []).append(s)
-    raw = not _has_calls(stmt) and all(c.expr is None for c in stmt.columns)
+    raw = not stmt.has_calls and all(c.expr is None for c in stmt.columns)
     shape = _raw_shape(stmt, sources, group_tags) if raw else None
     if shape is not None and not shape.fields:
         return []  # only tags selected: InfluxDB answers no series
@@ -261,7 +261,7 @@ def _select(
         _series_window(groups, group_tags, stmt), reverse=stmt.descending
     ):
         table: list[Any]
-        if _has_calls(stmt) and (any(c.expr is not None for c in stmt.columns) or stmt.fill == "linear"):
+        if stmt.has_calls and (any(c.expr is not None for c in stmt.columns) or stmt.fill == "linear"):
             columns, rows = _expr_rows(stmt, members)
             rows = rows[stmt.offset :]
             table = [[_time(ts, epoch, zone), *row] for ts, row in rows[: stmt.limit]]
@@ -303,10 +303,6 @@ def _in_source(series: list[FieldSeries], measurement: str | None, pattern: str 
     if measurement is None:
         return series
     return [s for s in series if s.name.measurement == measurement]
-
-
-def _has_calls(stmt: Select) -> bool:
-    return any(c.function is not None or (c.expr is not None and calls(c.expr)) for c in stmt.columns)
 
 
 def _passes(name: SeriesName, stmt: Select | Show) -> bool:
@@ -492,13 +488,14 @@ def _aggregate_rows(
 
     end = now_us() + 1 if stmt.end is None else stmt.end
     zone = get_zone(stmt.tz)
-    planned = buckets_plan(stmt.start, end, stmt.every, **_grid(stmt, zone))
+    grid = _grid(stmt, zone)
+    planned = buckets_plan(stmt.start, end, stmt.every, **grid)
     per_column: list[dict[int, Any]] = []
     for column in stmt.columns:
         series = _fields_for(column, members)
         by_start: dict[int, list[Bucket | None]] = {}
         for s in series:
-            for b in rollups.buckets(s.field_id, stmt.start, end, stmt.every, **_grid(stmt, zone)):
+            for b in rollups.buckets(s.field_id, stmt.start, end, stmt.every, **grid):
                 by_start.setdefault(b.start, []).append(b)
         values: dict[int, Any] = {}
         ids = [s.field_id for s in series]

@@ -71,7 +71,7 @@ def inner_statement(outer: Select) -> Select:
         raise BadRequest("SLIMIT and SOFFSET over a subquery are not supported")
     if "*" in outer.group_tags:
         raise BadRequest("GROUP BY * over a subquery is not supported")
-    aggregate = any(_calls_of(c.expr, c.function) for c in inner.columns)
+    aggregate = inner.has_calls
     own = inner.every is not None or not aggregate
     return dataclasses.replace(
         inner,
@@ -89,10 +89,6 @@ def _bound(pick: Callable[[int, int], int], a: int | None, b: int | None) -> int
     return b if a is None else a if b is None else pick(a, b)
 
 
-def _calls_of(expr: Expr | None, function: str | None) -> bool:
-    return function is not None or (expr is not None and bool(calls(expr)))
-
-
 def evaluate(outer: Select, inner: list[Rows], zone: dt.tzinfo, now: int) -> list[Output]:
     """The outer statement's series over the inner answer, in InfluxDB's order (by measurement and
     GROUP BY tag values, reversed by ORDER BY time DESC), LIMIT and OFFSET applied per series."""
@@ -103,7 +99,7 @@ def evaluate(outer: Select, inner: list[Rows], zone: dt.tzinfo, now: int) -> lis
         if all(condition.holds(lookup) for condition in outer.tags):
             key = (series.name, tuple(series.tags.get(t, "") for t in group_tags))
             groups.setdefault(key, []).append(series)
-    aggregate = any(_calls_of(c.expr, c.function) for c in outer.columns)
+    aggregate = outer.has_calls
     names = _column_names(outer, inner, group_tags)
     output = []
     for (name, values), members in sorted(groups.items(), key=lambda item: item[0], reverse=outer.descending):
@@ -212,7 +208,7 @@ def _whole_inner(outer: Select) -> bool:
     """Whether the inner statement is an aggregate without GROUP BY time(): a row per series."""
     inner = outer.subquery
     assert inner is not None
-    return inner.every is None and any(_calls_of(c.expr, c.function) for c in inner.columns)
+    return inner.every is None and inner.has_calls
 
 
 def _row_value(expr: Expr, row: Sequence[Any], index: dict[str, int], tags: dict[str, str]) -> Any:

@@ -185,6 +185,12 @@ class Select:
     #: ``WHERE "field" <op> <number>`` ANDed at the top: only over a subquery, on its answer's columns.
     field_filters: list[FieldFilter] = field(default_factory=list)
 
+    @property
+    def has_calls(self) -> bool:
+        """Whether a column calls a function: the statement aggregates (or selects, or transforms)
+        rather than reading raw values."""
+        return any(c.function is not None or (c.expr is not None and calls(c.expr)) for c in self.columns)
+
 
 @dataclass(frozen=True, slots=True)
 class Show:
